@@ -1,0 +1,541 @@
+#include "agent/agent.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/log.h"
+#include "common/proto_time.h"
+
+namespace joule {
+namespace {
+
+constexpr int64_t kMaxProgressReadBytes = 1 << 20;
+
+// Task ids become directory names: allow only a safe alphabet.
+bool SafeTaskId(const std::string& id) {
+  if (id.empty() || id.size() > 200 || id == "." || id == "..") return false;
+  for (char c : id) {
+    if (!absl::ascii_isalnum(c) && c != '.' && c != '-' && c != '_') return false;
+  }
+  return true;
+}
+
+absl::Status MakeDirs(const std::string& path) {
+  std::string current;
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    absl::StrAppend(&current, part, "/");
+    if (part.empty()) continue;
+    if (mkdir(current.c_str(), 0755) != 0 && errno != EEXIST) {
+      return absl::InternalError(
+          absl::StrCat("mkdir ", current, ": ", std::strerror(errno)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void AddEnergy(v1::Energy* energy, double gpu_j, double cpu_j, double static_j) {
+  energy->set_gpu_j(energy->gpu_j() + gpu_j);
+  energy->set_cpu_j(energy->cpu_j() + cpu_j);
+  energy->set_static_j(energy->static_j() + static_j);
+  energy->set_total_j(energy->gpu_j() + energy->cpu_j() + energy->static_j());
+}
+
+}  // namespace
+
+Agent::Agent(AgentOptions options, std::vector<std::unique_ptr<GpuDevice>> gpus,
+             std::unique_ptr<EstimatedCpu> cpu, const Clock* clock)
+    : options_(std::move(options)),
+      clock_(clock),
+      gpus_(std::move(gpus)),
+      cpu_(std::move(cpu)) {
+  absl::MutexLock lock(&mu_);
+  last_account_ = clock_->Now();
+  for (auto& gpu : gpus_) {
+    last_gpu_energy_j_[gpu->Describe().index()] =
+        gpu->Sample(last_account_).energy_j();
+  }
+  if (cpu_ != nullptr) {
+    double busy = 0;
+    absl::StatusOr<v1::DeviceSample> sample = cpu_->Sample(last_account_, &busy);
+    if (sample.ok()) {
+      last_cpu_sample_ = *sample;
+      last_cpu_energy_j_ = sample->energy_j();
+    } else {
+      JLOG(WARNING) << "CPU power estimate unavailable: " << sample.status();
+    }
+  }
+}
+
+void Agent::SetSink(MessageSink* sink) {
+  absl::MutexLock lock(&mu_);
+  sink_ = sink;
+}
+
+int Agent::running_tasks() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(tasks_.size());
+}
+
+std::string Agent::TaskDir(const std::string& task_id) const {
+  return absl::StrCat(options_.work_dir, "/tasks/", task_id);
+}
+
+GpuDevice* Agent::Gpu(int32_t index) {
+  for (auto& gpu : gpus_) {
+    if (gpu->Describe().index() == index) return gpu.get();
+  }
+  return nullptr;
+}
+
+v1::Register Agent::MakeRegister() {
+  absl::MutexLock lock(&mu_);
+  v1::Register reg;
+  v1::NodeInfo* node = reg.mutable_node();
+  node->set_name(options_.node_name);
+  for (const auto& [key, value] : options_.labels) (*node->mutable_labels())[key] = value;
+  for (auto& gpu : gpus_) *node->add_devices() = gpu->Describe();
+  if (cpu_ != nullptr) *node->add_devices() = cpu_->Describe();
+  node->set_cpus(options_.cpus);
+  node->set_memory_bytes(options_.memory_bytes);
+  node->set_static_power_w(options_.static_power_w);
+  node->set_agent_version("joule-agent 0.1");
+  for (const auto& [id, task] : tasks_) {
+    v1::RunningTask* running = reg.add_running_tasks();
+    running->set_task_id(id);
+    running->set_job_id(task.spec.job_id());
+    running->set_pid(task.process->pid());
+    *running->mutable_start_time() = ToProtoTime(task.start_time);
+    *running->mutable_usage() = task.usage;
+  }
+  for (const auto& [id, event] : unacked_) *reg.add_unacked_events() = event;
+  return reg;
+}
+
+void Agent::Emit(const v1::TaskEvent& event) {
+  if (event.kind() == v1::TaskEvent::KIND_EXITED ||
+      event.kind() == v1::TaskEvent::KIND_START_FAILED) {
+    unacked_[event.task_id()] = event;
+  }
+  if (sink_ == nullptr) return;
+  v1::AgentMessage message;
+  *message.mutable_task_event() = event;
+  sink_->Send(message);
+}
+
+void Agent::HandleCommand(const v1::SchedulerCommand& command) {
+  absl::MutexLock lock(&mu_);
+  switch (command.cmd_case()) {
+    case v1::SchedulerCommand::kRegisterAck:
+      break;
+    case v1::SchedulerCommand::kStartTask:
+      StartTask(command.start_task());
+      break;
+    case v1::SchedulerCommand::kStopTask:
+      StopTask(command.stop_task());
+      break;
+    case v1::SchedulerCommand::kSetCap:
+      SetCap(command.set_cap());
+      break;
+    case v1::SchedulerCommand::kUpdateHints:
+      UpdateHints(command.update_hints());
+      break;
+    case v1::SchedulerCommand::kAckTaskEvent:
+      unacked_.erase(command.ack_task_event().task_id());
+      break;
+    case v1::SchedulerCommand::kFetchLogs:
+      FetchLogs(command.fetch_logs());
+      break;
+    case v1::SchedulerCommand::CMD_NOT_SET:
+      JLOG(WARNING) << "ignoring an empty command from the scheduler";
+      break;
+  }
+}
+
+absl::Status Agent::WriteHints(const Task& task) {
+  std::string text = absl::StrFormat("batch_size=%d\nshards=%s\nstop=%d\n",
+                                     task.batch_size, task.shards,
+                                     task.stop_hint ? 1 : 0);
+  // Simulated accelerators: the slowest of the task's devices sets its pace.
+  double speed = 0;
+  for (int32_t index : task.spec.gpu_indices()) {
+    GpuDevice* gpu = Gpu(index);
+    if (gpu == nullptr || !gpu->SimulatedSpeed()) continue;
+    speed = speed == 0 ? *gpu->SimulatedSpeed()
+                       : std::min(speed, *gpu->SimulatedSpeed());
+  }
+  if (speed > 0) absl::StrAppendFormat(&text, "device_speed=%.4f\n", speed);
+  const std::string tmp = task.hints_path + ".tmp";
+  std::ofstream out(tmp, std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out || std::rename(tmp.c_str(), task.hints_path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("writing ", task.hints_path, ": ",
+                                            std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+void Agent::StartTask(const v1::StartTask& start) {
+  const absl::Time now = clock_->Now();
+  v1::TaskEvent event;
+  event.set_task_id(start.task_id());
+  event.set_job_id(start.job_id());
+  *event.mutable_time() = ToProtoTime(now);
+  if (!SafeTaskId(start.task_id())) {
+    JLOG(WARNING) << "refusing a start with a malformed task id";
+    event.set_kind(v1::TaskEvent::KIND_START_FAILED);
+    event.set_message("malformed task id");
+    Emit(event);
+    return;
+  }
+  // Idempotent per attempt: a start for a task already started is answered
+  // with what happened, never a second process.
+  if (started_.count(start.task_id())) {
+    auto running = tasks_.find(start.task_id());
+    if (running != tasks_.end()) {
+      event.set_kind(v1::TaskEvent::KIND_STARTED);
+      event.set_pid(running->second.process->pid());
+      Emit(event);
+    } else if (auto done = unacked_.find(start.task_id()); done != unacked_.end()) {
+      Emit(done->second);
+    }
+    return;
+  }
+  started_.insert(start.task_id());
+
+  std::string problem;
+  for (int32_t index : start.gpu_indices()) {
+    if (Gpu(index) == nullptr) problem = absl::StrCat("no GPU with index ", index);
+  }
+  Task task;
+  task.spec = start;
+  task.dir = TaskDir(start.task_id());
+  task.progress_path = task.dir + "/progress";
+  task.hints_path = task.dir + "/hints";
+  task.batch_size = start.batch_size();
+  task.shards = start.shards();
+  task.usage.set_task_id(start.task_id());
+  if (problem.empty()) {
+    absl::Status made = MakeDirs(task.dir);
+    if (!made.ok()) problem = std::string(made.message());
+  }
+  if (problem.empty()) {
+    for (int32_t index : start.gpu_indices()) {
+      GpuDevice* gpu = Gpu(index);
+      if (start.power_cap_w() > 0) {
+        absl::Status capped = gpu->SetPowerLimit(start.power_cap_w(), now);
+        if (!capped.ok()) {
+          JLOG(WARNING) << "task " << start.task_id() << ": " << capped
+                        << "; keeping " << gpu->power_limit_w() << " W";
+        }
+      }
+    }
+    absl::Status hints = WriteHints(task);
+    if (!hints.ok()) problem = std::string(hints.message());
+  }
+  if (problem.empty()) {
+    SpawnOptions spawn;
+    spawn.path = start.command();
+    spawn.args.assign(start.args().begin(), start.args().end());
+    spawn.env = options_.base_env;
+    for (const auto& [key, value] : start.env()) spawn.env.emplace_back(key, value);
+    const std::vector<std::pair<std::string, std::string>> contract = {
+        {"JOULE_JOB_ID", start.job_id()},
+        {"JOULE_TASK_ID", start.task_id()},
+        {"JOULE_REPLICA_INDEX", absl::StrCat(start.replica_index())},
+        {"JOULE_REPLICA_COUNT", absl::StrCat(start.replica_count())},
+        {"JOULE_BATCH_SIZE", absl::StrCat(start.batch_size())},
+        {"JOULE_SHARDS", start.shards()},
+        {"JOULE_SHARD_COUNT", absl::StrCat(start.shard_count())},
+        {"JOULE_PROGRESS_FILE", task.progress_path},
+        {"JOULE_HINTS_FILE", task.hints_path},
+        {"CUDA_VISIBLE_DEVICES", absl::StrJoin(start.gpu_indices(), ",")},
+    };
+    spawn.env.insert(spawn.env.end(), contract.begin(), contract.end());
+    spawn.working_dir = start.working_dir().empty() ? task.dir : start.working_dir();
+    spawn.stdout_path = task.dir + "/stdout.log";
+    spawn.stderr_path = task.dir + "/stderr.log";
+    absl::StatusOr<std::unique_ptr<TaskProcess>> process = TaskProcess::Spawn(spawn);
+    if (!process.ok()) {
+      problem = std::string(process.status().message());
+    } else {
+      task.process = *std::move(process);
+    }
+  }
+  if (!problem.empty()) {
+    JLOG(WARNING) << "task " << start.task_id() << " could not start: " << problem;
+    ReleaseGpus(start, now);
+    event.set_kind(v1::TaskEvent::KIND_START_FAILED);
+    event.set_exit_code(127);
+    event.set_message(problem);
+    Emit(event);
+    return;
+  }
+  for (int32_t index : start.gpu_indices()) Gpu(index)->SetBusy(true, now);
+  task.start_time = now;
+  absl::StatusOr<double> cpu = task.process->CpuSeconds(options_.procfs_root);
+  task.last_cpu_seconds = cpu.ok() ? *cpu : 0;
+  event.set_kind(v1::TaskEvent::KIND_STARTED);
+  event.set_pid(task.process->pid());
+  JLOG(INFO) << "started task " << start.task_id() << " (pid "
+             << task.process->pid() << ")";
+  tasks_.emplace(start.task_id(), std::move(task));
+  Emit(event);
+}
+
+void Agent::StopTask(const v1::StopTask& stop) {
+  auto it = tasks_.find(stop.task_id());
+  if (it == tasks_.end()) return;  // Already ended: its exit is reported.
+  absl::Duration grace = FromProtoDuration(stop.grace_period());
+  if (grace <= absl::ZeroDuration()) grace = absl::Seconds(10);
+  JLOG(INFO) << "stopping task " << stop.task_id() << ": " << stop.reason();
+  it->second.process->Terminate(clock_->Now(), grace);
+}
+
+void Agent::SetCap(const v1::SetCap& set_cap) {
+  GpuDevice* gpu = Gpu(set_cap.gpu_index());
+  if (gpu == nullptr) {
+    JLOG(WARNING) << "set-cap for unknown GPU " << set_cap.gpu_index();
+    return;
+  }
+  absl::Status status = gpu->SetPowerLimit(set_cap.power_cap_w(), clock_->Now());
+  if (!status.ok()) {
+    JLOG(WARNING) << "set-cap refused: " << status;
+    return;
+  }
+  for (auto& [id, task] : tasks_) {
+    const auto& gpus = task.spec.gpu_indices();
+    if (std::find(gpus.begin(), gpus.end(), set_cap.gpu_index()) != gpus.end()) {
+      absl::Status hints = WriteHints(task);
+      if (!hints.ok()) JLOG(WARNING) << hints;
+    }
+  }
+}
+
+void Agent::UpdateHints(const v1::UpdateHints& update) {
+  auto it = tasks_.find(update.task_id());
+  if (it == tasks_.end()) return;
+  Task& task = it->second;
+  if (update.batch_size() > 0) task.batch_size = update.batch_size();
+  task.shards = update.shards();
+  task.stop_hint = update.stop();
+  absl::Status hints = WriteHints(task);
+  if (!hints.ok()) JLOG(WARNING) << hints;
+}
+
+void Agent::FetchLogs(const v1::FetchLogs& fetch) {
+  v1::AgentMessage message;
+  v1::LogsReply* reply = message.mutable_logs();
+  reply->set_request_id(fetch.request_id());
+  reply->set_task_id(fetch.task_id());
+  if (!SafeTaskId(fetch.task_id())) {
+    reply->set_error("malformed task id");
+  } else {
+    const std::string dir = TaskDir(fetch.task_id());
+    bool truncated_out = false, truncated_err = false;
+    absl::StatusOr<std::string> out =
+        ReadFileTail(dir + "/stdout.log", fetch.max_bytes(), &truncated_out);
+    absl::StatusOr<std::string> err =
+        ReadFileTail(dir + "/stderr.log", fetch.max_bytes(), &truncated_err);
+    if (out.ok()) reply->set_stdout(*out);
+    if (err.ok()) reply->set_stderr(*err);
+    reply->set_truncated(truncated_out || truncated_err);
+    if (!out.ok()) reply->set_error(std::string(out.status().message()));
+  }
+  if (sink_ != nullptr) sink_->Send(message);
+}
+
+void Agent::ReleaseGpus(const v1::StartTask& spec, absl::Time now) {
+  for (int32_t index : spec.gpu_indices()) {
+    GpuDevice* gpu = Gpu(index);
+    if (gpu == nullptr) continue;
+    gpu->SetBusy(false, now);
+    const double default_w = gpu->Describe().power_limit_default_w();
+    if (gpu->power_limit_w() != default_w) {
+      absl::Status status = gpu->SetPowerLimit(default_w, now);
+      if (!status.ok()) {
+        JLOG(ERROR) << "cannot restore GPU " << index << "'s default cap: " << status;
+      }
+    }
+  }
+}
+
+void Agent::ReadProgress(Task& task) {
+  const int fd = open(task.progress_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // The task reports nothing (yet).
+  std::string chunk(kMaxProgressReadBytes, '\0');
+  const ssize_t n = pread(fd, chunk.data(), chunk.size(), task.progress_offset);
+  close(fd);
+  if (n <= 0) return;
+  task.progress_offset += n;
+  task.progress_partial.append(chunk.data(), n);
+  size_t end;
+  while ((end = task.progress_partial.find('\n')) != std::string::npos) {
+    const std::string line = task.progress_partial.substr(0, end);
+    task.progress_partial.erase(0, end + 1);
+    std::vector<absl::string_view> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (words.empty() || words[0] != "progress") continue;
+    for (size_t i = 1; i < words.size(); ++i) {
+      std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(words[i], '=');
+      double value = 0;
+      if (!absl::SimpleAtod(kv.second, &value) || !std::isfinite(value)) continue;
+      if (kv.first == "samples") task.usage.set_samples_done(value);
+      if (kv.first == "steps") task.usage.set_steps_done(value);
+    }
+  }
+  // A task writing an endless line does not grow the agent without bound.
+  if (task.progress_partial.size() > kMaxProgressReadBytes) task.progress_partial.clear();
+}
+
+void Agent::Account(absl::Time now, v1::NodeSample* sample) {
+  const double dt = std::max(0.0, absl::ToDoubleSeconds(now - last_account_));
+  last_account_ = now;
+
+  // 1. GPUs: energy since the last step, by owner.
+  std::map<int32_t, std::string> owner;
+  for (const auto& [id, task] : tasks_) {
+    for (int32_t index : task.spec.gpu_indices()) owner[index] = id;
+  }
+  std::map<std::string, double> gpu_j;
+  double static_pool_j = options_.static_power_w * dt;
+  for (auto& gpu : gpus_) {
+    v1::DeviceSample reading = gpu->Sample(now);
+    const int32_t index = reading.index();
+    const double delta = std::max(0.0, reading.energy_j() - last_gpu_energy_j_[index]);
+    last_gpu_energy_j_[index] = reading.energy_j();
+    auto it = owner.find(index);
+    if (it != owner.end()) {
+      gpu_j[it->second] += delta;
+    } else {
+      static_pool_j += delta;
+    }
+    if (sample != nullptr) *sample->add_devices() = reading;
+  }
+
+  // 2. CPU: dynamic energy by CPU-time share; idle power into the pool.
+  double cpu_dynamic_j = 0, busy_seconds = 0;
+  if (cpu_ != nullptr) {
+    absl::StatusOr<v1::DeviceSample> reading = cpu_->Sample(now, &busy_seconds);
+    if (reading.ok()) {
+      last_cpu_sample_ = *reading;
+      const double delta = std::max(0.0, reading->energy_j() - last_cpu_energy_j_);
+      last_cpu_energy_j_ = reading->energy_j();
+      const double idle_j = std::min(delta, cpu_->idle_w() * dt);
+      static_pool_j += idle_j;
+      cpu_dynamic_j = delta - idle_j;
+    }
+    if (sample != nullptr) *sample->add_devices() = last_cpu_sample_;
+  }
+  std::map<std::string, double> cpu_share;
+  for (auto& [id, task] : tasks_) {
+    absl::StatusOr<double> cpu = task.process->CpuSeconds(options_.procfs_root);
+    if (!cpu.ok()) continue;
+    const double used = std::max(0.0, *cpu - task.last_cpu_seconds);
+    task.last_cpu_seconds = std::max(task.last_cpu_seconds, *cpu);
+    if (busy_seconds > 0) cpu_share[id] = std::min(1.0, used / busy_seconds);
+  }
+
+  // 3. The static pool, evenly.
+  const double static_each = tasks_.empty() ? 0 : static_pool_j / tasks_.size();
+  for (auto& [id, task] : tasks_) {
+    AddEnergy(task.usage.mutable_energy(), gpu_j[id], cpu_dynamic_j * cpu_share[id],
+              static_each);
+  }
+}
+
+void Agent::Finish(const std::string& task_id, const ExitStatus& exit,
+                   absl::Time now) {
+  auto it = tasks_.find(task_id);
+  Task& task = it->second;
+  ReadProgress(task);
+  // Nothing of the task may outlive it.
+  task.process->KillGroup();
+  ReleaseGpus(task.spec, now);
+  v1::TaskEvent event;
+  event.set_task_id(task_id);
+  event.set_job_id(task.spec.job_id());
+  event.set_kind(v1::TaskEvent::KIND_EXITED);
+  *event.mutable_time() = ToProtoTime(now);
+  event.set_pid(task.process->pid());
+  event.set_exit_code(exit.exit_code);
+  event.set_signal(exit.signal);
+  event.set_stopped(task.process->stop_requested());
+  *event.mutable_usage() = task.usage;
+  JLOG(INFO) << "task " << task_id << " exited with code " << exit.exit_code
+             << " after " << task.usage.energy().total_j() << " J";
+  tasks_.erase(it);
+  Emit(event);
+}
+
+void Agent::Tick() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  std::vector<std::pair<std::string, ExitStatus>> exited;
+  for (auto& [id, task] : tasks_) {
+    ReadProgress(task);
+    task.process->Tick(now);
+    if (std::optional<ExitStatus> exit = task.process->Poll()) {
+      exited.emplace_back(id, *exit);
+    }
+  }
+  if (exited.empty()) return;
+  // Close the books up to now while the exited tasks still count.
+  Account(now, nullptr);
+  for (const auto& [id, exit] : exited) Finish(id, exit, now);
+}
+
+void Agent::SendTelemetry() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  v1::AgentMessage message;
+  v1::NodeSample* sample = message.mutable_telemetry();
+  *sample->mutable_time() = ToProtoTime(now);
+  Account(now, sample);
+  double power = options_.static_power_w;
+  for (const v1::DeviceSample& device : sample->devices()) power += device.power_w();
+  sample->set_node_power_w(power);
+  for (auto& [id, task] : tasks_) {
+    ReadProgress(task);
+    *sample->add_tasks() = task.usage;
+  }
+  if (sink_ != nullptr) sink_->Send(message);
+}
+
+void Agent::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, task] : tasks_) task.process->Terminate(clock_->Now(), grace);
+  }
+  // Wait for the tasks to go; SIGKILL comes at the grace deadline.
+  const absl::Time give_up = clock_->Now() + grace + absl::Seconds(5);
+  while (running_tasks() > 0 && clock_->Now() < give_up) {
+    Tick();
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  for (auto& gpu : gpus_) {
+    const double default_w = gpu->Describe().power_limit_default_w();
+    if (gpu->power_limit_w() != default_w) {
+      absl::Status status = gpu->SetPowerLimit(default_w, now);
+      if (!status.ok()) JLOG(ERROR) << "cannot restore a default cap: " << status;
+    }
+  }
+}
+
+}  // namespace joule

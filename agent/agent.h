@@ -1,0 +1,138 @@
+#ifndef JOULE_AGENT_AGENT_H_
+#define JOULE_AGENT_AGENT_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agent/devices.h"
+#include "agent/process/task_process.h"
+#include "common/clock.h"
+#include "joule/v1/agent.pb.h"
+
+namespace joule {
+
+// Where the agent's messages go: the scheduler link. Send must not block
+// and may drop messages while disconnected; everything that must not be
+// lost is repeated in the next Register.
+class MessageSink {
+ public:
+  virtual ~MessageSink() = default;
+  virtual void Send(const v1::AgentMessage& message) = 0;
+};
+
+struct AgentOptions {
+  std::string node_name;
+  // Per-task directories (logs, progress, hints) live under <work_dir>/tasks.
+  std::string work_dir;
+  std::string procfs_root = "/proc";
+  std::map<std::string, std::string> labels;
+  double cpus = 1;
+  int64_t memory_bytes = 0;
+  // Power of the node outside the reported devices (fans, memory, board).
+  double static_power_w = 0;
+  // The agent's own environment entries passed on to tasks (PATH, HOME...).
+  std::vector<std::pair<std::string, std::string>> base_env;
+};
+
+// The node agent's core: runs tasks as child processes, samples devices,
+// attributes energy to tasks, and applies the scheduler's commands. It
+// knows nothing of gRPC: commands come in through HandleCommand and
+// messages leave through a MessageSink.
+//
+// Energy attribution at every accounting step (each telemetry sample and
+// each task exit), over the interval since the previous step:
+//  1. A task gets the measured energy of the GPUs it owns.
+//  2. The CPU's dynamic energy (above its idle power) is split by each
+//     task's share of the host's busy CPU time (its process group).
+//  3. The static pool (node static power, CPU idle power, energy of GPUs no
+//     task owns) is split evenly among the running tasks.
+//
+// Thread-safe; state guarded by mu_.
+class Agent {
+ public:
+  Agent(AgentOptions options, std::vector<std::unique_ptr<GpuDevice>> gpus,
+        std::unique_ptr<EstimatedCpu> cpu, const Clock* clock);
+
+  void SetSink(MessageSink* sink);
+
+  // The registration message: node, tasks still running, final events the
+  // scheduler has not acknowledged.
+  v1::Register MakeRegister();
+  void HandleCommand(const v1::SchedulerCommand& command);
+  // Reaps exited tasks, reads progress, escalates stops. Call often.
+  void Tick();
+  // Samples every device, attributes energy, and sends telemetry.
+  void SendTelemetry();
+  // Stops every task (SIGTERM, then SIGKILL after `grace`), reports their
+  // exits, and restores every GPU's default power limit.
+  void Shutdown(absl::Duration grace);
+
+  int running_tasks() const;
+
+ private:
+  struct Task {
+    v1::StartTask spec;
+    std::unique_ptr<TaskProcess> process;
+    absl::Time start_time;
+    std::string dir;
+    std::string progress_path;
+    std::string hints_path;
+    int64_t progress_offset = 0;
+    std::string progress_partial;
+    double last_cpu_seconds = 0;
+    v1::TaskUsage usage;
+    // Current hints.
+    int32_t batch_size = 0;
+    std::string shards;
+    bool stop_hint = false;
+  };
+
+  void StartTask(const v1::StartTask& start) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StopTask(const v1::StopTask& stop) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetCap(const v1::SetCap& set_cap) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateHints(const v1::UpdateHints& hints) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FetchLogs(const v1::FetchLogs& fetch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void Account(absl::Time now, v1::NodeSample* sample)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReadProgress(Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status WriteHints(const Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks the task's GPUs idle and gives them their default power limit.
+  void ReleaseGpus(const v1::StartTask& spec, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Finish(const std::string& task_id, const ExitStatus& exit,
+              absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Emit(const v1::TaskEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  GpuDevice* Gpu(int32_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string TaskDir(const std::string& task_id) const;
+
+  const AgentOptions options_;
+  const Clock* const clock_;
+
+  mutable absl::Mutex mu_;
+  std::vector<std::unique_ptr<GpuDevice>> gpus_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<EstimatedCpu> cpu_ ABSL_GUARDED_BY(mu_);
+  MessageSink* sink_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::map<std::string, Task> tasks_ ABSL_GUARDED_BY(mu_);
+  // Final events kept until the scheduler acknowledges them.
+  std::map<std::string, v1::TaskEvent> unacked_ ABSL_GUARDED_BY(mu_);
+  // Every task id this agent has started: a repeated start is a no-op.
+  std::set<std::string> started_ ABSL_GUARDED_BY(mu_);
+  // Accounting state.
+  absl::Time last_account_ ABSL_GUARDED_BY(mu_);
+  std::map<int32_t, double> last_gpu_energy_j_ ABSL_GUARDED_BY(mu_);
+  double last_cpu_energy_j_ ABSL_GUARDED_BY(mu_) = 0;
+  v1::DeviceSample last_cpu_sample_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace joule
+
+#endif  // JOULE_AGENT_AGENT_H_

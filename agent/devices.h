@@ -1,0 +1,108 @@
+#ifndef JOULE_AGENT_DEVICES_H_
+#define JOULE_AGENT_DEVICES_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/device_catalog.h"
+#include "joule/v1/node.pb.h"
+
+namespace joule {
+
+// One GPU as the agent sees it: telemetry and the power-limit actuator.
+// Implementations: SimulatedGpu here; NVML in the hardware issue.
+// Not thread-safe; owned by the Agent.
+class GpuDevice {
+ public:
+  virtual ~GpuDevice() = default;
+  virtual v1::Device Describe() const = 0;
+  // Reads the device at `now`; energy_j is cumulative.
+  virtual v1::DeviceSample Sample(absl::Time now) = 0;
+  // OUT_OF_RANGE, naming the allowed range, outside the device's limits.
+  virtual absl::Status SetPowerLimit(double watts, absl::Time now) = 0;
+  virtual double power_limit_w() const = 0;
+  // Whether a task is running on the device. Real devices see their load
+  // directly and ignore this; simulated devices need it.
+  virtual void SetBusy(bool busy, absl::Time now) = 0;
+  // Relative throughput in (0, 1] at the current cap, for simulated devices
+  // (passed to tasks as the `device_speed` hint); nullopt for real devices.
+  virtual absl::optional<double> SimulatedSpeed() const = 0;
+};
+
+// A simulated GPU with a plausible physical model (see README, "Simulated
+// devices"):
+//  1. A busy device would draw P_demand = idle + 0.9 * (max_limit - idle)
+//     uncapped; under a cap it draws P = min(cap, P_demand); idle it draws
+//     its idle power.
+//  2. Dynamic power scales roughly with f^3 (P ~ f V^2 with V ~ f in the DVFS
+//     range), so the relative SM clock is f = ((P - idle) / (P_demand -
+//     idle))^(1/3), never below the model's minimum clock.
+//  3. Throughput saturates because part of each step is memory-bound:
+//     speed = 1 / (m + (1 - m) / f), m = 0.35.
+//  4. Temperature follows a first-order model toward 30 C + 55 C * P / max
+//     with a 20 s time constant.
+// Energy is integrated exactly between samples (power is constant between
+// state changes, which also integrate).
+class SimulatedGpu : public GpuDevice {
+ public:
+  SimulatedGpu(int32_t index, const GpuModelSpec& spec, const std::string& node,
+               absl::Time now);
+
+  v1::Device Describe() const override;
+  v1::DeviceSample Sample(absl::Time now) override;
+  absl::Status SetPowerLimit(double watts, absl::Time now) override;
+  double power_limit_w() const override { return cap_w_; }
+  void SetBusy(bool busy, absl::Time now) override;
+  absl::optional<double> SimulatedSpeed() const override;
+
+  // The model's steady-state figures, exposed for tests and docs.
+  double PowerW() const;
+  double ClockFraction() const;
+
+ private:
+  void Advance(absl::Time now);
+
+  const int32_t index_;
+  const GpuModelSpec spec_;
+  const std::string uuid_;
+  double cap_w_;
+  bool busy_ = false;
+  absl::Time last_;
+  double energy_j_ = 0;
+  double temp_c_ = 30;
+};
+
+// Estimates CPU package power from utilization where no RAPL counter exists
+// (VMs, containers): P = idle + (tdp - idle) * utilization, utilization from
+// the busy share of /proc/stat's aggregate cpu line between two samples.
+// Labelled "estimated" everywhere it shows. Not thread-safe.
+class EstimatedCpu {
+ public:
+  EstimatedCpu(std::string procfs_root, double tdp_w, double idle_w);
+
+  v1::Device Describe() const;
+  // Reads /proc/stat; `busy_seconds` receives the CPU-seconds all processes
+  // spent busy since the previous sample (for attributing energy by CPU
+  // time). A malformed or missing /proc/stat is an error, never a crash.
+  absl::StatusOr<v1::DeviceSample> Sample(absl::Time now, double* busy_seconds);
+  double idle_w() const { return idle_w_; }
+
+ private:
+  const std::string procfs_root_;
+  const double tdp_w_;
+  const double idle_w_;
+  bool have_last_ = false;
+  uint64_t last_busy_ = 0;
+  uint64_t last_total_ = 0;
+  absl::Time last_time_;
+  double energy_j_ = 0;
+  double power_w_ = 0;
+  double utilization_ = 0;
+};
+
+}  // namespace joule
+
+#endif  // JOULE_AGENT_DEVICES_H_

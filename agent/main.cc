@@ -1,0 +1,224 @@
+// joule-agent: the node agent. Discovers (or simulates) devices, registers
+// with the scheduler, streams telemetry, runs tasks as child processes.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "agent/agent.h"
+#include "agent/devices.h"
+#include "agent/scheduler_link.h"
+#include "common/clock.h"
+#include "common/device_catalog.h"
+#include "common/log.h"
+#include "spec/job_yaml.h"
+
+namespace joule {
+namespace {
+
+struct AgentFlags {
+  std::string scheduler = "127.0.0.1:7070";
+  std::string node_name;
+  std::string simulate;
+  double telemetry_period_s = 1;
+  std::string work_dir;
+  std::string procfs_root = "/proc";
+  double cpus = 0;
+  std::string memory;
+  double static_power_w = 50;
+  double cpu_tdp_w = 65;
+  double cpu_idle_w = 10;
+  std::vector<std::string> labels;
+  double stop_grace_s = 10;
+  bool verbose = false;
+};
+
+// "V100:4,A40:2" -> simulated GPUs, indices in order.
+absl::StatusOr<std::vector<std::unique_ptr<GpuDevice>>> ParseSimulate(
+    const std::string& text, const std::string& node, absl::Time now) {
+  std::vector<std::unique_ptr<GpuDevice>> gpus;
+  if (text.empty()) return gpus;
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    std::vector<absl::string_view> parts = absl::StrSplit(item, ':');
+    int count = 1;
+    if (parts.size() > 2 || (parts.size() == 2 && !absl::SimpleAtoi(parts[1], &count)) ||
+        count < 1 || count > 64) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--simulate: \"", item, "\" is not MODEL:COUNT with COUNT in 1..64"));
+    }
+    absl::optional<GpuModelSpec> spec = FindGpuModel(parts[0]);
+    if (!spec) {
+      std::string known;
+      for (const GpuModelSpec& model : GpuCatalog()) {
+        absl::StrAppend(&known, known.empty() ? "" : ", ", model.model);
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--simulate: unknown GPU model \"", parts[0], "\"; known: ", known));
+    }
+    for (int i = 0; i < count; ++i) {
+      gpus.push_back(std::make_unique<SimulatedGpu>(
+          static_cast<int32_t>(gpus.size()), *spec, node, now));
+    }
+  }
+  return gpus;
+}
+
+int64_t MemTotalBytes(const std::string& procfs_root) {
+  std::ifstream in(procfs_root + "/meminfo");
+  std::string key;
+  int64_t kib = 0;
+  while (in >> key >> kib) {
+    if (key == "MemTotal:") return kib * 1024;
+    in.ignore(1 << 10, '\n');
+  }
+  return int64_t{8} << 30;
+}
+
+int Run(const AgentFlags& flags) {
+  if (flags.verbose) SetMinLogLevel(LogLevel::kDebug);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const Clock* clock = RealClock::Get();
+  AgentOptions options;
+  options.node_name = flags.node_name;
+  if (options.node_name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    options.node_name = host;
+  }
+  options.work_dir = flags.work_dir.empty()
+                         ? absl::StrCat("/tmp/joule-agent-", options.node_name)
+                         : flags.work_dir;
+  options.procfs_root = flags.procfs_root;
+  options.cpus = flags.cpus > 0 ? flags.cpus : std::thread::hardware_concurrency();
+  options.memory_bytes = MemTotalBytes(flags.procfs_root);
+  if (!flags.memory.empty()) {
+    absl::Status parsed = ParseQuantity(flags.memory, &options.memory_bytes);
+    if (!parsed.ok()) {
+      std::cerr << "joule-agent: --memory: " << parsed.message() << "\n";
+      return 2;
+    }
+  }
+  options.static_power_w = flags.static_power_w;
+  for (const std::string& label : flags.labels) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(label, absl::MaxSplits('=', 1));
+    if (kv.first.empty()) {
+      std::cerr << "joule-agent: --label: \"" << label << "\" is not KEY=VALUE\n";
+      return 2;
+    }
+    options.labels[kv.first] = kv.second;
+  }
+  for (const char* name : {"PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR"}) {
+    if (const char* value = std::getenv(name)) options.base_env.emplace_back(name, value);
+  }
+
+  absl::StatusOr<std::vector<std::unique_ptr<GpuDevice>>> gpus =
+      ParseSimulate(flags.simulate, options.node_name, clock->Now());
+  if (!gpus.ok()) {
+    std::cerr << "joule-agent: " << gpus.status().message() << "\n";
+    return 2;
+  }
+  auto cpu = std::make_unique<EstimatedCpu>(flags.procfs_root, flags.cpu_tdp_w,
+                                            flags.cpu_idle_w);
+  JLOG(INFO) << "node " << options.node_name << ": " << gpus->size()
+             << " simulated GPUs, CPU power estimated (no RAPL in use)";
+  Agent agent(options, *std::move(gpus), std::move(cpu), clock);
+  SchedulerLink link(
+      flags.scheduler, clock, [&agent] { return agent.MakeRegister(); },
+      [&agent](const v1::SchedulerCommand& command) { agent.HandleCommand(command); });
+  agent.SetSink(&link);
+  link.Start();
+
+  std::atomic<bool> stop{false};
+  std::thread loop([&] {
+    const absl::Duration period = absl::Seconds(flags.telemetry_period_s);
+    absl::Time next_telemetry = clock->Now();
+    while (!stop.load()) {
+      agent.Tick();
+      if (clock->Now() >= next_telemetry) {
+        agent.SendTelemetry();
+        next_telemetry = clock->Now() + period;
+      }
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  });
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  JLOG(INFO) << "signal " << signal_number << ": stopping tasks and restoring caps";
+  stop = true;
+  loop.join();
+  agent.Shutdown(absl::Seconds(flags.stop_grace_s));
+  // Give the link a moment to deliver the final exit events.
+  absl::SleepFor(absl::Milliseconds(300));
+  link.Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace joule
+
+int main(int argc, char** argv) {
+  joule::AgentFlags flags;
+  if (const char* env = std::getenv("JOULE_SCHEDULER")) flags.scheduler = env;
+  CLI::App app{"joule-agent: the Joule node agent"};
+  app.add_option("--scheduler", flags.scheduler,
+                 "Scheduler address HOST:PORT (env JOULE_SCHEDULER)")
+      ->capture_default_str();
+  app.add_option("--node-name", flags.node_name, "Node name (default: hostname)");
+  app.add_option("--simulate", flags.simulate,
+                 "Simulated GPUs, MODEL:COUNT[,MODEL:COUNT...] (e.g. V100:4); "
+                 "models: V100, A40, RTX6000, A100, H100");
+  app.add_option("--telemetry-period", flags.telemetry_period_s,
+                 "Seconds between telemetry samples")
+      ->capture_default_str()
+      ->check(CLI::Range(0.05, 600.0));
+  app.add_option("--work-dir", flags.work_dir,
+                 "Directory for task logs and files (default /tmp/joule-agent-NODE)");
+  app.add_option("--procfs-root", flags.procfs_root, "Root of the proc filesystem")
+      ->capture_default_str();
+  app.add_option("--cpus", flags.cpus, "Schedulable CPUs (default: all)")
+      ->check(CLI::Range(0.0, 100000.0));
+  app.add_option("--memory", flags.memory,
+                 "Schedulable memory, e.g. 64Gi (default: MemTotal)");
+  app.add_option("--static-power-w", flags.static_power_w,
+                 "Node power outside GPUs and CPU (fans, memory, board), W")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 100000.0));
+  app.add_option("--cpu-tdp-w", flags.cpu_tdp_w,
+                 "CPU package power at full load, for the estimate without RAPL")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10000.0));
+  app.add_option("--cpu-idle-w", flags.cpu_idle_w, "CPU package idle power, W")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10000.0));
+  app.add_option("--label", flags.labels, "Node label KEY=VALUE (repeatable)");
+  app.add_option("--stop-grace", flags.stop_grace_s,
+                 "Seconds between SIGTERM and SIGKILL for tasks at agent shutdown")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3600.0));
+  app.add_flag("-v,--verbose", flags.verbose, "Debug logging");
+  CLI11_PARSE(app, argc, argv);
+  if (flags.cpu_idle_w > flags.cpu_tdp_w) {
+    std::cerr << "joule-agent: --cpu-idle-w must be <= --cpu-tdp-w\n";
+    return 2;
+  }
+  return joule::Run(flags);
+}

@@ -1,0 +1,554 @@
+// joulectl: the Joule command-line client.
+//
+// Exit codes: 0 success; 1 the scheduler refused or failed the request (its
+// message is printed); 2 bad usage or a bad job file; for `watch`, 1 also
+// when the job ends FAILED or CANCELLED.
+
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "cli/table.h"
+#include "common/clock.h"
+#include "common/proto_time.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/grpcpp.h"
+#include "joule/v1/scheduler.grpc.pb.h"
+#include "spec/job_yaml.h"
+
+namespace joule {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitServer = 1;
+constexpr int kExitUsage = 2;
+
+struct Globals {
+  std::string scheduler = "127.0.0.1:7070";
+  std::string output = "table";
+  double timeout_s = 30;
+};
+
+std::string Json(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(message, &out, options);
+  return out;
+}
+
+// "JOB_STATE_RUNNING" -> "RUNNING".
+std::string Short(const std::string& enum_name) {
+  const size_t pos = enum_name.find("_STATE_");
+  return pos == std::string::npos ? enum_name : enum_name.substr(pos + 7);
+}
+
+std::string HumanDuration(absl::Duration d) {
+  const int64_t s = absl::ToInt64Seconds(d);
+  if (d < absl::Seconds(60)) return absl::StrFormat("%.1fs", absl::ToDoubleSeconds(d));
+  if (s < 3600) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
+}
+
+std::string Runtime(const google::protobuf::Timestamp& start,
+                    const google::protobuf::Timestamp& end) {
+  if (start.seconds() == 0) return "-";
+  const absl::Time until =
+      end.seconds() == 0 ? RealClock::Get()->Now() : FromProtoTime(end);
+  return HumanDuration(until - FromProtoTime(start));
+}
+
+std::string Joules(double j) { return absl::StrFormat("%.1f", j); }
+
+class Client {
+ public:
+  explicit Client(const Globals& globals)
+      : globals_(globals),
+        stub_(v1::SchedulerService::NewStub(grpc::CreateCustomChannel(
+            globals.scheduler, grpc::InsecureChannelCredentials(), Args()))) {}
+
+  v1::SchedulerService::Stub* stub() { return stub_.get(); }
+
+  std::unique_ptr<grpc::ClientContext> Context(bool deadline = true) const {
+    auto context = std::make_unique<grpc::ClientContext>();
+    if (deadline) {
+      context->set_deadline(absl::ToChronoTime(
+          RealClock::Get()->Now() + absl::Seconds(globals_.timeout_s)));
+    }
+    return context;
+  }
+
+  // Prints the server's error and returns the exit code for it.
+  int Fail(const grpc::Status& status) const {
+    std::cerr << "joulectl: " << status.error_message();
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+        status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      std::cerr << " (scheduler " << globals_.scheduler << ")";
+    }
+    std::cerr << " [" << CodeName(status.error_code()) << "]\n";
+    return kExitServer;
+  }
+
+  bool json() const { return globals_.output == "json"; }
+
+ private:
+  static grpc::ChannelArguments Args() {
+    grpc::ChannelArguments args;
+    args.SetMaxSendMessageSize(64 << 20);
+    args.SetMaxReceiveMessageSize(64 << 20);
+    return args;
+  }
+
+  static const char* CodeName(grpc::StatusCode code) {
+    switch (code) {
+      case grpc::StatusCode::INVALID_ARGUMENT:
+        return "INVALID_ARGUMENT";
+      case grpc::StatusCode::NOT_FOUND:
+        return "NOT_FOUND";
+      case grpc::StatusCode::FAILED_PRECONDITION:
+        return "FAILED_PRECONDITION";
+      case grpc::StatusCode::UNAVAILABLE:
+        return "UNAVAILABLE";
+      case grpc::StatusCode::DEADLINE_EXCEEDED:
+        return "DEADLINE_EXCEEDED";
+      case grpc::StatusCode::RESOURCE_EXHAUSTED:
+        return "RESOURCE_EXHAUSTED";
+      default:
+        return "ERROR";
+    }
+  }
+
+  const Globals& globals_;
+  std::unique_ptr<v1::SchedulerService::Stub> stub_;
+};
+
+void PrintJobsTable(const std::vector<const v1::Job*>& jobs) {
+  Table table({"ID", "NAME", "TYPE", "STATE", "REPLICAS", "NODES", "RUNTIME",
+               "ENERGY_J", "MESSAGE"});
+  for (const v1::Job* job : jobs) {
+    std::vector<std::string> nodes;
+    for (const v1::Task& task : job->tasks()) {
+      if (task.attempt() == job->attempts() &&
+          std::find(nodes.begin(), nodes.end(), task.node()) == nodes.end()) {
+        nodes.push_back(task.node());
+      }
+    }
+    table.AddRow({job->id(), job->spec().name(),
+                  job->spec().type() == v1::JOB_TYPE_INFERENCE ? "inference"
+                                                               : "training",
+                  Short(v1::JobState_Name(job->state())),
+                  absl::StrCat(job->spec().replicas()),
+                  nodes.empty() ? "-" : absl::StrJoin(nodes, ","),
+                  Runtime(job->start_time(), job->end_time()),
+                  Joules(job->energy().total_j()), job->message()});
+  }
+  table.Print(std::cout);
+}
+
+void PrintJob(const v1::Job& job) {
+  const v1::JobSpec& spec = job.spec();
+  std::cout << "Job:        " << job.id() << " (" << spec.name() << ")\n"
+            << "Type:       "
+            << (spec.type() == v1::JOB_TYPE_INFERENCE ? "inference" : "training")
+            << "\n"
+            << "State:      " << Short(v1::JobState_Name(job.state())) << "\n"
+            << "Message:    " << job.message() << "\n"
+            << "Command:    " << spec.command() << " " << absl::StrJoin(spec.args(), " ")
+            << "\n"
+            << "Resources:  " << spec.resources().gpus() << " GPU"
+            << (spec.resources().gpu_model().empty()
+                    ? ""
+                    : absl::StrCat(" (", spec.resources().gpu_model(), ")"))
+            << ", " << spec.resources().cpus() << " CPU, "
+            << spec.resources().memory_bytes() / (1 << 20) << " MiB x "
+            << spec.replicas() << " replicas\n"
+            << "Attempts:   " << job.attempts() << "\n"
+            << "Runtime:    " << Runtime(job.start_time(), job.end_time()) << "\n"
+            << absl::StrFormat(
+                   "Energy:     %.1f J (GPU %.1f J, CPU %.1f J, static %.1f J) = "
+                   "%.6f kWh\n",
+                   job.energy().total_j(), job.energy().gpu_j(),
+                   job.energy().cpu_j(), job.energy().static_j(),
+                   job.energy().total_j() / 3.6e6);
+  if (job.tasks_size() > 0) {
+    std::cout << "\nTasks:\n";
+    Table table({"TASK", "NODE", "GPUS", "CAP_W", "BATCH", "SHARDS", "STATE",
+                 "EXIT", "RUNTIME", "ENERGY_J", "MESSAGE"});
+    for (const v1::Task& task : job.tasks()) {
+      table.AddRow({task.task_id(), task.node(),
+                    task.gpu_indices().empty() ? "-"
+                                               : absl::StrJoin(task.gpu_indices(), ","),
+                    task.power_cap_w() > 0 ? absl::StrFormat("%.0f", task.power_cap_w())
+                                           : "-",
+                    absl::StrCat(task.batch_size()),
+                    task.shards().empty() ? "-" : task.shards(),
+                    Short(v1::TaskState_Name(task.state())),
+                    task.has_end_time() ? absl::StrCat(task.exit_code()) : "-",
+                    Runtime(task.start_time(), task.end_time()),
+                    Joules(task.energy().total_j()), task.message()});
+    }
+    table.Print(std::cout);
+  }
+  if (job.events_size() > 0) {
+    std::cout << "\nEvents:\n";
+    Table table({"TIME", "REASON", "MESSAGE"});
+    for (const v1::JobEvent& event : job.events()) {
+      table.AddRow({absl::FormatTime("%H:%M:%E3S", FromProtoTime(event.time()),
+                                     absl::LocalTimeZone()),
+                    event.reason(), event.message()});
+    }
+    table.Print(std::cout);
+  }
+}
+
+int Submit(Client& client, const std::string& file, v1::JobSpec flag_spec,
+           bool quiet) {
+  v1::JobSpec spec;
+  if (!file.empty()) {
+    absl::StatusOr<v1::JobSpec> parsed = ParseJobYamlFile(file);
+    if (!parsed.ok()) {
+      std::cerr << "joulectl: " << file << ": " << parsed.status().message() << "\n";
+      return kExitUsage;
+    }
+    spec = *std::move(parsed);
+  } else {
+    spec = std::move(flag_spec);
+  }
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = spec;
+  v1::Job job;
+  grpc::Status status = client.stub()->SubmitJob(client.Context().get(), request, &job);
+  if (!status.ok()) return client.Fail(status);
+  if (client.json()) {
+    std::cout << Json(job);
+  } else if (quiet) {
+    std::cout << job.id() << "\n";
+  } else {
+    std::cout << job.id() << " submitted\n";
+  }
+  return kExitOk;
+}
+
+int Get(Client& client, const std::string& id) {
+  v1::GetJobRequest request;
+  request.set_job_id(id);
+  v1::Job job;
+  grpc::Status status = client.stub()->GetJob(client.Context().get(), request, &job);
+  if (!status.ok()) return client.Fail(status);
+  if (client.json()) {
+    std::cout << Json(job);
+  } else {
+    PrintJob(job);
+  }
+  return kExitOk;
+}
+
+int List(Client& client, const std::vector<std::string>& states) {
+  v1::ListJobsRequest request;
+  for (const std::string& name : states) {
+    v1::JobState state;
+    if (!v1::JobState_Parse(absl::StrCat("JOB_STATE_", absl::AsciiStrToUpper(name)),
+                            &state)) {
+      std::cerr << "joulectl: --state: unknown state \"" << name
+                << "\"; use pending, running, succeeded, failed or cancelled\n";
+      return kExitUsage;
+    }
+    request.add_states(state);
+  }
+  v1::ListJobsResponse response;
+  grpc::Status status =
+      client.stub()->ListJobs(client.Context().get(), request, &response);
+  if (!status.ok()) return client.Fail(status);
+  if (client.json()) {
+    std::cout << Json(response);
+    return kExitOk;
+  }
+  std::vector<const v1::Job*> jobs;
+  for (const v1::Job& job : response.jobs()) jobs.push_back(&job);
+  PrintJobsTable(jobs);
+  return kExitOk;
+}
+
+int Watch(Client& client, const std::string& id) {
+  v1::WatchJobRequest request;
+  request.set_job_id(id);
+  auto context = client.Context(/*deadline=*/false);
+  auto reader = client.stub()->WatchJob(context.get(), request);
+  v1::Job job;
+  std::string last_line;
+  bool any = false;
+  while (reader->Read(&job)) {
+    any = true;
+    if (client.json()) {
+      google::protobuf::util::JsonPrintOptions options;
+      options.preserve_proto_field_names = true;
+      std::string line;
+      (void)google::protobuf::util::MessageToJsonString(job, &line, options);
+      std::cout << line << std::endl;
+      continue;
+    }
+    int running = 0;
+    for (const v1::Task& task : job.tasks()) {
+      running += task.state() == v1::TASK_STATE_RUNNING;
+    }
+    const std::string line = absl::StrFormat(
+        "%s  %-9s tasks running: %d  energy: %.1f J  %s", job.id(),
+        Short(v1::JobState_Name(job.state())), running, job.energy().total_j(),
+        job.message());
+    if (line != last_line) {
+      std::cout << absl::FormatTime("%H:%M:%S ", RealClock::Get()->Now(),
+                                    absl::LocalTimeZone())
+                << line << std::endl;
+      last_line = line;
+    }
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return client.Fail(status);
+  if (!any) return kExitServer;
+  return job.state() == v1::JOB_STATE_SUCCEEDED ? kExitOk : kExitServer;
+}
+
+int Cancel(Client& client, const std::string& id, const std::string& reason) {
+  v1::CancelJobRequest request;
+  request.set_job_id(id);
+  request.set_reason(reason);
+  v1::Job job;
+  grpc::Status status = client.stub()->CancelJob(client.Context().get(), request, &job);
+  if (!status.ok()) return client.Fail(status);
+  if (client.json()) {
+    std::cout << Json(job);
+  } else {
+    std::cout << job.id() << " " << (job.state() == v1::JOB_STATE_CANCELLED
+                                          ? "cancelled"
+                                          : "cancel requested; stopping tasks")
+              << "\n";
+  }
+  return kExitOk;
+}
+
+int Logs(Client& client, const std::string& id, const std::string& task,
+         bool stderr_too, int64_t max_bytes) {
+  v1::GetTaskLogsRequest request;
+  request.set_job_id(id);
+  request.set_task_id(task);
+  request.set_max_bytes(max_bytes);
+  v1::GetTaskLogsResponse response;
+  grpc::Status status =
+      client.stub()->GetTaskLogs(client.Context().get(), request, &response);
+  if (!status.ok()) return client.Fail(status);
+  if (client.json()) {
+    std::cout << Json(response);
+    return kExitOk;
+  }
+  int code = kExitOk;
+  for (const v1::TaskLogs& logs : response.logs()) {
+    if (response.logs_size() > 1) {
+      std::cout << "==> " << logs.task_id() << " on " << logs.node() << " <==\n";
+    }
+    if (!logs.error().empty()) {
+      std::cerr << "joulectl: " << logs.task_id() << ": " << logs.error() << "\n";
+      code = kExitServer;
+    }
+    if (logs.truncated()) std::cout << "[... earlier output omitted ...]\n";
+    std::cout << logs.stdout();
+    if (stderr_too && !logs.stderr().empty()) {
+      std::cout << "--- stderr ---\n" << logs.stderr();
+    }
+  }
+  return code;
+}
+
+int Nodes(Client& client) {
+  v1::ListNodesResponse response;
+  grpc::Status status =
+      client.stub()->ListNodes(client.Context().get(), v1::ListNodesRequest(), &response);
+  if (!status.ok()) return client.Fail(status);
+  if (client.json()) {
+    std::cout << Json(response);
+    return kExitOk;
+  }
+  Table table({"NAME", "STATE", "GPUS", "FREE_GPUS", "CPUS", "FREE_CPUS",
+               "POWER_W", "TASKS", "SOURCES", "MESSAGE"});
+  for (const v1::Node& node : response.nodes()) {
+    std::map<std::string, int> models;
+    std::vector<std::string> sources;
+    for (const v1::Device& device : node.info().devices()) {
+      if (device.kind() == v1::DEVICE_KIND_GPU) ++models[device.model()];
+      if (std::find(sources.begin(), sources.end(), device.source()) == sources.end()) {
+        sources.push_back(device.source());
+      }
+    }
+    std::vector<std::string> gpus;
+    for (const auto& [model, count] : models) gpus.push_back(absl::StrCat(count, "x", model));
+    table.AddRow({node.info().name(), Short(v1::NodeState_Name(node.state())),
+                  gpus.empty() ? "-" : absl::StrJoin(gpus, ","),
+                  absl::StrCat(node.free_gpus()),
+                  absl::StrFormat("%.0f", node.info().cpus()),
+                  absl::StrFormat("%.1f", node.free_cpus()),
+                  absl::StrFormat("%.0f", node.last_sample().node_power_w()),
+                  absl::StrCat(node.task_ids_size()), absl::StrJoin(sources, ","),
+                  node.message()});
+  }
+  table.Print(std::cout);
+  return kExitOk;
+}
+
+absl::Status BuildFlagSpec(const std::string& type, const std::vector<std::string>& env,
+                           const std::vector<std::string>& labels,
+                           const std::string& memory, v1::JobSpec* spec) {
+  if (type == "training") {
+    spec->set_type(v1::JOB_TYPE_TRAINING);
+  } else if (type == "inference") {
+    spec->set_type(v1::JOB_TYPE_INFERENCE);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--type: must be training or inference, got \"", type, "\""));
+  }
+  for (const auto& [flag, items, map] :
+       {std::make_tuple("--env", &env, spec->mutable_env()),
+        std::make_tuple("--label", &labels, spec->mutable_labels())}) {
+    for (const std::string& item : *items) {
+      std::pair<std::string, std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
+      if (kv.first.empty() || item.find('=') == std::string::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(flag, ": \"", item, "\" is not KEY=VALUE"));
+      }
+      (*map)[kv.first] = kv.second;
+    }
+  }
+  if (!memory.empty()) {
+    int64_t bytes = 0;
+    absl::Status parsed = ParseQuantity(memory, &bytes);
+    if (!parsed.ok()) return absl::InvalidArgumentError(absl::StrCat("--memory: ", parsed.message()));
+    spec->mutable_resources()->set_memory_bytes(bytes);
+  }
+  return absl::OkStatus();
+}
+
+int Main(int argc, char** argv) {
+  Globals globals;
+  if (const char* env = std::getenv("JOULE_SCHEDULER")) globals.scheduler = env;
+  CLI::App app{"joulectl: submit and follow jobs on a Joule cluster"};
+  app.require_subcommand(1);
+  app.add_option("--scheduler", globals.scheduler,
+                 "Scheduler address HOST:PORT (env JOULE_SCHEDULER)")
+      ->capture_default_str();
+  app.add_option("-o,--output", globals.output, "Output format: table or json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"table", "json"}));
+  app.add_option("--timeout", globals.timeout_s, "Seconds to wait for the scheduler")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+
+  int code = kExitOk;
+  std::function<int(Client&)> action;
+
+  // submit
+  CLI::App* submit = app.add_subcommand("submit", "Submit a job from a YAML file or flags");
+  std::string file, type = "training", memory, name, gpu_model;
+  std::vector<std::string> env, labels, command;
+  int gpus = -1, replicas = 0, batch_size = 0, shards = 0;
+  double cpus = 0;
+  bool quiet = false;
+  submit->add_option("-f,--file", file, "Job file (YAML); see README, Job spec");
+  submit->add_option("--name", name, "Job name (flags form)");
+  submit->add_option("--type", type, "training or inference")->capture_default_str();
+  submit->add_option("--gpus", gpus, "GPUs per replica");
+  submit->add_option("--gpu-model", gpu_model, "Only GPUs of this model");
+  submit->add_option("--cpus", cpus, "CPUs per replica");
+  submit->add_option("--memory", memory, "Memory per replica, e.g. 512Mi");
+  submit->add_option("--replicas", replicas, "Replicas (gang)");
+  submit->add_option("--batch-size", batch_size, "Default batch size");
+  submit->add_option("--shards", shards, "Data shard count");
+  submit->add_option("--env", env, "Environment KEY=VALUE (repeatable)");
+  submit->add_option("--label", labels, "Label KEY=VALUE (repeatable)");
+  submit->add_flag("-q,--quiet", quiet, "Print only the job id");
+  submit->add_option("command", command, "Command and arguments (after --)");
+  submit->callback([&] {
+    if (file.empty() == command.empty()) {
+      throw CLI::ValidationError("submit",
+                                 "give either -f FILE or a command after --, not both");
+    }
+    if (!file.empty() && (!name.empty() || gpus >= 0 || cpus > 0 || replicas > 0)) {
+      throw CLI::ValidationError("submit", "job flags cannot be combined with -f");
+    }
+    v1::JobSpec spec;
+    if (!command.empty()) {
+      spec.set_name(name.empty() ? "job" : name);
+      spec.set_command(command[0]);
+      for (size_t i = 1; i < command.size(); ++i) spec.add_args(command[i]);
+      if (gpus >= 0) spec.mutable_resources()->set_gpus(gpus);
+      if (cpus > 0) spec.mutable_resources()->set_cpus(cpus);
+      spec.mutable_resources()->set_gpu_model(gpu_model);
+      if (replicas > 0) spec.set_replicas(replicas);
+      if (batch_size > 0) spec.mutable_batch_size()->set_default_size(batch_size);
+      spec.set_shard_count(shards);
+      absl::Status built = BuildFlagSpec(type, env, labels, memory, &spec);
+      if (!built.ok()) throw CLI::ValidationError(std::string(built.message()));
+    }
+    action = [spec, &file, &quiet](Client& client) {
+      return Submit(client, file, spec, quiet);
+    };
+  });
+
+  std::string job_id;
+  CLI::App* get = app.add_subcommand("get", "Show a job, its tasks and events");
+  get->add_option("JOB", job_id, "Job id")->required();
+  get->callback([&] { action = [&](Client& c) { return Get(c, job_id); }; });
+
+  std::vector<std::string> states;
+  CLI::App* list = app.add_subcommand("list", "List jobs");
+  list->add_option("--state", states, "Only jobs in this state (repeatable)");
+  list->callback([&] { action = [&](Client& c) { return List(c, states); }; });
+
+  CLI::App* watch = app.add_subcommand(
+      "watch", "Follow a job until it ends (exit 0 only if it succeeded)");
+  watch->add_option("JOB", job_id, "Job id")->required();
+  watch->callback([&] { action = [&](Client& c) { return Watch(c, job_id); }; });
+
+  std::string reason;
+  CLI::App* cancel = app.add_subcommand("cancel", "Cancel a job (SIGTERM, then SIGKILL)");
+  cancel->add_option("JOB", job_id, "Job id")->required();
+  cancel->add_option("--reason", reason, "Recorded in the job's events");
+  cancel->callback([&] { action = [&](Client& c) { return Cancel(c, job_id, reason); }; });
+
+  std::string task_id;
+  bool with_stderr = false;
+  int64_t max_bytes = 0;
+  CLI::App* logs = app.add_subcommand("logs", "Print a job's task output");
+  logs->add_option("JOB", job_id, "Job id")->required();
+  logs->add_option("--task", task_id, "Only this task (default: latest attempt's tasks)");
+  logs->add_flag("--stderr", with_stderr, "Also print standard error");
+  logs->add_option("--max-bytes", max_bytes, "Tail size per stream (default 64 KiB)")
+      ->check(CLI::Range(int64_t{0}, int64_t{4} << 20));
+  logs->callback([&] {
+    action = [&](Client& c) { return Logs(c, job_id, task_id, with_stderr, max_bytes); };
+  });
+
+  CLI::App* nodes = app.add_subcommand("nodes", "List nodes and their devices");
+  nodes->callback([&] { action = [&](Client& c) { return Nodes(c); }; });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    code = app.exit(error);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  Client client(globals);
+  return action(client);
+}
+
+}  // namespace
+}  // namespace joule
+
+int main(int argc, char** argv) { return joule::Main(argc, argv); }

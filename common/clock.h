@@ -1,0 +1,43 @@
+#ifndef JOULE_COMMON_CLOCK_H_
+#define JOULE_COMMON_CLOCK_H_
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace joule {
+
+// Source of time for everything that schedules or measures. The scheduler
+// core and the agent take a Clock so that the simulator can drive them on a
+// virtual clock; only RealClock reads the system clock.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual absl::Time Now() const = 0;
+};
+
+// The system clock. Thread-safe, stateless.
+class RealClock : public Clock {
+ public:
+  absl::Time Now() const override;
+  // A process-wide instance, for main() to inject.
+  static RealClock* Get();
+};
+
+// A clock that moves only when told to. Thread-safe; guarded by mu_.
+class FakeClock : public Clock {
+ public:
+  explicit FakeClock(absl::Time start = absl::UnixEpoch() + absl::Hours(24 * 365 * 56))
+      : now_(start) {}
+  absl::Time Now() const override;
+  void Advance(absl::Duration d);
+  void Set(absl::Time t);
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::Time now_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace joule
+
+#endif  // JOULE_COMMON_CLOCK_H_

@@ -1,0 +1,329 @@
+#include "scheduler/placement.h"
+
+#include <algorithm>
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace joule {
+namespace {
+
+bool ModelMatches(const std::string& wanted, const GpuView& gpu) {
+  return wanted.empty() || wanted == gpu.model;
+}
+
+std::string GpuNoun(const PlacementRequest& request) {
+  return request.gpu_model.empty() ? "GPUs"
+                                   : absl::StrCat(request.gpu_model, " GPUs");
+}
+
+// The free GPUs a replica would get on `node`: coolest first, then by index.
+std::vector<int32_t> PickGpus(const PlacementRequest& request,
+                              const NodeView& node) {
+  std::vector<const GpuView*> candidates;
+  for (const GpuView& gpu : node.gpus) {
+    if (gpu.free && ModelMatches(request.gpu_model, gpu)) {
+      candidates.push_back(&gpu);
+    }
+  }
+  std::sort(candidates.begin(), candidates.end(),
+            [](const GpuView* a, const GpuView* b) {
+              if (a->temp_c != b->temp_c) return a->temp_c < b->temp_c;
+              return a->index < b->index;
+            });
+  std::vector<int32_t> picked;
+  for (int i = 0; i < request.gpus && i < static_cast<int>(candidates.size());
+       ++i) {
+    picked.push_back(candidates[i]->index);
+  }
+  std::sort(picked.begin(), picked.end());
+  return picked;
+}
+
+bool FitsWhenEmpty(const PlacementRequest& request, const NodeView& node) {
+  return node.TotalGpus(request.gpu_model) >= request.gpus &&
+         node.total_cpus >= request.cpus &&
+         node.total_memory_bytes >= request.memory_bytes;
+}
+
+class NodeReadyFilter : public FilterPlugin {
+ public:
+  std::string Name() const override { return "NodeReady"; }
+  std::string Filter(const PlacementRequest&, const NodeView& node,
+                     const ClusterSnapshot&) const override {
+    return node.ready ? "" : "node is down";
+  }
+};
+
+class TelemetryFreshFilter : public FilterPlugin {
+ public:
+  explicit TelemetryFreshFilter(absl::Duration max_age) : max_age_(max_age) {}
+  std::string Name() const override { return "TelemetryFresh"; }
+  std::string Filter(const PlacementRequest&, const NodeView& node,
+                     const ClusterSnapshot& snapshot) const override {
+    const absl::Duration age = snapshot.now - node.last_seen;
+    if (age <= max_age_) return "";
+    return absl::StrFormat("no telemetry for %.0fs (limit %.0fs)",
+                           absl::ToDoubleSeconds(age),
+                           absl::ToDoubleSeconds(max_age_));
+  }
+
+ private:
+  absl::Duration max_age_;
+};
+
+class GpuModelFilter : public FilterPlugin {
+ public:
+  std::string Name() const override { return "GpuModel"; }
+  std::string Filter(const PlacementRequest& request, const NodeView& node,
+                     const ClusterSnapshot&) const override {
+    if (request.gpus == 0) return "";
+    const int total = node.TotalGpus(request.gpu_model);
+    if (total >= request.gpus) return "";
+    return absl::StrFormat("has %d %s, a replica needs %d", total,
+                           GpuNoun(request), request.gpus);
+  }
+};
+
+class FreeResourcesFilter : public FilterPlugin {
+ public:
+  std::string Name() const override { return "FreeResources"; }
+  std::string Filter(const PlacementRequest& request, const NodeView& node,
+                     const ClusterSnapshot&) const override {
+    const int free_gpus = node.FreeGpus(request.gpu_model);
+    if (free_gpus < request.gpus) {
+      return absl::StrFormat("%d free %s, a replica needs %d", free_gpus,
+                             GpuNoun(request), request.gpus);
+    }
+    if (node.free_cpus + 1e-9 < request.cpus) {
+      return absl::StrFormat("%.2f free CPUs, a replica needs %.2f",
+                             node.free_cpus, request.cpus);
+    }
+    if (node.free_memory_bytes < request.memory_bytes) {
+      return absl::StrFormat("%d free memory bytes, a replica needs %d",
+                             node.free_memory_bytes, request.memory_bytes);
+    }
+    return "";
+  }
+};
+
+// Prefers the node where the replica adds the least power: the GPUs' power
+// limits plus, when the node is idle, its static power (waking a node costs
+// its fans and board too). Normalized against the cheapest node in the
+// snapshot. A prior only; the energy brain replaces it with learned curves.
+class EnergyEfficiencyScorer : public ScorePlugin {
+ public:
+  std::string Name() const override { return "EnergyEfficiency"; }
+  double Score(const PlacementRequest& request, const NodeView& node,
+               const ClusterSnapshot& snapshot) const override {
+    const double mine = MarginalPowerW(request, node);
+    double best = mine;
+    for (const NodeView& other : snapshot.nodes) {
+      if (!other.ready || other.FreeGpus(request.gpu_model) < request.gpus) {
+        continue;
+      }
+      best = std::min(best, MarginalPowerW(request, other));
+    }
+    if (mine <= 0) return 100;
+    return 100.0 * best / mine;
+  }
+
+ private:
+  static double MarginalPowerW(const PlacementRequest& request,
+                               const NodeView& node) {
+    double watts = node.running_tasks == 0 ? node.static_power_w : 0;
+    for (int32_t index : PickGpus(request, node)) {
+      for (const GpuView& gpu : node.gpus) {
+        if (gpu.index == index) watts += gpu.power_limit_default_w;
+      }
+    }
+    return watts;
+  }
+};
+
+// Bin-packing: prefers nodes that are already busy, so whole nodes stay idle.
+class ConsolidationScorer : public ScorePlugin {
+ public:
+  std::string Name() const override { return "Consolidation"; }
+  double Score(const PlacementRequest& request, const NodeView& node,
+               const ClusterSnapshot&) const override {
+    if (node.gpus.empty()) {
+      if (node.total_cpus <= 0) return 0;
+      return 100.0 * (node.total_cpus - node.free_cpus + request.cpus) /
+             node.total_cpus;
+    }
+    const int total = static_cast<int>(node.gpus.size());
+    const int used_after = total - node.FreeGpus("") + request.gpus;
+    return 100.0 * used_after / total;
+  }
+};
+
+// Prefers GPUs far from their throttle temperature.
+class ThermalHeadroomScorer : public ScorePlugin {
+ public:
+  std::string Name() const override { return "ThermalHeadroom"; }
+  double Score(const PlacementRequest& request, const NodeView& node,
+               const ClusterSnapshot&) const override {
+    double score = 100;
+    for (int32_t index : PickGpus(request, node)) {
+      for (const GpuView& gpu : node.gpus) {
+        if (gpu.index != index || gpu.throttle_temp_c <= 0) continue;
+        const double headroom =
+            std::clamp((gpu.throttle_temp_c - gpu.temp_c) / gpu.throttle_temp_c,
+                       0.0, 1.0);
+        score = std::min(score, 100.0 * headroom);
+      }
+    }
+    return score;
+  }
+};
+
+// Keeps CPU-only work off GPU nodes, so GPUs stay available for GPU jobs.
+class GpuFitScorer : public ScorePlugin {
+ public:
+  std::string Name() const override { return "GpuFit"; }
+  double Score(const PlacementRequest& request, const NodeView& node,
+               const ClusterSnapshot&) const override {
+    if (request.gpus == 0 && !node.gpus.empty()) return 0;
+    return 100;
+  }
+};
+
+}  // namespace
+
+int NodeView::FreeGpus(const std::string& model) const {
+  int n = 0;
+  for (const GpuView& gpu : gpus) n += gpu.free && ModelMatches(model, gpu);
+  return n;
+}
+
+int NodeView::TotalGpus(const std::string& model) const {
+  int n = 0;
+  for (const GpuView& gpu : gpus) n += ModelMatches(model, gpu);
+  return n;
+}
+
+PlacementPipeline::PlacementPipeline(
+    std::vector<std::unique_ptr<FilterPlugin>> filters,
+    std::vector<WeightedScorer> scorers)
+    : filters_(std::move(filters)), scorers_(std::move(scorers)) {}
+
+std::unique_ptr<PlacementPipeline> PlacementPipeline::Default(
+    absl::Duration telemetry_freshness) {
+  std::vector<std::unique_ptr<FilterPlugin>> filters;
+  filters.push_back(std::make_unique<NodeReadyFilter>());
+  filters.push_back(std::make_unique<TelemetryFreshFilter>(telemetry_freshness));
+  filters.push_back(std::make_unique<GpuModelFilter>());
+  filters.push_back(std::make_unique<FreeResourcesFilter>());
+  std::vector<WeightedScorer> scorers;
+  scorers.push_back({std::make_unique<EnergyEfficiencyScorer>(), 2});
+  scorers.push_back({std::make_unique<ConsolidationScorer>(), 1});
+  scorers.push_back({std::make_unique<ThermalHeadroomScorer>(), 1});
+  scorers.push_back({std::make_unique<GpuFitScorer>(), 1});
+  return std::make_unique<PlacementPipeline>(std::move(filters),
+                                             std::move(scorers));
+}
+
+void PlacementPipeline::Reserve(const PlacementRequest& request,
+                                const ReplicaPlacement& placement,
+                                ClusterSnapshot* snapshot) {
+  for (NodeView& node : snapshot->nodes) {
+    if (node.name != placement.node) continue;
+    for (GpuView& gpu : node.gpus) {
+      if (std::find(placement.gpu_indices.begin(), placement.gpu_indices.end(),
+                    gpu.index) != placement.gpu_indices.end()) {
+        gpu.free = false;
+      }
+    }
+    node.free_cpus -= request.cpus;
+    node.free_memory_bytes -= request.memory_bytes;
+    ++node.running_tasks;
+  }
+}
+
+PlacementResult PlacementPipeline::Place(const PlacementRequest& request,
+                                         const ClusterSnapshot& snapshot) const {
+  PlacementResult result;
+  // 1. Infeasible now: no node could hold a replica even if it were empty.
+  const NodeView* largest = nullptr;
+  bool any_fits = false;
+  for (const NodeView& node : snapshot.nodes) {
+    any_fits |= FitsWhenEmpty(request, node);
+    if (largest == nullptr ||
+        node.TotalGpus(request.gpu_model) > largest->TotalGpus(request.gpu_model)) {
+      largest = &node;
+    }
+  }
+  if (!any_fits) {
+    result.kind = PlacementResult::Kind::kInfeasible;
+    if (largest == nullptr) {
+      result.reason = "unschedulable: no nodes are registered";
+    } else {
+      result.reason = absl::StrFormat(
+          "unschedulable: no node can hold one replica (%d %s, %.2f CPUs, %d "
+          "memory bytes); largest: %s with %d %s, %.2f CPUs",
+          request.gpus, GpuNoun(request), request.cpus, request.memory_bytes,
+          largest->name, largest->TotalGpus(request.gpu_model),
+          GpuNoun(request), largest->total_cpus);
+    }
+    return result;
+  }
+
+  // 2. Place each replica on a private copy, reserving as we go.
+  ClusterSnapshot working = snapshot;
+  for (int32_t replica = 0; replica < request.replicas; ++replica) {
+    std::vector<NodeVerdict> verdicts;
+    const NodeView* best = nullptr;
+    double best_score = -1;
+    std::map<std::string, int> reasons;
+    for (const NodeView& node : working.nodes) {
+      NodeVerdict verdict;
+      verdict.node = node.name;
+      for (const auto& filter : filters_) {
+        std::string reason = filter->Filter(request, node, working);
+        if (!reason.empty()) {
+          ++reasons[absl::StrCat(filter->Name(), ": ", reason)];
+          verdict.rejected_by.push_back({filter->Name(), std::move(reason)});
+          break;
+        }
+      }
+      if (verdict.rejected_by.empty()) {
+        for (const WeightedScorer& scorer : scorers_) {
+          const double score =
+              std::clamp(scorer.plugin->Score(request, node, working), 0.0, 100.0);
+          verdict.scores.push_back({scorer.plugin->Name(), score, scorer.weight});
+          verdict.total_score += score * scorer.weight;
+        }
+        if (verdict.total_score > best_score ||
+            (verdict.total_score == best_score && node.name < best->name)) {
+          best = &node;
+          best_score = verdict.total_score;
+        }
+      }
+      verdicts.push_back(std::move(verdict));
+    }
+    if (replica == 0) result.verdicts = verdicts;
+    if (best == nullptr) {
+      // 3. Some replica cannot be placed now: reserve nothing.
+      auto most_common = std::max_element(
+          reasons.begin(), reasons.end(),
+          [](const auto& a, const auto& b) { return a.second < b.second; });
+      result.kind = PlacementResult::Kind::kRetryLater;
+      result.replicas.clear();
+      result.reason = absl::StrFormat(
+          "waiting for resources: replica %d of %d fits on no node now (%s)",
+          replica + 1, request.replicas,
+          most_common == reasons.end() ? "no nodes" : most_common->first);
+      return result;
+    }
+    ReplicaPlacement placement{best->name, PickGpus(request, *best)};
+    Reserve(request, placement, &working);
+    result.replicas.push_back(std::move(placement));
+  }
+  result.kind = PlacementResult::Kind::kPlaced;
+  return result;
+}
+
+}  // namespace joule

@@ -1,0 +1,932 @@
+#include "scheduler/scheduler.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/device_catalog.h"
+#include "common/log.h"
+#include "common/proto_time.h"
+#include "spec/job_validation.h"
+
+namespace joule {
+namespace {
+
+constexpr char kJobKeyPrefix[] = "jobs/";
+constexpr int kMaxEventsPerJob = 100;
+constexpr int64_t kDefaultLogBytes = 64 << 10;
+constexpr int64_t kMaxLogBytes = 4 << 20;
+
+bool IsFinal(v1::JobState state) {
+  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
+         state == v1::JOB_STATE_CANCELLED;
+}
+
+bool IsActive(v1::TaskState state) {
+  return state == v1::TASK_STATE_STARTING || state == v1::TASK_STATE_RUNNING;
+}
+
+int64_t JobNumber(const std::string& job_id) {
+  int64_t n = 0;
+  if (absl::StartsWith(job_id, "job-") &&
+      absl::SimpleAtoi(absl::string_view(job_id).substr(4), &n)) {
+    return n;
+  }
+  return 0;
+}
+
+// Contiguous shard ranges: replica i of n owns [i*s/n, (i+1)*s/n).
+std::string ShardRange(int32_t shard_count, int32_t replica, int32_t replicas) {
+  if (shard_count <= 0) return "";
+  const int64_t begin = int64_t{replica} * shard_count / replicas;
+  const int64_t end = int64_t{replica + 1} * shard_count / replicas;
+  if (end - begin == 1) return absl::StrCat(begin);
+  return absl::StrCat(begin, "-", end - 1);
+}
+
+void SumEnergy(v1::Job& job) {
+  v1::Energy total;
+  for (const v1::Task& task : job.tasks()) {
+    total.set_gpu_j(total.gpu_j() + task.energy().gpu_j());
+    total.set_cpu_j(total.cpu_j() + task.energy().cpu_j());
+    total.set_static_j(total.static_j() + task.energy().static_j());
+    total.set_total_j(total.total_j() + task.energy().total_j());
+  }
+  *job.mutable_energy() = total;
+}
+
+absl::Status ValidateRegister(const v1::Register& message) {
+  const v1::NodeInfo& node = message.node();
+  if (node.name().empty() || node.name().size() > 253) {
+    return absl::InvalidArgumentError(
+        "register.node.name: required, at most 253 characters");
+  }
+  if (!(node.cpus() >= 0) || !(node.static_power_w() >= 0) ||
+      node.memory_bytes() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "register.node: cpus, memory_bytes and static_power_w must be >= 0 "
+        "(node ",
+        node.name(), ")"));
+  }
+  std::set<std::pair<int, int>> seen;
+  for (const v1::Device& device : node.devices()) {
+    if (device.index() < 0 ||
+        !seen.insert({device.kind(), device.index()}).second) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "register.node.devices: duplicate or negative index %d (node %s)",
+          device.index(), node.name()));
+    }
+    if (!(device.power_limit_min_w() >= 0) ||
+        !(device.power_limit_max_w() >= device.power_limit_min_w()) ||
+        !(device.idle_power_w() >= 0)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "register.node.devices[%d]: power limits must satisfy 0 <= min <= "
+          "max and idle power must be >= 0 (node %s)",
+          device.index(), node.name()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Scheduler::Scheduler(Store* store, const Clock* clock, SchedulerOptions options)
+    : store_(store),
+      clock_(clock),
+      options_(options),
+      pipeline_(PlacementPipeline::Default(options.telemetry_freshness)) {}
+
+absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
+    Store* store, const Clock* clock, SchedulerOptions options) {
+  std::unique_ptr<Scheduler> scheduler(new Scheduler(store, clock, options));
+  absl::MutexLock lock(&scheduler->mu_);
+  absl::Status status = scheduler->Load();
+  if (!status.ok()) return status;
+  return scheduler;
+}
+
+absl::Status Scheduler::Load() {
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> entries =
+      store_->List(kJobKeyPrefix);
+  if (!entries.ok()) return entries.status();
+  const absl::Time now = clock_->Now();
+  for (const auto& [key, value] : *entries) {
+    v1::Job job;
+    if (!job.ParseFromString(value)) {
+      return absl::DataLossError(absl::StrCat("stored job ", key,
+                                              " does not parse"));
+    }
+    const int64_t number = JobNumber(job.id());
+    next_job_number_ = std::max(next_job_number_, number + 1);
+    for (const v1::Task& task : job.tasks()) {
+      task_to_job_[task.task_id()] = job.id();
+      if (!IsActive(task.state())) continue;
+      // The node is known again when its agent registers; until then it is
+      // down and its silence counts toward the heartbeat timeout from now.
+      NodeRecord& node = nodes_[task.node()];
+      node.info.set_name(task.node());
+      if (node.last_seen == absl::Time()) {
+        node.last_seen = now;
+        node.message = "waiting for the agent after a scheduler restart";
+      }
+      Allocate(job, task);
+    }
+    if (job.state() == v1::JOB_STATE_PENDING) pending_.insert({number, job.id()});
+    jobs_[job.id()] = std::move(job);
+  }
+  JLOG(INFO) << "loaded " << jobs_.size() << " jobs (" << pending_.size()
+             << " pending) from the store";
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::Persist(const v1::Job& job) {
+  return store_->Put(absl::StrCat(kJobKeyPrefix, job.id()),
+                     job.SerializeAsString());
+}
+
+void Scheduler::Changed(v1::Job& job) {
+  SumEnergy(job);
+  absl::Status status = Persist(job);
+  if (!status.ok()) {
+    JLOG(ERROR) << "storing job " << job.id() << " failed: " << status;
+  }
+  for (auto& [handle, watcher] : watchers_) {
+    if (watcher.first == job.id()) watcher.second(job);
+  }
+}
+
+void Scheduler::AddEvent(v1::Job& job, const std::string& reason,
+                         const std::string& message) {
+  if (job.events_size() >= kMaxEventsPerJob) {
+    job.mutable_events()->DeleteSubrange(0, 1);
+  }
+  v1::JobEvent* event = job.add_events();
+  *event->mutable_time() = ToProtoTime(clock_->Now());
+  event->set_reason(reason);
+  event->set_message(message);
+  JLOG(INFO) << job.id() << " " << reason << ": " << message;
+}
+
+absl::StatusOr<v1::Job> Scheduler::SubmitJob(v1::JobSpec spec) {
+  ApplyJobSpecDefaults(&spec);
+  const absl::Time now = clock_->Now();
+  absl::Status valid = ValidateJobSpec(spec, now);
+  if (!valid.ok()) return valid;
+
+  absl::MutexLock lock(&mu_);
+  const int64_t number = next_job_number_;
+  v1::Job job;
+  job.set_id(absl::StrCat("job-", number));
+  *job.mutable_spec() = std::move(spec);
+  job.set_state(v1::JOB_STATE_PENDING);
+  job.set_message("waiting for placement");
+  *job.mutable_submit_time() = ToProtoTime(now);
+  AddEvent(job, "Submitted", absl::StrCat("job ", job.spec().name(), " accepted"));
+  // Durable before the client hears of it; nothing is kept on failure.
+  absl::Status stored = Persist(job);
+  if (!stored.ok()) return stored;
+  ++next_job_number_;
+  pending_.insert({number, job.id()});
+  jobs_[job.id()] = job;
+  return job;
+}
+
+absl::StatusOr<v1::Job> Scheduler::GetJob(const std::string& job_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) {
+    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  }
+  return it->second;
+}
+
+std::vector<v1::Job> Scheduler::ListJobs(
+    const std::set<v1::JobState>& states) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::Job> out;
+  for (const auto& [id, job] : jobs_) {
+    if (states.empty() || states.count(job.state())) out.push_back(job);
+  }
+  std::sort(out.begin(), out.end(), [](const v1::Job& a, const v1::Job& b) {
+    return JobNumber(a.id()) < JobNumber(b.id());
+  });
+  return out;
+}
+
+absl::StatusOr<v1::Job> Scheduler::CancelJob(const std::string& job_id,
+                                             const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) {
+    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  }
+  v1::Job& job = it->second;
+  if (IsFinal(job.state())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", job_id, " already ended (",
+        v1::JobState_Name(job.state()), ")"));
+  }
+  const std::string why = reason.empty() ? "cancelled by the user" : reason;
+  job.set_cancel_requested(true);
+  AddEvent(job, "CancelRequested", why);
+  for (v1::Task& task : *job.mutable_tasks()) {
+    if (!IsActive(task.state())) continue;
+    auto node = nodes_.find(task.node());
+    if (node == nodes_.end() || !node->second.ready) {
+      // Nobody can stop it now; if its node comes back, the agent is told
+      // to stop it at registration.
+      EndTask(job, task, v1::TASK_STATE_LOST,
+              absl::StrCat("node ", task.node(), " is down"));
+    } else {
+      StopTask(task, why);
+    }
+  }
+  Evaluate(job);
+  Changed(job);
+  return job;
+}
+
+v1::Node Scheduler::NodeToProto(const NodeRecord& node) const {
+  v1::Node out;
+  *out.mutable_info() = node.info;
+  out.set_state(node.ready ? v1::NODE_STATE_READY : v1::NODE_STATE_DOWN);
+  out.set_message(node.message);
+  if (node.last_seen != absl::Time()) {
+    *out.mutable_last_seen() = ToProtoTime(node.last_seen);
+  }
+  *out.mutable_last_sample() = node.last_sample;
+  for (const std::string& id : node.task_ids) out.add_task_ids(id);
+  int gpus = 0;
+  for (const v1::Device& device : node.info.devices()) {
+    gpus += device.kind() == v1::DEVICE_KIND_GPU;
+  }
+  out.set_free_gpus(gpus - static_cast<int>(node.used_gpus.size()));
+  out.set_free_cpus(node.info.cpus() - node.used_cpus);
+  out.set_free_memory_bytes(node.info.memory_bytes() - node.used_memory_bytes);
+  return out;
+}
+
+std::vector<v1::Node> Scheduler::ListNodes() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::Node> out;
+  for (const auto& [name, node] : nodes_) out.push_back(NodeToProto(node));
+  return out;
+}
+
+absl::StatusOr<v1::Node> Scheduler::GetNode(const std::string& name) const {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(name);
+  if (it == nodes_.end()) {
+    return absl::NotFoundError(absl::StrCat("node ", name, " not found"));
+  }
+  return NodeToProto(it->second);
+}
+
+absl::StatusOr<int64_t> Scheduler::WatchJob(const std::string& job_id,
+                                            JobWatcher watcher) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) {
+    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  }
+  watcher(it->second);
+  const int64_t handle = next_watcher_++;
+  watchers_[handle] = {job_id, std::move(watcher)};
+  return handle;
+}
+
+void Scheduler::Unwatch(int64_t handle) {
+  absl::MutexLock lock(&mu_);
+  watchers_.erase(handle);
+}
+
+void Scheduler::GetTaskLogs(const v1::GetTaskLogsRequest& request,
+                            LogsCallback done) {
+  std::function<void()> completion;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(request.job_id());
+    if (it == jobs_.end()) {
+      completion = [done, id = request.job_id()] {
+        done(absl::NotFoundError(absl::StrCat("job ", id, " not found")));
+      };
+    } else if (request.max_bytes() < 0 || request.max_bytes() > kMaxLogBytes) {
+      completion = [done] {
+        done(absl::InvalidArgumentError(
+            absl::StrCat("max_bytes: must be in [0, ", kMaxLogBytes, "]")));
+      };
+    } else {
+      const v1::Job& job = it->second;
+      const int64_t max_bytes =
+          request.max_bytes() == 0 ? kDefaultLogBytes : request.max_bytes();
+      PendingLogs pending;
+      pending.deadline = clock_->Now() + options_.logs_timeout;
+      pending.done = done;
+      const int64_t id = next_logs_request_++;
+      for (const v1::Task& task : job.tasks()) {
+        const bool wanted = request.task_id().empty()
+                                ? task.attempt() == job.attempts()
+                                : task.task_id() == request.task_id();
+        if (!wanted) continue;
+        v1::TaskLogs* logs = pending.response.add_logs();
+        logs->set_task_id(task.task_id());
+        logs->set_node(task.node());
+        auto node = nodes_.find(task.node());
+        if (node == nodes_.end() || !node->second.ready ||
+            node->second.link == nullptr) {
+          logs->set_error(absl::StrCat("node ", task.node(), " is down"));
+          continue;
+        }
+        const std::string request_id = absl::StrCat(id, "/", task.task_id());
+        pending.outstanding[request_id] = pending.response.logs_size() - 1;
+        v1::SchedulerCommand command;
+        command.mutable_fetch_logs()->set_request_id(request_id);
+        command.mutable_fetch_logs()->set_task_id(task.task_id());
+        command.mutable_fetch_logs()->set_max_bytes(max_bytes);
+        node->second.link->Send(command);
+      }
+      if (!request.task_id().empty() && pending.response.logs_size() == 0) {
+        completion = [done, request] {
+          done(absl::NotFoundError(absl::StrCat(
+              "task ", request.task_id(), " not found in job ",
+              request.job_id())));
+        };
+      } else if (pending.outstanding.empty()) {
+        completion = [done, response = pending.response] { done(response); };
+      } else {
+        pending_logs_[id] = std::move(pending);
+      }
+    }
+  }
+  if (completion) completion();
+}
+
+Scheduler::NodeRecord* Scheduler::FindNodeByLink(AgentLink* link) {
+  for (auto& [name, node] : nodes_) {
+    if (node.link == link) return &node;
+  }
+  return nullptr;
+}
+
+v1::Task* Scheduler::FindTask(const std::string& task_id, v1::Job** job) {
+  auto it = task_to_job_.find(task_id);
+  if (it == task_to_job_.end()) return nullptr;
+  auto job_it = jobs_.find(it->second);
+  if (job_it == jobs_.end()) return nullptr;
+  for (v1::Task& task : *job_it->second.mutable_tasks()) {
+    if (task.task_id() == task_id) {
+      *job = &job_it->second;
+      return &task;
+    }
+  }
+  return nullptr;
+}
+
+void Scheduler::Allocate(const v1::Job& job, const v1::Task& task) {
+  NodeRecord& node = nodes_[task.node()];
+  node.task_ids.insert(task.task_id());
+  for (int32_t gpu : task.gpu_indices()) node.used_gpus.insert(gpu);
+  node.used_cpus += job.spec().resources().cpus();
+  node.used_memory_bytes += job.spec().resources().memory_bytes();
+}
+
+void Scheduler::Release(const v1::Job& job, const v1::Task& task) {
+  auto it = nodes_.find(task.node());
+  if (it == nodes_.end() || !it->second.task_ids.erase(task.task_id())) return;
+  NodeRecord& node = it->second;
+  for (int32_t gpu : task.gpu_indices()) node.used_gpus.erase(gpu);
+  node.used_cpus = std::max(0.0, node.used_cpus - job.spec().resources().cpus());
+  node.used_memory_bytes = std::max<int64_t>(
+      0, node.used_memory_bytes - job.spec().resources().memory_bytes());
+}
+
+absl::Status Scheduler::OnAgentRegister(AgentLink* link,
+                                        const v1::Register& message) {
+  absl::Status valid = ValidateRegister(message);
+  if (!valid.ok()) return valid;
+  absl::MutexLock lock(&mu_);
+  const std::string& name = message.node().name();
+  NodeRecord& node = nodes_[name];
+  if (node.link != nullptr && node.link != link) {
+    JLOG(WARNING) << "node " << name
+                  << " registered again; the newer stream replaces the old";
+  }
+  node.info = message.node();
+  node.link = link;
+  node.ready = true;
+  node.message = "";
+  node.last_seen = clock_->Now();
+  JLOG(INFO) << "node " << name << " registered with "
+             << message.node().devices_size() << " devices and "
+             << message.running_tasks_size() << " running tasks";
+
+  v1::SchedulerCommand ack;
+  *ack.mutable_register_ack()->mutable_heartbeat_timeout() =
+      ToProtoDuration(options_.heartbeat_timeout);
+  link->Send(ack);
+
+  // Final events the agent kept while no scheduler was listening.
+  for (const v1::TaskEvent& event : message.unacked_events()) {
+    ApplyTaskEvent(node, event);
+  }
+  // Adopt what the agent still runs; stop what it should not run.
+  std::set<std::string> reported;
+  for (const v1::RunningTask& running : message.running_tasks()) {
+    reported.insert(running.task_id());
+    v1::Job* job = nullptr;
+    v1::Task* task = FindTask(running.task_id(), &job);
+    if (task == nullptr || !IsActive(task->state()) || task->node() != name) {
+      SendStop(node, running.task_id(), "not expected on this node");
+      continue;
+    }
+    const bool adopted = task->state() == v1::TASK_STATE_STARTING;
+    task->set_state(v1::TASK_STATE_RUNNING);
+    task->set_pid(running.pid());
+    if (running.has_start_time()) *task->mutable_start_time() = running.start_time();
+    ApplyUsage(node, running.usage());
+    if (adopted) {
+      AddEvent(*job, "TaskAdopted",
+               absl::StrCat("task ", task->task_id(), " found running on ", name));
+    }
+    Changed(*job);
+  }
+  // Tasks placed here that the agent does not know: it never started them
+  // or lost them. They are lost; their jobs run again as a new attempt.
+  std::vector<std::string> unknown;
+  for (const std::string& task_id : node.task_ids) {
+    if (!reported.count(task_id)) unknown.push_back(task_id);
+  }
+  for (const std::string& task_id : unknown) {
+    v1::Job* job = nullptr;
+    v1::Task* task = FindTask(task_id, &job);
+    if (task == nullptr || !IsActive(task->state())) continue;
+    EndTask(*job, *task, v1::TASK_STATE_LOST,
+            absl::StrCat("agent on ", name, " does not run the task"));
+    Evaluate(*job);
+    Changed(*job);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::OnAgentMessage(AgentLink* link,
+                                       const v1::AgentMessage& message) {
+  std::function<void()> completion;
+  {
+    absl::MutexLock lock(&mu_);
+    NodeRecord* node = FindNodeByLink(link);
+    if (node == nullptr) {
+      return absl::FailedPreconditionError(
+          "stream is not registered (or was replaced by a newer one)");
+    }
+    node->last_seen = clock_->Now();
+    if (!node->ready) {
+      node->ready = true;
+      node->message = "";
+      JLOG(INFO) << "node " << node->info.name() << " is back";
+    }
+    switch (message.msg_case()) {
+      case v1::AgentMessage::kTelemetry:
+        node->last_sample = message.telemetry();
+        for (const v1::TaskUsage& usage : message.telemetry().tasks()) {
+          ApplyUsage(*node, usage);
+        }
+        break;
+      case v1::AgentMessage::kTaskEvent:
+        ApplyTaskEvent(*node, message.task_event());
+        break;
+      case v1::AgentMessage::kHeartbeat:
+        break;
+      case v1::AgentMessage::kLogs: {
+        const v1::LogsReply& reply = message.logs();
+        int64_t id = 0;
+        const std::string prefix = reply.request_id().substr(
+            0, reply.request_id().find('/'));
+        auto pending = absl::SimpleAtoi(prefix, &id) ? pending_logs_.find(id)
+                                                     : pending_logs_.end();
+        if (pending == pending_logs_.end()) break;  // Late reply.
+        auto slot = pending->second.outstanding.find(reply.request_id());
+        if (slot == pending->second.outstanding.end()) break;
+        v1::TaskLogs* logs = pending->second.response.mutable_logs(slot->second);
+        logs->set_stdout(reply.stdout());
+        logs->set_stderr(reply.stderr());
+        logs->set_truncated(reply.truncated());
+        logs->set_error(reply.error());
+        pending->second.outstanding.erase(slot);
+        if (pending->second.outstanding.empty()) {
+          completion = [done = std::move(pending->second.done),
+                        response = std::move(pending->second.response)] {
+            done(response);
+          };
+          pending_logs_.erase(pending);
+        }
+        break;
+      }
+      case v1::AgentMessage::kRegister:
+        return absl::FailedPreconditionError("register sent twice on one stream");
+      case v1::AgentMessage::MSG_NOT_SET:
+        return absl::InvalidArgumentError("agent message: empty");
+    }
+  }
+  if (completion) completion();
+  return absl::OkStatus();
+}
+
+void Scheduler::OnAgentDisconnect(AgentLink* link) {
+  absl::MutexLock lock(&mu_);
+  NodeRecord* node = FindNodeByLink(link);
+  if (node == nullptr) return;
+  node->link = nullptr;
+  // Tasks keep running on the node; the heartbeat timeout decides whether
+  // they are lost, and a reconnect within it adopts them.
+  node->message = "agent stream closed; waiting for it to reconnect";
+  JLOG(WARNING) << "node " << node->info.name() << " disconnected";
+}
+
+void Scheduler::ApplyUsage(NodeRecord& node, const v1::TaskUsage& usage) {
+  v1::Job* job = nullptr;
+  v1::Task* task = FindTask(usage.task_id(), &job);
+  if (task == nullptr || task->node() != node.info.name() ||
+      !IsActive(task->state())) {
+    // A task this node should not be running (e.g. lost, then re-queued).
+    SendStop(node, usage.task_id(), "not expected on this node");
+    return;
+  }
+  *task->mutable_energy() = usage.energy();
+  task->set_samples_done(usage.samples_done());
+  task->set_steps_done(usage.steps_done());
+  // Live energy is not persisted at every sample; final figures are stored
+  // with the task's end.
+  SumEnergy(*job);
+}
+
+void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
+  v1::Job* job = nullptr;
+  v1::Task* task = FindTask(event.task_id(), &job);
+  const bool final_event = event.kind() == v1::TaskEvent::KIND_EXITED ||
+                           event.kind() == v1::TaskEvent::KIND_START_FAILED;
+  auto ack = [&] {
+    if (!final_event || node.link == nullptr) return;
+    v1::SchedulerCommand command;
+    command.mutable_ack_task_event()->set_task_id(event.task_id());
+    node.link->Send(command);
+  };
+  if (task == nullptr || task->node() != node.info.name()) {
+    JLOG(WARNING) << "event for unknown task " << event.task_id() << " from "
+                  << node.info.name();
+    ack();
+    return;
+  }
+  switch (event.kind()) {
+    case v1::TaskEvent::KIND_STARTED:
+      if (task->state() == v1::TASK_STATE_STARTING) {
+        task->set_state(v1::TASK_STATE_RUNNING);
+        task->set_pid(event.pid());
+        *task->mutable_start_time() = event.time();
+        if (!job->has_start_time()) *job->mutable_start_time() = event.time();
+        AddEvent(*job, "TaskStarted",
+                 absl::StrFormat("task %s started on %s (pid %d)",
+                                 task->task_id(), node.info.name(), event.pid()));
+        Changed(*job);
+      } else if (!IsActive(task->state())) {
+        SendStop(node, task->task_id(), "task already ended or was lost");
+      }
+      return;
+    case v1::TaskEvent::KIND_START_FAILED:
+    case v1::TaskEvent::KIND_EXITED: {
+      if (!IsActive(task->state())) {
+        // Already final (e.g. a duplicate after reconnect): keep the first
+        // outcome but take the final energy if we had none.
+        if (task->energy().total_j() == 0 && event.has_usage()) {
+          *task->mutable_energy() = event.usage().energy();
+          Changed(*job);
+        }
+        ack();
+        return;
+      }
+      *task->mutable_energy() = event.usage().energy();
+      task->set_samples_done(event.usage().samples_done());
+      task->set_steps_done(event.usage().steps_done());
+      task->set_exit_code(event.exit_code());
+      *task->mutable_end_time() = event.time();
+      v1::TaskState state;
+      std::string message;
+      if (event.kind() == v1::TaskEvent::KIND_START_FAILED) {
+        state = v1::TASK_STATE_FAILED;
+        message = absl::StrCat("could not start: ", event.message());
+      } else if (event.stopped()) {
+        state = v1::TASK_STATE_KILLED;
+        message = "stopped by the scheduler";
+      } else if (event.exit_code() == 0) {
+        state = v1::TASK_STATE_SUCCEEDED;
+      } else if (event.signal() != 0) {
+        state = v1::TASK_STATE_FAILED;
+        message = absl::StrCat("killed by signal ", event.signal());
+      } else {
+        state = v1::TASK_STATE_FAILED;
+        message = absl::StrCat("exited with code ", event.exit_code());
+      }
+      EndTask(*job, *task, state, message);
+      Evaluate(*job);
+      Changed(*job);
+      ack();
+      return;
+    }
+    case v1::TaskEvent::KIND_UNSPECIFIED:
+    default:
+      JLOG(WARNING) << "task event without kind from " << node.info.name();
+      return;
+  }
+}
+
+void Scheduler::EndTask(v1::Job& job, v1::Task& task, v1::TaskState state,
+                        const std::string& message) {
+  task.set_state(state);
+  task.set_message(message);
+  if (!task.has_end_time()) *task.mutable_end_time() = ToProtoTime(clock_->Now());
+  Release(job, task);
+  AddEvent(job, absl::StrCat("Task", state == v1::TASK_STATE_SUCCEEDED ? "Succeeded"
+                                     : state == v1::TASK_STATE_KILLED  ? "Killed"
+                                     : state == v1::TASK_STATE_LOST    ? "Lost"
+                                                                       : "Failed"),
+           absl::StrCat("task ", task.task_id(),
+                        message.empty() ? "" : ": ", message));
+}
+
+void Scheduler::StopTask(const v1::Task& task, const std::string& reason) {
+  auto it = nodes_.find(task.node());
+  if (it != nodes_.end()) SendStop(it->second, task.task_id(), reason);
+}
+
+void Scheduler::SendStop(NodeRecord& node, const std::string& task_id,
+                         const std::string& reason) {
+  if (node.link == nullptr) return;
+  v1::SchedulerCommand command;
+  command.mutable_stop_task()->set_task_id(task_id);
+  command.mutable_stop_task()->set_reason(reason);
+  *command.mutable_stop_task()->mutable_grace_period() =
+      ToProtoDuration(options_.stop_grace);
+  node.link->Send(command);
+}
+
+void Scheduler::Evaluate(v1::Job& job) {
+  if (IsFinal(job.state()) || job.state() == v1::JOB_STATE_PENDING) {
+    if (job.state() == v1::JOB_STATE_PENDING && job.cancel_requested()) {
+      job.set_state(v1::JOB_STATE_CANCELLED);
+      job.set_message("cancelled before it was placed");
+      *job.mutable_end_time() = ToProtoTime(clock_->Now());
+      pending_.erase({JobNumber(job.id()), job.id()});
+      AddEvent(job, "Cancelled", job.message());
+    }
+    return;
+  }
+  int active = 0, succeeded = 0, total = 0;
+  const v1::Task* failed = nullptr;
+  const v1::Task* lost = nullptr;
+  for (const v1::Task& task : job.tasks()) {
+    if (task.attempt() != job.attempts()) continue;
+    ++total;
+    if (IsActive(task.state())) ++active;
+    if (task.state() == v1::TASK_STATE_SUCCEEDED) ++succeeded;
+    if (task.state() == v1::TASK_STATE_FAILED && failed == nullptr) failed = &task;
+    if (task.state() == v1::TASK_STATE_LOST && lost == nullptr) lost = &task;
+  }
+  if ((failed != nullptr || lost != nullptr || job.cancel_requested()) &&
+      active > 0) {
+    // A gang ends together: stop the siblings, decide when all have ended.
+    const std::string why =
+        job.cancel_requested()
+            ? "job cancelled"
+            : absl::StrCat("sibling task ", (failed ? failed : lost)->task_id(),
+                           " ended");
+    for (const v1::Task& task : job.tasks()) {
+      if (task.attempt() == job.attempts() && IsActive(task.state())) {
+        StopTask(task, why);
+      }
+    }
+    job.set_message(absl::StrCat("stopping: ", why));
+    return;
+  }
+  if (active > 0) {
+    job.set_message("running");
+    return;
+  }
+  const absl::Time now = clock_->Now();
+  if (job.cancel_requested()) {
+    job.set_state(v1::JOB_STATE_CANCELLED);
+    job.set_message("cancelled");
+  } else if (failed != nullptr) {
+    job.set_state(v1::JOB_STATE_FAILED);
+    job.set_message(absl::StrCat("task ", failed->task_id(), " ", failed->message()));
+  } else if (lost != nullptr) {
+    // Lost work runs again as a new attempt.
+    job.set_state(v1::JOB_STATE_PENDING);
+    job.set_message(absl::StrCat("re-queued: task ", lost->task_id(), " lost (",
+                                 lost->message(), ")"));
+    pending_.insert({JobNumber(job.id()), job.id()});
+    AddEvent(job, "Requeued", job.message());
+    return;
+  } else if (succeeded == total && total > 0) {
+    job.set_state(v1::JOB_STATE_SUCCEEDED);
+    job.set_message("all tasks succeeded");
+  } else {
+    return;
+  }
+  *job.mutable_end_time() = ToProtoTime(now);
+  AddEvent(job, v1::JobState_Name(job.state()).substr(strlen("JOB_STATE_")),
+           job.message());
+}
+
+void Scheduler::MarkNodeDown(NodeRecord& node, const std::string& reason) {
+  node.ready = false;
+  node.message = reason;
+  JLOG(WARNING) << "node " << node.info.name() << " is down: " << reason;
+  const std::set<std::string> task_ids = node.task_ids;
+  for (const std::string& task_id : task_ids) {
+    v1::Job* job = nullptr;
+    v1::Task* task = FindTask(task_id, &job);
+    if (task == nullptr || !IsActive(task->state())) continue;
+    EndTask(*job, *task, v1::TASK_STATE_LOST,
+            absl::StrCat("node ", node.info.name(), " is down: ", reason));
+    Evaluate(*job);
+    Changed(*job);
+  }
+}
+
+void Scheduler::ExpireLogRequests(
+    std::vector<std::function<void()>>* completions) {
+  const absl::Time now = clock_->Now();
+  for (auto it = pending_logs_.begin(); it != pending_logs_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    for (const auto& [request_id, index] : it->second.outstanding) {
+      it->second.response.mutable_logs(index)->set_error(
+          "timed out waiting for the agent");
+    }
+    completions->push_back([done = std::move(it->second.done),
+                            response = std::move(it->second.response)] {
+      done(response);
+    });
+    it = pending_logs_.erase(it);
+  }
+}
+
+void Scheduler::Tick() {
+  std::vector<std::function<void()>> completions;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    for (auto& [name, node] : nodes_) {
+      if (node.ready || !node.task_ids.empty()) {
+        const absl::Duration silent = now - node.last_seen;
+        if (silent > options_.heartbeat_timeout &&
+            (node.ready || node.link == nullptr)) {
+          MarkNodeDown(node, absl::StrFormat("no heartbeat for %.1fs",
+                                             absl::ToDoubleSeconds(silent)));
+        }
+      }
+    }
+    ExpireLogRequests(&completions);
+    PlacePending();
+  }
+  for (auto& completion : completions) completion();
+}
+
+ClusterSnapshot Scheduler::Snapshot() const {
+  ClusterSnapshot snapshot;
+  snapshot.now = clock_->Now();
+  for (const auto& [name, node] : nodes_) {
+    NodeView view;
+    view.name = name;
+    view.ready = node.ready && node.link != nullptr;
+    view.last_seen = node.last_seen;
+    view.total_cpus = node.info.cpus();
+    view.free_cpus = node.info.cpus() - node.used_cpus;
+    view.total_memory_bytes = node.info.memory_bytes();
+    view.free_memory_bytes = node.info.memory_bytes() - node.used_memory_bytes;
+    view.static_power_w = node.info.static_power_w();
+    view.running_tasks = static_cast<int>(node.task_ids.size());
+    for (const v1::Device& device : node.info.devices()) {
+      if (device.kind() != v1::DEVICE_KIND_GPU) continue;
+      GpuView gpu;
+      gpu.index = device.index();
+      gpu.model = device.model();
+      gpu.free = !node.used_gpus.count(device.index());
+      gpu.idle_power_w = device.idle_power_w();
+      gpu.power_limit_default_w = device.power_limit_default_w();
+      if (auto spec = FindGpuModel(device.model())) {
+        gpu.throttle_temp_c = spec->throttle_temp_c;
+      }
+      for (const v1::DeviceSample& sample : node.last_sample.devices()) {
+        if (sample.kind() == v1::DEVICE_KIND_GPU &&
+            sample.index() == device.index()) {
+          gpu.temp_c = sample.temp_c();
+        }
+      }
+      view.gpus.push_back(std::move(gpu));
+    }
+    snapshot.nodes.push_back(std::move(view));
+  }
+  return snapshot;
+}
+
+void Scheduler::PlacePending() {
+  if (pending_.empty()) return;
+  ClusterSnapshot snapshot = Snapshot();
+  const std::vector<std::pair<int64_t, std::string>> order(pending_.begin(),
+                                                           pending_.end());
+  for (const auto& entry : order) {
+    v1::Job& job = jobs_[entry.second];
+    const v1::JobSpec& spec = job.spec();
+    PlacementRequest request;
+    request.job_id = job.id();
+    request.replicas = spec.replicas();
+    request.gpus = spec.resources().gpus();
+    request.cpus = spec.resources().cpus();
+    request.memory_bytes = spec.resources().memory_bytes();
+    request.gpu_model = spec.resources().gpu_model();
+    PlacementResult result = pipeline_->Place(request, snapshot);
+    if (result.kind != PlacementResult::Kind::kPlaced) {
+      // Held, not refused: nodes may join or free up later.
+      if (job.message() != result.reason) {
+        job.set_message(result.reason);
+        Changed(job);
+      }
+      continue;
+    }
+    for (const ReplicaPlacement& placement : result.replicas) {
+      PlacementPipeline::Reserve(request, placement, &snapshot);
+    }
+    pending_.erase(entry);
+    Bind(job, result);
+  }
+}
+
+void Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
+  const v1::JobSpec& spec = job.spec();
+  job.set_attempts(job.attempts() + 1);
+  job.set_state(v1::JOB_STATE_RUNNING);
+  job.set_message("starting");
+  std::vector<v1::Task*> started;
+  std::string where;
+  for (int32_t replica = 0; replica < static_cast<int32_t>(result.replicas.size());
+       ++replica) {
+    const ReplicaPlacement& placement = result.replicas[replica];
+    const NodeRecord& node = nodes_[placement.node];
+    v1::Task* task = job.add_tasks();
+    task->set_task_id(absl::StrFormat("%s.r%d.a%d", job.id(), replica, job.attempts()));
+    task->set_replica_index(replica);
+    task->set_attempt(job.attempts());
+    task->set_state(v1::TASK_STATE_STARTING);
+    task->set_node(placement.node);
+    double cap_w = 0;
+    for (int32_t gpu : placement.gpu_indices) {
+      task->add_gpu_indices(gpu);
+      for (const v1::Device& device : node.info.devices()) {
+        if (device.kind() == v1::DEVICE_KIND_GPU && device.index() == gpu) {
+          cap_w = device.power_limit_default_w();
+        }
+      }
+    }
+    task->set_power_cap_w(cap_w);
+    task->set_batch_size(spec.batch_size().default_size());
+    task->set_shards(ShardRange(spec.shard_count(), replica, spec.replicas()));
+    task_to_job_[task->task_id()] = job.id();
+    Allocate(job, *task);
+    absl::StrAppend(&where, where.empty() ? "" : ", ", placement.node);
+    started.push_back(task);
+  }
+  AddEvent(job, "Scheduled",
+           absl::StrFormat("attempt %d placed on %s", job.attempts(), where));
+  // Stored before any agent hears of it, so a restart knows every task that
+  // might be running.
+  Changed(job);
+  for (v1::Task* task : started) {
+    v1::SchedulerCommand command;
+    v1::StartTask* start = command.mutable_start_task();
+    start->set_task_id(task->task_id());
+    start->set_job_id(job.id());
+    start->set_attempt(task->attempt());
+    start->set_replica_index(task->replica_index());
+    start->set_replica_count(spec.replicas());
+    start->set_type(spec.type());
+    start->set_command(spec.command());
+    *start->mutable_args() = spec.args();
+    *start->mutable_env() = spec.env();
+    *start->mutable_gpu_indices() = task->gpu_indices();
+    start->set_power_cap_w(task->power_cap_w());
+    start->set_batch_size(task->batch_size());
+    start->set_shards(task->shards());
+    start->set_shard_count(spec.shard_count());
+    start->set_working_dir(spec.working_dir());
+    NodeRecord& node = nodes_[task->node()];
+    if (node.link != nullptr) node.link->Send(command);
+  }
+}
+
+}  // namespace joule

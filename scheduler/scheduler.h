@@ -1,0 +1,192 @@
+#ifndef JOULE_SCHEDULER_SCHEDULER_H_
+#define JOULE_SCHEDULER_SCHEDULER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "joule/v1/agent.pb.h"
+#include "joule/v1/job.pb.h"
+#include "joule/v1/node.pb.h"
+#include "joule/v1/scheduler.pb.h"
+#include "scheduler/placement.h"
+#include "scheduler/store/store.h"
+
+namespace joule {
+
+// The scheduler's end of one agent stream. Implementations must not call
+// back into the Scheduler from Send (it is called with the scheduler's lock
+// held) and must not block.
+class AgentLink {
+ public:
+  virtual ~AgentLink() = default;
+  virtual void Send(const v1::SchedulerCommand& command) = 0;
+};
+
+struct SchedulerOptions {
+  // A node silent for longer is marked down and its tasks lost.
+  absl::Duration heartbeat_timeout = absl::Seconds(10);
+  // Nodes whose last telemetry is older are not placed on.
+  absl::Duration telemetry_freshness = absl::Seconds(30);
+  // SIGTERM-to-SIGKILL grace period for stopped tasks.
+  absl::Duration stop_grace = absl::Seconds(10);
+  // How long GetTaskLogs waits for agents.
+  absl::Duration logs_timeout = absl::Seconds(5);
+};
+
+// The scheduler core: cluster state, the job queue, placement and every
+// task's life cycle. It knows nothing of gRPC: services translate requests
+// into these calls, and agents are reached through AgentLink.
+//
+// Job life cycle:
+//  1. SubmitJob validates, stores durably (fsync) and queues the job.
+//  2. Tick() places pending jobs in submission order through the placement
+//     pipeline (a gang is placed whole), stores the tasks as STARTING, then
+//     sends StartTask to the agents.
+//  3. Task events from agents move tasks to RUNNING and then to a final
+//     state; the job follows (all succeeded, one failed, cancelled, or a task
+//     lost -> back to PENDING for another attempt).
+//  4. Tick() also marks nodes silent beyond the heartbeat timeout down; their
+//     tasks are lost and their jobs re-queued.
+// On restart the store gives back every job; running tasks are adopted when
+// their agent reconnects and reports them, and never started twice: a task
+// the agent does not report is lost and its job placed again as a new
+// attempt.
+//
+// Thread-safe; all state guarded by mu_. Time comes only from the clock.
+class Scheduler {
+ public:
+  using JobWatcher = std::function<void(const v1::Job&)>;
+  using LogsCallback =
+      std::function<void(absl::StatusOr<v1::GetTaskLogsResponse>)>;
+
+  // Loads every job from `store`.
+  static absl::StatusOr<std::unique_ptr<Scheduler>> Create(
+      Store* store, const Clock* clock, SchedulerOptions options);
+
+  // Client API.
+  absl::StatusOr<v1::Job> SubmitJob(v1::JobSpec spec);
+  absl::StatusOr<v1::Job> GetJob(const std::string& job_id) const;
+  std::vector<v1::Job> ListJobs(const std::set<v1::JobState>& states) const;
+  absl::StatusOr<v1::Job> CancelJob(const std::string& job_id,
+                                    const std::string& reason);
+  std::vector<v1::Node> ListNodes() const;
+  absl::StatusOr<v1::Node> GetNode(const std::string& name) const;
+  // Calls `watcher` with the job now and at each of its state changes, with
+  // the scheduler's lock held (so it must only queue). Returns a handle.
+  absl::StatusOr<int64_t> WatchJob(const std::string& job_id,
+                                   JobWatcher watcher);
+  void Unwatch(int64_t handle);
+  // Asks the agents for task output; `done` runs once, from another call
+  // into the scheduler (a reply, or Tick() at the timeout).
+  void GetTaskLogs(const v1::GetTaskLogsRequest& request, LogsCallback done);
+
+  // Agent streams. OnAgentRegister must come first on every link.
+  absl::Status OnAgentRegister(AgentLink* link, const v1::Register& message);
+  absl::Status OnAgentMessage(AgentLink* link, const v1::AgentMessage& message);
+  void OnAgentDisconnect(AgentLink* link);
+
+  // Periodic work: node timeouts, log-request timeouts, placement.
+  void Tick();
+
+ private:
+  struct NodeRecord {
+    v1::NodeInfo info;
+    AgentLink* link = nullptr;
+    bool ready = false;
+    std::string message;
+    absl::Time last_seen;
+    v1::NodeSample last_sample;
+    // Active tasks placed here and the GPUs they hold.
+    std::set<std::string> task_ids;
+    std::set<int32_t> used_gpus;
+    double used_cpus = 0;
+    int64_t used_memory_bytes = 0;
+  };
+
+  struct PendingLogs {
+    absl::Time deadline;
+    LogsCallback done;
+    v1::GetTaskLogsResponse response;
+    // request id -> index into response.logs.
+    std::map<std::string, int> outstanding;
+  };
+
+  Scheduler(Store* store, const Clock* clock, SchedulerOptions options);
+
+  absl::Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Persist(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Persists and notifies watchers after a state change.
+  void Changed(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AddEvent(v1::Job& job, const std::string& reason,
+                const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  NodeRecord* FindNodeByLink(AgentLink* link) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Task* FindTask(const std::string& task_id, v1::Job** job)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Node NodeToProto(const NodeRecord& node) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Holds a task's node resources / gives them back.
+  void Allocate(const v1::Job& job, const v1::Task& task)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Release(const v1::Job& job, const v1::Task& task)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void PlacePending() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  ClusterSnapshot Snapshot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Bind(v1::Job& job, const PlacementResult& result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyUsage(NodeRecord& node, const v1::TaskUsage& usage)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves a task to a final state and releases its resources.
+  void EndTask(v1::Job& job, v1::Task& task, v1::TaskState state,
+               const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Decides the job's state from its latest attempt's tasks.
+  void Evaluate(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StopTask(const v1::Task& task, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendStop(NodeRecord& node, const std::string& task_id,
+                const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MarkNodeDown(NodeRecord& node, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireLogRequests(std::vector<std::function<void()>>* completions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Store* const store_;
+  const Clock* const clock_;
+  const SchedulerOptions options_;
+  const std::unique_ptr<PlacementPipeline> pipeline_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, v1::Job> jobs_ ABSL_GUARDED_BY(mu_);
+  // Submission order of pending jobs: (sequence number, job id).
+  std::set<std::pair<int64_t, std::string>> pending_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::string> task_to_job_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, NodeRecord> nodes_ ABSL_GUARDED_BY(mu_);
+  int64_t next_job_number_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<int64_t, std::pair<std::string, JobWatcher>> watchers_
+      ABSL_GUARDED_BY(mu_);
+  int64_t next_watcher_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<int64_t, PendingLogs> pending_logs_ ABSL_GUARDED_BY(mu_);
+  int64_t next_logs_request_ ABSL_GUARDED_BY(mu_) = 1;
+};
+
+}  // namespace joule
+
+#endif  // JOULE_SCHEDULER_SCHEDULER_H_
