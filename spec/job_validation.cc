@@ -423,6 +423,10 @@ absl::Status ValidateWorkingDir(const JobSpec& spec) {
 }  // namespace
 
 void ApplyJobSpecDefaults(joule::v1::JobSpec* spec) {
+  // Most jobs are training jobs; an explicit unknown type is still refused.
+  if (spec->type() == joule::v1::JOB_TYPE_UNSPECIFIED) {
+    spec->set_type(joule::v1::JOB_TYPE_TRAINING);
+  }
   if (!spec->has_replicas()) spec->set_replicas(kDefaultReplicas);
 
   joule::v1::Resources* r = spec->mutable_resources();

@@ -24,6 +24,7 @@ namespace joule {
 
 // ---- Defaults (ApplyJobSpecDefaults) ----
 
+// An unset `type` becomes JOB_TYPE_TRAINING.
 // Replicas when `replicas` is unset.
 inline constexpr int32_t kDefaultReplicas = 1;
 // Whole GPUs per replica when `resources.gpus` is unset.

@@ -526,8 +526,8 @@ TEST(ApplyJobSpecDefaultsTest, FillsEveryUnsetField) {
   EXPECT_EQ(spec.job_class(), "resnet");
   ASSERT_EQ(spec.objective().goal_case(), joule::v1::Objective::kMaxSlowdown);
   EXPECT_DOUBLE_EQ(spec.objective().max_slowdown(), 1.10);
+  EXPECT_EQ(spec.type(), joule::v1::JOB_TYPE_TRAINING);
   // Fields without a default stay empty.
-  EXPECT_EQ(spec.type(), joule::v1::JOB_TYPE_UNSPECIFIED);
   EXPECT_EQ(spec.shard_count(), 0);
   EXPECT_TRUE(spec.resources().gpu_model().empty());
 }

@@ -1,0 +1,215 @@
+#include "scheduler/placement.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace joule {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
+
+// Fluent fixture builder: NodeBuilder("a").Gpus(4, "V100").Build().
+class NodeBuilder {
+ public:
+  explicit NodeBuilder(std::string name) {
+    node_.name = std::move(name);
+    node_.ready = true;
+    node_.last_seen = kNow;
+    node_.total_cpus = node_.free_cpus = 16;
+    node_.total_memory_bytes = node_.free_memory_bytes = int64_t{64} << 30;
+    node_.static_power_w = 100;
+  }
+  NodeBuilder& Gpus(int count, const std::string& model, double limit_w = 250) {
+    for (int i = 0; i < count; ++i) {
+      GpuView gpu;
+      gpu.index = static_cast<int32_t>(node_.gpus.size());
+      gpu.model = model;
+      gpu.power_limit_default_w = limit_w;
+      gpu.idle_power_w = 30;
+      gpu.temp_c = 40;
+      gpu.throttle_temp_c = 85;
+      node_.gpus.push_back(gpu);
+    }
+    return *this;
+  }
+  NodeBuilder& Used(int32_t gpu_index) {
+    node_.gpus[gpu_index].free = false;
+    ++node_.running_tasks;
+    return *this;
+  }
+  NodeBuilder& Busy() {
+    ++node_.running_tasks;
+    node_.free_cpus -= 1;
+    return *this;
+  }
+  NodeBuilder& Cpus(double total, double free) {
+    node_.total_cpus = total;
+    node_.free_cpus = free;
+    return *this;
+  }
+  NodeBuilder& Temp(int32_t gpu_index, double temp_c) {
+    node_.gpus[gpu_index].temp_c = temp_c;
+    return *this;
+  }
+  NodeBuilder& Down() {
+    node_.ready = false;
+    return *this;
+  }
+  NodeBuilder& LastSeen(absl::Time t) {
+    node_.last_seen = t;
+    return *this;
+  }
+  NodeView Build() const { return node_; }
+
+ private:
+  NodeView node_;
+};
+
+PlacementRequest Request(int32_t gpus, int32_t replicas = 1,
+                         const std::string& model = "", double cpus = 1) {
+  PlacementRequest request;
+  request.job_id = "job-1";
+  request.gpus = gpus;
+  request.replicas = replicas;
+  request.gpu_model = model;
+  request.cpus = cpus;
+  request.memory_bytes = 1 << 30;
+  return request;
+}
+
+ClusterSnapshot Cluster(std::vector<NodeView> nodes) {
+  ClusterSnapshot snapshot;
+  snapshot.now = kNow;
+  snapshot.nodes = std::move(nodes);
+  return snapshot;
+}
+
+struct Case {
+  std::string name;
+  ClusterSnapshot cluster;
+  PlacementRequest request;
+  PlacementResult::Kind kind;
+  // For kPlaced: node of each replica; otherwise a substring of the reason.
+  std::vector<std::string> nodes;
+  std::string reason;
+};
+
+class PlacementCaseTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(PlacementCaseTest, Decides) {
+  const Case& c = GetParam();
+  auto pipeline = PlacementPipeline::Default(absl::Seconds(30));
+  PlacementResult result = pipeline->Place(c.request, c.cluster);
+  EXPECT_EQ(result.kind, c.kind) << result.reason;
+  if (c.kind == PlacementResult::Kind::kPlaced) {
+    std::vector<std::string> nodes;
+    for (const ReplicaPlacement& replica : result.replicas) {
+      nodes.push_back(replica.node);
+      EXPECT_EQ(static_cast<int32_t>(replica.gpu_indices.size()), c.request.gpus);
+    }
+    EXPECT_EQ(nodes, c.nodes);
+  } else {
+    EXPECT_TRUE(result.replicas.empty());
+    EXPECT_THAT(result.reason, HasSubstr(c.reason));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Pipeline, PlacementCaseTest,
+    ::testing::Values(
+        Case{"SingleGpuOnOnlyNode",
+             Cluster({NodeBuilder("a").Gpus(4, "V100").Build()}), Request(1),
+             PlacementResult::Kind::kPlaced, {"a"}, ""},
+        Case{"DownNodeSkipped",
+             Cluster({NodeBuilder("a").Gpus(4, "V100").Down().Build(),
+                      NodeBuilder("b").Gpus(4, "V100").Build()}),
+             Request(1), PlacementResult::Kind::kPlaced, {"b"}, ""},
+        Case{"StaleTelemetrySkipped",
+             Cluster({NodeBuilder("a").Gpus(4, "V100").LastSeen(kNow - absl::Minutes(5)).Build(),
+                      NodeBuilder("b").Gpus(4, "V100").Build()}),
+             Request(1), PlacementResult::Kind::kPlaced, {"b"}, ""},
+        Case{"ModelConstraint",
+             Cluster({NodeBuilder("a").Gpus(4, "V100").Build(),
+                      NodeBuilder("b").Gpus(2, "A40").Build()}),
+             Request(1, 1, "A40"), PlacementResult::Kind::kPlaced, {"b"}, ""},
+        Case{"ConsolidatesOntoBusyNode",
+             Cluster({NodeBuilder("a").Gpus(4, "V100").Build(),
+                      NodeBuilder("b").Gpus(4, "V100").Used(0).Build()}),
+             Request(1), PlacementResult::Kind::kPlaced, {"b"}, ""},
+        Case{"CpuJobAvoidsGpuNode",
+             Cluster({NodeBuilder("a").Gpus(4, "V100").Used(0).Build(),
+                      NodeBuilder("c").Busy().Build()}),
+             Request(0), PlacementResult::Kind::kPlaced, {"c"}, ""},
+        // Waking an idle node costs its static power: a CPU job joins the
+        // busy GPU node rather than wake the idle CPU node.
+        Case{"CpuJobDoesNotWakeIdleNode",
+             Cluster({NodeBuilder("a").Gpus(4, "V100").Used(0).Build(),
+                      NodeBuilder("c").Build()}),
+             Request(0), PlacementResult::Kind::kPlaced, {"a"}, ""},
+        Case{"PrefersLowerPowerGpus",
+             Cluster({NodeBuilder("a").Gpus(2, "A40", 300).Build(),
+                      NodeBuilder("b").Gpus(2, "V100", 250).Build()}),
+             Request(2), PlacementResult::Kind::kPlaced, {"b"}, ""},
+        Case{"GangAcrossNodes",
+             Cluster({NodeBuilder("a").Gpus(2, "V100").Build(),
+                      NodeBuilder("b").Gpus(2, "V100").Build()}),
+             Request(2, 2), PlacementResult::Kind::kPlaced, {"a", "b"}, ""},
+        Case{"GangAllOrNothing",
+             Cluster({NodeBuilder("a").Gpus(2, "V100").Build(),
+                      NodeBuilder("b").Gpus(2, "V100").Used(0).Build()}),
+             Request(2, 2), PlacementResult::Kind::kRetryLater, {},
+             "replica 2 of 2"},
+        Case{"TooManyGpusIsInfeasible",
+             Cluster({NodeBuilder("a").Gpus(4, "V100").Build()}), Request(8),
+             PlacementResult::Kind::kInfeasible, {},
+             "largest: a with 4 GPUs"},
+        Case{"UnknownModelIsInfeasible",
+             Cluster({NodeBuilder("a").Gpus(4, "V100").Build()}),
+             Request(1, 1, "H100"), PlacementResult::Kind::kInfeasible, {},
+             "H100 GPUs"},
+        Case{"NoNodesIsInfeasible", Cluster({}), Request(1),
+             PlacementResult::Kind::kInfeasible, {}, "no nodes are registered"},
+        Case{"NotEnoughCpusNow",
+             Cluster({NodeBuilder("c").Cpus(4, 0.5).Build()}), Request(0, 1, "", 2),
+             PlacementResult::Kind::kRetryLater, {}, "FreeResources"}),
+    [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+
+TEST(PlacementTest, PicksCoolestGpus) {
+  auto pipeline = PlacementPipeline::Default(absl::Seconds(30));
+  ClusterSnapshot cluster = Cluster(
+      {NodeBuilder("a").Gpus(4, "V100").Temp(0, 80).Temp(1, 45).Temp(2, 35).Temp(3, 70).Build()});
+  PlacementResult result = pipeline->Place(Request(2), cluster);
+  ASSERT_EQ(result.kind, PlacementResult::Kind::kPlaced);
+  EXPECT_THAT(result.replicas[0].gpu_indices, ElementsAre(1, 2));
+}
+
+TEST(PlacementTest, KeepsPerPluginBreakdown) {
+  auto pipeline = PlacementPipeline::Default(absl::Seconds(30));
+  ClusterSnapshot cluster = Cluster({NodeBuilder("a").Gpus(1, "V100").Build(),
+                                     NodeBuilder("b").Gpus(1, "V100").Down().Build()});
+  PlacementResult result = pipeline->Place(Request(1), cluster);
+  ASSERT_EQ(result.verdicts.size(), 2u);
+  EXPECT_EQ(result.verdicts[0].node, "a");
+  EXPECT_EQ(result.verdicts[0].scores.size(), 4u);
+  EXPECT_GT(result.verdicts[0].total_score, 0);
+  ASSERT_EQ(result.verdicts[1].rejected_by.size(), 1u);
+  EXPECT_EQ(result.verdicts[1].rejected_by[0].plugin, "NodeReady");
+}
+
+TEST(PlacementTest, ReserveMarksResourcesUsed) {
+  ClusterSnapshot cluster = Cluster({NodeBuilder("a").Gpus(2, "V100").Build()});
+  PlacementPipeline::Reserve(Request(1), {"a", {1}}, &cluster);
+  EXPECT_TRUE(cluster.nodes[0].gpus[0].free);
+  EXPECT_FALSE(cluster.nodes[0].gpus[1].free);
+  EXPECT_EQ(cluster.nodes[0].free_cpus, 15);
+  EXPECT_EQ(cluster.nodes[0].running_tasks, 1);
+}
+
+}  // namespace
+}  // namespace joule

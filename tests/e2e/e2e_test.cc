@@ -1,0 +1,298 @@
+// End-to-end tests: the real joule-scheduler, real joule-agent binaries with
+// simulated devices and the real joulectl, on loopback, running real task
+// processes.
+
+#include <signal.h>
+
+#include <cerrno>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/test_cluster.h"
+
+namespace joule {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string JobId(const CtlResult& submit) {
+  std::string id = submit.out;
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  return id;
+}
+
+v1::JobState StateOf(TestCluster& cluster, const std::string& id) {
+  absl::StatusOr<v1::Job> job = cluster.GetJob(id);
+  return job.ok() ? job->state() : v1::JOB_STATE_UNSPECIFIED;
+}
+
+bool ProcessGone(int64_t pid) { return kill(static_cast<pid_t>(pid), 0) == -1 && errno == ESRCH; }
+
+bool GroupGone(int64_t pgid) {
+  return kill(-static_cast<pid_t>(pgid), 0) == -1 && errno == ESRCH;
+}
+
+int CountLines(const std::string& path, const std::string& text) {
+  std::ifstream in(path);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) n += line == text;
+  return n;
+}
+
+TEST(EndToEndTest, TrainingJobRunsAsRealProcessAndIsMetered) {
+  TestCluster cluster("metered");
+  cluster.StartScheduler();
+  cluster.StartAgent("gpu-a", "V100:2");
+  cluster.StartAgent("cpu-c", "");
+  const std::string job_file = cluster.WriteFile("mlp.yaml", absl::StrCat(R"(
+name: mlp
+type: training
+command: )", RunfilePath("examples/mlp_trainer"), R"(
+args: ["--epochs", "3", "--samples-per-shard", "256"]
+resources: {gpus: 1, cpus: 1, memory: 256Mi, gpu_model: V100}
+batch_size: {default: 32, min: 16, max: 128}
+shard_count: 4
+)"));
+  CtlResult submit = cluster.Ctl({"submit", "-q", "-f", job_file});
+  ASSERT_EQ(submit.exit_code, 0) << submit.err;
+  const std::string id = JobId(submit);
+
+  CtlResult watch = cluster.Ctl({"watch", id});
+  EXPECT_EQ(watch.exit_code, 0) << watch.out << watch.err;
+  EXPECT_THAT(watch.out, HasSubstr("SUCCEEDED"));
+
+  absl::StatusOr<v1::Job> job = cluster.GetJob(id);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_EQ(job->tasks_size(), 1);
+  const v1::Task& task = job->tasks(0);
+  EXPECT_EQ(task.node(), "gpu-a");
+  EXPECT_EQ(task.state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(task.exit_code(), 0);
+  EXPECT_GT(task.pid(), 0);
+  EXPECT_EQ(task.batch_size(), 32);
+  EXPECT_EQ(task.shards(), "0-3");
+  EXPECT_GT(task.energy().gpu_j(), 0);
+  EXPECT_GT(job->energy().total_j(), 0);
+  EXPECT_NEAR(job->energy().total_j(),
+              job->energy().gpu_j() + job->energy().cpu_j() + job->energy().static_j(),
+              1e-6);
+  // The task reported progress through the contract: 3 epochs x 4 shards x 256.
+  EXPECT_EQ(task.samples_done(), 3 * 4 * 256);
+
+  // Its real output, fetched through the scheduler from the agent.
+  CtlResult logs = cluster.Ctl({"logs", id});
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_THAT(logs.out, HasSubstr("epoch 3/3"));
+  EXPECT_THAT(logs.out, HasSubstr("done epochs=3"));
+}
+
+TEST(EndToEndTest, InferenceAndGangJobsRun) {
+  TestCluster cluster("gang");
+  cluster.StartScheduler();
+  cluster.StartAgent("gpu-a", "V100:1");
+  cluster.StartAgent("gpu-b", "A40:1");
+  CtlResult submit = cluster.Ctl(
+      {"submit", "-q", "--name", "infer", "--type", "inference", "--gpus", "1",
+       "--replicas", "2", "--shards", "6", "--batch-size", "64", "--",
+       RunfilePath("examples/batch_infer"), "--samples-per-shard", "128"});
+  ASSERT_EQ(submit.exit_code, 0) << submit.err;
+  const std::string id = JobId(submit);
+  CtlResult watch = cluster.Ctl({"watch", id});
+  ASSERT_EQ(watch.exit_code, 0) << watch.out << watch.err;
+  absl::StatusOr<v1::Job> job = cluster.GetJob(id);
+  ASSERT_TRUE(job.ok());
+  ASSERT_EQ(job->tasks_size(), 2);
+  // One replica per node (each has one GPU), shards split 0-2 and 3-5.
+  EXPECT_NE(job->tasks(0).node(), job->tasks(1).node());
+  EXPECT_EQ(job->tasks(0).shards(), "0-2");
+  EXPECT_EQ(job->tasks(1).shards(), "3-5");
+  CtlResult logs = cluster.Ctl({"logs", id});
+  for (int shard = 0; shard < 6; ++shard) {
+    EXPECT_THAT(logs.out, HasSubstr(absl::StrCat("shard ", shard, ": 128 samples")));
+  }
+}
+
+TEST(EndToEndTest, CancelledJobLeavesNoProcessBehind) {
+  TestCluster cluster("cancel");
+  cluster.StartScheduler();
+  cluster.StartAgent("gpu-a", "V100:1");
+  cluster.StartAgent("cpu-c", "");
+  // A shell with a child: both must be gone after the cancel.
+  CtlResult submit = cluster.Ctl(
+      {"submit", "-q", "--name", "sleeper", "--gpus", "1", "--", "/bin/sh", "-c",
+       "sleep 1000 & wait"});
+  ASSERT_EQ(submit.exit_code, 0) << submit.err;
+  const std::string id = JobId(submit);
+  int64_t pid = 0;
+  ASSERT_TRUE(WaitFor([&] {
+    absl::StatusOr<v1::Job> job = cluster.GetJob(id);
+    if (!job.ok() || job->tasks_size() == 0 ||
+        job->tasks(0).state() != v1::TASK_STATE_RUNNING) {
+      return false;
+    }
+    pid = job->tasks(0).pid();
+    return true;
+  }));
+  ASSERT_FALSE(GroupGone(pid));
+
+  CtlResult cancel = cluster.Ctl({"cancel", id});
+  ASSERT_EQ(cancel.exit_code, 0) << cancel.err;
+  ASSERT_TRUE(WaitFor([&] { return StateOf(cluster, id) == v1::JOB_STATE_CANCELLED; }));
+  EXPECT_TRUE(ProcessGone(pid));
+  EXPECT_TRUE(GroupGone(pid));
+  absl::StatusOr<v1::Job> job = cluster.GetJob(id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->tasks(0).state(), v1::TASK_STATE_KILLED);
+  // Cancelling twice is refused with the reason.
+  CtlResult again = cluster.Ctl({"cancel", id});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("already ended"));
+}
+
+TEST(EndToEndTest, SchedulerKill9RestartKeepsJobsAndAdoptsRunningTask) {
+  TestCluster cluster("restart");
+  cluster.StartScheduler();
+  const std::string port = cluster.address().substr(cluster.address().rfind(':') + 1);
+  cluster.StartAgent("gpu-a", "V100:2");
+  cluster.StartAgent("cpu-c", "");
+
+  // A: done before the crash.
+  CtlResult a = cluster.Ctl({"submit", "-q", "--name", "quick", "--", "/bin/true"});
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  ASSERT_EQ(cluster.Ctl({"watch", JobId(a)}).exit_code, 0);
+  // B: running across the crash; it appends a line when it starts.
+  const std::string marker = cluster.dir() + "/starts";
+  CtlResult b = cluster.Ctl({"submit", "-q", "--name", "long", "--gpus", "1", "--", "/bin/sh",
+                             "-c", absl::StrCat("echo started >> ", marker, "; sleep 4")});
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  // C: held as unschedulable. D: cancelled.
+  CtlResult c = cluster.Ctl({"submit", "-q", "--name", "huge", "--gpus", "8", "--", "/bin/true"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  CtlResult d = cluster.Ctl({"submit", "-q", "--name", "never", "--gpus", "8", "--", "/bin/true"});
+  ASSERT_EQ(cluster.Ctl({"cancel", JobId(d)}).exit_code, 0);
+  ASSERT_TRUE(WaitFor([&] { return CountLines(marker, "started") == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return StateOf(cluster, JobId(b)) == v1::JOB_STATE_RUNNING; }));
+
+  absl::StatusOr<v1::ListJobsResponse> before = cluster.ListJobs();
+  ASSERT_TRUE(before.ok());
+  std::map<std::string, v1::JobState> states_before;
+  for (const v1::Job& job : before->jobs()) states_before[job.id()] = job.state();
+  EXPECT_EQ(states_before[JobId(c)], v1::JOB_STATE_PENDING);
+  EXPECT_THAT(StateOf(cluster, JobId(c)), v1::JOB_STATE_PENDING);
+  absl::StatusOr<v1::Job> held = cluster.GetJob(JobId(c));
+  ASSERT_TRUE(held.ok());
+  EXPECT_THAT(held->message(), HasSubstr("unschedulable"));
+
+  cluster.KillScheduler();
+  cluster.StartScheduler(absl::StrCat("127.0.0.1:", port));
+
+  absl::StatusOr<v1::ListJobsResponse> after = cluster.ListJobs();
+  ASSERT_TRUE(after.ok());
+  std::map<std::string, v1::JobState> states_after;
+  for (const v1::Job& job : after->jobs()) states_after[job.id()] = job.state();
+  EXPECT_EQ(states_after, states_before);
+
+  // B is adopted when its agent reconnects and finishes without a rerun.
+  CtlResult watch = cluster.Ctl({"watch", JobId(b)});
+  EXPECT_EQ(watch.exit_code, 0) << watch.out << watch.err;
+  absl::StatusOr<v1::Job> job = cluster.GetJob(JobId(b));
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(job->attempts(), 1);
+  EXPECT_EQ(job->tasks_size(), 1);
+  EXPECT_GT(job->energy().total_j(), 0);
+  EXPECT_EQ(CountLines(marker, "started"), 1);
+  EXPECT_EQ(StateOf(cluster, JobId(a)), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST(EndToEndTest, LostNodeTasksAreRequeuedElsewhere) {
+  TestCluster cluster("lost");
+  cluster.StartScheduler("127.0.0.1:0", {"--heartbeat-timeout=1.5"});
+  cluster.StartAgent("gpu-a", "V100:1");
+  const std::string marker = cluster.dir() + "/starts";
+  CtlResult submit = cluster.Ctl(
+      {"submit", "-q", "--name", "survivor", "--gpus", "1", "--", "/bin/sh", "-c",
+       absl::StrCat("echo started >> ", marker, "; sleep 2")});
+  ASSERT_EQ(submit.exit_code, 0);
+  const std::string id = JobId(submit);
+  int64_t first_pid = 0;
+  ASSERT_TRUE(WaitFor([&] {
+    absl::StatusOr<v1::Job> job = cluster.GetJob(id);
+    if (!job.ok() || job->tasks_size() == 0 || job->tasks(0).pid() == 0) return false;
+    first_pid = job->tasks(0).pid();
+    return true;
+  }));
+  cluster.StartAgent("gpu-b", "V100:1");
+  // The agent dies without a word; its orphaned task is cleaned up here.
+  cluster.KillAgent("gpu-a", SIGKILL);
+  kill(-static_cast<pid_t>(first_pid), SIGKILL);
+
+  CtlResult watch = cluster.Ctl({"watch", id});
+  EXPECT_EQ(watch.exit_code, 0) << watch.out << watch.err;
+  absl::StatusOr<v1::Job> job = cluster.GetJob(id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->attempts(), 2);
+  ASSERT_EQ(job->tasks_size(), 2);
+  EXPECT_EQ(job->tasks(0).state(), v1::TASK_STATE_LOST);
+  EXPECT_EQ(job->tasks(1).state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(job->tasks(1).node(), "gpu-b");
+  bool requeued = false;
+  for (const v1::JobEvent& event : job->events()) requeued |= event.reason() == "Requeued";
+  EXPECT_TRUE(requeued);
+  CtlResult nodes = cluster.Ctl({"nodes"});
+  EXPECT_THAT(nodes.out, HasSubstr("DOWN"));
+}
+
+TEST(EndToEndTest, BadSpecsAreRefusedAndNothingIsStored) {
+  TestCluster cluster("invalid");
+  cluster.StartScheduler();
+  struct BadFile {
+    std::string yaml;
+    int exit_code;
+    std::string message;
+  };
+  const std::string huge_command(10 << 20, 'x');
+  std::string many_env = "env:\n";
+  for (int i = 0; i < 100000; ++i) absl::StrAppend(&many_env, "  V", i, ": x\n");
+  const std::vector<BadFile> cases = {
+      {"name: a\ntype: training\n", 1, "command: required"},
+      {"name: a\ntype: training\ncommand: /bin/true\nresources: {gpus: 100000}\n", 1, "resources.gpus"},
+      {"name: a\ntype: sideways\ncommand: /bin/true\n", 2, "line 2, column 7"},
+      {"name: a\ncomand: /bin/true\n", 2, "unknown field \"comand\""},
+      {"name: a\ncommand: /bin/true\nresources: {gpus: -1}\n", 1, "resources.gpus"},
+      {"name: a\ncommand: /bin/true\nresources: {cpus: 0}\n", 1, "resources.cpus"},
+      {"name: a\ncommand: /bin/true\nbatch_size: {default: 64, min: 128, max: 64}\n", 1,
+       "batch_size"},
+      {"name: a\ncommand: /bin/true\nreplicas: 0\n", 1, "replicas"},
+      {absl::StrCat("name: a\ncommand: ", huge_command, "\n"), 1, "command: 10485760 bytes"},
+      {absl::StrCat("name: a\ncommand: /bin/true\n", many_env), 1, "env: 100000 entries"},
+      {"name: a\ncommand: [unclosed\n", 2, "line"},
+  };
+  int i = 0;
+  for (const BadFile& bad : cases) {
+    const std::string path = cluster.WriteFile(absl::StrCat("bad", i++, ".yaml"), bad.yaml);
+    CtlResult result = cluster.Ctl({"submit", "-f", path});
+    EXPECT_EQ(result.exit_code, bad.exit_code) << bad.message << ": " << result.err;
+    EXPECT_THAT(result.err, HasSubstr(bad.message));
+    if (bad.exit_code == 1) EXPECT_THAT(result.err, HasSubstr("INVALID_ARGUMENT"));
+  }
+  absl::StatusOr<v1::ListJobsResponse> list = cluster.ListJobs();
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->jobs_size(), 0);
+  // Unknown jobs and bad flags are errors with a non-zero exit.
+  EXPECT_EQ(cluster.Ctl({"get", "job-99"}).exit_code, 1);
+  EXPECT_EQ(cluster.Ctl({"list", "--state", "bogus"}).exit_code, 2);
+  EXPECT_EQ(cluster.Ctl({"frobnicate"}).exit_code, 2);
+}
+
+}  // namespace
+}  // namespace joule

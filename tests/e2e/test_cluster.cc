@@ -1,0 +1,194 @@
+#include "tests/e2e/test_cluster.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/clock.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+
+namespace joule {
+namespace {
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+std::vector<std::pair<std::string, std::string>> BaseEnv() {
+  std::vector<std::pair<std::string, std::string>> env;
+  for (const char* name : {"PATH", "HOME", "TMPDIR"}) {
+    if (const char* value = std::getenv(name)) env.emplace_back(name, value);
+  }
+  return env;
+}
+
+std::unique_ptr<TaskProcess> Spawn(const std::string& binary,
+                                   std::vector<std::string> args,
+                                   const std::string& log_prefix) {
+  SpawnOptions options;
+  options.path = binary;
+  options.args = std::move(args);
+  options.env = BaseEnv();
+  options.stdout_path = log_prefix + ".out";
+  options.stderr_path = log_prefix + ".err";
+  absl::StatusOr<std::unique_ptr<TaskProcess>> process = TaskProcess::Spawn(options);
+  EXPECT_TRUE(process.ok()) << process.status();
+  return process.ok() ? *std::move(process) : nullptr;
+}
+
+void KillAndReap(TaskProcess* process) {
+  if (process == nullptr) return;
+  process->KillGroup();
+  WaitFor([&] { return process->Poll().has_value(); }, absl::Seconds(10));
+}
+
+}  // namespace
+
+std::string RunfilePath(const std::string& relative) {
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  const char* workspace = std::getenv("TEST_WORKSPACE");
+  return absl::StrCat(srcdir ? srcdir : ".", "/", workspace ? workspace : "joule",
+                      "/", relative);
+}
+
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
+  const absl::Time deadline = RealClock::Get()->Now() + timeout;
+  while (true) {
+    if (condition()) return true;
+    if (RealClock::Get()->Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+TestCluster::TestCluster(std::string name) {
+  std::string base = ::testing::TempDir();
+  if (base.empty() || base.back() != '/') base += "/";
+  std::string templ = absl::StrCat(base, name, ".XXXXXX");
+  char* made = mkdtemp(templ.data());
+  EXPECT_NE(made, nullptr);
+  dir_ = templ;
+}
+
+TestCluster::~TestCluster() {
+  for (Agent& agent : agents_) KillAndReap(agent.process.get());
+  KillAndReap(scheduler_.get());
+}
+
+void TestCluster::StartScheduler(const std::string& listen,
+                                 std::vector<std::string> extra_flags) {
+  std::vector<std::string> args = {absl::StrCat("--listen=", listen),
+                                   absl::StrCat("--data-dir=", dir_, "/data"),
+                                   "--tick-ms=50", "--stop-grace=5"};
+  args.insert(args.end(), extra_flags.begin(), extra_flags.end());
+  const std::string log = absl::StrCat(dir_, "/scheduler");
+  // Each start appends to the same log; remember where this one begins.
+  const size_t offset = ReadAll(log + ".out").size();
+  scheduler_ = Spawn(RunfilePath("scheduler/joule-scheduler"), args, log);
+  ASSERT_NE(scheduler_, nullptr);
+  std::string line;
+  ASSERT_TRUE(WaitFor([&] {
+    const std::string out = ReadAll(log + ".out").substr(offset);
+    const size_t pos = out.find("listening on ");
+    if (pos == std::string::npos || out.find('\n', pos) == std::string::npos) {
+      return false;
+    }
+    line = out.substr(pos + 13, out.find('\n', pos) - pos - 13);
+    return true;
+  })) << "scheduler did not start: " << ReadAll(log + ".err");
+  address_ = line;
+}
+
+void TestCluster::KillScheduler() {
+  ASSERT_NE(scheduler_, nullptr);
+  kill(scheduler_->pid(), SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return scheduler_->Poll().has_value(); }));
+  scheduler_.reset();
+}
+
+void TestCluster::StartAgent(const std::string& node, const std::string& simulate) {
+  std::vector<std::string> args = {
+      absl::StrCat("--scheduler=", address_), absl::StrCat("--node-name=", node),
+      absl::StrCat("--work-dir=", dir_, "/agent-", node), "--telemetry-period=0.2",
+      "--cpus=8", "--memory=16Gi", "--stop-grace=2"};
+  if (!simulate.empty()) args.push_back(absl::StrCat("--simulate=", simulate));
+  Agent agent;
+  agent.node = node;
+  agent.process = Spawn(RunfilePath("agent/joule-agent"), args,
+                        absl::StrCat(dir_, "/agent-", node));
+  ASSERT_NE(agent.process, nullptr);
+  agents_.push_back(std::move(agent));
+  ASSERT_TRUE(WaitFor([&] {
+    CtlResult nodes = Ctl({"nodes"});
+    for (absl::string_view row : absl::StrSplit(nodes.out, '\n')) {
+      if (absl::StartsWith(row, absl::StrCat(node, " ")) && absl::StrContains(row, "READY")) {
+        return true;
+      }
+    }
+    return false;
+  })) << "agent " << node << " did not register";
+}
+
+void TestCluster::KillAgent(const std::string& node, int signal) {
+  for (Agent& agent : agents_) {
+    if (agent.node != node) continue;
+    kill(agent.process->pid(), signal);
+    ASSERT_TRUE(WaitFor([&] { return agent.process->Poll().has_value(); }));
+  }
+}
+
+CtlResult TestCluster::Ctl(std::vector<std::string> args) {
+  args.insert(args.begin(), absl::StrCat("--scheduler=", address_));
+  const std::string log = absl::StrCat(dir_, "/ctl-", ++ctl_runs_);
+  std::unique_ptr<TaskProcess> ctl = Spawn(RunfilePath("cli/joulectl"), args, log);
+  CtlResult result;
+  if (ctl == nullptr) return result;
+  std::optional<ExitStatus> exit;
+  if (!WaitFor([&] { return (exit = ctl->Poll()).has_value(); }, absl::Seconds(60))) {
+    KillAndReap(ctl.get());
+    ADD_FAILURE() << "joulectl did not finish";
+    return result;
+  }
+  result.exit_code = exit->exit_code;
+  result.out = ReadAll(log + ".out");
+  result.err = ReadAll(log + ".err");
+  return result;
+}
+
+absl::StatusOr<v1::Job> TestCluster::GetJob(const std::string& job_id) {
+  CtlResult result = Ctl({"-o", "json", "get", job_id});
+  if (result.exit_code != 0) return absl::UnknownError(result.err);
+  v1::Job job;
+  auto status = google::protobuf::util::JsonStringToMessage(result.out, &job);
+  if (!status.ok()) return absl::InternalError(status.ToString());
+  return job;
+}
+
+absl::StatusOr<v1::ListJobsResponse> TestCluster::ListJobs() {
+  CtlResult result = Ctl({"-o", "json", "list"});
+  if (result.exit_code != 0) return absl::UnknownError(result.err);
+  v1::ListJobsResponse list;
+  auto status = google::protobuf::util::JsonStringToMessage(result.out, &list);
+  if (!status.ok()) return absl::InternalError(status.ToString());
+  return list;
+}
+
+std::string TestCluster::WriteFile(const std::string& name, const std::string& contents) {
+  const std::string path = absl::StrCat(dir_, "/", name);
+  std::ofstream(path) << contents;
+  return path;
+}
+
+}  // namespace joule

@@ -1,0 +1,76 @@
+#ifndef JOULE_TESTS_E2E_TEST_CLUSTER_H_
+#define JOULE_TESTS_E2E_TEST_CLUSTER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "agent/process/task_process.h"
+#include "joule/v1/job.pb.h"
+#include "joule/v1/scheduler.pb.h"
+
+namespace joule {
+
+// Path of a binary in this test's runfiles, e.g. "scheduler/joule-scheduler".
+std::string RunfilePath(const std::string& relative);
+
+// Polls `condition` every 20 ms until it holds or `timeout` passes. Tests
+// wait for behaviour this way instead of sleeping a fixed time.
+bool WaitFor(const std::function<bool()>& condition,
+             absl::Duration timeout = absl::Seconds(30));
+
+struct CtlResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// A real cluster on loopback for one test: a joule-scheduler binary, any
+// number of joule-agent binaries with simulated devices, and joulectl runs.
+// Everything it started is killed (whole process groups) when it goes away.
+class TestCluster {
+ public:
+  explicit TestCluster(std::string name);
+  ~TestCluster();
+
+  const std::string& dir() const { return dir_; }
+  const std::string& address() const { return address_; }
+
+  // Starts the scheduler on `listen` (port 0 picks one) with the data
+  // directory <dir>/data, and waits for its "listening on" line.
+  void StartScheduler(const std::string& listen = "127.0.0.1:0",
+                      std::vector<std::string> extra_flags = {});
+  // kill -9 of the scheduler.
+  void KillScheduler();
+  // Starts an agent named `node` simulating `simulate` (may be empty) and
+  // waits until the scheduler lists the node as READY.
+  void StartAgent(const std::string& node, const std::string& simulate);
+  void KillAgent(const std::string& node, int signal);
+
+  // Runs joulectl against the scheduler and waits for it.
+  CtlResult Ctl(std::vector<std::string> args);
+  // Runs `joulectl -o json get JOB` and parses the job.
+  absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
+  absl::StatusOr<v1::ListJobsResponse> ListJobs();
+  // Writes a file under dir() and returns its path.
+  std::string WriteFile(const std::string& name, const std::string& contents);
+
+ private:
+  struct Agent {
+    std::string node;
+    std::unique_ptr<TaskProcess> process;
+  };
+
+  std::string dir_;
+  std::string address_;
+  std::unique_ptr<TaskProcess> scheduler_;
+  std::vector<Agent> agents_;
+  int ctl_runs_ = 0;
+};
+
+}  // namespace joule
+
+#endif  // JOULE_TESTS_E2E_TEST_CLUSTER_H_
