@@ -402,7 +402,8 @@ void Agent::ReadProgress(Task& task) {
   if (task.progress_partial.size() > kMaxProgressReadBytes) task.progress_partial.clear();
 }
 
-void Agent::Account(absl::Time now, v1::NodeSample* sample) {
+void Agent::Account(absl::Time now, v1::NodeSample* sample,
+                    const std::map<std::string, double>& exited_cpu_seconds) {
   const double dt = std::max(0.0, absl::ToDoubleSeconds(now - last_account_));
   last_account_ = now;
 
@@ -443,7 +444,12 @@ void Agent::Account(absl::Time now, v1::NodeSample* sample) {
   }
   std::map<std::string, double> cpu_share;
   for (auto& [id, task] : tasks_) {
-    absl::StatusOr<double> cpu = task.process->CpuSeconds(options_.procfs_root);
+    // An exited task's group is gone from /proc; wait4 told its total.
+    auto exited = exited_cpu_seconds.find(id);
+    absl::StatusOr<double> cpu =
+        exited != exited_cpu_seconds.end()
+            ? absl::StatusOr<double>(exited->second)
+            : task.process->CpuSeconds(options_.procfs_root);
     if (!cpu.ok()) continue;
     const double used = std::max(0.0, *cpu - task.last_cpu_seconds);
     task.last_cpu_seconds = std::max(task.last_cpu_seconds, *cpu);
@@ -495,7 +501,9 @@ void Agent::Tick() {
   }
   if (exited.empty()) return;
   // Close the books up to now while the exited tasks still count.
-  Account(now, nullptr);
+  std::map<std::string, double> exited_cpu_seconds;
+  for (const auto& [id, exit] : exited) exited_cpu_seconds[id] = exit.cpu_seconds;
+  Account(now, nullptr, exited_cpu_seconds);
   for (const auto& [id, exit] : exited) Finish(id, exit, now);
 }
 

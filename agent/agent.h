@@ -101,7 +101,9 @@ class Agent {
   void UpdateHints(const v1::UpdateHints& hints) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FetchLogs(const v1::FetchLogs& fetch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  void Account(absl::Time now, v1::NodeSample* sample)
+  // `exited_cpu_seconds`: final CPU seconds of tasks that just exited.
+  void Account(absl::Time now, v1::NodeSample* sample,
+               const std::map<std::string, double>& exited_cpu_seconds = {})
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReadProgress(Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WriteHints(const Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

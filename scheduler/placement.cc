@@ -143,20 +143,20 @@ class EnergyEfficiencyScorer : public ScorePlugin {
   }
 };
 
-// Bin-packing: prefers nodes that are already busy, so whole nodes stay idle.
+// Bin-packing: prefers nodes that are already busy, so whole nodes stay
+// idle. Scores the share of the node in use before this replica (an idle
+// node scores 0, whatever its size).
 class ConsolidationScorer : public ScorePlugin {
  public:
   std::string Name() const override { return "Consolidation"; }
   double Score(const PlacementRequest& request, const NodeView& node,
                const ClusterSnapshot&) const override {
-    if (node.gpus.empty()) {
-      if (node.total_cpus <= 0) return 0;
-      return 100.0 * (node.total_cpus - node.free_cpus + request.cpus) /
-             node.total_cpus;
+    if (request.gpus > 0 && !node.gpus.empty()) {
+      const int total = static_cast<int>(node.gpus.size());
+      return 100.0 * (total - node.FreeGpus("")) / total;
     }
-    const int total = static_cast<int>(node.gpus.size());
-    const int used_after = total - node.FreeGpus("") + request.gpus;
-    return 100.0 * used_after / total;
+    if (node.total_cpus <= 0) return 0;
+    return 100.0 * (node.total_cpus - node.free_cpus) / node.total_cpus;
   }
 };
 
@@ -180,7 +180,8 @@ class ThermalHeadroomScorer : public ScorePlugin {
   }
 };
 
-// Keeps CPU-only work off GPU nodes, so GPUs stay available for GPU jobs.
+// Keeps CPU-only work off GPU nodes: a GPU node's CPUs and memory feed its
+// GPUs, and a CPU job there can leave a GPU job unplaceable.
 class GpuFitScorer : public ScorePlugin {
  public:
   std::string Name() const override { return "GpuFit"; }
@@ -221,7 +222,7 @@ std::unique_ptr<PlacementPipeline> PlacementPipeline::Default(
   scorers.push_back({std::make_unique<EnergyEfficiencyScorer>(), 2});
   scorers.push_back({std::make_unique<ConsolidationScorer>(), 1});
   scorers.push_back({std::make_unique<ThermalHeadroomScorer>(), 1});
-  scorers.push_back({std::make_unique<GpuFitScorer>(), 1});
+  scorers.push_back({std::make_unique<GpuFitScorer>(), 3});
   return std::make_unique<PlacementPipeline>(std::move(filters),
                                              std::move(scorers));
 }

@@ -146,12 +146,20 @@ INSTANTIATE_TEST_SUITE_P(
              Cluster({NodeBuilder("a").Gpus(4, "V100").Used(0).Build(),
                       NodeBuilder("c").Busy().Build()}),
              Request(0), PlacementResult::Kind::kPlaced, {"c"}, ""},
-        // Waking an idle node costs its static power: a CPU job joins the
-        // busy GPU node rather than wake the idle CPU node.
-        Case{"CpuJobDoesNotWakeIdleNode",
+        // Even when the CPU node is idle and the GPU node busy.
+        Case{"CpuJobPrefersCpuNodeOverBusyGpuNode",
              Cluster({NodeBuilder("a").Gpus(4, "V100").Used(0).Build(),
                       NodeBuilder("c").Build()}),
-             Request(0), PlacementResult::Kind::kPlaced, {"a"}, ""},
+             Request(0), PlacementResult::Kind::kPlaced, {"c"}, ""},
+        // Two idle GPU nodes: the one with the cheaper GPUs and static power
+        // wins, whatever their size.
+        Case{"IdleNodesCompareOnPower",
+             Cluster({NodeBuilder("a").Gpus(2, "A40", 300).Build(),
+                      NodeBuilder("b").Gpus(4, "V100", 250).Build()}),
+             Request(1), PlacementResult::Kind::kPlaced, {"b"}, ""},
+        Case{"CpuJobsConsolidate",
+             Cluster({NodeBuilder("c1").Build(), NodeBuilder("c2").Busy().Build()}),
+             Request(0), PlacementResult::Kind::kPlaced, {"c2"}, ""},
         Case{"PrefersLowerPowerGpus",
              Cluster({NodeBuilder("a").Gpus(2, "A40", 300).Build(),
                       NodeBuilder("b").Gpus(2, "V100", 250).Build()}),

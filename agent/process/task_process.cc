@@ -589,9 +589,10 @@ TaskProcess::~TaskProcess() {
 std::optional<ExitStatus> TaskProcess::Poll() {
   if (exit_status_.has_value()) return exit_status_;
   int wait_status = 0;
+  struct rusage usage = {};
   pid_t r;
   do {
-    r = waitpid(pid_, &wait_status, WNOHANG);
+    r = wait4(pid_, &wait_status, WNOHANG, &usage);
   } while (r < 0 && errno == EINTR);
   if (r == 0) return std::nullopt;
   if (r < 0) {
@@ -610,6 +611,9 @@ std::optional<ExitStatus> TaskProcess::Poll() {
   } else {
     return std::nullopt;  // Stopped or continued; not asked for, but harmless.
   }
+  exit_status_->cpu_seconds =
+      usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 +
+      usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
   return exit_status_;
 }
 

@@ -41,6 +41,10 @@ struct ExitStatus {
   int exit_code = 0;
   // The signal that killed it; 0 when it exited normally.
   int signal = 0;
+  // User + system CPU seconds of the process and the children it waited
+  // for (from wait4's rusage), so even a task shorter than one sampling
+  // period has its CPU time.
+  double cpu_seconds = 0;
 
   friend bool operator==(const ExitStatus& a, const ExitStatus& b) {
     return a.exit_code == b.exit_code && a.signal == b.signal;

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The main job: a scheduler on its embedded store, three local agents with
+# simulated devices (4x V100, 2x A40, CPU only), the example jobs submitted
+# with joulectl and followed to completion, then a table per job. Stops
+# everything it started on exit, Ctrl-C included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/setup.sh
+
+echo "== building"
+bazel build --noshow_progress //scheduler:joule-scheduler //agent:joule-agent \
+  //cli:joulectl //examples:mlp_trainer //examples:batch_infer
+
+WORK="$(mktemp -d -t joule-demo.XXXXXX)"
+# Private copies, so a rebuild during the demo cannot swap binaries.
+mkdir -p "$WORK/bin"
+for target in scheduler/joule-scheduler agent/joule-agent cli/joulectl \
+              examples/mlp_trainer examples/batch_infer; do
+  cp "bazel-bin/$target" "$WORK/bin/"
+done
+BIN="$WORK/bin"
+PIDS=()
+
+cleanup() {
+  trap - EXIT INT TERM
+  if [ ${#PIDS[@]} -gt 0 ]; then
+    echo "== stopping agents and scheduler"
+    # Agents first: they stop their tasks and restore caps.
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+      kill -TERM "${PIDS[$i]}" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+      for _ in $(seq 1 150); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+      done
+      kill -KILL "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    done
+  fi
+  if pgrep -f "$BIN/" >/dev/null 2>&1; then
+    echo "warning: processes left behind:" >&2
+    pgrep -af "$BIN/" >&2 || true
+    pkill -KILL -f "$BIN/" || true
+  fi
+  echo "logs and data were in $WORK (removed)"
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'echo; echo "interrupted"; exit 130' INT TERM
+
+echo "== starting joule-scheduler (embedded store in $WORK/data)"
+"$BIN/joule-scheduler" --listen=127.0.0.1:0 --data-dir="$WORK/data" \
+  >"$WORK/scheduler.out" 2>"$WORK/scheduler.log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do
+  grep -q "listening on" "$WORK/scheduler.out" 2>/dev/null && break
+  sleep 0.1
+done
+ADDRESS="$(sed -n 's/^listening on //p' "$WORK/scheduler.out")"
+[ -n "$ADDRESS" ] || { echo "scheduler did not start:"; cat "$WORK/scheduler.log"; exit 1; }
+export JOULE_SCHEDULER="$ADDRESS"
+echo "   listening on $ADDRESS"
+
+start_agent() {
+  local node="$1" simulate="$2" static="$3"
+  # The example workloads are found through the agents' PATH.
+  PATH="$BIN:$PATH" "$BIN/joule-agent" --node-name="$node" \
+    ${simulate:+--simulate="$simulate"} --static-power-w="$static" \
+    --work-dir="$WORK/agent-$node" --cpus=8 --memory=32Gi \
+    >"$WORK/agent-$node.out" 2>"$WORK/agent-$node.log" &
+  PIDS+=($!)
+}
+echo "== starting three agents"
+start_agent gpu-v100 V100:4 120
+start_agent gpu-a40 A40:2 90
+start_agent cpu-only "" 60
+for _ in $(seq 1 100); do
+  [ "$("$BIN/joulectl" nodes 2>/dev/null | grep -c READY)" -eq 3 ] && break
+  sleep 0.1
+done
+"$BIN/joulectl" nodes
+
+echo "== submitting example jobs"
+JOBS=()
+for file in examples/jobs/mnist-mlp.yaml examples/jobs/mlp-ddp-a40.yaml \
+            examples/jobs/batch-infer.yaml examples/jobs/cpu-train.yaml; do
+  id="$("$BIN/joulectl" submit -q -f "$file")"
+  echo "   $file -> $id"
+  JOBS+=("$id")
+done
+
+echo "== following jobs to completion"
+for id in "${JOBS[@]}"; do
+  "$BIN/joulectl" watch "$id" || true
+done
+
+echo
+echo "== results"
+for id in "${JOBS[@]}"; do
+  echo
+  "$BIN/joulectl" get "$id" | sed '/^Events:/,$d'
+done
+echo
+"$BIN/joulectl" list

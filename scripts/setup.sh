@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Joule builds and runs with, if any is missing.
+# Used by demo.sh and test.sh; safe to run again (does nothing when all are
+# present).
+set -euo pipefail
+
+PACKAGES=(
+  bazel-bootstrap            # Bazel 4.2.3, builds offline
+  g++
+  protobuf-compiler          # protoc
+  protobuf-compiler-grpc     # grpc_cpp_plugin
+  libprotobuf-dev
+  libgrpc++-dev
+  libabsl-dev
+  prometheus-cpp-dev
+  libgtest-dev
+  libgmock-dev
+  libyaml-cpp-dev
+  libcli11-dev
+  zlib1g-dev
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds everything, runs the whole test suite.
+# Ends with one line "N passed, M failed" (test cases, from each test
+# target's JUnit XML; a test target that produced no XML counts as one
+# failure). Exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+BAZEL_FLAGS=(--noshow_progress)
+if [ "${CI:-}" = "true" ]; then
+  BAZEL_FLAGS+=(--curses=no --color=no)
+fi
+
+status=0
+bazel build "${BAZEL_FLAGS[@]}" //... || status=$?
+if [ $status -eq 0 ]; then
+  bazel test "${BAZEL_FLAGS[@]}" --test_output=errors //... || status=$?
+fi
+
+passed=0
+failed=0
+testlogs="$(bazel info bazel-testlogs 2>/dev/null)"
+for target in $(bazel query 'tests(//...)' 2>/dev/null); do
+  path="${target#//}"
+  path="${path/://}"
+  xml="$testlogs/$path/test.xml"
+  if [ $status -ne 0 ] && [ ! -f "$xml" ]; then
+    failed=$((failed + 1))
+    continue
+  fi
+  if [ ! -f "$xml" ]; then
+    failed=$((failed + 1))
+    continue
+  fi
+  # The first <testsuites ...> element carries the totals.
+  header="$(grep -m1 -o '<testsuites[^>]*>' "$xml" || true)"
+  tests="$(sed -n 's/.* tests="\([0-9]*\)".*/\1/p' <<<"$header")"
+  failures="$(sed -n 's/.* failures="\([0-9]*\)".*/\1/p' <<<"$header")"
+  errors="$(sed -n 's/.* errors="\([0-9]*\)".*/\1/p' <<<"$header")"
+  tests=${tests:-0}
+  bad=$(( ${failures:-0} + ${errors:-0} ))
+  if [ "$tests" -eq 0 ]; then
+    # A target whose XML has no counts (e.g. killed by a timeout).
+    if grep -q '<failure' "$xml"; then failed=$((failed + 1)); else passed=$((passed + 1)); fi
+    continue
+  fi
+  passed=$((passed + tests - bad))
+  failed=$((failed + bad))
+done
+
+if [ $status -ne 0 ] && [ $failed -eq 0 ]; then
+  failed=1
+fi
+echo "$passed passed, $failed failed"
+[ $status -eq 0 ] && [ $failed -eq 0 ]
