@@ -23,14 +23,19 @@
 #include "agent/scheduler_link.h"
 #include "common/clock.h"
 #include "common/device_catalog.h"
+#include "common/health_service.h"
 #include "common/log.h"
+#include "grpcpp/grpcpp.h"
 #include "spec/job_yaml.h"
 
 namespace joule {
 namespace {
 
+constexpr char kLinkService[] = "joule.v1.AgentService";
+
 struct AgentFlags {
   std::string scheduler = "127.0.0.1:7070";
+  std::string listen = "0.0.0.0:7071";
   std::string node_name;
   std::string simulate;
   double telemetry_period_s = 1;
@@ -139,6 +144,23 @@ int Run(const AgentFlags& flags) {
                                             flags.cpu_idle_w);
   JLOG(INFO) << "node " << options.node_name << ": " << gpus->size()
              << " simulated GPUs, CPU power estimated (no RAPL in use)";
+  // The agent's own gRPC server carries the standard health service (for
+  // Kubernetes gRPC probes): "" is the process, "joule.v1.AgentService" is
+  // SERVING while the stream to the scheduler is up.
+  HealthService health;
+  health.SetStatus(kLinkService, grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&health);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    std::cerr << "joule-agent: cannot listen on " << flags.listen << "\n";
+    return 1;
+  }
+  std::cout << "listening on " << flags.listen.substr(0, flags.listen.rfind(':'))
+            << ":" << port << std::endl;
+
   Agent agent(options, *std::move(gpus), std::move(cpu), clock);
   SchedulerLink link(
       flags.scheduler, clock, [&agent] { return agent.MakeRegister(); },
@@ -150,8 +172,16 @@ int Run(const AgentFlags& flags) {
   std::thread loop([&] {
     const absl::Duration period = absl::Seconds(flags.telemetry_period_s);
     absl::Time next_telemetry = clock->Now();
+    bool was_connected = false;
     while (!stop.load()) {
       agent.Tick();
+      const bool connected = link.connected();
+      if (connected != was_connected) {
+        health.SetStatus(kLinkService,
+                         connected ? grpc::health::v1::HealthCheckResponse::SERVING
+                                   : grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+        was_connected = connected;
+      }
       if (clock->Now() >= next_telemetry) {
         agent.SendTelemetry();
         next_telemetry = clock->Now() + period;
@@ -169,6 +199,7 @@ int Run(const AgentFlags& flags) {
   // Give the link a moment to deliver the final exit events.
   absl::SleepFor(absl::Milliseconds(300));
   link.Stop();
+  server->Shutdown(absl::ToChronoTime(clock->Now() + absl::Seconds(1)));
   return 0;
 }
 
@@ -181,6 +212,10 @@ int main(int argc, char** argv) {
   CLI::App app{"joule-agent: the Joule node agent"};
   app.add_option("--scheduler", flags.scheduler,
                  "Scheduler address HOST:PORT (env JOULE_SCHEDULER)")
+      ->capture_default_str();
+  app.add_option("--listen", flags.listen,
+                 "HOST:PORT of the agent's gRPC server (health service); port 0 "
+                 "picks a free port, printed as 'listening on ...'")
       ->capture_default_str();
   app.add_option("--node-name", flags.node_name, "Node name (default: hostname)");
   app.add_option("--simulate", flags.simulate,

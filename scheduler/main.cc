@@ -15,9 +15,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/clock.h"
+#include "common/health_service.h"
 #include "common/log.h"
 #include "grpcpp/grpcpp.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "scheduler/grpc_services.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/store/local_store.h"
@@ -68,7 +68,11 @@ int Run(const SchedulerFlags& flags) {
 
   SchedulerGrpcService client_service(scheduler->get());
   AgentGrpcService agent_service(scheduler->get());
-  grpc::EnableDefaultHealthCheckService(true);
+  HealthService health;
+  health.SetStatus("joule.v1.SchedulerService",
+                   grpc::health::v1::HealthCheckResponse::SERVING);
+  health.SetStatus("joule.v1.AgentService",
+                   grpc::health::v1::HealthCheckResponse::SERVING);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &port);
@@ -77,6 +81,7 @@ int Run(const SchedulerFlags& flags) {
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.RegisterService(&client_service);
   builder.RegisterService(&agent_service);
+  builder.RegisterService(&health);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     std::cerr << "joule-scheduler: cannot listen on " << flags.listen << "\n";
@@ -97,7 +102,7 @@ int Run(const SchedulerFlags& flags) {
   JLOG(INFO) << "signal " << signal_number << ": shutting down";
   stop = true;
   loop.join();
-  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  server->Shutdown(absl::ToChronoTime(RealClock::Get()->Now() + absl::Seconds(2)));
   return 0;
 }
 

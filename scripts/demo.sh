@@ -68,7 +68,7 @@ start_agent() {
   # The example workloads are found through the agents' PATH.
   PATH="$BIN:$PATH" "$BIN/joule-agent" --node-name="$node" \
     ${simulate:+--simulate="$simulate"} --static-power-w="$static" \
-    --work-dir="$WORK/agent-$node" --cpus=8 --memory=32Gi \
+    --work-dir="$WORK/agent-$node" --cpus=8 --memory=32Gi --listen=127.0.0.1:0 \
     >"$WORK/agent-$node.out" 2>"$WORK/agent-$node.log" &
   PIDS+=($!)
 }

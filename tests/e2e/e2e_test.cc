@@ -14,7 +14,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "common/clock.h"
 #include "tests/e2e/test_cluster.h"
 
 namespace joule {
@@ -292,6 +295,39 @@ TEST(EndToEndTest, BadSpecsAreRefusedAndNothingIsStored) {
   EXPECT_EQ(cluster.Ctl({"get", "job-99"}).exit_code, 1);
   EXPECT_EQ(cluster.Ctl({"list", "--state", "bogus"}).exit_code, 2);
   EXPECT_EQ(cluster.Ctl({"frobnicate"}).exit_code, 2);
+}
+
+grpc::health::v1::HealthCheckResponse::ServingStatus Health(
+    const std::string& address, const std::string& service) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(RealClock::Get()->Now() + absl::Seconds(10)));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  grpc::Status status = stub->Check(&context, request, &response);
+  EXPECT_TRUE(status.ok()) << address << " " << service << ": " << status.error_message();
+  return response.status();
+}
+
+TEST(EndToEndTest, BothServersServeTheStandardHealthService) {
+  TestCluster cluster("health");
+  cluster.StartScheduler();
+  cluster.StartAgent("gpu-a", "V100:1");
+  const auto kServing = grpc::health::v1::HealthCheckResponse::SERVING;
+  EXPECT_EQ(Health(cluster.address(), ""), kServing);
+  EXPECT_EQ(Health(cluster.address(), "joule.v1.SchedulerService"), kServing);
+  const std::string agent = cluster.AgentAddress("gpu-a");
+  EXPECT_EQ(Health(agent, ""), kServing);
+  // The agent's link to the scheduler is a service of its own: SERVING while
+  // connected, NOT_SERVING once the scheduler is gone.
+  EXPECT_TRUE(WaitFor([&] { return Health(agent, "joule.v1.AgentService") == kServing; }));
+  cluster.KillScheduler();
+  EXPECT_TRUE(WaitFor([&] {
+    return Health(agent, "joule.v1.AgentService") ==
+           grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+  }));
 }
 
 }  // namespace

@@ -55,6 +55,23 @@ void KillAndReap(TaskProcess* process) {
   WaitFor([&] { return process->Poll().has_value(); }, absl::Seconds(10));
 }
 
+// Waits for "listening on HOST:PORT" in `path` past `offset`.
+std::string WaitForAddress(const std::string& path, size_t offset) {
+  std::string address;
+  WaitFor([&] {
+    const std::string all = ReadAll(path);
+    if (all.size() < offset) return false;
+    const std::string out = all.substr(offset);
+    const size_t pos = out.find("listening on ");
+    if (pos == std::string::npos) return false;
+    const size_t end = out.find('\n', pos);
+    if (end == std::string::npos) return false;
+    address = out.substr(pos + 13, end - pos - 13);
+    return true;
+  });
+  return address;
+}
+
 }  // namespace
 
 std::string RunfilePath(const std::string& relative) {
@@ -98,17 +115,8 @@ void TestCluster::StartScheduler(const std::string& listen,
   const size_t offset = ReadAll(log + ".out").size();
   scheduler_ = Spawn(RunfilePath("scheduler/joule-scheduler"), args, log);
   ASSERT_NE(scheduler_, nullptr);
-  std::string line;
-  ASSERT_TRUE(WaitFor([&] {
-    const std::string out = ReadAll(log + ".out").substr(offset);
-    const size_t pos = out.find("listening on ");
-    if (pos == std::string::npos || out.find('\n', pos) == std::string::npos) {
-      return false;
-    }
-    line = out.substr(pos + 13, out.find('\n', pos) - pos - 13);
-    return true;
-  })) << "scheduler did not start: " << ReadAll(log + ".err");
-  address_ = line;
+  address_ = WaitForAddress(log + ".out", offset);
+  ASSERT_FALSE(address_.empty()) << "scheduler did not start: " << ReadAll(log + ".err");
 }
 
 void TestCluster::KillScheduler() {
@@ -122,13 +130,16 @@ void TestCluster::StartAgent(const std::string& node, const std::string& simulat
   std::vector<std::string> args = {
       absl::StrCat("--scheduler=", address_), absl::StrCat("--node-name=", node),
       absl::StrCat("--work-dir=", dir_, "/agent-", node), "--telemetry-period=0.2",
-      "--cpus=8", "--memory=16Gi", "--stop-grace=2"};
+      "--cpus=8", "--memory=16Gi", "--stop-grace=2", "--listen=127.0.0.1:0"};
+  args.insert(args.end(), agent_flags_.begin(), agent_flags_.end());
   if (!simulate.empty()) args.push_back(absl::StrCat("--simulate=", simulate));
   Agent agent;
   agent.node = node;
   agent.process = Spawn(RunfilePath("agent/joule-agent"), args,
                         absl::StrCat(dir_, "/agent-", node));
   ASSERT_NE(agent.process, nullptr);
+  agent.address = WaitForAddress(absl::StrCat(dir_, "/agent-", node, ".out"), 0);
+  ASSERT_FALSE(agent.address.empty()) << "agent " << node << " did not start";
   agents_.push_back(std::move(agent));
   ASSERT_TRUE(WaitFor([&] {
     CtlResult nodes = Ctl({"nodes"});
@@ -147,6 +158,13 @@ void TestCluster::KillAgent(const std::string& node, int signal) {
     kill(agent.process->pid(), signal);
     ASSERT_TRUE(WaitFor([&] { return agent.process->Poll().has_value(); }));
   }
+}
+
+std::string TestCluster::AgentAddress(const std::string& node) const {
+  for (const Agent& agent : agents_) {
+    if (agent.node == node) return agent.address;
+  }
+  return "";
 }
 
 CtlResult TestCluster::Ctl(std::vector<std::string> args) {

@@ -43,12 +43,16 @@ class TestCluster {
   // directory <dir>/data, and waits for its "listening on" line.
   void StartScheduler(const std::string& listen = "127.0.0.1:0",
                       std::vector<std::string> extra_flags = {});
+  // Flags added to every agent started from now on.
+  void SetAgentFlags(std::vector<std::string> flags) { agent_flags_ = std::move(flags); }
   // kill -9 of the scheduler.
   void KillScheduler();
   // Starts an agent named `node` simulating `simulate` (may be empty) and
   // waits until the scheduler lists the node as READY.
   void StartAgent(const std::string& node, const std::string& simulate);
   void KillAgent(const std::string& node, int signal);
+  // The agent's own gRPC address (health service).
+  std::string AgentAddress(const std::string& node) const;
 
   // Runs joulectl against the scheduler and waits for it.
   CtlResult Ctl(std::vector<std::string> args);
@@ -61,6 +65,7 @@ class TestCluster {
  private:
   struct Agent {
     std::string node;
+    std::string address;
     std::unique_ptr<TaskProcess> process;
   };
 
@@ -69,6 +74,7 @@ class TestCluster {
   std::unique_ptr<TaskProcess> scheduler_;
   std::vector<Agent> agents_;
   int ctl_runs_ = 0;
+  std::vector<std::string> agent_flags_;
 };
 
 }  // namespace joule

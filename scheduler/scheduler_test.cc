@@ -1,0 +1,1530 @@
+#include "scheduler/scheduler.h"
+
+#include <stdlib.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/proto_time.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+#include "joule/v1/agent.pb.h"
+#include "joule/v1/job.pb.h"
+#include "joule/v1/node.pb.h"
+#include "joule/v1/scheduler.pb.h"
+#include "scheduler/store/local_store.h"
+
+namespace joule {
+namespace {
+
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using ::testing::SizeIs;
+using ::testing::StartsWith;
+
+using CmdCase = v1::SchedulerCommand::CmdCase;
+
+// ---- Status matchers ----
+
+const absl::Status& GetStatus(const absl::Status& status) { return status; }
+template <typename T>
+const absl::Status& GetStatus(const absl::StatusOr<T>& status_or) {
+  return status_or.status();
+}
+
+MATCHER(IsOk, "is OK") {
+  const absl::Status& status = GetStatus(arg);
+  *result_listener << "status is " << status;
+  return status.ok();
+}
+
+MATCHER_P2(StatusIs, code, substring,
+           absl::StrCat("has code ", absl::StatusCodeToString(code),
+                        " and a message containing \"", substring, "\"")) {
+  const absl::Status& status = GetStatus(arg);
+  *result_listener << "status is " << status;
+  return status.code() == code &&
+         absl::StrContains(status.message(), substring);
+}
+
+// ---- Fakes and fixture builders ----
+
+// The scheduler's end of an agent stream that only records what is sent.
+// Thread-safe; guarded by mu_.
+class FakeAgentLink : public AgentLink {
+ public:
+  void Send(const v1::SchedulerCommand& command) override {
+    absl::MutexLock lock(&mu_);
+    sent_.push_back(command);
+  }
+
+  std::vector<v1::SchedulerCommand> All() const {
+    absl::MutexLock lock(&mu_);
+    return sent_;
+  }
+
+  // The commands of one kind, oldest first.
+  std::vector<v1::SchedulerCommand> Of(CmdCase kind) const {
+    absl::MutexLock lock(&mu_);
+    std::vector<v1::SchedulerCommand> out;
+    for (const v1::SchedulerCommand& command : sent_) {
+      if (command.cmd_case() == kind) out.push_back(command);
+    }
+    return out;
+  }
+
+  // Task ids of the StopTask commands, oldest first.
+  std::vector<std::string> StoppedTaskIds() const {
+    std::vector<std::string> out;
+    for (const auto& command : Of(v1::SchedulerCommand::kStopTask)) {
+      out.push_back(command.stop_task().task_id());
+    }
+    return out;
+  }
+
+  std::vector<std::string> AckedTaskIds() const {
+    std::vector<std::string> out;
+    for (const auto& command : Of(v1::SchedulerCommand::kAckTaskEvent)) {
+      out.push_back(command.ack_task_event().task_id());
+    }
+    return out;
+  }
+
+  void Clear() {
+    absl::MutexLock lock(&mu_);
+    sent_.clear();
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<v1::SchedulerCommand> sent_ ABSL_GUARDED_BY(mu_);
+};
+
+v1::Energy Joules(double gpu_j, double cpu_j = 0, double static_j = 0) {
+  v1::Energy energy;
+  energy.set_gpu_j(gpu_j);
+  energy.set_cpu_j(cpu_j);
+  energy.set_static_j(static_j);
+  energy.set_total_j(gpu_j + cpu_j + static_j);
+  return energy;
+}
+
+std::string JobIdOf(const std::string& task_id) {
+  return task_id.substr(0, task_id.find('.'));
+}
+
+// RegisterBuilder("gpu-a").Gpus(4, "V100").Cpus(8).Memory(16 << 30).Build().
+class RegisterBuilder {
+ public:
+  explicit RegisterBuilder(std::string name) {
+    v1::NodeInfo* node = register_.mutable_node();
+    node->set_name(std::move(name));
+    node->set_cpus(8);
+    node->set_memory_bytes(int64_t{16} << 30);
+    node->set_static_power_w(60);
+    node->set_agent_version("joule-agent test");
+  }
+  RegisterBuilder& Gpus(int count, const std::string& model) {
+    for (int i = 0; i < count; ++i) {
+      v1::Device* device = register_.mutable_node()->add_devices();
+      device->set_index(gpus_++);
+      device->set_kind(v1::DEVICE_KIND_GPU);
+      device->set_model(model);
+      device->set_uuid(absl::StrCat("GPU-", register_.node().name(), "-", i));
+      device->set_memory_bytes(int64_t{16} << 30);
+      device->set_power_limit_min_w(100);
+      device->set_power_limit_default_w(250);
+      device->set_power_limit_max_w(250);
+      device->set_idle_power_w(35);
+      device->set_source("simulated");
+    }
+    return *this;
+  }
+  // Power limits of every GPU added so far.
+  RegisterBuilder& PowerLimits(double min_w, double default_w, double max_w) {
+    for (v1::Device& device : *register_.mutable_node()->mutable_devices()) {
+      device.set_power_limit_min_w(min_w);
+      device.set_power_limit_default_w(default_w);
+      device.set_power_limit_max_w(max_w);
+    }
+    return *this;
+  }
+  RegisterBuilder& Device(const v1::Device& device) {
+    *register_.mutable_node()->add_devices() = device;
+    return *this;
+  }
+  RegisterBuilder& Cpus(double cpus) {
+    register_.mutable_node()->set_cpus(cpus);
+    return *this;
+  }
+  RegisterBuilder& Memory(int64_t bytes) {
+    register_.mutable_node()->set_memory_bytes(bytes);
+    return *this;
+  }
+  // A task the agent still runs (as the agent reports it: usage carries the
+  // task id).
+  RegisterBuilder& Running(const std::string& task_id, int64_t pid,
+                           double energy_j = 0) {
+    v1::RunningTask* running = register_.add_running_tasks();
+    running->set_task_id(task_id);
+    running->set_job_id(JobIdOf(task_id));
+    running->set_pid(pid);
+    running->mutable_usage()->set_task_id(task_id);
+    *running->mutable_usage()->mutable_energy() = Joules(energy_j);
+    return *this;
+  }
+  RegisterBuilder& Unacked(const v1::TaskEvent& event) {
+    *register_.add_unacked_events() = event;
+    return *this;
+  }
+  v1::Register Build() const { return register_; }
+
+ private:
+  v1::Register register_;
+  int32_t gpus_ = 0;
+};
+
+// SpecBuilder("train").Gpus(1).Replicas(2).Build(); unset fields are left
+// for the scheduler's defaults.
+class SpecBuilder {
+ public:
+  explicit SpecBuilder(std::string name = "train") {
+    spec_.set_name(std::move(name));
+    spec_.set_command("/usr/bin/train");
+  }
+  SpecBuilder& Gpus(int32_t gpus) {
+    spec_.mutable_resources()->set_gpus(gpus);
+    return *this;
+  }
+  SpecBuilder& Replicas(int32_t replicas) {
+    spec_.set_replicas(replicas);
+    return *this;
+  }
+  SpecBuilder& Shards(int32_t shard_count) {
+    spec_.set_shard_count(shard_count);
+    return *this;
+  }
+  SpecBuilder& BatchSize(int32_t default_size) {
+    spec_.mutable_batch_size()->set_default_size(default_size);
+    return *this;
+  }
+  SpecBuilder& Mutate(const std::function<void(v1::JobSpec*)>& mutate) {
+    mutate(&spec_);
+    return *this;
+  }
+  v1::JobSpec Build() const { return spec_; }
+
+ private:
+  v1::JobSpec spec_;
+};
+
+// Records every job a watcher is called with. Thread-safe; guarded by mu_.
+class JobRecorder {
+ public:
+  Scheduler::JobWatcher Watcher() {
+    return [this](const v1::Job& job) {
+      absl::MutexLock lock(&mu_);
+      seen_.push_back(job);
+    };
+  }
+  std::vector<v1::Job> Seen() const {
+    absl::MutexLock lock(&mu_);
+    return seen_;
+  }
+  std::vector<v1::JobState> States() const {
+    std::vector<v1::JobState> out;
+    for (const v1::Job& job : Seen()) out.push_back(job.state());
+    return out;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<v1::Job> seen_ ABSL_GUARDED_BY(mu_);
+};
+
+// Records the results GetTaskLogs completes with.
+struct LogsResult {
+  int calls = 0;
+  absl::StatusOr<v1::GetTaskLogsResponse> last;
+
+  Scheduler::LogsCallback Callback() {
+    return [this](absl::StatusOr<v1::GetTaskLogsResponse> response) {
+      ++calls;
+      last = std::move(response);
+    };
+  }
+};
+
+std::vector<std::string> EventReasons(const v1::Job& job) {
+  std::vector<std::string> out;
+  for (const v1::JobEvent& event : job.events()) out.push_back(event.reason());
+  return out;
+}
+
+bool HasEvent(const v1::Job& job, const std::string& reason) {
+  for (const v1::JobEvent& event : job.events()) {
+    if (event.reason() == reason) return true;
+  }
+  return false;
+}
+
+// ---- Fixture ----
+
+// A Scheduler on a FakeClock over a LocalStore in a fresh directory.
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string path = ::testing::TempDir() + "/scheduler_test_XXXXXX";
+    ASSERT_NE(mkdtemp(path.data()), nullptr) << std::strerror(errno);
+    dir_ = path;
+    OpenStore();
+    ASSERT_NE(store_, nullptr);
+    scheduler_ = NewScheduler();
+    ASSERT_NE(scheduler_, nullptr);
+  }
+
+  void OpenStore() {
+    absl::StatusOr<std::unique_ptr<LocalStore>> store = LocalStore::Open(dir_);
+    ASSERT_THAT(store, IsOk());
+    store_ = std::move(*store);
+  }
+
+  std::unique_ptr<Scheduler> NewScheduler() {
+    absl::StatusOr<std::unique_ptr<Scheduler>> scheduler =
+        Scheduler::Create(store_.get(), &clock_, options_);
+    EXPECT_THAT(scheduler, IsOk());
+    return scheduler.ok() ? std::move(*scheduler) : nullptr;
+  }
+
+  // A scheduler process restart: the old core goes away, the store is
+  // reopened from disk and a new core loads it.
+  void Restart() {
+    scheduler_.reset();
+    store_.reset();
+    OpenStore();
+    ASSERT_NE(store_, nullptr);
+    scheduler_ = NewScheduler();
+    ASSERT_NE(scheduler_, nullptr);
+  }
+
+  std::string Submit(const v1::JobSpec& spec) {
+    absl::StatusOr<v1::Job> job = scheduler_->SubmitJob(spec);
+    EXPECT_THAT(job, IsOk());
+    return job.ok() ? job->id() : "";
+  }
+
+  v1::Job LookUpJob(const std::string& job_id) {
+    absl::StatusOr<v1::Job> job = scheduler_->GetJob(job_id);
+    EXPECT_THAT(job, IsOk());
+    return job.ok() ? *job : v1::Job();
+  }
+
+  v1::Task LookUpTask(const std::string& task_id) {
+    const v1::Job job = LookUpJob(JobIdOf(task_id));
+    for (const v1::Task& task : job.tasks()) {
+      if (task.task_id() == task_id) return task;
+    }
+    ADD_FAILURE() << "no task " << task_id << " in " << job.ShortDebugString();
+    return v1::Task();
+  }
+
+  v1::Node LookUpNode(const std::string& name) {
+    absl::StatusOr<v1::Node> node = scheduler_->GetNode(name);
+    EXPECT_THAT(node, IsOk());
+    return node.ok() ? *node : v1::Node();
+  }
+
+  absl::Status Register(FakeAgentLink& link, const v1::Register& message) {
+    return scheduler_->OnAgentRegister(&link, message);
+  }
+
+  absl::Status SendEvent(FakeAgentLink& link, const v1::TaskEvent& event) {
+    v1::AgentMessage message;
+    *message.mutable_task_event() = event;
+    return scheduler_->OnAgentMessage(&link, message);
+  }
+
+  v1::TaskEvent StartedEvent(const std::string& task_id, int64_t pid) {
+    v1::TaskEvent event;
+    event.set_task_id(task_id);
+    event.set_job_id(JobIdOf(task_id));
+    event.set_kind(v1::TaskEvent::KIND_STARTED);
+    *event.mutable_time() = ToProtoTime(clock_.Now());
+    event.set_pid(pid);
+    return event;
+  }
+
+  v1::TaskEvent ExitedEvent(const std::string& task_id, int32_t exit_code,
+                            const v1::Energy& energy = v1::Energy(),
+                            bool stopped = false) {
+    v1::TaskEvent event;
+    event.set_task_id(task_id);
+    event.set_job_id(JobIdOf(task_id));
+    event.set_kind(v1::TaskEvent::KIND_EXITED);
+    *event.mutable_time() = ToProtoTime(clock_.Now());
+    event.set_exit_code(exit_code);
+    event.set_stopped(stopped);
+    event.mutable_usage()->set_task_id(task_id);
+    *event.mutable_usage()->mutable_energy() = energy;
+    return event;
+  }
+
+  absl::Status Started(FakeAgentLink& link, const std::string& task_id,
+                       int64_t pid) {
+    return SendEvent(link, StartedEvent(task_id, pid));
+  }
+
+  absl::Status Exited(FakeAgentLink& link, const std::string& task_id,
+                      int32_t exit_code,
+                      const v1::Energy& energy = v1::Energy()) {
+    return SendEvent(link, ExitedEvent(task_id, exit_code, energy));
+  }
+
+  // The exit of a task the agent stopped on request (SIGTERM: 128 + 15).
+  absl::Status Stopped(FakeAgentLink& link, const std::string& task_id,
+                       const v1::Energy& energy = v1::Energy()) {
+    v1::TaskEvent event = ExitedEvent(task_id, 143, energy, /*stopped=*/true);
+    event.set_signal(15);
+    return SendEvent(link, event);
+  }
+
+  absl::Status Telemetry(FakeAgentLink& link, const std::string& task_id,
+                         const v1::Energy& energy, double node_power_w = 400) {
+    v1::AgentMessage message;
+    v1::NodeSample* sample = message.mutable_telemetry();
+    *sample->mutable_time() = ToProtoTime(clock_.Now());
+    sample->set_node_power_w(node_power_w);
+    v1::TaskUsage* usage = sample->add_tasks();
+    usage->set_task_id(task_id);
+    *usage->mutable_energy() = energy;
+    usage->set_steps_done(12);
+    return scheduler_->OnAgentMessage(&link, message);
+  }
+
+  absl::Status Heartbeat(FakeAgentLink& link) {
+    v1::AgentMessage message;
+    *message.mutable_heartbeat()->mutable_time() = ToProtoTime(clock_.Now());
+    return scheduler_->OnAgentMessage(&link, message);
+  }
+
+  // Registers `name` with `gpus` V100s, submits `spec`, places it and
+  // reports every task started. Returns the job id.
+  std::string RunOneJob(FakeAgentLink& link, const std::string& name, int gpus,
+                        const v1::JobSpec& spec) {
+    EXPECT_THAT(
+        Register(link, RegisterBuilder(name).Gpus(gpus, "V100").Build()),
+        IsOk());
+    const std::string job_id = Submit(spec);
+    scheduler_->Tick();
+    const v1::Job job = LookUpJob(job_id);
+    EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING) << job.ShortDebugString();
+    int64_t pid = 1000;
+    for (const v1::Task& task : job.tasks()) {
+      EXPECT_THAT(Started(link, task.task_id(), pid++), IsOk());
+    }
+    return job_id;
+  }
+
+  std::string dir_;
+  FakeClock clock_;
+  SchedulerOptions options_;
+  std::unique_ptr<LocalStore> store_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+// ---- 1. Submit ----
+
+TEST_F(SchedulerTest, SubmitAppliesDefaultsAndQueues) {
+  absl::StatusOr<v1::Job> job =
+      scheduler_->SubmitJob(SpecBuilder("train").Build());
+  ASSERT_THAT(job, IsOk());
+
+  EXPECT_EQ(job->id(), "job-1");
+  EXPECT_EQ(job->state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(job->message(), "waiting for placement");
+  EXPECT_EQ(FromProtoTime(job->submit_time()), clock_.Now());
+  EXPECT_EQ(job->attempts(), 0);
+  EXPECT_THAT(job->tasks(), IsEmpty());
+  EXPECT_THAT(EventReasons(*job), ElementsAre("Submitted"));
+  const v1::JobSpec& spec = job->spec();
+  EXPECT_EQ(spec.type(), v1::JOB_TYPE_TRAINING);
+  EXPECT_EQ(spec.replicas(), 1);
+  EXPECT_EQ(spec.resources().gpus(), 0);
+  EXPECT_EQ(spec.resources().cpus(), 1.0);
+  EXPECT_EQ(spec.resources().memory_bytes(), int64_t{512} << 20);
+  EXPECT_EQ(spec.batch_size().default_size(), 32);
+  EXPECT_EQ(spec.batch_size().min(), 32);
+  EXPECT_EQ(spec.batch_size().max(), 32);
+  EXPECT_EQ(spec.job_class(), "train");
+  EXPECT_EQ(spec.objective().goal_case(), v1::Objective::kMaxSlowdown);
+  EXPECT_DOUBLE_EQ(spec.objective().max_slowdown(), 1.10);
+
+  EXPECT_THAT(scheduler_->ListJobs({v1::JOB_STATE_PENDING}), SizeIs(1));
+  EXPECT_THAT(scheduler_->ListJobs({v1::JOB_STATE_RUNNING}), IsEmpty());
+  absl::StatusOr<v1::Job> second =
+      scheduler_->SubmitJob(SpecBuilder("eval").Build());
+  ASSERT_THAT(second, IsOk());
+  EXPECT_EQ(second->id(), "job-2");
+}
+
+struct InvalidSpecCase {
+  std::string name;
+  std::function<void(v1::JobSpec*)> mutate;
+  // The field the error must name first.
+  std::string field;
+};
+
+TEST_F(SchedulerTest, SubmitRejectsInvalidSpecAndStoresNothing) {
+  const std::vector<InvalidSpecCase> cases = {
+      {"empty name", [](v1::JobSpec* s) { s->clear_name(); }, "name"},
+      {"upper-case name", [](v1::JobSpec* s) { s->set_name("Train Job"); },
+       "name"},
+      {"unknown type",
+       [](v1::JobSpec* s) { s->set_type(static_cast<v1::JobType>(7)); },
+       "type"},
+      {"empty command", [](v1::JobSpec* s) { s->clear_command(); }, "command"},
+      {"reserved env",
+       [](v1::JobSpec* s) { (*s->mutable_env())["JOULE_TASK_ID"] = "x"; },
+       "env.JOULE_TASK_ID"},
+      {"negative gpus",
+       [](v1::JobSpec* s) { s->mutable_resources()->set_gpus(-1); },
+       "resources.gpus"},
+      {"zero cpus", [](v1::JobSpec* s) { s->mutable_resources()->set_cpus(0); },
+       "resources.cpus"},
+      {"zero memory",
+       [](v1::JobSpec* s) { s->mutable_resources()->set_memory_bytes(0); },
+       "resources.memory_bytes"},
+      {"zero replicas", [](v1::JobSpec* s) { s->set_replicas(0); }, "replicas"},
+      {"batch min above max",
+       [](v1::JobSpec* s) {
+         s->mutable_batch_size()->set_min(64);
+         s->mutable_batch_size()->set_max(16);
+       },
+       "batch_size"},
+      {"fewer shards than replicas",
+       [](v1::JobSpec* s) {
+         s->set_replicas(4);
+         s->set_shard_count(2);
+       },
+       "shard_count"},
+      {"slowdown below one",
+       [](v1::JobSpec* s) { s->mutable_objective()->set_max_slowdown(0.5); },
+       "objective.max_slowdown"},
+      {"deadline in the past",
+       [](v1::JobSpec* s) {
+         s->mutable_objective()->mutable_deadline()->set_seconds(1000);
+       },
+       "objective.deadline"},
+      {"relative working dir",
+       [](v1::JobSpec* s) { s->set_working_dir("data/run"); }, "working_dir"},
+  };
+  for (const InvalidSpecCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    absl::StatusOr<v1::Job> job =
+        scheduler_->SubmitJob(SpecBuilder().Mutate(c.mutate).Build());
+    EXPECT_THAT(job, StatusIs(absl::StatusCode::kInvalidArgument, ""));
+    EXPECT_THAT(std::string(job.status().message()), StartsWith(c.field + ":"));
+    EXPECT_THAT(scheduler_->ListJobs({}), IsEmpty());
+    absl::StatusOr<std::vector<std::pair<std::string, std::string>>> stored =
+        store_->List("jobs/");
+    ASSERT_THAT(stored, IsOk());
+    EXPECT_THAT(*stored, IsEmpty());
+  }
+  // Refused specs use up no job numbers.
+  EXPECT_EQ(Submit(SpecBuilder().Build()), "job-1");
+}
+
+TEST_F(SchedulerTest, SubmittedJobIsDurable) {
+  const std::string first = Submit(SpecBuilder("a").Gpus(1).Build());
+  const std::string second = Submit(SpecBuilder("b").Build());
+  ASSERT_THAT(scheduler_->CancelJob(second, "no longer needed"), IsOk());
+  const v1::Job before_first = LookUpJob(first);
+  const v1::Job before_second = LookUpJob(second);
+
+  Restart();
+
+  const v1::Job after_first = LookUpJob(first);
+  const v1::Job after_second = LookUpJob(second);
+  EXPECT_EQ(after_first.state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(after_second.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(before_first,
+                                                                 after_first))
+      << before_first.ShortDebugString() << "\nvs\n"
+      << after_first.ShortDebugString();
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(before_second,
+                                                                 after_second));
+  // Numbering continues after the stored jobs.
+  EXPECT_EQ(Submit(SpecBuilder("c").Build()), "job-3");
+  // The re-loaded pending job is still queued for placement.
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()),
+              IsOk());
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpJob(first).state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(LookUpJob(second).state(), v1::JOB_STATE_CANCELLED);
+}
+
+// ---- 2. Placement and the task life cycle ----
+
+TEST_F(SchedulerTest, TickPlacesJobAndSendsOneStartTask) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a")
+                                 .Gpus(4, "V100")
+                                 .PowerLimits(100, 200, 300)
+                                 .Build()),
+              IsOk());
+  ASSERT_THAT(link.Of(v1::SchedulerCommand::kRegisterAck), SizeIs(1));
+  const std::string job_id = Submit(SpecBuilder("train")
+                                        .Gpus(2)
+                                        .Shards(10)
+                                        .Mutate([](v1::JobSpec* s) {
+                                          s->add_args("--epochs=3");
+                                          (*s->mutable_env())["SEED"] = "7";
+                                          s->set_working_dir("/data/run");
+                                        })
+                                        .Build());
+  ASSERT_EQ(job_id, "job-1");
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+
+  scheduler_->Tick();
+
+  const std::vector<v1::SchedulerCommand> starts =
+      link.Of(v1::SchedulerCommand::kStartTask);
+  ASSERT_THAT(starts, SizeIs(1));
+  const v1::StartTask& start = starts[0].start_task();
+  EXPECT_EQ(start.task_id(), "job-1.r0.a1");
+  EXPECT_EQ(start.job_id(), "job-1");
+  EXPECT_EQ(start.attempt(), 1);
+  EXPECT_EQ(start.replica_index(), 0);
+  EXPECT_EQ(start.replica_count(), 1);
+  EXPECT_EQ(start.type(), v1::JOB_TYPE_TRAINING);
+  EXPECT_EQ(start.command(), "/usr/bin/train");
+  EXPECT_THAT(start.args(), ElementsAre("--epochs=3"));
+  ASSERT_EQ(start.env().count("SEED"), 1u);
+  EXPECT_EQ(start.env().at("SEED"), "7");
+  EXPECT_THAT(start.gpu_indices(), ElementsAre(0, 1));
+  EXPECT_EQ(start.power_cap_w(), 200);  // The device default, not the max.
+  EXPECT_EQ(start.batch_size(), 32);
+  EXPECT_EQ(start.shards(), "0-9");
+  EXPECT_EQ(start.shard_count(), 10);
+  EXPECT_EQ(start.working_dir(), "/data/run");
+
+  const v1::Job job = LookUpJob(job_id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(job.attempts(), 1);
+  EXPECT_TRUE(HasEvent(job, "Scheduled"));
+  ASSERT_THAT(job.tasks(), SizeIs(1));
+  const v1::Task& task = job.tasks(0);
+  EXPECT_EQ(task.task_id(), "job-1.r0.a1");
+  EXPECT_EQ(task.state(), v1::TASK_STATE_STARTING);
+  EXPECT_EQ(task.node(), "gpu-a");
+  EXPECT_EQ(task.attempt(), 1);
+  EXPECT_THAT(task.gpu_indices(), ElementsAre(0, 1));
+  EXPECT_EQ(task.power_cap_w(), 200);
+  EXPECT_EQ(task.batch_size(), 32);
+  EXPECT_EQ(task.shards(), "0-9");
+
+  const v1::Node node = LookUpNode("gpu-a");
+  EXPECT_EQ(node.state(), v1::NODE_STATE_READY);
+  EXPECT_EQ(node.free_gpus(), 2);
+  EXPECT_EQ(node.free_cpus(), 7);
+  EXPECT_THAT(node.task_ids(), ElementsAre("job-1.r0.a1"));
+
+  // Placed once: later cycles start nothing more.
+  scheduler_->Tick();
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kStartTask), SizeIs(1));
+}
+
+TEST_F(SchedulerTest, TaskEventsDriveJobToSucceeded) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(4, "V100").Build()),
+              IsOk());
+  const std::string job_id =
+      Submit(SpecBuilder().Gpus(1).BatchSize(64).Build());
+  scheduler_->Tick();
+  ASSERT_THAT(link.Of(v1::SchedulerCommand::kStartTask), SizeIs(1));
+  EXPECT_EQ(
+      link.Of(v1::SchedulerCommand::kStartTask)[0].start_task().batch_size(),
+      64);
+  EXPECT_EQ(
+      link.Of(v1::SchedulerCommand::kStartTask)[0].start_task().power_cap_w(),
+      250);
+
+  clock_.Advance(absl::Seconds(1));
+  const absl::Time started_at = clock_.Now();
+  ASSERT_THAT(Started(link, "job-1.r0.a1", 4242), IsOk());
+  v1::Task task = LookUpTask("job-1.r0.a1");
+  EXPECT_EQ(task.state(), v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(task.pid(), 4242);
+  EXPECT_EQ(FromProtoTime(task.start_time()), started_at);
+  EXPECT_EQ(FromProtoTime(LookUpJob(job_id).start_time()), started_at);
+  EXPECT_EQ(LookUpJob(job_id).state(), v1::JOB_STATE_RUNNING);
+  // STARTED is not a final event: nothing to acknowledge.
+  EXPECT_THAT(link.AckedTaskIds(), IsEmpty());
+
+  clock_.Advance(absl::Seconds(60));
+  ASSERT_THAT(Exited(link, "job-1.r0.a1", 0, Joules(900, 80, 20)), IsOk());
+
+  const v1::Job job = LookUpJob(job_id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(job.message(), "all tasks succeeded");
+  EXPECT_EQ(FromProtoTime(job.end_time()), clock_.Now());
+  ASSERT_THAT(job.tasks(), SizeIs(1));
+  EXPECT_EQ(job.tasks(0).state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(job.tasks(0).exit_code(), 0);
+  EXPECT_DOUBLE_EQ(job.tasks(0).energy().total_j(), 1000);
+  EXPECT_DOUBLE_EQ(job.energy().total_j(), 1000);
+  EXPECT_DOUBLE_EQ(job.energy().gpu_j(), 900);
+  EXPECT_DOUBLE_EQ(job.energy().cpu_j(), 80);
+  EXPECT_DOUBLE_EQ(job.energy().static_j(), 20);
+  EXPECT_THAT(EventReasons(job),
+              ElementsAre("Submitted", "Scheduled", "TaskStarted",
+                          "TaskSucceeded", "SUCCEEDED"));
+  EXPECT_THAT(link.AckedTaskIds(), ElementsAre("job-1.r0.a1"));
+  EXPECT_THAT(link.StoppedTaskIds(), IsEmpty());
+
+  // The GPU is free again.
+  const v1::Node node = LookUpNode("gpu-a");
+  EXPECT_EQ(node.free_gpus(), 4);
+  EXPECT_THAT(node.task_ids(), IsEmpty());
+
+  // A duplicate EXITED (agent reconnect) is acknowledged and changes nothing.
+  ASSERT_THAT(Exited(link, "job-1.r0.a1", 1), IsOk());
+  EXPECT_EQ(LookUpJob(job_id).state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_THAT(link.AckedTaskIds(), ElementsAre("job-1.r0.a1", "job-1.r0.a1"));
+}
+
+TEST_F(SchedulerTest, StartFailedFailsJob) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()),
+              IsOk());
+  const std::string job_id = Submit(SpecBuilder().Gpus(1).Build());
+  scheduler_->Tick();
+  v1::TaskEvent event;
+  event.set_task_id("job-1.r0.a1");
+  event.set_job_id(job_id);
+  event.set_kind(v1::TaskEvent::KIND_START_FAILED);
+  *event.mutable_time() = ToProtoTime(clock_.Now());
+  event.set_message("no such file");
+  ASSERT_THAT(SendEvent(link, event), IsOk());
+
+  const v1::Job job = LookUpJob(job_id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(job.tasks(0).state(), v1::TASK_STATE_FAILED);
+  EXPECT_THAT(job.tasks(0).message(), HasSubstr("no such file"));
+  EXPECT_THAT(link.AckedTaskIds(), ElementsAre("job-1.r0.a1"));
+  EXPECT_EQ(LookUpNode("gpu-a").free_gpus(), 1);
+}
+
+struct ShardCase {
+  int32_t shard_count;
+  int32_t replicas;
+  std::vector<std::string> shards;
+};
+
+TEST_F(SchedulerTest, ReplicasGetContiguousShardRanges) {
+  const std::vector<ShardCase> cases = {
+      {10, 1, {"0-9"}}, {10, 3, {"0-2", "3-5", "6-9"}}, {2, 2, {"0", "1"}},
+      {0, 2, {"", ""}}, {5, 4, {"0", "1", "2", "3-4"}},
+  };
+  FakeAgentLink link;
+  // CPU-only jobs on one big CPU node; each case's job ends before the next.
+  ASSERT_THAT(Register(link, RegisterBuilder("cpu-a").Cpus(16).Build()),
+              IsOk());
+  for (const ShardCase& c : cases) {
+    SCOPED_TRACE(
+        absl::StrCat(c.shard_count, " shards, ", c.replicas, " replicas"));
+    link.Clear();
+    const std::string job_id = Submit(
+        SpecBuilder().Replicas(c.replicas).Shards(c.shard_count).Build());
+    scheduler_->Tick();
+    std::vector<std::string> shards;
+    for (const auto& command : link.Of(v1::SchedulerCommand::kStartTask)) {
+      EXPECT_EQ(command.start_task().replica_count(), c.replicas);
+      EXPECT_EQ(command.start_task().shard_count(), c.shard_count);
+      EXPECT_THAT(command.start_task().gpu_indices(), IsEmpty());
+      EXPECT_EQ(command.start_task().power_cap_w(), 0);
+      shards.push_back(command.start_task().shards());
+    }
+    EXPECT_EQ(shards, c.shards);
+    const v1::Job placed = LookUpJob(job_id);
+    for (const v1::Task& task : placed.tasks()) {
+      ASSERT_THAT(Exited(link, task.task_id(), 0), IsOk());
+    }
+    EXPECT_EQ(LookUpJob(job_id).state(), v1::JOB_STATE_SUCCEEDED);
+  }
+}
+
+// ---- 3. Unschedulable jobs wait ----
+
+TEST_F(SchedulerTest, JobLargerThanEveryNodeStaysPending) {
+  const std::string job_id = Submit(SpecBuilder().Gpus(8).Build());
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpJob(job_id).state(), v1::JOB_STATE_PENDING);
+  EXPECT_THAT(LookUpJob(job_id).message(), HasSubstr("unschedulable"));
+
+  FakeAgentLink small;
+  ASSERT_THAT(Register(small, RegisterBuilder("gpu-a").Gpus(4, "V100").Build()),
+              IsOk());
+  scheduler_->Tick();
+  v1::Job job = LookUpJob(job_id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING);
+  EXPECT_THAT(job.message(), HasSubstr("unschedulable"));
+  EXPECT_THAT(job.tasks(), IsEmpty());
+  EXPECT_EQ(job.attempts(), 0);
+  EXPECT_THAT(small.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+
+  // Held, not refused: a big enough node takes it.
+  FakeAgentLink big;
+  ASSERT_THAT(Register(big, RegisterBuilder("gpu-b").Gpus(8, "A100").Build()),
+              IsOk());
+  scheduler_->Tick();
+  job = LookUpJob(job_id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+  ASSERT_THAT(job.tasks(), SizeIs(1));
+  EXPECT_EQ(job.tasks(0).node(), "gpu-b");
+  EXPECT_THAT(big.Of(v1::SchedulerCommand::kStartTask), SizeIs(1));
+  EXPECT_THAT(small.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+}
+
+// ---- 4. Gangs ----
+
+TEST_F(SchedulerTest, GangPlacesOneReplicaPerNodeAndFailsTogether) {
+  FakeAgentLink link1, link2;
+  ASSERT_THAT(Register(link1, RegisterBuilder("n1").Gpus(1, "V100").Build()),
+              IsOk());
+  ASSERT_THAT(Register(link2, RegisterBuilder("n2").Gpus(1, "V100").Build()),
+              IsOk());
+  const std::string job_id = Submit(SpecBuilder().Gpus(1).Replicas(2).Build());
+  scheduler_->Tick();
+
+  // Ties go to node name order: replica 0 on n1, replica 1 on n2.
+  const auto starts1 = link1.Of(v1::SchedulerCommand::kStartTask);
+  const auto starts2 = link2.Of(v1::SchedulerCommand::kStartTask);
+  ASSERT_THAT(starts1, SizeIs(1));
+  ASSERT_THAT(starts2, SizeIs(1));
+  EXPECT_EQ(starts1[0].start_task().task_id(), "job-1.r0.a1");
+  EXPECT_EQ(starts2[0].start_task().task_id(), "job-1.r1.a1");
+  EXPECT_EQ(starts1[0].start_task().replica_count(), 2);
+  EXPECT_EQ(starts2[0].start_task().replica_index(), 1);
+  EXPECT_THAT(starts1[0].start_task().gpu_indices(), ElementsAre(0));
+  EXPECT_THAT(starts2[0].start_task().gpu_indices(), ElementsAre(0));
+  EXPECT_EQ(LookUpTask("job-1.r0.a1").node(), "n1");
+  EXPECT_EQ(LookUpTask("job-1.r1.a1").node(), "n2");
+
+  ASSERT_THAT(Started(link1, "job-1.r0.a1", 11), IsOk());
+  ASSERT_THAT(Started(link2, "job-1.r1.a1", 22), IsOk());
+
+  // Replica 1 fails: replica 0 is told to stop; the job waits for it.
+  ASSERT_THAT(Exited(link2, "job-1.r1.a1", 3, Joules(50)), IsOk());
+  v1::Job job = LookUpJob(job_id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_THAT(job.message(), HasSubstr("stopping"));
+  EXPECT_EQ(LookUpTask("job-1.r1.a1").state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(LookUpTask("job-1.r1.a1").exit_code(), 3);
+  EXPECT_THAT(LookUpTask("job-1.r1.a1").message(),
+              HasSubstr("exited with code 3"));
+  EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_RUNNING);
+  EXPECT_THAT(link1.StoppedTaskIds(), ElementsAre("job-1.r0.a1"));
+  EXPECT_THAT(link2.StoppedTaskIds(), IsEmpty());
+  EXPECT_THAT(link2.AckedTaskIds(), ElementsAre("job-1.r1.a1"));
+
+  ASSERT_THAT(Stopped(link1, "job-1.r0.a1", Joules(70)), IsOk());
+  job = LookUpJob(job_id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(job.message(), HasSubstr("job-1.r1.a1"));
+  EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_KILLED);
+  EXPECT_EQ(LookUpTask("job-1.r1.a1").state(), v1::TASK_STATE_FAILED);
+  EXPECT_DOUBLE_EQ(job.energy().total_j(), 120);
+  EXPECT_THAT(link1.AckedTaskIds(), ElementsAre("job-1.r0.a1"));
+  EXPECT_EQ(LookUpNode("n1").free_gpus(), 1);
+  EXPECT_EQ(LookUpNode("n2").free_gpus(), 1);
+}
+
+// ---- 5. Cancel ----
+
+TEST_F(SchedulerTest, CancelPendingJobEndsAtOnce) {
+  const std::string job_id = Submit(SpecBuilder().Build());
+  absl::StatusOr<v1::Job> cancelled = scheduler_->CancelJob(job_id, "");
+  ASSERT_THAT(cancelled, IsOk());
+  EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_TRUE(cancelled->cancel_requested());
+  EXPECT_TRUE(cancelled->has_end_time());
+  EXPECT_EQ(LookUpJob(job_id).state(), v1::JOB_STATE_CANCELLED);
+
+  // It is no longer queued.
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("cpu-a").Build()), IsOk());
+  scheduler_->Tick();
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+  EXPECT_EQ(LookUpJob(job_id).state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_THAT(LookUpJob(job_id).tasks(), IsEmpty());
+}
+
+TEST_F(SchedulerTest, CancelRunningJobStopsTaskThenCancels) {
+  FakeAgentLink link;
+  const std::string job_id =
+      RunOneJob(link, "gpu-a", 2, SpecBuilder().Gpus(1).Build());
+
+  absl::StatusOr<v1::Job> after = scheduler_->CancelJob(job_id, "user asked");
+  ASSERT_THAT(after, IsOk());
+  EXPECT_EQ(after->state(), v1::JOB_STATE_RUNNING);
+  EXPECT_TRUE(after->cancel_requested());
+  EXPECT_TRUE(HasEvent(*after, "CancelRequested"));
+  const auto stops = link.Of(v1::SchedulerCommand::kStopTask);
+  ASSERT_THAT(stops, Not(IsEmpty()));
+  for (const auto& stop : stops) {
+    EXPECT_EQ(stop.stop_task().task_id(), "job-1.r0.a1");
+    EXPECT_EQ(FromProtoDuration(stop.stop_task().grace_period()),
+              options_.stop_grace);
+  }
+  EXPECT_EQ(stops[0].stop_task().reason(), "user asked");
+  EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_RUNNING);
+  // A second cancel while stopping is accepted.
+  EXPECT_THAT(scheduler_->CancelJob(job_id, ""), IsOk());
+  EXPECT_EQ(LookUpJob(job_id).state(), v1::JOB_STATE_RUNNING);
+
+  ASSERT_THAT(Stopped(link, "job-1.r0.a1"), IsOk());
+  const v1::Job job = LookUpJob(job_id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_TRUE(job.has_end_time());
+  EXPECT_EQ(job.tasks(0).state(), v1::TASK_STATE_KILLED);
+  EXPECT_THAT(link.AckedTaskIds(), ElementsAre("job-1.r0.a1"));
+  EXPECT_EQ(LookUpNode("gpu-a").free_gpus(), 2);
+}
+
+TEST_F(SchedulerTest, CancelEndedOrUnknownJobIsRefused) {
+  FakeAgentLink link;
+  const std::string job_id =
+      RunOneJob(link, "gpu-a", 1, SpecBuilder().Gpus(1).Build());
+  ASSERT_THAT(Exited(link, "job-1.r0.a1", 0), IsOk());
+  ASSERT_EQ(LookUpJob(job_id).state(), v1::JOB_STATE_SUCCEEDED);
+
+  EXPECT_THAT(scheduler_->CancelJob(job_id, ""),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "SUCCEEDED"));
+  EXPECT_FALSE(LookUpJob(job_id).cancel_requested());
+  EXPECT_EQ(LookUpJob(job_id).state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_THAT(scheduler_->CancelJob("job-42", ""),
+              StatusIs(absl::StatusCode::kNotFound, "job-42"));
+  EXPECT_THAT(scheduler_->GetJob("job-42"),
+              StatusIs(absl::StatusCode::kNotFound, "job-42"));
+}
+
+// ---- 6. Heartbeat timeout ----
+
+TEST_F(SchedulerTest, HeartbeatsKeepNodeReady) {
+  FakeAgentLink link;
+  const std::string job_id =
+      RunOneJob(link, "gpu-a", 1, SpecBuilder().Gpus(1).Build());
+  for (int i = 0; i < 5; ++i) {
+    clock_.Advance(options_.heartbeat_timeout * 0.6);
+    ASSERT_THAT(Heartbeat(link), IsOk());
+    scheduler_->Tick();
+  }
+  // Exactly the timeout is not yet past it.
+  clock_.Advance(options_.heartbeat_timeout);
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpNode("gpu-a").state(), v1::NODE_STATE_READY);
+  EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(LookUpJob(job_id).state(), v1::JOB_STATE_RUNNING);
+}
+
+TEST_F(SchedulerTest, SilentNodeIsMarkedDownAndJobRequeued) {
+  FakeAgentLink link_a;
+  const std::string job_id =
+      RunOneJob(link_a, "gpu-a", 1, SpecBuilder().Gpus(1).Build());
+  JobRecorder recorder;
+  ASSERT_THAT(scheduler_->WatchJob(job_id, recorder.Watcher()), IsOk());
+
+  clock_.Advance(options_.heartbeat_timeout + absl::Seconds(1));
+  scheduler_->Tick();
+
+  const v1::Node node = LookUpNode("gpu-a");
+  EXPECT_EQ(node.state(), v1::NODE_STATE_DOWN);
+  EXPECT_THAT(node.message(), HasSubstr("no heartbeat"));
+  EXPECT_THAT(node.task_ids(), IsEmpty());
+  EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_LOST);
+  v1::Job job = LookUpJob(job_id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING);
+  EXPECT_TRUE(HasEvent(job, "TaskLost"));
+  EXPECT_TRUE(HasEvent(job, "Requeued"));
+  // Watchers saw the re-queue with its reason (the same Tick's placement
+  // cycle may then replace the message with why it is still pending).
+  bool saw_requeue = false;
+  for (const v1::Job& seen : recorder.Seen()) {
+    saw_requeue |= seen.state() == v1::JOB_STATE_PENDING &&
+                   absl::StrContains(seen.message(), "re-queued");
+  }
+  EXPECT_TRUE(saw_requeue);
+  EXPECT_THAT(link_a.Of(v1::SchedulerCommand::kStartTask), SizeIs(1));
+
+  // A second node takes attempt 2.
+  FakeAgentLink link_b;
+  ASSERT_THAT(
+      Register(link_b, RegisterBuilder("gpu-b").Gpus(1, "V100").Build()),
+      IsOk());
+  scheduler_->Tick();
+  const auto starts = link_b.Of(v1::SchedulerCommand::kStartTask);
+  ASSERT_THAT(starts, SizeIs(1));
+  EXPECT_EQ(starts[0].start_task().task_id(), "job-1.r0.a2");
+  EXPECT_EQ(starts[0].start_task().attempt(), 2);
+  job = LookUpJob(job_id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(job.attempts(), 2);
+  ASSERT_THAT(job.tasks(), SizeIs(2));
+  EXPECT_EQ(job.tasks(0).state(), v1::TASK_STATE_LOST);
+  EXPECT_EQ(job.tasks(1).task_id(), "job-1.r0.a2");
+  EXPECT_EQ(job.tasks(1).node(), "gpu-b");
+  EXPECT_EQ(job.tasks(1).state(), v1::TASK_STATE_STARTING);
+  EXPECT_THAT(link_a.Of(v1::SchedulerCommand::kStartTask), SizeIs(1));
+
+  // The old agent comes back still reporting attempt 1: it is told to stop.
+  ASSERT_THAT(Telemetry(link_a, "job-1.r0.a1", Joules(5)), IsOk());
+  EXPECT_THAT(link_a.StoppedTaskIds(), ElementsAre("job-1.r0.a1"));
+  EXPECT_EQ(LookUpNode("gpu-a").state(), v1::NODE_STATE_READY);
+  EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_LOST);
+}
+
+// ---- 7. Restart and adoption ----
+
+class SchedulerRestartTest : public SchedulerTest {
+ protected:
+  // Scheduler 1 places and starts job-1 on gpu-a, then restarts.
+  void StartThenRestart() {
+    job_id_ = RunOneJob(old_link_, "gpu-a", 2, SpecBuilder().Gpus(1).Build());
+    ASSERT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_RUNNING);
+    Restart();
+    const v1::Job job = LookUpJob(job_id_);
+    ASSERT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+    ASSERT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_RUNNING);
+    // The node is known only from its task until the agent registers.
+    const v1::Node node = LookUpNode("gpu-a");
+    EXPECT_EQ(node.state(), v1::NODE_STATE_DOWN);
+    EXPECT_THAT(node.task_ids(), ElementsAre("job-1.r0.a1"));
+  }
+
+  std::string job_id_;
+  FakeAgentLink old_link_;
+  FakeAgentLink link_;
+};
+
+TEST_F(SchedulerRestartTest, ReportedTaskIsAdoptedNotRestarted) {
+  StartThenRestart();
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_THAT(Register(link_, RegisterBuilder("gpu-a")
+                                  .Gpus(2, "V100")
+                                  .Running("job-1.r0.a1", 1000, 42)
+                                  .Build()),
+              IsOk());
+  scheduler_->Tick();
+
+  EXPECT_THAT(link_.Of(v1::SchedulerCommand::kRegisterAck), SizeIs(1));
+  EXPECT_THAT(link_.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+  EXPECT_THAT(link_.StoppedTaskIds(), IsEmpty());
+  EXPECT_THAT(link_.All(), SizeIs(1));  // Only the RegisterAck.
+  v1::Job job = LookUpJob(job_id_);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(job.attempts(), 1);
+  ASSERT_THAT(job.tasks(), SizeIs(1));
+  EXPECT_EQ(job.tasks(0).task_id(), "job-1.r0.a1");
+  EXPECT_EQ(job.tasks(0).state(), v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(job.tasks(0).attempt(), 1);
+  EXPECT_EQ(job.tasks(0).pid(), 1000);
+  EXPECT_DOUBLE_EQ(job.energy().total_j(), 42);
+  const v1::Node node = LookUpNode("gpu-a");
+  EXPECT_EQ(node.state(), v1::NODE_STATE_READY);
+  EXPECT_EQ(node.free_gpus(), 1);  // The adopted task still holds its GPU.
+  EXPECT_THAT(node.task_ids(), ElementsAre("job-1.r0.a1"));
+
+  // A second job cannot take the adopted task's GPU.
+  Submit(SpecBuilder("other").Gpus(1).Build());
+  scheduler_->Tick();
+  const auto starts = link_.Of(v1::SchedulerCommand::kStartTask);
+  ASSERT_THAT(starts, SizeIs(1));
+  EXPECT_EQ(starts[0].start_task().task_id(), "job-2.r0.a1");
+  EXPECT_THAT(starts[0].start_task().gpu_indices(), ElementsAre(1));
+
+  // The adopted task finishes normally.
+  ASSERT_THAT(Exited(link_, "job-1.r0.a1", 0, Joules(100)), IsOk());
+  EXPECT_EQ(LookUpJob(job_id_).state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_THAT(link_.AckedTaskIds(), ElementsAre("job-1.r0.a1"));
+}
+
+TEST_F(SchedulerRestartTest, UnreportedTaskIsLostAndJobRequeued) {
+  StartThenRestart();
+  ASSERT_THAT(Register(link_, RegisterBuilder("gpu-a").Gpus(2, "V100").Build()),
+              IsOk());
+
+  EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_LOST);
+  v1::Job job = LookUpJob(job_id_);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING);
+  EXPECT_THAT(job.message(), HasSubstr("re-queued"));
+  EXPECT_TRUE(HasEvent(job, "Requeued"));
+  EXPECT_EQ(LookUpNode("gpu-a").free_gpus(), 2);
+
+  scheduler_->Tick();
+  const auto starts = link_.Of(v1::SchedulerCommand::kStartTask);
+  ASSERT_THAT(starts, SizeIs(1));
+  EXPECT_EQ(starts[0].start_task().task_id(), "job-1.r0.a2");
+  job = LookUpJob(job_id_);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(job.attempts(), 2);
+}
+
+TEST_F(SchedulerRestartTest, UnknownRunningTaskIsStopped) {
+  StartThenRestart();
+  ASSERT_THAT(Register(link_, RegisterBuilder("gpu-a")
+                                  .Gpus(2, "V100")
+                                  .Running("job-1.r0.a1", 1000)
+                                  .Running("job-77.r0.a1", 2000)
+                                  .Build()),
+              IsOk());
+  EXPECT_THAT(link_.StoppedTaskIds(), ElementsAre("job-77.r0.a1"));
+  EXPECT_THAT(link_.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+  EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_RUNNING);
+  EXPECT_THAT(scheduler_->GetJob("job-77"),
+              StatusIs(absl::StatusCode::kNotFound, "job-77"));
+}
+
+TEST_F(SchedulerRestartTest, UnackedExitEventCompletesTask) {
+  StartThenRestart();
+  clock_.Advance(absl::Seconds(30));
+  ASSERT_THAT(Register(link_, RegisterBuilder("gpu-a")
+                                  .Gpus(2, "V100")
+                                  .Unacked(ExitedEvent("job-1.r0.a1", 0,
+                                                       Joules(300, 20)))
+                                  .Build()),
+              IsOk());
+
+  const v1::Job job = LookUpJob(job_id_);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_THAT(job.tasks(), SizeIs(1));
+  EXPECT_EQ(job.tasks(0).state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_FALSE(HasEvent(job, "TaskLost"));
+  EXPECT_DOUBLE_EQ(job.energy().total_j(), 320);
+  EXPECT_THAT(link_.AckedTaskIds(), ElementsAre("job-1.r0.a1"));
+  EXPECT_THAT(link_.StoppedTaskIds(), IsEmpty());
+  EXPECT_EQ(LookUpNode("gpu-a").free_gpus(), 2);
+
+  // Nothing is placed again.
+  scheduler_->Tick();
+  EXPECT_THAT(link_.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+}
+
+TEST_F(SchedulerRestartTest, StartingTaskIsAdoptedWhenReported) {
+  // Scheduler 1 placed the task but never heard STARTED.
+  ASSERT_THAT(
+      Register(old_link_, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()),
+      IsOk());
+  job_id_ = Submit(SpecBuilder().Gpus(1).Build());
+  scheduler_->Tick();
+  ASSERT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_STARTING);
+  Restart();
+
+  ASSERT_THAT(Register(link_, RegisterBuilder("gpu-a")
+                                  .Gpus(1, "V100")
+                                  .Running("job-1.r0.a1", 77)
+                                  .Build()),
+              IsOk());
+  const v1::Task task = LookUpTask("job-1.r0.a1");
+  EXPECT_EQ(task.state(), v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(task.pid(), 77);
+  EXPECT_TRUE(HasEvent(LookUpJob(job_id_), "TaskAdopted"));
+  scheduler_->Tick();
+  EXPECT_THAT(link_.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+}
+
+// ---- 8. Nodes that never come back after a restart ----
+
+TEST_F(SchedulerRestartTest, TasksOfNodesThatNeverReturnAreLost) {
+  StartThenRestart();
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_RUNNING);
+
+  clock_.Advance(options_.heartbeat_timeout);
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_RUNNING);
+
+  clock_.Advance(absl::Seconds(1));
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_LOST);
+  const v1::Job job = LookUpJob(job_id_);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING);
+  EXPECT_TRUE(HasEvent(job, "Requeued"));
+  const v1::Node node = LookUpNode("gpu-a");
+  EXPECT_EQ(node.state(), v1::NODE_STATE_DOWN);
+  EXPECT_THAT(node.task_ids(), IsEmpty());
+}
+
+// ---- 9. Telemetry and watchers ----
+
+TEST_F(SchedulerTest, TelemetryUpdatesEnergyWithoutNotifying) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()),
+              IsOk());
+  const std::string job_id = Submit(SpecBuilder().Gpus(1).Build());
+  JobRecorder recorder;
+  ASSERT_THAT(scheduler_->WatchJob(job_id, recorder.Watcher()), IsOk());
+  EXPECT_THAT(recorder.States(), ElementsAre(v1::JOB_STATE_PENDING));
+
+  scheduler_->Tick();
+  EXPECT_THAT(recorder.States(),
+              ElementsAre(v1::JOB_STATE_PENDING, v1::JOB_STATE_RUNNING));
+  ASSERT_THAT(Started(link, "job-1.r0.a1", 5), IsOk());
+  ASSERT_THAT(recorder.Seen(), SizeIs(3));
+  EXPECT_EQ(recorder.Seen()[2].tasks(0).state(), v1::TASK_STATE_RUNNING);
+
+  ASSERT_THAT(Telemetry(link, "job-1.r0.a1", Joules(10, 2, 1), 333), IsOk());
+  ASSERT_THAT(Telemetry(link, "job-1.r0.a1", Joules(20, 4, 2), 334), IsOk());
+  const v1::Job job = LookUpJob(job_id);
+  EXPECT_DOUBLE_EQ(job.tasks(0).energy().total_j(), 26);
+  EXPECT_DOUBLE_EQ(job.tasks(0).steps_done(), 12);
+  EXPECT_DOUBLE_EQ(job.energy().total_j(), 26);
+  EXPECT_DOUBLE_EQ(job.energy().gpu_j(), 20);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(job.tasks(0).state(), v1::TASK_STATE_RUNNING);
+  EXPECT_DOUBLE_EQ(LookUpNode("gpu-a").last_sample().node_power_w(), 334);
+  EXPECT_THAT(recorder.Seen(), SizeIs(3));  // No notification for usage.
+  EXPECT_THAT(link.StoppedTaskIds(), IsEmpty());
+
+  ASSERT_THAT(Exited(link, "job-1.r0.a1", 0, Joules(30, 5, 5)), IsOk());
+  EXPECT_THAT(recorder.States(),
+              ElementsAre(v1::JOB_STATE_PENDING, v1::JOB_STATE_RUNNING,
+                          v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED));
+  EXPECT_DOUBLE_EQ(recorder.Seen().back().energy().total_j(), 40);
+}
+
+TEST_F(SchedulerTest, TelemetryForUnexpectedTaskStopsIt) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()),
+              IsOk());
+  ASSERT_THAT(Telemetry(link, "job-9.r0.a1", Joules(1)), IsOk());
+  EXPECT_THAT(link.StoppedTaskIds(), ElementsAre("job-9.r0.a1"));
+}
+
+TEST_F(SchedulerTest, UnwatchStopsNotifications) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()),
+              IsOk());
+  const std::string job_id = Submit(SpecBuilder().Gpus(1).Build());
+  JobRecorder kept, dropped;
+  absl::StatusOr<int64_t> kept_handle =
+      scheduler_->WatchJob(job_id, kept.Watcher());
+  absl::StatusOr<int64_t> dropped_handle =
+      scheduler_->WatchJob(job_id, dropped.Watcher());
+  ASSERT_THAT(kept_handle, IsOk());
+  ASSERT_THAT(dropped_handle, IsOk());
+  EXPECT_NE(*kept_handle, *dropped_handle);
+
+  scheduler_->Tick();
+  EXPECT_THAT(dropped.Seen(), SizeIs(2));
+  scheduler_->Unwatch(*dropped_handle);
+  ASSERT_THAT(Started(link, "job-1.r0.a1", 5), IsOk());
+  ASSERT_THAT(Exited(link, "job-1.r0.a1", 0), IsOk());
+  EXPECT_THAT(dropped.Seen(), SizeIs(2));
+  EXPECT_THAT(kept.States(),
+              ElementsAre(v1::JOB_STATE_PENDING, v1::JOB_STATE_RUNNING,
+                          v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED));
+  // Unwatching twice, or an unknown handle, is harmless.
+  scheduler_->Unwatch(*dropped_handle);
+  scheduler_->Unwatch(12345);
+
+  EXPECT_THAT(scheduler_->WatchJob("job-404", kept.Watcher()),
+              StatusIs(absl::StatusCode::kNotFound, "job-404"));
+}
+
+// ---- 10. Task logs ----
+
+TEST_F(SchedulerTest, GetTaskLogsFetchesFromAgent) {
+  FakeAgentLink link;
+  const std::string job_id =
+      RunOneJob(link, "gpu-a", 1, SpecBuilder().Gpus(1).Build());
+  v1::GetTaskLogsRequest request;
+  request.set_job_id(job_id);
+  LogsResult result;
+  scheduler_->GetTaskLogs(request, result.Callback());
+  EXPECT_EQ(result.calls, 0);
+
+  const auto fetches = link.Of(v1::SchedulerCommand::kFetchLogs);
+  ASSERT_THAT(fetches, SizeIs(1));
+  const v1::FetchLogs& fetch = fetches[0].fetch_logs();
+  EXPECT_EQ(fetch.task_id(), "job-1.r0.a1");
+  EXPECT_EQ(fetch.max_bytes(), 64 << 10);
+  EXPECT_FALSE(fetch.request_id().empty());
+
+  // A reply to some other request is ignored.
+  v1::AgentMessage stray;
+  stray.mutable_logs()->set_request_id("999/job-1.r0.a1");
+  stray.mutable_logs()->set_stdout("wrong");
+  ASSERT_THAT(scheduler_->OnAgentMessage(&link, stray), IsOk());
+  EXPECT_EQ(result.calls, 0);
+
+  v1::AgentMessage reply;
+  reply.mutable_logs()->set_request_id(fetch.request_id());
+  reply.mutable_logs()->set_task_id(fetch.task_id());
+  reply.mutable_logs()->set_stdout(std::string("epoch 1\n\0x", 10));
+  reply.mutable_logs()->set_stderr("warning\n");
+  reply.mutable_logs()->set_truncated(true);
+  ASSERT_THAT(scheduler_->OnAgentMessage(&link, reply), IsOk());
+
+  ASSERT_EQ(result.calls, 1);
+  ASSERT_THAT(result.last, IsOk());
+  ASSERT_THAT(result.last->logs(), SizeIs(1));
+  const v1::TaskLogs& logs = result.last->logs(0);
+  EXPECT_EQ(logs.task_id(), "job-1.r0.a1");
+  EXPECT_EQ(logs.node(), "gpu-a");
+  EXPECT_EQ(logs.stdout(), std::string("epoch 1\n\0x", 10));
+  EXPECT_EQ(logs.stderr(), "warning\n");
+  EXPECT_TRUE(logs.truncated());
+  EXPECT_EQ(logs.error(), "");
+
+  // A duplicate reply completes nothing twice; neither does a later Tick.
+  ASSERT_THAT(scheduler_->OnAgentMessage(&link, reply), IsOk());
+  clock_.Advance(options_.logs_timeout);
+  scheduler_->Tick();
+  EXPECT_EQ(result.calls, 1);
+}
+
+TEST_F(SchedulerTest, GetTaskLogsTimesOut) {
+  FakeAgentLink link;
+  const std::string job_id =
+      RunOneJob(link, "gpu-a", 1, SpecBuilder().Gpus(1).Build());
+  v1::GetTaskLogsRequest request;
+  request.set_job_id(job_id);
+  request.set_task_id("job-1.r0.a1");
+  request.set_max_bytes(100);
+  LogsResult result;
+  scheduler_->GetTaskLogs(request, result.Callback());
+  const auto fetches = link.Of(v1::SchedulerCommand::kFetchLogs);
+  ASSERT_THAT(fetches, SizeIs(1));
+  EXPECT_EQ(fetches[0].fetch_logs().max_bytes(), 100);
+
+  clock_.Advance(options_.logs_timeout - absl::Milliseconds(1));
+  scheduler_->Tick();
+  EXPECT_EQ(result.calls, 0);
+  clock_.Advance(absl::Milliseconds(1));
+  scheduler_->Tick();
+  ASSERT_EQ(result.calls, 1);
+  ASSERT_THAT(result.last, IsOk());
+  ASSERT_THAT(result.last->logs(), SizeIs(1));
+  EXPECT_EQ(result.last->logs(0).task_id(), "job-1.r0.a1");
+  EXPECT_THAT(result.last->logs(0).error(), HasSubstr("timed out"));
+
+  // The late reply is dropped.
+  v1::AgentMessage reply;
+  reply.mutable_logs()->set_request_id(fetches[0].fetch_logs().request_id());
+  reply.mutable_logs()->set_stdout("late");
+  ASSERT_THAT(scheduler_->OnAgentMessage(&link, reply), IsOk());
+  EXPECT_EQ(result.calls, 1);
+}
+
+TEST_F(SchedulerTest, GetTaskLogsErrors) {
+  LogsResult unknown;
+  v1::GetTaskLogsRequest request;
+  request.set_job_id("job-5");
+  scheduler_->GetTaskLogs(request, unknown.Callback());
+  ASSERT_EQ(unknown.calls, 1);
+  EXPECT_THAT(unknown.last, StatusIs(absl::StatusCode::kNotFound, "job-5"));
+
+  FakeAgentLink link;
+  const std::string job_id =
+      RunOneJob(link, "gpu-a", 1, SpecBuilder().Gpus(1).Build());
+  LogsResult too_big;
+  request.set_job_id(job_id);
+  request.set_max_bytes(int64_t{5} << 20);
+  scheduler_->GetTaskLogs(request, too_big.Callback());
+  ASSERT_EQ(too_big.calls, 1);
+  EXPECT_THAT(too_big.last,
+              StatusIs(absl::StatusCode::kInvalidArgument, "max_bytes"));
+
+  LogsResult no_task;
+  request.set_max_bytes(0);
+  request.set_task_id("job-1.r7.a1");
+  scheduler_->GetTaskLogs(request, no_task.Callback());
+  ASSERT_EQ(no_task.calls, 1);
+  EXPECT_THAT(no_task.last,
+              StatusIs(absl::StatusCode::kNotFound, "job-1.r7.a1"));
+
+  // A disconnected node answers at once with a per-task error.
+  scheduler_->OnAgentDisconnect(&link);
+  LogsResult down;
+  request.clear_task_id();
+  scheduler_->GetTaskLogs(request, down.Callback());
+  ASSERT_EQ(down.calls, 1);
+  ASSERT_THAT(down.last, IsOk());
+  ASSERT_THAT(down.last->logs(), SizeIs(1));
+  EXPECT_THAT(down.last->logs(0).error(), HasSubstr("down"));
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kFetchLogs), IsEmpty());
+}
+
+// ---- 11. Agent protocol errors ----
+
+TEST_F(SchedulerTest, MessageFromUnregisteredLinkIsRefused) {
+  FakeAgentLink link;
+  v1::AgentMessage heartbeat;
+  heartbeat.mutable_heartbeat();
+  EXPECT_THAT(
+      scheduler_->OnAgentMessage(&link, heartbeat),
+      StatusIs(absl::StatusCode::kFailedPrecondition, "not registered"));
+  EXPECT_THAT(scheduler_->ListNodes(), IsEmpty());
+  EXPECT_THAT(link.All(), IsEmpty());
+  scheduler_->OnAgentDisconnect(&link);  // Harmless.
+}
+
+struct BadRegisterCase {
+  std::string name;
+  v1::Register message;
+  std::string substring;
+};
+
+TEST_F(SchedulerTest, InvalidRegisterIsRefused) {
+  v1::Device duplicate;
+  duplicate.set_index(0);
+  duplicate.set_kind(v1::DEVICE_KIND_GPU);
+  duplicate.set_model("V100");
+  v1::Device negative = duplicate;
+  negative.set_index(-1);
+  v1::Device bad_limits = duplicate;
+  bad_limits.set_index(5);
+  bad_limits.set_power_limit_min_w(300);
+  bad_limits.set_power_limit_max_w(100);
+
+  const std::vector<BadRegisterCase> cases = {
+      {"empty name", RegisterBuilder("").Gpus(1, "V100").Build(),
+       "register.node.name"},
+      {"duplicate gpu index",
+       RegisterBuilder("gpu-a").Gpus(2, "V100").Device(duplicate).Build(),
+       "duplicate"},
+      {"negative index", RegisterBuilder("gpu-a").Device(negative).Build(),
+       "negative"},
+      {"min limit above max",
+       RegisterBuilder("gpu-a").Device(bad_limits).Build(), "power limits"},
+      {"negative cpus", RegisterBuilder("gpu-a").Cpus(-1).Build(), "cpus"},
+  };
+  for (const BadRegisterCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    FakeAgentLink link;
+    EXPECT_THAT(Register(link, c.message),
+                StatusIs(absl::StatusCode::kInvalidArgument, c.substring));
+    EXPECT_THAT(link.All(), IsEmpty());
+    EXPECT_THAT(scheduler_->ListNodes(), IsEmpty());
+  }
+  // A GPU and a CPU package may share index 0.
+  v1::Device cpu;
+  cpu.set_index(0);
+  cpu.set_kind(v1::DEVICE_KIND_CPU);
+  FakeAgentLink link;
+  EXPECT_THAT(
+      Register(link,
+               RegisterBuilder("gpu-a").Gpus(1, "V100").Device(cpu).Build()),
+      IsOk());
+  EXPECT_EQ(LookUpNode("gpu-a").free_gpus(), 1);
+}
+
+TEST_F(SchedulerTest, SecondRegisterOnSameStreamIsRefused) {
+  FakeAgentLink link;
+  const v1::Register message = RegisterBuilder("gpu-a").Gpus(1, "V100").Build();
+  ASSERT_THAT(Register(link, message), IsOk());
+  v1::AgentMessage again;
+  *again.mutable_register_() = message;
+  EXPECT_THAT(scheduler_->OnAgentMessage(&link, again),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "register"));
+  EXPECT_THAT(scheduler_->OnAgentMessage(&link, v1::AgentMessage()),
+              StatusIs(absl::StatusCode::kInvalidArgument, "empty"));
+  EXPECT_THAT(scheduler_->ListNodes(), SizeIs(1));
+}
+
+TEST_F(SchedulerTest, NewerStreamReplacesOlderOne) {
+  FakeAgentLink old_link, new_link;
+  ASSERT_THAT(
+      Register(old_link, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()),
+      IsOk());
+  ASSERT_THAT(
+      Register(new_link, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()),
+      IsOk());
+  EXPECT_THAT(Heartbeat(old_link),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "replaced"));
+  EXPECT_THAT(Heartbeat(new_link), IsOk());
+  // The old stream closing does not detach the new one.
+  scheduler_->OnAgentDisconnect(&old_link);
+  Submit(SpecBuilder().Gpus(1).Build());
+  scheduler_->Tick();
+  EXPECT_THAT(new_link.Of(v1::SchedulerCommand::kStartTask), SizeIs(1));
+  EXPECT_THAT(old_link.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+}
+
+// ---- Stops that cannot be delivered while an agent is disconnected ----
+
+// A job cancelled while its agent's stream is closed (but the node is within
+// its heartbeat timeout) must still have its task stopped once the agent
+// reconnects and reports the task.
+TEST_F(SchedulerTest, CancelWhileAgentDisconnectedStopsTaskOnReconnect) {
+  FakeAgentLink link;
+  const std::string job_id =
+      RunOneJob(link, "gpu-a", 1, SpecBuilder().Gpus(1).Build());
+  scheduler_->OnAgentDisconnect(&link);
+
+  ASSERT_THAT(scheduler_->CancelJob(job_id, "user asked"), IsOk());
+  EXPECT_EQ(LookUpJob(job_id).state(), v1::JOB_STATE_RUNNING);
+  EXPECT_THAT(link.StoppedTaskIds(), IsEmpty());  // No stream to send it on.
+
+  FakeAgentLink reconnected;
+  clock_.Advance(absl::Seconds(2));
+  ASSERT_THAT(Register(reconnected, RegisterBuilder("gpu-a")
+                                        .Gpus(1, "V100")
+                                        .Running("job-1.r0.a1", 1000)
+                                        .Build()),
+              IsOk());
+  EXPECT_THAT(reconnected.StoppedTaskIds(), Contains("job-1.r0.a1"));
+  ASSERT_THAT(Stopped(reconnected, "job-1.r0.a1"), IsOk());
+  EXPECT_EQ(LookUpJob(job_id).state(), v1::JOB_STATE_CANCELLED);
+}
+
+// The same for a gang whose sibling failed while the other replica's agent
+// was disconnected.
+TEST_F(SchedulerTest, GangSiblingOnDisconnectedNodeIsStoppedOnReconnect) {
+  FakeAgentLink link1, link2;
+  ASSERT_THAT(Register(link1, RegisterBuilder("n1").Gpus(1, "V100").Build()),
+              IsOk());
+  ASSERT_THAT(Register(link2, RegisterBuilder("n2").Gpus(1, "V100").Build()),
+              IsOk());
+  const std::string job_id = Submit(SpecBuilder().Gpus(1).Replicas(2).Build());
+  scheduler_->Tick();
+  ASSERT_THAT(Started(link1, "job-1.r0.a1", 11), IsOk());
+  ASSERT_THAT(Started(link2, "job-1.r1.a1", 22), IsOk());
+
+  scheduler_->OnAgentDisconnect(&link1);
+  ASSERT_THAT(Exited(link2, "job-1.r1.a1", 1), IsOk());
+  EXPECT_EQ(LookUpJob(job_id).state(), v1::JOB_STATE_RUNNING);
+
+  FakeAgentLink reconnected;
+  ASSERT_THAT(Register(reconnected, RegisterBuilder("n1")
+                                        .Gpus(1, "V100")
+                                        .Running("job-1.r0.a1", 11)
+                                        .Build()),
+              IsOk());
+  EXPECT_THAT(reconnected.StoppedTaskIds(), Contains("job-1.r0.a1"));
+}
+
+}  // namespace
+}  // namespace joule
