@@ -440,6 +440,8 @@ int Main(int argc, char** argv) {
   if (const char* env = std::getenv("JOULE_SCHEDULER")) globals.scheduler = env;
   CLI::App app{"joulectl: submit and follow jobs on a Joule cluster"};
   app.require_subcommand(1);
+  // Global options may also follow the subcommand: `joulectl get JOB -o json`.
+  app.fallthrough();
   app.add_option("--scheduler", globals.scheduler,
                  "Scheduler address HOST:PORT (env JOULE_SCHEDULER)")
       ->capture_default_str();
@@ -470,8 +472,12 @@ int Main(int argc, char** argv) {
   submit->add_option("--replicas", replicas, "Replicas (gang)");
   submit->add_option("--batch-size", batch_size, "Default batch size");
   submit->add_option("--shards", shards, "Data shard count");
-  submit->add_option("--env", env, "Environment KEY=VALUE (repeatable)");
-  submit->add_option("--label", labels, "Label KEY=VALUE (repeatable)");
+  submit->add_option("--env", env, "Environment KEY=VALUE (repeatable)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  submit->add_option("--label", labels, "Label KEY=VALUE (repeatable)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   submit->add_flag("-q,--quiet", quiet, "Print only the job id");
   submit->add_option("command", command, "Command and arguments (after --)");
   submit->callback([&] {
@@ -508,7 +514,9 @@ int Main(int argc, char** argv) {
 
   std::vector<std::string> states;
   CLI::App* list = app.add_subcommand("list", "List jobs");
-  list->add_option("--state", states, "Only jobs in this state (repeatable)");
+  list->add_option("--state", states, "Only jobs in this state (repeatable)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   list->callback([&] { action = [&](Client& c) { return List(c, states); }; });
 
   CLI::App* watch = app.add_subcommand(

@@ -238,13 +238,13 @@ absl::StatusOr<v1::Job> Scheduler::CancelJob(const std::string& job_id,
     auto node = nodes_.find(task.node());
     if (node == nodes_.end() || !node->second.ready) {
       // Nobody can stop it now; if its node comes back, the agent is told
-      // to stop it at registration.
+      // to stop it at registration (the task is not expected there).
       EndTask(job, task, v1::TASK_STATE_LOST,
               absl::StrCat("node ", task.node(), " is down"));
-    } else {
-      StopTask(task, why);
     }
   }
+  // Sends the stops to the tasks on live nodes (or, for a node whose stream
+  // is briefly closed, at its re-registration), or ends the job.
   Evaluate(job);
   Changed(job);
   return job;
@@ -443,15 +443,19 @@ absl::Status Scheduler::OnAgentRegister(AgentLink* link,
       SendStop(node, running.task_id(), "not expected on this node");
       continue;
     }
-    const bool adopted = task->state() == v1::TASK_STATE_STARTING;
     task->set_state(v1::TASK_STATE_RUNNING);
     task->set_pid(running.pid());
     if (running.has_start_time()) *task->mutable_start_time() = running.start_time();
-    ApplyUsage(node, running.usage());
-    if (adopted) {
-      AddEvent(*job, "TaskAdopted",
-               absl::StrCat("task ", task->task_id(), " found running on ", name));
-    }
+    if (!job->has_start_time()) *job->mutable_start_time() = task->start_time();
+    v1::TaskUsage usage = running.usage();
+    usage.set_task_id(running.task_id());
+    ApplyUsage(node, usage);
+    AddEvent(*job, "TaskAdopted",
+             absl::StrCat("task ", task->task_id(), " found running on ", name,
+                          " (pid ", running.pid(), ")"));
+    // Stops decided while the agent was away (cancel, a failed sibling)
+    // could not be delivered; Evaluate sends them now.
+    Evaluate(*job);
     Changed(*job);
   }
   // Tasks placed here that the agent does not know: it never started them
@@ -607,11 +611,14 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
         ack();
         return;
       }
-      *task->mutable_energy() = event.usage().energy();
-      task->set_samples_done(event.usage().samples_done());
-      task->set_steps_done(event.usage().steps_done());
+      if (event.has_usage()) {
+        *task->mutable_energy() = event.usage().energy();
+        task->set_samples_done(event.usage().samples_done());
+        task->set_steps_done(event.usage().steps_done());
+      }
       task->set_exit_code(event.exit_code());
-      *task->mutable_end_time() = event.time();
+      *task->mutable_end_time() =
+          event.has_time() ? event.time() : ToProtoTime(clock_->Now());
       v1::TaskState state;
       std::string message;
       if (event.kind() == v1::TaskEvent::KIND_START_FAILED) {
@@ -697,11 +704,16 @@ void Scheduler::Evaluate(v1::Job& job) {
   if ((failed != nullptr || lost != nullptr || job.cancel_requested()) &&
       active > 0) {
     // A gang ends together: stop the siblings, decide when all have ended.
-    const std::string why =
-        job.cancel_requested()
-            ? "job cancelled"
-            : absl::StrCat("sibling task ", (failed ? failed : lost)->task_id(),
-                           " ended");
+    std::string why;
+    if (job.cancel_requested()) {
+      why = "job cancelled";
+      for (const v1::JobEvent& event : job.events()) {
+        if (event.reason() == "CancelRequested") why = event.message();
+      }
+    } else {
+      why = absl::StrCat("sibling task ", (failed ? failed : lost)->task_id(),
+                         " ended");
+    }
     for (const v1::Task& task : job.tasks()) {
       if (task.attempt() == job.attempts() && IsActive(task.state())) {
         StopTask(task, why);

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -96,6 +97,8 @@ struct TelemetryResult {
   int64_t skipped_busy = 0;
   absl::Duration elapsed;
   std::optional<int64_t> peak_threads;
+  // The scheduler's CPU time over the telemetry phase.
+  std::optional<double> scheduler_cpu_s;
 };
 
 // Sends one sample per registered stream per period for the run's duration.
@@ -106,6 +109,7 @@ TelemetryResult RunTelemetry(const SwarmFlags& flags, const Clock& clock,
   TelemetryResult result;
   const int slices = std::max(1, flags.period_ms / kSliceMs);
   const absl::Duration slice = absl::Milliseconds(flags.period_ms) / slices;
+  const std::optional<ProcStats> at_start = Sample(flags.scheduler_pid);
   const absl::Time start = clock.Now();
   const absl::Time end = start + absl::Seconds(flags.duration_s);
   for (int64_t k = 0;; ++k) {
@@ -132,6 +136,10 @@ TelemetryResult RunTelemetry(const SwarmFlags& flags, const Clock& clock,
     }
   }
   result.elapsed = clock.Now() - start;
+  const std::optional<ProcStats> at_end = Sample(flags.scheduler_pid);
+  if (at_start.has_value() && at_end.has_value()) {
+    result.scheduler_cpu_s = at_end->cpu_seconds - at_start->cpu_seconds;
+  }
   return result;
 }
 
@@ -162,9 +170,9 @@ int Run(const SwarmFlags& flags) {
   std::vector<std::unique_ptr<SwarmStream>> streams;
   streams.reserve(n);
   for (int i = 0; i < n; ++i) {
-    streams.push_back(std::make_unique<SwarmStream>(
-        absl::StrCat(flags.node_prefix, i), stubs[i % stubs.size()].get(), &clock,
-        &progress));
+    streams.push_back(std::make_unique<SwarmStream>(absl::StrCat(flags.node_prefix, i),
+                                                    stubs[i % stubs.size()].get(), &clock,
+                                                    &progress));
   }
   std::cerr << "agent_swarm: opening " << n << " streams over " << channels.size()
             << " channels to " << flags.scheduler << "\n";
@@ -229,7 +237,8 @@ int Run(const SwarmFlags& flags) {
   Row("streams_registered", absl::StrCat(registered));
   Row("streams_failed", absl::StrCat(failed));
   if (!first_failure.empty()) Row("first_failure", first_failure);
-  Row("register_all_ms", absl::StrFormat("%.1f", absl::ToDoubleMilliseconds(register_all)));
+  Row("register_all_ms",
+      absl::StrFormat("%.1f", absl::ToDoubleMilliseconds(register_all)));
   Row("register_latency_p50_ms", absl::StrFormat("%.1f", Percentile(latencies_ms, 0.50)));
   Row("register_latency_p99_ms", absl::StrFormat("%.1f", Percentile(latencies_ms, 0.99)));
   Row("register_latency_max_ms", absl::StrFormat("%.1f", Percentile(latencies_ms, 1.0)));
@@ -254,6 +263,15 @@ int Run(const SwarmFlags& flags) {
       Row("scheduler_threads_after", absl::StrCat(after->threads));
       Row("scheduler_threads_peak",
           absl::StrCat(std::max(after->threads, telemetry.peak_threads.value_or(0))));
+      if (telemetry.scheduler_cpu_s.has_value()) {
+        const double cpu_s = *telemetry.scheduler_cpu_s;
+        Row("scheduler_cpu_s_during_telemetry", absl::StrFormat("%.2f", cpu_s));
+        Row("scheduler_cpu_percent_during_telemetry",
+            absl::StrFormat("%.1f", telemetry_s > 0 ? 100 * cpu_s / telemetry_s : 0.0));
+        Row("scheduler_cpu_us_per_telemetry",
+            absl::StrFormat("%.1f",
+                            telemetry.sent > 0 ? 1e6 * cpu_s / telemetry.sent : 0.0));
+      }
       Row("scheduler_fds_before", absl::StrCat(before->fds));
       Row("scheduler_fds_after", absl::StrCat(after->fds));
       Row("scheduler_rss_mib_before", absl::StrFormat("%.1f", Mib(before->rss_kib)));
@@ -284,9 +302,10 @@ int Run(const SwarmFlags& flags) {
 
 int main(int argc, char** argv) {
   joule::SwarmFlags flags;
-  CLI::App app{"agent_swarm: opens many agent streams to a joule-scheduler and "
-               "reports registration latency, telemetry rate and the "
-               "scheduler's threads and memory"};
+  CLI::App app{
+      "agent_swarm: opens many agent streams to a joule-scheduler and "
+      "reports registration latency, telemetry rate and the "
+      "scheduler's threads and memory"};
   app.add_option("--scheduler", flags.scheduler, "HOST:PORT of the scheduler")
       ->required();
   app.add_option("--streams", flags.streams, "Agent streams (simulated nodes) to open")

@@ -47,8 +47,8 @@ constexpr int64_t kMaxSchedulerThreads = 200;
 std::string RunfilePath(const std::string& relative) {
   const char* srcdir = std::getenv("TEST_SRCDIR");
   const char* workspace = std::getenv("TEST_WORKSPACE");
-  return absl::StrCat(srcdir ? srcdir : ".", "/", workspace ? workspace : "joule",
-                      "/", relative);
+  return absl::StrCat(srcdir ? srcdir : ".", "/", workspace ? workspace : "joule", "/",
+                      relative);
 }
 
 std::string ReadAll(const std::string& path) {
@@ -215,8 +215,7 @@ int ReadyNodesWithTelemetry(const v1::ListNodesResponse& nodes) {
   int ready = 0;
   for (const v1::Node& node : nodes.nodes()) {
     ready += absl::StartsWith(node.info().name(), "swarm-") &&
-             node.state() == v1::NODE_STATE_READY &&
-             node.info().devices_size() == 4 &&
+             node.state() == v1::NODE_STATE_READY && node.info().devices_size() == 4 &&
              node.last_sample().devices_size() == 4;
   }
   return ready;
@@ -228,8 +227,8 @@ TEST_F(AgentSwarmTest, SchedulerServesTwoThousandStreamsWithoutThreadPerStream) 
   ASSERT_TRUE(baseline.has_value());
 
   Child swarm(RunfilePath("tests/load/agent_swarm"),
-              {absl::StrCat("--scheduler=", address_), absl::StrCat("--streams=", kStreams),
-               "--duration-s=5", "--period-ms=1000",
+              {absl::StrCat("--scheduler=", address_),
+               absl::StrCat("--streams=", kStreams), "--duration-s=5", "--period-ms=1000",
                absl::StrCat("--scheduler-pid=", scheduler_->pid())},
               absl::StrCat(dir_, "/swarm"));
   ASSERT_TRUE(swarm.started());
@@ -250,9 +249,8 @@ TEST_F(AgentSwarmTest, SchedulerServesTwoThousandStreamsWithoutThreadPerStream) 
 
   const std::optional<ExitStatus> exit = swarm.WaitForExit(absl::Seconds(120));
   const std::string summary_text = swarm.out();
-  std::cout << summary_text << "test: scheduler threads baseline "
-            << baseline->threads << ", max seen by the test " << max_threads_seen_
-            << std::endl;
+  std::cout << summary_text << "test: scheduler threads baseline " << baseline->threads
+            << ", max seen by the test " << max_threads_seen_ << std::endl;
   ASSERT_TRUE(exit.has_value()) << "agent_swarm did not finish: " << swarm.err();
   EXPECT_EQ(exit->exit_code, 0) << swarm.err();
 

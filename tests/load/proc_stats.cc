@@ -1,24 +1,34 @@
 #include "tests/load/proc_stats.h"
 
 #include <dirent.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "agent/process/task_process.h"
 
 namespace joule {
 namespace {
 
 // The first number after `field` ("Threads:") on its line, or nullopt.
+std::optional<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
 std::optional<int64_t> FieldValue(absl::string_view contents, absl::string_view field) {
   for (absl::string_view line : absl::StrSplit(contents, '\n')) {
     if (!absl::ConsumePrefix(&line, field)) continue;
@@ -51,12 +61,17 @@ absl::StatusOr<ProcStats> ParseProcStatus(absl::string_view contents) {
 
 absl::StatusOr<ProcStats> ReadProcStats(pid_t pid, const std::string& procfs_root) {
   const std::string dir = absl::StrCat(procfs_root, "/", pid);
-  std::ifstream in(dir + "/status");
-  if (!in) return absl::NotFoundError(absl::StrCat("no process ", pid, " in ", procfs_root));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  absl::StatusOr<ProcStats> stats = ParseProcStatus(buffer.str());
+  std::optional<std::string> status = ReadFile(dir + "/status");
+  std::optional<std::string> stat = ReadFile(dir + "/stat");
+  if (!status.has_value() || !stat.has_value()) {
+    return absl::NotFoundError(absl::StrCat("no process ", pid, " in ", procfs_root));
+  }
+  absl::StatusOr<ProcStats> stats = ParseProcStatus(*status);
   if (!stats.ok()) return stats.status();
+  absl::StatusOr<ProcStat> times = ParseProcStat(*stat);
+  if (!times.ok()) return times.status();
+  stats->cpu_seconds =
+      static_cast<double>(times->utime_ticks + times->stime_ticks) / sysconf(_SC_CLK_TCK);
 
   DIR* fds = opendir((dir + "/fd").c_str());
   if (fds == nullptr) {

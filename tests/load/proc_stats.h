@@ -19,6 +19,8 @@ struct ProcStats {
   int64_t threads = 0;
   int64_t rss_kib = 0;
   int64_t fds = 0;
+  // User + system CPU time of all its threads so far.
+  double cpu_seconds = 0;
 };
 
 // Parses the contents of /proc/<pid>/status into `threads` ("Threads:") and
@@ -26,8 +28,9 @@ struct ProcStats {
 // either is missing or malformed.
 absl::StatusOr<ProcStats> ParseProcStatus(absl::string_view contents);
 
-// Reads <procfs_root>/<pid>/status and counts the entries of
-// <procfs_root>/<pid>/fd. NOT_FOUND when the process does not exist.
+// Reads <procfs_root>/<pid>/status and <procfs_root>/<pid>/stat, and counts
+// the entries of <procfs_root>/<pid>/fd. NOT_FOUND when the process does not
+// exist.
 absl::StatusOr<ProcStats> ReadProcStats(pid_t pid,
                                         const std::string& procfs_root = "/proc");
 

@@ -35,6 +35,7 @@ TEST(ReadProcStatsTest, ReadsThisProcess) {
   EXPECT_GE(stats->threads, 1);
   EXPECT_GT(stats->rss_kib, 0);
   EXPECT_GE(stats->fds, 3);  // stdin, stdout, stderr at least.
+  EXPECT_GE(stats->cpu_seconds, 0);
 }
 
 TEST(ReadProcStatsTest, MissingProcessIsNotFound) {

@@ -51,9 +51,8 @@ int SwarmProgress::AwaitRegistered(int count, absl::Duration timeout) {
 
 int SwarmProgress::AwaitDone(int count, absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
-  auto all_done = [this, count]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return done_ >= count;
-  };
+  auto all_done = [this, count]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_ >= count; };
   mu_.AwaitWithTimeout(absl::Condition(&all_done), timeout);
   return done_;
 }
@@ -84,10 +83,7 @@ v1::NodeInfo SwarmNodeInfo(const std::string& name) {
 
 SwarmStream::SwarmStream(std::string node_name, v1::AgentService::Stub* stub,
                          const Clock* clock, SwarmProgress* progress)
-    : node_name_(std::move(node_name)),
-      stub_(stub),
-      clock_(clock),
-      progress_(progress) {}
+    : node_name_(std::move(node_name)), stub_(stub), clock_(clock), progress_(progress) {}
 
 void SwarmStream::Start() {
   stub_->async()->Connect(&context_, this);
@@ -169,10 +165,9 @@ void SwarmStream::OnDone(const grpc::Status& status) {
     absl::MutexLock lock(&mu_);
     stats_.done = true;
     stats_.closed_ok = closing_ && status.ok();
-    stats_.final_status =
-        status.ok() ? "OK"
-                    : absl::StrCat("code ", status.error_code(), ": ",
-                                   status.error_message());
+    stats_.final_status = status.ok() ? "OK"
+                                      : absl::StrCat("code ", status.error_code(), ": ",
+                                                     status.error_message());
   }
   // Last: once every stream is done the driver may destroy this object.
   progress_->OnDone();

@@ -73,8 +73,8 @@ class SwarmStream
  public:
   enum class SendResult { kSent, kBusy, kNotReady };
 
-  SwarmStream(std::string node_name, v1::AgentService::Stub* stub,
-              const Clock* clock, SwarmProgress* progress);
+  SwarmStream(std::string node_name, v1::AgentService::Stub* stub, const Clock* clock,
+              SwarmProgress* progress);
 
   void Start();
   SendResult SendTelemetry();
