@@ -253,7 +253,10 @@ absl::StatusOr<v1::Job> Scheduler::CancelJob(const std::string& job_id,
 v1::Node Scheduler::NodeToProto(const NodeRecord& node) const {
   v1::Node out;
   *out.mutable_info() = node.info;
-  out.set_state(node.ready ? v1::NODE_STATE_READY : v1::NODE_STATE_DOWN);
+  // A node whose stream is closed cannot take work: DOWN, with the message
+  // saying it is waiting for the agent, until it reconnects or times out.
+  out.set_state(node.ready && node.link != nullptr ? v1::NODE_STATE_READY
+                                                  : v1::NODE_STATE_DOWN);
   out.set_message(node.message);
   if (node.last_seen != absl::Time()) {
     *out.mutable_last_seen() = ToProtoTime(node.last_seen);
@@ -366,10 +369,10 @@ void Scheduler::GetTaskLogs(const v1::GetTaskLogsRequest& request,
 }
 
 Scheduler::NodeRecord* Scheduler::FindNodeByLink(AgentLink* link) {
-  for (auto& [name, node] : nodes_) {
-    if (node.link == link) return &node;
-  }
-  return nullptr;
+  auto it = link_to_node_.find(link);
+  if (it == link_to_node_.end()) return nullptr;
+  auto node = nodes_.find(it->second);
+  return node == nodes_.end() || node->second.link != link ? nullptr : &node->second;
 }
 
 v1::Task* Scheduler::FindTask(const std::string& task_id, v1::Job** job) {
@@ -414,9 +417,11 @@ absl::Status Scheduler::OnAgentRegister(AgentLink* link,
   if (node.link != nullptr && node.link != link) {
     JLOG(WARNING) << "node " << name
                   << " registered again; the newer stream replaces the old";
+    link_to_node_.erase(node.link);
   }
   node.info = message.node();
   node.link = link;
+  link_to_node_[link] = name;
   node.ready = true;
   node.message = "";
   node.last_seen = clock_->Now();
@@ -542,6 +547,7 @@ absl::Status Scheduler::OnAgentMessage(AgentLink* link,
 void Scheduler::OnAgentDisconnect(AgentLink* link) {
   absl::MutexLock lock(&mu_);
   NodeRecord* node = FindNodeByLink(link);
+  link_to_node_.erase(link);
   if (node == nullptr) return;
   node->link = nullptr;
   // Tasks keep running on the node; the heartbeat timeout decides whether

@@ -179,6 +179,9 @@ class Scheduler {
   absl::flat_hash_map<std::string, std::string> task_to_job_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, NodeRecord> nodes_ ABSL_GUARDED_BY(mu_);
+  // The node each live stream registered, so that a message finds its node
+  // without a scan (telemetry from thousands of agents is the hot path).
+  absl::flat_hash_map<AgentLink*, std::string> link_to_node_ ABSL_GUARDED_BY(mu_);
   int64_t next_job_number_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<int64_t, std::pair<std::string, JobWatcher>> watchers_
       ABSL_GUARDED_BY(mu_);

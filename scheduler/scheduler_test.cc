@@ -949,6 +949,27 @@ TEST_F(SchedulerTest, HeartbeatsKeepNodeReady) {
   EXPECT_EQ(LookUpJob(job_id).state(), v1::JOB_STATE_RUNNING);
 }
 
+TEST_F(SchedulerTest, ClosedStreamShowsNodeDownUntilReconnect) {
+  FakeAgentLink link;
+  const std::string job_id =
+      RunOneJob(link, "gpu-a", 1, SpecBuilder().Gpus(1).Build());
+  scheduler_->OnAgentDisconnect(&link);
+  // Down at once, but the task is kept until the heartbeat timeout.
+  EXPECT_EQ(LookUpNode("gpu-a").state(), v1::NODE_STATE_DOWN);
+  EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_RUNNING);
+  // A message on the closed stream is refused; a new stream adopts the task.
+  EXPECT_EQ(Heartbeat(link).code(), absl::StatusCode::kFailedPrecondition);
+  FakeAgentLink again;
+  v1::Register reg = RegisterBuilder("gpu-a").Gpus(1, "V100").Build();
+  v1::RunningTask* running = reg.add_running_tasks();
+  running->set_task_id("job-1.r0.a1");
+  running->set_job_id(job_id);
+  running->set_pid(1000);
+  ASSERT_THAT(Register(again, reg), IsOk());
+  EXPECT_EQ(LookUpNode("gpu-a").state(), v1::NODE_STATE_READY);
+  EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_RUNNING);
+}
+
 TEST_F(SchedulerTest, SilentNodeIsMarkedDownAndJobRequeued) {
   FakeAgentLink link_a;
   const std::string job_id =
