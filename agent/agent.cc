@@ -1,6 +1,8 @@
 #include "agent/agent.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -294,6 +296,8 @@ void Agent::StartTask(const v1::StartTask& start) {
   event.set_pid(task.process->pid());
   JLOG(INFO) << "started task " << start.task_id() << " (pid "
              << task.process->pid() << ")";
+  // Lets a later agent on this node find the process if this one dies.
+  std::ofstream(task.dir + "/pid") << task.process->pid() << "\n";
   tasks_.emplace(start.task_id(), std::move(task));
   Emit(event);
 }
@@ -484,6 +488,7 @@ void Agent::Finish(const std::string& task_id, const ExitStatus& exit,
   *event.mutable_usage() = task.usage;
   JLOG(INFO) << "task " << task_id << " exited with code " << exit.exit_code
              << " after " << task.usage.energy().total_j() << " J";
+  std::remove((task.dir + "/pid").c_str());
   tasks_.erase(it);
   Emit(event);
 }
@@ -522,6 +527,38 @@ void Agent::SendTelemetry() {
     *sample->add_tasks() = task.usage;
   }
   if (sink_ != nullptr) sink_->Send(message);
+}
+
+int Agent::KillLeftoverTasks() {
+  const std::string tasks_dir = options_.work_dir + "/tasks";
+  DIR* dir = opendir(tasks_dir.c_str());
+  if (dir == nullptr) return 0;
+  int killed = 0;
+  while (struct dirent* entry = readdir(dir)) {
+    const std::string task_id = entry->d_name;
+    if (!SafeTaskId(task_id)) continue;
+    const std::string pid_path = absl::StrCat(tasks_dir, "/", task_id, "/pid");
+    std::ifstream pid_file(pid_path);
+    int64_t pid = 0;
+    if (!(pid_file >> pid) || pid <= 1) continue;
+    // The pid may have been reused: only a process whose environment names
+    // this task is the task.
+    std::ifstream environ(absl::StrCat(options_.procfs_root, "/", pid, "/environ"),
+                          std::ios::binary);
+    const std::string env((std::istreambuf_iterator<char>(environ)),
+                          std::istreambuf_iterator<char>());
+    const std::string marker = absl::StrCat("JOULE_TASK_ID=", task_id);
+    if (env.find(marker + '\0') != std::string::npos) {
+      JLOG(WARNING) << "killing task " << task_id << " (pid " << pid
+                    << ") left running by a previous agent; the scheduler "
+                       "runs it again as a new attempt";
+      kill(-static_cast<pid_t>(pid), SIGKILL);
+      ++killed;
+    }
+    std::remove(pid_path.c_str());
+  }
+  closedir(dir);
+  return killed;
 }
 
 void Agent::Shutdown(absl::Duration grace) {

@@ -77,6 +77,14 @@ class Agent {
 
   int running_tasks() const;
 
+  // Kills the tasks a previous agent on this node left running (it died
+  // without stopping them), found through the pid files in the work
+  // directory. This agent cannot watch or adopt them (they are not its
+  // children), and the scheduler marks them lost and runs them again, so
+  // killing them is what keeps a task from running twice. Call before
+  // connecting. Returns how many were killed.
+  int KillLeftoverTasks();
+
  private:
   struct Task {
     v1::StartTask spec;

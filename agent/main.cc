@@ -162,6 +162,7 @@ int Run(const AgentFlags& flags) {
             << ":" << port << std::endl;
 
   Agent agent(options, *std::move(gpus), std::move(cpu), clock);
+  agent.KillLeftoverTasks();
   SchedulerLink link(
       flags.scheduler, clock, [&agent] { return agent.MakeRegister(); },
       [&agent](const v1::SchedulerCommand& command) { agent.HandleCommand(command); });

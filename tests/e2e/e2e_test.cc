@@ -255,6 +255,43 @@ TEST(EndToEndTest, LostNodeTasksAreRequeuedElsewhere) {
   EXPECT_THAT(nodes.out, HasSubstr("DOWN"));
 }
 
+TEST(EndToEndTest, RestartedAgentKillsTasksItsPredecessorLeft) {
+  TestCluster cluster("agent-restart");
+  cluster.StartScheduler("127.0.0.1:0", {"--heartbeat-timeout=1.5"});
+  cluster.StartAgent("gpu-a", "V100:1");
+  const std::string marker = cluster.dir() + "/starts";
+  CtlResult submit = cluster.Ctl(
+      {"submit", "-q", "--name", "orphan", "--gpus", "1", "--", "/bin/sh", "-c",
+       absl::StrCat("echo started >> ", marker, "; sleep 1000")});
+  ASSERT_EQ(submit.exit_code, 0) << submit.err;
+  const std::string id = JobId(submit);
+  int64_t first_pid = 0;
+  ASSERT_TRUE(WaitFor([&] {
+    absl::StatusOr<v1::Job> job = cluster.GetJob(id);
+    if (!job.ok() || job->tasks_size() == 0 || job->tasks(0).pid() == 0) return false;
+    first_pid = job->tasks(0).pid();
+    return true;
+  }));
+  // The agent dies without stopping its task, which keeps running.
+  cluster.KillAgent("gpu-a", SIGKILL);
+  ASSERT_FALSE(GroupGone(first_pid));
+  // Its successor kills the orphan before the task runs again.
+  cluster.StartAgent("gpu-a", "V100:1");
+  EXPECT_TRUE(WaitFor([&] { return GroupGone(first_pid); }));
+  ASSERT_TRUE(WaitFor([&] {
+    absl::StatusOr<v1::Job> job = cluster.GetJob(id);
+    return job.ok() && job->tasks_size() == 2 &&
+           job->tasks(1).state() == v1::TASK_STATE_RUNNING;
+  }));
+  absl::StatusOr<v1::Job> job = cluster.GetJob(id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->tasks(0).state(), v1::TASK_STATE_LOST);
+  EXPECT_EQ(CountLines(marker, "started"), 2);
+  ASSERT_EQ(cluster.Ctl({"cancel", id}).exit_code, 0);
+  EXPECT_TRUE(WaitFor([&] { return StateOf(cluster, id) == v1::JOB_STATE_CANCELLED; }));
+  EXPECT_TRUE(WaitFor([&] { return GroupGone(job->tasks(1).pid()); }));
+}
+
 TEST(EndToEndTest, BadSpecsAreRefusedAndNothingIsStored) {
   TestCluster cluster("invalid");
   cluster.StartScheduler();

@@ -135,10 +135,12 @@ void TestCluster::StartAgent(const std::string& node, const std::string& simulat
   if (!simulate.empty()) args.push_back(absl::StrCat("--simulate=", simulate));
   Agent agent;
   agent.node = node;
-  agent.process = Spawn(RunfilePath("agent/joule-agent"), args,
-                        absl::StrCat(dir_, "/agent-", node));
+  const std::string log = absl::StrCat(dir_, "/agent-", node);
+  // A restarted agent appends to the same log; look past the old lines.
+  const size_t offset = ReadAll(log + ".out").size();
+  agent.process = Spawn(RunfilePath("agent/joule-agent"), args, log);
   ASSERT_NE(agent.process, nullptr);
-  agent.address = WaitForAddress(absl::StrCat(dir_, "/agent-", node, ".out"), 0);
+  agent.address = WaitForAddress(log + ".out", offset);
   ASSERT_FALSE(agent.address.empty()) << "agent " << node << " did not start";
   agents_.push_back(std::move(agent));
   ASSERT_TRUE(WaitFor([&] {
