@@ -260,31 +260,10 @@ int Main(int argc, char** argv) {
                "when out of shards, wait this long for the hints file to "
                "hand over more before exiting");
 
-  if (absl::Status status = flags.Parse(argc, argv); !status.ok()) {
-    std::fprintf(stderr, "batch_infer: %s\n", std::string(status.message()).c_str());
-    return kExitUsage;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return kExitOk;
-  }
-  if (absl::Status status = ValidateConfig(config); !status.ok()) {
-    std::fprintf(stderr, "batch_infer: %s\n", std::string(status.message()).c_str());
-    return kExitUsage;
-  }
-
-  absl::StatusOr<TaskEnv> env = ReadTaskEnv();
-  if (!env.ok()) {
-    std::fprintf(stderr, "batch_infer: %s\n",
-                 std::string(env.status().message()).c_str());
-    return kExitUsage;
-  }
-  absl::StatusOr<ProgressWriter> writer = ProgressWriter::Open(env->progress_file);
-  if (!writer.ok()) {
-    std::fprintf(stderr, "batch_infer: JOULE_PROGRESS_FILE: %s\n",
-                 std::string(writer.status().message()).c_str());
-    return kExitUsage;
-  }
+  WorkloadStart start = StartWorkload("batch_infer", flags, argc, argv,
+                                      [&config] { return ValidateConfig(config); });
+  if (start.exit_code) return *start.exit_code;
+  const TaskEnv* env = &start.env;
   std::FILE* output = nullptr;
   if (!config.output.empty()) {
     output = std::fopen(config.output.c_str(), "w");
@@ -297,7 +276,7 @@ int Main(int argc, char** argv) {
 
   Inferencer inferencer(
       config, TaskSettings::FromEnv(*env, config.batch_size, config.shards),
-      ProgressReporter(*std::move(writer), kProgressInterval),
+      ProgressReporter(std::move(start.writer), kProgressInterval),
       HintsReader(env->hints_file), output);
   const int code = inferencer.Run();
   if (output != nullptr) std::fclose(output);

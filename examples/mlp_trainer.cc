@@ -290,35 +290,14 @@ int Main(int argc, char** argv) {
   flags.AddInt("val-samples", &config.val_samples,
                "held-out validation samples");
 
-  if (absl::Status status = flags.Parse(argc, argv); !status.ok()) {
-    std::fprintf(stderr, "mlp_trainer: %s\n", std::string(status.message()).c_str());
-    return kExitUsage;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return kExitOk;
-  }
-  if (absl::Status status = ValidateConfig(config); !status.ok()) {
-    std::fprintf(stderr, "mlp_trainer: %s\n", std::string(status.message()).c_str());
-    return kExitUsage;
-  }
-
-  absl::StatusOr<TaskEnv> env = ReadTaskEnv();
-  if (!env.ok()) {
-    std::fprintf(stderr, "mlp_trainer: %s\n",
-                 std::string(env.status().message()).c_str());
-    return kExitUsage;
-  }
-  absl::StatusOr<ProgressWriter> writer = ProgressWriter::Open(env->progress_file);
-  if (!writer.ok()) {
-    std::fprintf(stderr, "mlp_trainer: JOULE_PROGRESS_FILE: %s\n",
-                 std::string(writer.status().message()).c_str());
-    return kExitUsage;
-  }
+  WorkloadStart start = StartWorkload("mlp_trainer", flags, argc, argv,
+                                      [&config] { return ValidateConfig(config); });
+  if (start.exit_code) return *start.exit_code;
+  const TaskEnv* env = &start.env;
 
   Trainer trainer(config,
                   TaskSettings::FromEnv(*env, config.batch_size, config.shards),
-                  ProgressReporter(*std::move(writer), kProgressInterval),
+                  ProgressReporter(std::move(start.writer), kProgressInterval),
                   HintsReader(env->hints_file));
   return trainer.Run();
 }

@@ -686,4 +686,32 @@ std::string FlagSet::Usage() const {
   return usage;
 }
 
+WorkloadStart StartWorkload(const std::string& program, FlagSet& flags,
+                            int argc, char** argv,
+                            const std::function<absl::Status()>& validate_config) {
+  WorkloadStart start;
+  auto fail = [&](const std::string& prefix, const absl::Status& status) {
+    std::fprintf(stderr, "%s: %s%s\n", program.c_str(), prefix.c_str(),
+                 std::string(status.message()).c_str());
+    start.exit_code = kExitUsage;
+    return std::move(start);
+  };
+  if (absl::Status status = flags.Parse(argc, argv); !status.ok()) {
+    return fail("", status);
+  }
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Usage().c_str());
+    start.exit_code = kExitOk;
+    return start;
+  }
+  if (absl::Status status = validate_config(); !status.ok()) return fail("", status);
+  absl::StatusOr<TaskEnv> env = ReadTaskEnv();
+  if (!env.ok()) return fail("", env.status());
+  start.env = *std::move(env);
+  absl::StatusOr<ProgressWriter> writer = ProgressWriter::Open(start.env.progress_file);
+  if (!writer.ok()) return fail("JOULE_PROGRESS_FILE: ", writer.status());
+  start.writer = *std::move(writer);
+  return start;
+}
+
 }  // namespace joule::examples

@@ -417,6 +417,25 @@ class FlagSet {
   bool help_requested_ = false;
 };
 
+// ---------------------------------------------------------------------------
+// Start-up shared by the workloads.
+
+// What a workload has once it may start working.
+struct WorkloadStart {
+  // Set when the workload must exit now with this code (--help: 0; a bad
+  // flag, config or environment: 2, already explained on stderr).
+  std::optional<int> exit_code;
+  TaskEnv env;
+  ProgressWriter writer;
+};
+
+// Parses the flags (--help prints the usage), checks the config with
+// `validate_config`, reads the task environment and opens the progress file.
+// Every error is printed as "<program>: <message>" on stderr.
+WorkloadStart StartWorkload(const std::string& program, FlagSet& flags,
+                            int argc, char** argv,
+                            const std::function<absl::Status()>& validate_config);
+
 }  // namespace joule::examples
 
 #endif  // JOULE_EXAMPLES_TASK_CONTRACT_H_

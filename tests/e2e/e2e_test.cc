@@ -50,6 +50,22 @@ int CountLines(const std::string& path, const std::string& text) {
   return n;
 }
 
+// Waits until task `index` of the job has a process and returns its pid
+// (0 if it never does).
+int64_t WaitForTaskPid(TestCluster& cluster, const std::string& id, int index = 0) {
+  int64_t pid = 0;
+  WaitFor([&] {
+    absl::StatusOr<v1::Job> job = cluster.GetJob(id);
+    if (!job.ok() || job->tasks_size() <= index ||
+        job->tasks(index).state() != v1::TASK_STATE_RUNNING) {
+      return false;
+    }
+    pid = job->tasks(index).pid();
+    return pid > 0;
+  });
+  return pid;
+}
+
 TEST(EndToEndTest, TrainingJobRunsAsRealProcessAndIsMetered) {
   TestCluster cluster("metered");
   cluster.StartScheduler();
@@ -135,16 +151,8 @@ TEST(EndToEndTest, CancelledJobLeavesNoProcessBehind) {
        "sleep 1000 & wait"});
   ASSERT_EQ(submit.exit_code, 0) << submit.err;
   const std::string id = JobId(submit);
-  int64_t pid = 0;
-  ASSERT_TRUE(WaitFor([&] {
-    absl::StatusOr<v1::Job> job = cluster.GetJob(id);
-    if (!job.ok() || job->tasks_size() == 0 ||
-        job->tasks(0).state() != v1::TASK_STATE_RUNNING) {
-      return false;
-    }
-    pid = job->tasks(0).pid();
-    return true;
-  }));
+  const int64_t pid = WaitForTaskPid(cluster, id);
+  ASSERT_GT(pid, 0);
   ASSERT_FALSE(GroupGone(pid));
 
   CtlResult cancel = cluster.Ctl({"cancel", id});
@@ -227,13 +235,8 @@ TEST(EndToEndTest, LostNodeTasksAreRequeuedElsewhere) {
        absl::StrCat("echo started >> ", marker, "; sleep 2")});
   ASSERT_EQ(submit.exit_code, 0);
   const std::string id = JobId(submit);
-  int64_t first_pid = 0;
-  ASSERT_TRUE(WaitFor([&] {
-    absl::StatusOr<v1::Job> job = cluster.GetJob(id);
-    if (!job.ok() || job->tasks_size() == 0 || job->tasks(0).pid() == 0) return false;
-    first_pid = job->tasks(0).pid();
-    return true;
-  }));
+  const int64_t first_pid = WaitForTaskPid(cluster, id);
+  ASSERT_GT(first_pid, 0);
   cluster.StartAgent("gpu-b", "V100:1");
   // The agent dies without a word; its orphaned task is cleaned up here.
   cluster.KillAgent("gpu-a", SIGKILL);
@@ -265,13 +268,8 @@ TEST(EndToEndTest, RestartedAgentKillsTasksItsPredecessorLeft) {
        absl::StrCat("echo started >> ", marker, "; sleep 1000")});
   ASSERT_EQ(submit.exit_code, 0) << submit.err;
   const std::string id = JobId(submit);
-  int64_t first_pid = 0;
-  ASSERT_TRUE(WaitFor([&] {
-    absl::StatusOr<v1::Job> job = cluster.GetJob(id);
-    if (!job.ok() || job->tasks_size() == 0 || job->tasks(0).pid() == 0) return false;
-    first_pid = job->tasks(0).pid();
-    return true;
-  }));
+  const int64_t first_pid = WaitForTaskPid(cluster, id);
+  ASSERT_GT(first_pid, 0);
   // The agent dies without stopping its task, which keeps running.
   cluster.KillAgent("gpu-a", SIGKILL);
   ASSERT_FALSE(GroupGone(first_pid));
