@@ -561,17 +561,12 @@ int Agent::KillLeftoverTasks() {
   return killed;
 }
 
-void Agent::Shutdown(absl::Duration grace) {
-  {
-    absl::MutexLock lock(&mu_);
-    for (auto& [id, task] : tasks_) task.process->Terminate(clock_->Now(), grace);
-  }
-  // Wait for the tasks to go; SIGKILL comes at the grace deadline.
-  const absl::Time give_up = clock_->Now() + grace + absl::Seconds(5);
-  while (running_tasks() > 0 && clock_->Now() < give_up) {
-    Tick();
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+void Agent::StopAllTasks(absl::Duration grace) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, task] : tasks_) task.process->Terminate(clock_->Now(), grace);
+}
+
+void Agent::RestoreDefaultCaps() {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   for (auto& gpu : gpus_) {

@@ -71,9 +71,12 @@ class Agent {
   void Tick();
   // Samples every device, attributes energy, and sends telemetry.
   void SendTelemetry();
-  // Stops every task (SIGTERM, then SIGKILL after `grace`), reports their
-  // exits, and restores every GPU's default power limit.
-  void Shutdown(absl::Duration grace);
+  // Shutdown, in three steps: StopAllTasks sends every task SIGTERM (and
+  // arms SIGKILL after `grace`); the caller keeps calling Tick() until
+  // running_tasks() is 0, which reaps them and reports their exits; then
+  // RestoreDefaultCaps gives every GPU its default power limit back.
+  void StopAllTasks(absl::Duration grace);
+  void RestoreDefaultCaps();
 
   int running_tasks() const;
 

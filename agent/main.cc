@@ -196,7 +196,14 @@ int Run(const AgentFlags& flags) {
   JLOG(INFO) << "signal " << signal_number << ": stopping tasks and restoring caps";
   stop = true;
   loop.join();
-  agent.Shutdown(absl::Seconds(flags.stop_grace_s));
+  const absl::Duration grace = absl::Seconds(flags.stop_grace_s);
+  agent.StopAllTasks(grace);
+  const absl::Time give_up = clock->Now() + grace + absl::Seconds(5);
+  while (agent.running_tasks() > 0 && clock->Now() < give_up) {
+    agent.Tick();
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  agent.RestoreDefaultCaps();
   // Give the link a moment to deliver the final exit events.
   absl::SleepFor(absl::Milliseconds(300));
   link.Stop();
