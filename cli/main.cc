@@ -474,9 +474,11 @@ int Main(int argc, char** argv) {
   submit->add_option("--shards", shards, "Data shard count");
   submit->add_option("--env", env, "Environment KEY=VALUE (repeatable)")
       ->expected(1)
+      ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   submit->add_option("--label", labels, "Label KEY=VALUE (repeatable)")
       ->expected(1)
+      ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   submit->add_flag("-q,--quiet", quiet, "Print only the job id");
   submit->add_option("command", command, "Command and arguments (after --)");
@@ -516,6 +518,7 @@ int Main(int argc, char** argv) {
   CLI::App* list = app.add_subcommand("list", "List jobs");
   list->add_option("--state", states, "Only jobs in this state (repeatable)")
       ->expected(1)
+      ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   list->callback([&] { action = [&](Client& c) { return List(c, states); }; });
 
