@@ -395,7 +395,10 @@ int Nodes(Client& client) {
                   absl::StrCat(node.free_gpus()),
                   absl::StrFormat("%.0f", node.info().cpus()),
                   absl::StrFormat("%.1f", node.free_cpus()),
-                  absl::StrFormat("%.0f", node.last_sample().node_power_w()),
+                  // No sample yet is not 0 W.
+                  node.last_sample().has_time()
+                      ? absl::StrFormat("%.0f", node.last_sample().node_power_w())
+                      : "-",
                   absl::StrCat(node.task_ids_size()), absl::StrJoin(sources, ","),
                   node.message()});
   }

@@ -600,6 +600,7 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
         AddEvent(*job, "TaskStarted",
                  absl::StrFormat("task %s started on %s (pid %d)",
                                  task->task_id(), node.info.name(), event.pid()));
+        Evaluate(*job);
         Changed(*job);
       } else if (!IsActive(task->state())) {
         SendStop(node, task->task_id(), "task already ended or was lost");
@@ -729,7 +730,14 @@ void Scheduler::Evaluate(v1::Job& job) {
     return;
   }
   if (active > 0) {
-    job.set_message("running");
+    int starting = 0;
+    for (const v1::Task& task : job.tasks()) {
+      starting += task.attempt() == job.attempts() &&
+                  task.state() == v1::TASK_STATE_STARTING;
+    }
+    job.set_message(starting > 0 ? absl::StrFormat("starting (%d of %d tasks started)",
+                                                   total - starting, total)
+                                 : "running");
     return;
   }
   const absl::Time now = clock_->Now();
