@@ -512,6 +512,14 @@ void Agent::Tick() {
   for (const auto& [id, exit] : exited) Finish(id, exit, now);
 }
 
+void Agent::SendHeartbeat() {
+  absl::MutexLock lock(&mu_);
+  if (sink_ == nullptr) return;
+  v1::AgentMessage message;
+  *message.mutable_heartbeat()->mutable_time() = ToProtoTime(clock_->Now());
+  sink_->Send(message);
+}
+
 void Agent::SendTelemetry() {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();

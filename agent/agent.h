@@ -71,6 +71,7 @@ class Agent {
   void Tick();
   // Samples every device, attributes energy, and sends telemetry.
   void SendTelemetry();
+  void SendHeartbeat();
   // Shutdown, in three steps: StopAllTasks sends every task SIGTERM (and
   // arms SIGKILL after `grace`); the caller keeps calling Tick() until
   // running_tasks() is 0, which reaps them and reports their exits; then

@@ -39,6 +39,7 @@ struct AgentFlags {
   std::string node_name;
   std::string simulate;
   double telemetry_period_s = 1;
+  double heartbeat_period_s = 1;
   std::string work_dir;
   std::string procfs_root = "/proc";
   double cpus = 0;
@@ -172,7 +173,9 @@ int Run(const AgentFlags& flags) {
   std::atomic<bool> stop{false};
   std::thread loop([&] {
     const absl::Duration period = absl::Seconds(flags.telemetry_period_s);
+    const absl::Duration heartbeat_period = absl::Seconds(flags.heartbeat_period_s);
     absl::Time next_telemetry = clock->Now();
+    absl::Time last_sent = clock->Now();
     bool was_connected = false;
     while (!stop.load()) {
       agent.Tick();
@@ -183,9 +186,15 @@ int Run(const AgentFlags& flags) {
                                    : grpc::health::v1::HealthCheckResponse::NOT_SERVING);
         was_connected = connected;
       }
-      if (clock->Now() >= next_telemetry) {
+      const absl::Time now = clock->Now();
+      if (now >= next_telemetry) {
         agent.SendTelemetry();
-        next_telemetry = clock->Now() + period;
+        next_telemetry = now + period;
+        last_sent = now;
+      } else if (now - last_sent >= heartbeat_period) {
+        // Telemetry slower than the heartbeat: say we are alive anyway.
+        agent.SendHeartbeat();
+        last_sent = now;
       }
       absl::SleepFor(absl::Milliseconds(50));
     }
@@ -229,6 +238,11 @@ int main(int argc, char** argv) {
   app.add_option("--simulate", flags.simulate,
                  "Simulated GPUs, MODEL:COUNT[,MODEL:COUNT...] (e.g. V100:4); "
                  "models: V100, A40, RTX6000, A100, H100");
+  app.add_option("--heartbeat-period", flags.heartbeat_period_s,
+                 "Seconds between heartbeats when no telemetry is due (keep it "
+                 "well below the scheduler's --heartbeat-timeout)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.05, 600.0));
   app.add_option("--telemetry-period", flags.telemetry_period_s,
                  "Seconds between telemetry samples")
       ->capture_default_str()

@@ -24,6 +24,7 @@ namespace joule {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string JobId(const CtlResult& submit) {
   std::string id = submit.out;
@@ -256,6 +257,26 @@ TEST(EndToEndTest, LostNodeTasksAreRequeuedElsewhere) {
   EXPECT_TRUE(requeued);
   CtlResult nodes = cluster.Ctl({"nodes"});
   EXPECT_THAT(nodes.out, HasSubstr("DOWN"));
+}
+
+TEST(EndToEndTest, HeartbeatsKeepNodeReadyBetweenRareTelemetry) {
+  TestCluster cluster("heartbeat");
+  cluster.StartScheduler("127.0.0.1:0", {"--heartbeat-timeout=1.5"});
+  // Telemetry every 30 s, far beyond the timeout: heartbeats carry liveness.
+  cluster.SetAgentFlags({"--telemetry-period=30", "--heartbeat-period=0.3"});
+  cluster.StartAgent("gpu-a", "V100:1");
+  CtlResult submit = cluster.Ctl(
+      {"submit", "-q", "--name", "steady", "--gpus", "1", "--", "/bin/sleep", "3"});
+  ASSERT_EQ(submit.exit_code, 0) << submit.err;
+  CtlResult watch = cluster.Ctl({"watch", JobId(submit)});
+  EXPECT_EQ(watch.exit_code, 0) << watch.out;
+  absl::StatusOr<v1::Job> job = cluster.GetJob(JobId(submit));
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->attempts(), 1);
+  EXPECT_EQ(job->tasks(0).state(), v1::TASK_STATE_SUCCEEDED);
+  CtlResult nodes = cluster.Ctl({"nodes"});
+  EXPECT_THAT(nodes.out, HasSubstr("READY"));
+  EXPECT_THAT(nodes.out, Not(HasSubstr("DOWN")));
 }
 
 TEST(EndToEndTest, RestartedAgentKillsTasksItsPredecessorLeft) {

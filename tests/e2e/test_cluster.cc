@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -131,7 +132,16 @@ void TestCluster::StartAgent(const std::string& node, const std::string& simulat
       absl::StrCat("--scheduler=", address_), absl::StrCat("--node-name=", node),
       absl::StrCat("--work-dir=", dir_, "/agent-", node), "--telemetry-period=0.2",
       "--cpus=8", "--memory=16Gi", "--stop-grace=2", "--listen=127.0.0.1:0"};
-  args.insert(args.end(), agent_flags_.begin(), agent_flags_.end());
+  // Flags set with SetAgentFlags replace the defaults of the same name.
+  for (const std::string& flag : agent_flags_) {
+    const std::string name = flag.substr(0, flag.find('='));
+    args.erase(std::remove_if(args.begin(), args.end(),
+                              [&](const std::string& arg) {
+                                return arg.substr(0, arg.find('=')) == name;
+                              }),
+               args.end());
+    args.push_back(flag);
+  }
   if (!simulate.empty()) args.push_back(absl::StrCat("--simulate=", simulate));
   Agent agent;
   agent.node = node;
