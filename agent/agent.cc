@@ -219,6 +219,9 @@ void Agent::StartTask(const v1::StartTask& start) {
     return;
   }
   started_.insert(start.task_id());
+  // Close the books first: energy until now belongs to the tasks already
+  // running, not to this one.
+  Account(now, nullptr);
 
   std::string problem;
   for (int32_t index : start.gpu_indices()) {
@@ -247,6 +250,9 @@ void Agent::StartTask(const v1::StartTask& start) {
         }
       }
     }
+    // Busy before the hints are written: a simulated device's speed is that
+    // of a loaded device.
+    for (int32_t index : start.gpu_indices()) Gpu(index)->SetBusy(true, now);
     absl::Status hints = WriteHints(task);
     if (!hints.ok()) problem = std::string(hints.message());
   }
@@ -288,7 +294,6 @@ void Agent::StartTask(const v1::StartTask& start) {
     Emit(event);
     return;
   }
-  for (int32_t index : start.gpu_indices()) Gpu(index)->SetBusy(true, now);
   task.start_time = now;
   absl::StatusOr<double> cpu = task.process->CpuSeconds(options_.procfs_root);
   task.last_cpu_seconds = cpu.ok() ? *cpu : 0;
@@ -555,8 +560,11 @@ int Agent::KillLeftoverTasks() {
                           std::ios::binary);
     const std::string env((std::istreambuf_iterator<char>(environ)),
                           std::istreambuf_iterator<char>());
-    const std::string marker = absl::StrCat("JOULE_TASK_ID=", task_id);
-    if (env.find(marker + '\0') != std::string::npos) {
+    // Whole entries only: "\0JOULE_TASK_ID=<id>\0" (the first entry has no
+    // leading NUL, hence the one prepended).
+    const std::string marker = absl::StrCat(std::string(1, '\0'), "JOULE_TASK_ID=",
+                                            task_id, std::string(1, '\0'));
+    if ((std::string(1, '\0') + env).find(marker) != std::string::npos) {
       JLOG(WARNING) << "killing task " << task_id << " (pid " << pid
                     << ") left running by a previous agent; the scheduler "
                        "runs it again as a new attempt";

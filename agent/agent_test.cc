@@ -1,0 +1,1162 @@
+#include "agent/agent.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "agent/devices.h"
+#include "agent/process/task_process.h"
+#include "common/clock.h"
+#include "common/device_catalog.h"
+#include "common/proto_time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "joule/v1/agent.pb.h"
+#include "joule/v1/node.pb.h"
+
+namespace joule {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+// Generous, for a loaded machine: tests poll and stop as soon as the
+// condition holds, so this bounds only failures.
+constexpr absl::Duration kDeadline = absl::Seconds(20);
+constexpr absl::Duration kPollInterval = absl::Milliseconds(5);
+
+// V100 figures from the device catalog (common/device_catalog.cc).
+constexpr double kV100IdleW = 35;
+constexpr double kV100DefaultCapW = 250;
+constexpr double kV100MinClockFraction = 135.0 / 1380.0;
+// A busy V100 draws idle + 0.9 * (max - idle) uncapped.
+constexpr double kV100BusyW = 35 + 0.9 * (250 - 35);  // 228.5 W
+
+// The estimated CPU of every test node.
+constexpr double kCpuTdpW = 100;
+constexpr double kCpuIdleW = 20;
+
+constexpr double kStaticPowerW = 100;
+
+// Shell snippet that blocks until the test creates `go` in the task's
+// working directory (its task directory).
+constexpr char kWaitForGo[] = "while [ ! -e go ]; do sleep 0.01; done";
+
+// The device_speed hint the agent should write for a busy V100 capped at
+// `cap_w`, by the model in agent/devices.h, as the hints file formats it.
+std::string V100SpeedHint(double cap_w) {
+  const double power = std::min(cap_w, kV100BusyW);
+  const double f = std::clamp(
+      std::cbrt((power - kV100IdleW) / (kV100BusyW - kV100IdleW)),
+      kV100MinClockFraction, 1.0);
+  return absl::StrFormat("%.4f", 1.0 / (0.35 + 0.65 / f));
+}
+
+// Polls `done` until it returns true or kDeadline passes.
+bool PollUntil(const std::function<bool()>& done) {
+  const absl::Time deadline = absl::Now() + kDeadline;
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(kPollInterval);
+  }
+  return true;
+}
+
+std::string MakeTempDir() {
+  std::string tmpl = absl::StrCat(::testing::TempDir(), "/agent_XXXXXX");
+  char* dir = mkdtemp(tmpl.data());
+  EXPECT_NE(dir, nullptr) << "mkdtemp: " << std::strerror(errno);
+  return tmpl;
+}
+
+bool FileExists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const std::string& path, const std::string& contents) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << contents;
+}
+
+void AppendFile(const std::string& path, const std::string& contents) {
+  std::ofstream out(path, std::ios::binary | std::ios::app);
+  out << contents;
+}
+
+// `key=value` lines (env output, hints files), split at the first '='.
+std::map<std::string, std::string> ReadKeyValues(const std::string& path) {
+  std::map<std::string, std::string> out;
+  for (absl::string_view line :
+       absl::StrSplit(ReadAll(path), '\n', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv =
+        absl::StrSplit(line, absl::MaxSplits('=', 1));
+    out[kv.first] = kv.second;
+  }
+  return out;
+}
+
+int CountLines(const std::string& path) {
+  const std::string text = ReadAll(path);
+  return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+}
+
+// Records what the agent sends. Thread-safe; guarded by mu_.
+class FakeSink : public MessageSink {
+ public:
+  void Send(const v1::AgentMessage& message) override {
+    absl::MutexLock lock(&mu_);
+    messages_.push_back(message);
+  }
+
+  // Every task event for `task_id`, in the order sent.
+  std::vector<v1::TaskEvent> Events(const std::string& task_id) const {
+    absl::MutexLock lock(&mu_);
+    std::vector<v1::TaskEvent> events;
+    for (const v1::AgentMessage& m : messages_) {
+      if (m.has_task_event() && m.task_event().task_id() == task_id) {
+        events.push_back(m.task_event());
+      }
+    }
+    return events;
+  }
+
+  std::optional<v1::TaskEvent> FirstEvent(const std::string& task_id,
+                                          v1::TaskEvent::Kind kind) const {
+    for (const v1::TaskEvent& event : Events(task_id)) {
+      if (event.kind() == kind) return event;
+    }
+    return std::nullopt;
+  }
+
+  std::vector<v1::NodeSample> Telemetry() const {
+    absl::MutexLock lock(&mu_);
+    std::vector<v1::NodeSample> samples;
+    for (const v1::AgentMessage& m : messages_) {
+      if (m.has_telemetry()) samples.push_back(m.telemetry());
+    }
+    return samples;
+  }
+
+  std::vector<v1::LogsReply> Logs() const {
+    absl::MutexLock lock(&mu_);
+    std::vector<v1::LogsReply> replies;
+    for (const v1::AgentMessage& m : messages_) {
+      if (m.has_logs()) replies.push_back(m.logs());
+    }
+    return replies;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<v1::AgentMessage> messages_ ABSL_GUARDED_BY(mu_);
+};
+
+// A fixture procfs holding only `stat`, whose aggregate cpu line has busy and
+// idle tick counters the test advances.
+class ProcStatFixture {
+ public:
+  explicit ProcStatFixture(std::string root) : root_(std::move(root)) {
+    EXPECT_EQ(mkdir(root_.c_str(), 0755), 0) << std::strerror(errno);
+    Write();
+  }
+
+  const std::string& root() const { return root_; }
+
+  void AddTicks(uint64_t busy, uint64_t idle) {
+    busy_ += busy;
+    idle_ += idle;
+    Write();
+  }
+
+ private:
+  void Write() {
+    // user nice system idle iowait irq softirq steal guest guest_nice
+    WriteFile(root_ + "/stat",
+              absl::StrFormat("cpu  %d 0 0 %d 0 0 0 0 0 0\n"
+                              "cpu0 %d 0 0 %d 0 0 0 0 0 0\n",
+                              busy_, idle_, busy_, idle_));
+  }
+
+  const std::string root_;
+  uint64_t busy_ = 1000;
+  uint64_t idle_ = 9000;
+};
+
+// Fluent builder for a StartTask command.
+class StartBuilder {
+ public:
+  explicit StartBuilder(const std::string& task_id) {
+    start_.set_task_id(task_id);
+    start_.set_job_id("job-1");
+    start_.set_attempt(1);
+    start_.set_replica_index(0);
+    start_.set_replica_count(1);
+    start_.set_batch_size(32);
+  }
+  StartBuilder& Job(const std::string& job_id) {
+    start_.set_job_id(job_id);
+    return *this;
+  }
+  StartBuilder& Shell(const std::string& script) {
+    return Command("/bin/sh", {"-c", script});
+  }
+  StartBuilder& Command(const std::string& path,
+                        const std::vector<std::string>& args) {
+    start_.set_command(path);
+    start_.clear_args();
+    for (const std::string& arg : args) start_.add_args(arg);
+    return *this;
+  }
+  StartBuilder& Gpus(const std::vector<int32_t>& indices) {
+    start_.clear_gpu_indices();
+    for (int32_t index : indices) start_.add_gpu_indices(index);
+    return *this;
+  }
+  StartBuilder& Cap(double watts) {
+    start_.set_power_cap_w(watts);
+    return *this;
+  }
+  StartBuilder& Env(const std::string& key, const std::string& value) {
+    (*start_.mutable_env())[key] = value;
+    return *this;
+  }
+  StartBuilder& Replica(int32_t index, int32_t count) {
+    start_.set_replica_index(index);
+    start_.set_replica_count(count);
+    return *this;
+  }
+  StartBuilder& Batch(int32_t batch_size) {
+    start_.set_batch_size(batch_size);
+    return *this;
+  }
+  StartBuilder& Shards(const std::string& shards, int32_t count) {
+    start_.set_shards(shards);
+    start_.set_shard_count(count);
+    return *this;
+  }
+  v1::SchedulerCommand Build() const {
+    v1::SchedulerCommand command;
+    *command.mutable_start_task() = start_;
+    return command;
+  }
+
+ private:
+  v1::StartTask start_;
+};
+
+v1::SchedulerCommand StopCommand(const std::string& task_id,
+                                 absl::Duration grace) {
+  v1::SchedulerCommand command;
+  command.mutable_stop_task()->set_task_id(task_id);
+  command.mutable_stop_task()->set_reason("test");
+  *command.mutable_stop_task()->mutable_grace_period() = ToProtoDuration(grace);
+  return command;
+}
+
+v1::SchedulerCommand SetCapCommand(int32_t gpu_index, double watts) {
+  v1::SchedulerCommand command;
+  command.mutable_set_cap()->set_gpu_index(gpu_index);
+  command.mutable_set_cap()->set_power_cap_w(watts);
+  command.mutable_set_cap()->set_reason("test");
+  return command;
+}
+
+v1::SchedulerCommand HintsCommand(const std::string& task_id, int32_t batch_size,
+                                  const std::string& shards, bool stop) {
+  v1::SchedulerCommand command;
+  v1::UpdateHints* hints = command.mutable_update_hints();
+  hints->set_task_id(task_id);
+  hints->set_batch_size(batch_size);
+  hints->set_shards(shards);
+  hints->set_stop(stop);
+  return command;
+}
+
+v1::SchedulerCommand AckCommand(const std::string& task_id) {
+  v1::SchedulerCommand command;
+  command.mutable_ack_task_event()->set_task_id(task_id);
+  return command;
+}
+
+v1::SchedulerCommand FetchLogsCommand(const std::string& request_id,
+                                      const std::string& task_id,
+                                      int64_t max_bytes) {
+  v1::SchedulerCommand command;
+  command.mutable_fetch_logs()->set_request_id(request_id);
+  command.mutable_fetch_logs()->set_task_id(task_id);
+  command.mutable_fetch_logs()->set_max_bytes(max_bytes);
+  return command;
+}
+
+const v1::DeviceSample* FindGpu(const v1::NodeSample& sample, int32_t index) {
+  for (const v1::DeviceSample& device : sample.devices()) {
+    if (device.kind() == v1::DEVICE_KIND_GPU && device.index() == index) {
+      return &device;
+    }
+  }
+  return nullptr;
+}
+
+const v1::TaskUsage* FindUsage(const v1::NodeSample& sample,
+                               const std::string& task_id) {
+  for (const v1::TaskUsage& usage : sample.tasks()) {
+    if (usage.task_id() == task_id) return &usage;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> UnackedIds(const v1::Register& reg) {
+  std::vector<std::string> ids;
+  for (const v1::TaskEvent& event : reg.unacked_events()) {
+    ids.push_back(event.task_id());
+  }
+  return ids;
+}
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    work_dir_ = MakeTempDir();
+    cpu_stat_ = std::make_unique<ProcStatFixture>(work_dir_ + "/procfs");
+  }
+
+  // Nothing a test starts outlives it.
+  void TearDown() override {
+    if (agent_ == nullptr) return;
+    agent_->StopAllTasks(absl::ZeroDuration());
+    EXPECT_TRUE(PollUntil([&] {
+      agent_->Tick();
+      return agent_->running_tasks() == 0;
+    }));
+  }
+
+  // A node with `gpus` simulated V100s, an estimated CPU reading the fixture
+  // /proc/stat, and kStaticPowerW. `task_procfs` is where the agent reads
+  // per-process files (task CPU time, environ); the fixture by default.
+  Agent& MakeAgent(int gpus, std::string task_procfs = "") {
+    std::vector<std::unique_ptr<GpuDevice>> devices;
+    for (int i = 0; i < gpus; ++i) {
+      devices.push_back(std::make_unique<SimulatedGpu>(
+          i, *FindGpuModel("V100"), "node-a", clock_.Now()));
+    }
+    AgentOptions options;
+    options.node_name = "node-a";
+    options.work_dir = work_dir_;
+    options.procfs_root = task_procfs.empty() ? cpu_stat_->root() : task_procfs;
+    options.labels = {{"zone", "test"}};
+    options.cpus = 8;
+    options.memory_bytes = int64_t{64} << 30;
+    options.static_power_w = kStaticPowerW;
+    options.base_env = {{"PATH", "/usr/bin:/bin"}, {"HOME", "/home/joule"}};
+    agent_ = std::make_unique<Agent>(
+        std::move(options), std::move(devices),
+        std::make_unique<EstimatedCpu>(cpu_stat_->root(), kCpuTdpW, kCpuIdleW),
+        &clock_);
+    agent_->SetSink(&sink_);
+    return *agent_;
+  }
+
+  std::string TaskDir(const std::string& task_id) const {
+    return absl::StrCat(work_dir_, "/tasks/", task_id);
+  }
+
+  // Lets a task running kWaitForGo finish.
+  void Release(const std::string& task_id) {
+    WriteFile(TaskDir(task_id) + "/go", "");
+  }
+
+  // Ticks the agent until it reports `kind` for the task.
+  std::optional<v1::TaskEvent> WaitForEvent(const std::string& task_id,
+                                            v1::TaskEvent::Kind kind) {
+    std::optional<v1::TaskEvent> event;
+    PollUntil([&] {
+      agent_->Tick();
+      return (event = sink_.FirstEvent(task_id, kind)).has_value();
+    });
+    return event;
+  }
+
+  bool WaitForFile(const std::string& path) {
+    return PollUntil([&] { return FileExists(path); });
+  }
+
+  v1::NodeSample Telemetry() {
+    agent_->SendTelemetry();
+    std::vector<v1::NodeSample> samples = sink_.Telemetry();
+    EXPECT_FALSE(samples.empty());
+    return samples.empty() ? v1::NodeSample() : samples.back();
+  }
+
+  FakeClock clock_;
+  FakeSink sink_;
+  std::string work_dir_;
+  std::unique_ptr<ProcStatFixture> cpu_stat_;
+  std::unique_ptr<Agent> agent_;
+};
+
+// ---------------------------------------------------------------------------
+// Starting tasks and reporting their exits.
+
+TEST_F(AgentTest, StartTaskPassesTheTaskContractEnvironment) {
+  Agent& agent = MakeAgent(2);
+  // The agent's own environment must not leak into the task.
+  ASSERT_EQ(setenv("JOULE_AGENT_TEST_LEAK", "1", 1), 0);
+  agent.HandleCommand(StartBuilder("task-env")
+                          .Job("job-env")
+                          .Shell("env > env.txt")
+                          .Gpus({0, 1})
+                          .Replica(1, 4)
+                          .Batch(48)
+                          .Shards("2,5", 8)
+                          .Env("MY_SETTING", "a b=c")
+                          .Build());
+  unsetenv("JOULE_AGENT_TEST_LEAK");
+
+  std::optional<v1::TaskEvent> started =
+      sink_.FirstEvent("task-env", v1::TaskEvent::KIND_STARTED);
+  ASSERT_TRUE(started.has_value());
+  EXPECT_GT(started->pid(), 1);
+  EXPECT_EQ(started->job_id(), "job-env");
+  EXPECT_EQ(FromProtoTime(started->time()), clock_.Now());
+  ASSERT_TRUE(WaitForEvent("task-env", v1::TaskEvent::KIND_EXITED).has_value());
+
+  const std::string dir = TaskDir("task-env");
+  std::map<std::string, std::string> env = ReadKeyValues(dir + "/env.txt");
+  EXPECT_EQ(env["JOULE_JOB_ID"], "job-env");
+  EXPECT_EQ(env["JOULE_TASK_ID"], "task-env");
+  EXPECT_EQ(env["JOULE_REPLICA_INDEX"], "1");
+  EXPECT_EQ(env["JOULE_REPLICA_COUNT"], "4");
+  EXPECT_EQ(env["JOULE_BATCH_SIZE"], "48");
+  EXPECT_EQ(env["JOULE_SHARDS"], "2,5");
+  EXPECT_EQ(env["JOULE_SHARD_COUNT"], "8");
+  EXPECT_EQ(env["JOULE_PROGRESS_FILE"], dir + "/progress");
+  EXPECT_EQ(env["JOULE_HINTS_FILE"], dir + "/hints");
+  EXPECT_EQ(env["CUDA_VISIBLE_DEVICES"], "0,1");
+  EXPECT_EQ(env["MY_SETTING"], "a b=c");
+  EXPECT_EQ(env["PATH"], "/usr/bin:/bin");
+  EXPECT_EQ(env["HOME"], "/home/joule");
+  EXPECT_EQ(env.count("JOULE_AGENT_TEST_LEAK"), 0u);
+  // The hints file exists before the task runs.
+  std::map<std::string, std::string> hints = ReadKeyValues(dir + "/hints");
+  EXPECT_EQ(hints["batch_size"], "48");
+  EXPECT_EQ(hints["shards"], "2,5");
+  EXPECT_EQ(hints["stop"], "0");
+}
+
+TEST_F(AgentTest, ExitIsReportedWithItsCodeAndKeptUntilAcked) {
+  Agent& agent = MakeAgent(1);
+  agent.HandleCommand(StartBuilder("t-zero").Shell("exit 0").Build());
+  agent.HandleCommand(
+      StartBuilder("t-three").Job("job-3").Shell("exit 3").Build());
+  std::optional<v1::TaskEvent> zero =
+      WaitForEvent("t-zero", v1::TaskEvent::KIND_EXITED);
+  std::optional<v1::TaskEvent> three =
+      WaitForEvent("t-three", v1::TaskEvent::KIND_EXITED);
+  ASSERT_TRUE(zero.has_value());
+  ASSERT_TRUE(three.has_value());
+
+  EXPECT_EQ(zero->exit_code(), 0);
+  EXPECT_EQ(zero->signal(), 0);
+  EXPECT_FALSE(zero->stopped());
+  EXPECT_EQ(zero->job_id(), "job-1");
+  EXPECT_EQ(zero->pid(),
+            sink_.FirstEvent("t-zero", v1::TaskEvent::KIND_STARTED)->pid());
+  EXPECT_EQ(three->exit_code(), 3);
+  EXPECT_EQ(three->signal(), 0);
+  EXPECT_FALSE(three->stopped());
+  EXPECT_EQ(three->job_id(), "job-3");
+  EXPECT_EQ(three->usage().task_id(), "t-three");
+  EXPECT_EQ(agent.running_tasks(), 0);
+  // The pid file is gone with the task.
+  EXPECT_FALSE(FileExists(TaskDir("t-zero") + "/pid"));
+
+  // Final events stay in every registration until acknowledged; STARTED
+  // events are never kept.
+  v1::Register reg = agent.MakeRegister();
+  EXPECT_THAT(reg.running_tasks(), IsEmpty());
+  EXPECT_THAT(UnackedIds(reg), ElementsAre("t-three", "t-zero"));
+  for (const v1::TaskEvent& event : reg.unacked_events()) {
+    EXPECT_EQ(event.kind(), v1::TaskEvent::KIND_EXITED);
+    EXPECT_EQ(event.exit_code(), event.task_id() == "t-three" ? 3 : 0);
+  }
+  EXPECT_THAT(UnackedIds(agent.MakeRegister()), ElementsAre("t-three", "t-zero"));
+
+  agent.HandleCommand(AckCommand("t-zero"));
+  EXPECT_THAT(UnackedIds(agent.MakeRegister()), ElementsAre("t-three"));
+  agent.HandleCommand(AckCommand("no-such-task"));
+  EXPECT_THAT(UnackedIds(agent.MakeRegister()), ElementsAre("t-three"));
+  agent.HandleCommand(AckCommand("t-three"));
+  EXPECT_THAT(UnackedIds(agent.MakeRegister()), IsEmpty());
+}
+
+TEST_F(AgentTest, RepeatedStartRunsOneProcessAndAnswersWithTheTaskState) {
+  Agent& agent = MakeAgent(1);
+  const v1::SchedulerCommand start =
+      StartBuilder("t-once")
+          .Shell(absl::StrCat("echo started >> starts; ", kWaitForGo))
+          .Gpus({0})
+          .Build();
+  const std::string starts = TaskDir("t-once") + "/starts";
+
+  agent.HandleCommand(start);
+  ASSERT_TRUE(PollUntil([&] { return CountLines(starts) == 1; }));
+  agent.HandleCommand(start);  // While it runs.
+  std::vector<v1::TaskEvent> events = sink_.Events("t-once");
+  ASSERT_THAT(events, SizeIs(2));
+  EXPECT_EQ(events[0].kind(), v1::TaskEvent::KIND_STARTED);
+  EXPECT_EQ(events[1].kind(), v1::TaskEvent::KIND_STARTED);
+  EXPECT_EQ(events[1].pid(), events[0].pid());
+  EXPECT_EQ(agent.running_tasks(), 1);
+
+  Release("t-once");
+  std::optional<v1::TaskEvent> exited =
+      WaitForEvent("t-once", v1::TaskEvent::KIND_EXITED);
+  ASSERT_TRUE(exited.has_value());
+  agent.HandleCommand(start);  // After the exit: the final event again.
+  events = sink_.Events("t-once");
+  ASSERT_THAT(events, SizeIs(4));
+  EXPECT_EQ(events[3].kind(), v1::TaskEvent::KIND_EXITED);
+  EXPECT_EQ(events[3].exit_code(), 0);
+  EXPECT_EQ(events[3].pid(), events[0].pid());
+  EXPECT_EQ(agent.running_tasks(), 0);
+
+  // Once acknowledged, a stale start is ignored: still no second process.
+  agent.HandleCommand(AckCommand("t-once"));
+  agent.HandleCommand(start);
+  EXPECT_THAT(sink_.Events("t-once"), SizeIs(4));
+  EXPECT_EQ(agent.running_tasks(), 0);
+  EXPECT_EQ(CountLines(starts), 1);
+}
+
+TEST_F(AgentTest, MissingExecutableFailsTheStartAndReleasesTheGpus) {
+  Agent& agent = MakeAgent(2);
+  agent.HandleCommand(StartBuilder("t-missing")
+                          .Command("/no/such/binary", {"--flag"})
+                          .Gpus({0, 1})
+                          .Cap(150)
+                          .Build());
+  std::vector<v1::TaskEvent> events = sink_.Events("t-missing");
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_EQ(events[0].kind(), v1::TaskEvent::KIND_START_FAILED);
+  EXPECT_THAT(events[0].message(), HasSubstr("/no/such/binary"));
+  EXPECT_EQ(events[0].exit_code(), 127);
+  EXPECT_EQ(agent.running_tasks(), 0);
+  EXPECT_THAT(UnackedIds(agent.MakeRegister()), ElementsAre("t-missing"));
+
+  clock_.Advance(absl::Seconds(10));
+  v1::NodeSample sample = Telemetry();
+  for (int32_t index : {0, 1}) {
+    const v1::DeviceSample* gpu = FindGpu(sample, index);
+    ASSERT_NE(gpu, nullptr);
+    EXPECT_DOUBLE_EQ(gpu->power_cap_w(), kV100DefaultCapW) << index;
+    EXPECT_DOUBLE_EQ(gpu->utilization(), 0) << index;
+    EXPECT_DOUBLE_EQ(gpu->power_w(), kV100IdleW) << index;
+    EXPECT_DOUBLE_EQ(gpu->energy_j(), kV100IdleW * 10) << index;
+  }
+  EXPECT_THAT(sample.tasks(), IsEmpty());
+}
+
+TEST_F(AgentTest, StartOnAnUnknownGpuFails) {
+  Agent& agent = MakeAgent(1);
+  agent.HandleCommand(
+      StartBuilder("t-gpu").Shell("exit 0").Gpus({0, 5}).Cap(150).Build());
+  std::vector<v1::TaskEvent> events = sink_.Events("t-gpu");
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_EQ(events[0].kind(), v1::TaskEvent::KIND_START_FAILED);
+  EXPECT_EQ(events[0].message(), "no GPU with index 5");
+  EXPECT_EQ(agent.running_tasks(), 0);
+  const v1::DeviceSample* gpu = FindGpu(Telemetry(), 0);
+  ASSERT_NE(gpu, nullptr);
+  EXPECT_DOUBLE_EQ(gpu->power_cap_w(), kV100DefaultCapW);
+  EXPECT_DOUBLE_EQ(gpu->utilization(), 0);
+}
+
+TEST_F(AgentTest, MalformedTaskIdIsRefusedWithoutTouchingTheFilesystem) {
+  Agent& agent = MakeAgent(1);
+  // "<work_dir>/tasks/../x" is <work_dir>/x: plant a log there.
+  const std::string outside = work_dir_ + "/x";
+  ASSERT_EQ(mkdir(outside.c_str(), 0755), 0);
+  WriteFile(outside + "/stdout.log", "secret\n");
+
+  agent.HandleCommand(
+      StartBuilder("../x").Shell("echo pwned > pwned").Gpus({0}).Build());
+  std::vector<v1::TaskEvent> events = sink_.Events("../x");
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_EQ(events[0].kind(), v1::TaskEvent::KIND_START_FAILED);
+  EXPECT_EQ(events[0].message(), "malformed task id");
+  EXPECT_EQ(agent.running_tasks(), 0);
+  EXPECT_FALSE(FileExists(outside + "/hints"));
+  EXPECT_FALSE(FileExists(outside + "/pwned"));
+
+  agent.HandleCommand(FetchLogsCommand("req-1", "../x", 1000));
+  std::vector<v1::LogsReply> logs = sink_.Logs();
+  ASSERT_THAT(logs, SizeIs(1));
+  EXPECT_EQ(logs[0].request_id(), "req-1");
+  EXPECT_EQ(logs[0].error(), "malformed task id");
+  EXPECT_EQ(logs[0].stdout(), "");
+  EXPECT_EQ(logs[0].stderr(), "");
+}
+
+// ---------------------------------------------------------------------------
+// Power caps and hints.
+
+TEST_F(AgentTest, StartCapHoldsWhileTheTaskRunsAndIsRestoredAtExit) {
+  Agent& agent = MakeAgent(2);
+  agent.HandleCommand(
+      StartBuilder("t-cap").Shell(kWaitForGo).Gpus({0}).Cap(150).Build());
+  ASSERT_TRUE(sink_.FirstEvent("t-cap", v1::TaskEvent::KIND_STARTED));
+
+  v1::NodeSample running = Telemetry();
+  ASSERT_NE(FindGpu(running, 0), nullptr);
+  ASSERT_NE(FindGpu(running, 1), nullptr);
+  EXPECT_DOUBLE_EQ(FindGpu(running, 0)->power_cap_w(), 150);
+  EXPECT_DOUBLE_EQ(FindGpu(running, 0)->power_w(), 150);  // Busy, capped.
+  EXPECT_DOUBLE_EQ(FindGpu(running, 0)->utilization(), 1);
+  EXPECT_DOUBLE_EQ(FindGpu(running, 1)->power_cap_w(), kV100DefaultCapW);
+  EXPECT_DOUBLE_EQ(FindGpu(running, 1)->power_w(), kV100IdleW);
+
+  Release("t-cap");
+  ASSERT_TRUE(WaitForEvent("t-cap", v1::TaskEvent::KIND_EXITED).has_value());
+  v1::NodeSample after = Telemetry();
+  ASSERT_NE(FindGpu(after, 0), nullptr);
+  EXPECT_DOUBLE_EQ(FindGpu(after, 0)->power_cap_w(), kV100DefaultCapW);
+  EXPECT_DOUBLE_EQ(FindGpu(after, 0)->power_w(), kV100IdleW);
+  EXPECT_DOUBLE_EQ(FindGpu(after, 0)->utilization(), 0);
+}
+
+TEST_F(AgentTest, OutOfRangeStartCapKeepsTheDefaultAndStillStarts) {
+  Agent& agent = MakeAgent(1);
+  agent.HandleCommand(
+      StartBuilder("t-400").Shell(kWaitForGo).Gpus({0}).Cap(400).Build());
+  std::vector<v1::TaskEvent> events = sink_.Events("t-400");
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_EQ(events[0].kind(), v1::TaskEvent::KIND_STARTED);
+  EXPECT_EQ(agent.running_tasks(), 1);
+  const v1::DeviceSample* gpu = FindGpu(Telemetry(), 0);
+  ASSERT_NE(gpu, nullptr);
+  EXPECT_DOUBLE_EQ(gpu->power_cap_w(), kV100DefaultCapW);
+  EXPECT_DOUBLE_EQ(gpu->power_w(), kV100BusyW);
+}
+
+TEST_F(AgentTest, SetCapChangesTheLimitAndRewritesTheDeviceSpeedHint) {
+  Agent& agent = MakeAgent(2);
+  agent.HandleCommand(StartBuilder("t-set").Shell(kWaitForGo).Gpus({0}).Build());
+  const std::string hints_path = TaskDir("t-set") + "/hints";
+
+  agent.HandleCommand(SetCapCommand(0, 200));
+  std::map<std::string, std::string> at_200 = ReadKeyValues(hints_path);
+  EXPECT_EQ(at_200["device_speed"], V100SpeedHint(200));
+  EXPECT_EQ(at_200["batch_size"], "32");
+  EXPECT_DOUBLE_EQ(FindGpu(Telemetry(), 0)->power_cap_w(), 200);
+
+  agent.HandleCommand(SetCapCommand(0, 150));
+  std::map<std::string, std::string> at_150 = ReadKeyValues(hints_path);
+  EXPECT_EQ(at_150["device_speed"], V100SpeedHint(150));
+  double speed_200 = 0, speed_150 = 0;
+  ASSERT_TRUE(absl::SimpleAtod(at_200["device_speed"], &speed_200));
+  ASSERT_TRUE(absl::SimpleAtod(at_150["device_speed"], &speed_150));
+  EXPECT_LT(speed_150, speed_200);
+  EXPECT_LT(speed_200, 1.0);
+  v1::NodeSample sample = Telemetry();
+  EXPECT_DOUBLE_EQ(FindGpu(sample, 0)->power_cap_w(), 150);
+  EXPECT_DOUBLE_EQ(FindGpu(sample, 0)->power_w(), 150);
+
+  // Refused caps and unknown GPUs change nothing.
+  agent.HandleCommand(SetCapCommand(0, 50));
+  agent.HandleCommand(SetCapCommand(9, 150));
+  EXPECT_EQ(ReadKeyValues(hints_path)["device_speed"], V100SpeedHint(150));
+  EXPECT_DOUBLE_EQ(FindGpu(Telemetry(), 0)->power_cap_w(), 150);
+
+  // An idle GPU can be capped too.
+  agent.HandleCommand(SetCapCommand(1, 120));
+  EXPECT_DOUBLE_EQ(FindGpu(Telemetry(), 1)->power_cap_w(), 120);
+  EXPECT_EQ(ReadKeyValues(hints_path)["device_speed"], V100SpeedHint(150));
+}
+
+// The hints file the task sees at start must carry the speed of its device
+// running the task, at the cap it was started with.
+TEST_F(AgentTest, InitialHintsCarryTheDeviceSpeedOfTheBusyDevice) {
+  Agent& agent = MakeAgent(2);
+  agent.HandleCommand(
+      StartBuilder("t-full").Shell(kWaitForGo).Gpus({0}).Build());
+  agent.HandleCommand(
+      StartBuilder("t-capped").Shell(kWaitForGo).Gpus({1}).Cap(150).Build());
+  ASSERT_EQ(agent.running_tasks(), 2);
+  EXPECT_EQ(ReadKeyValues(TaskDir("t-full") + "/hints")["device_speed"],
+            V100SpeedHint(kV100DefaultCapW));  // "1.0000"
+  EXPECT_EQ(ReadKeyValues(TaskDir("t-capped") + "/hints")["device_speed"],
+            V100SpeedHint(150));
+}
+
+TEST_F(AgentTest, UpdateHintsRewritesBatchSizeShardsAndStop) {
+  Agent& agent = MakeAgent(1);
+  // No GPU: the file holds no device_speed line.
+  agent.HandleCommand(StartBuilder("t-hints")
+                          .Shell(kWaitForGo)
+                          .Batch(32)
+                          .Shards("0-7", 8)
+                          .Build());
+  const std::string hints_path = TaskDir("t-hints") + "/hints";
+  EXPECT_EQ(ReadAll(hints_path), "batch_size=32\nshards=0-7\nstop=0\n");
+
+  agent.HandleCommand(HintsCommand("t-hints", 64, "0-3", false));
+  EXPECT_EQ(ReadAll(hints_path), "batch_size=64\nshards=0-3\nstop=0\n");
+
+  // batch_size 0 keeps the current one.
+  agent.HandleCommand(HintsCommand("t-hints", 0, "4-7", true));
+  EXPECT_EQ(ReadAll(hints_path), "batch_size=64\nshards=4-7\nstop=1\n");
+  EXPECT_FALSE(FileExists(hints_path + ".tmp"));
+
+  // Hints for a task that is not running are ignored.
+  agent.HandleCommand(HintsCommand("no-such-task", 8, "0", true));
+  EXPECT_FALSE(FileExists(TaskDir("no-such-task")));
+}
+
+// ---------------------------------------------------------------------------
+// Stopping.
+
+TEST_F(AgentTest, StopTaskTerminatesWithSigterm) {
+  Agent& agent = MakeAgent(1);
+  agent.HandleCommand(
+      StartBuilder("t-stop").Command("/bin/sleep", {"1000"}).Gpus({0}).Build());
+  ASSERT_EQ(agent.running_tasks(), 1);
+  agent.HandleCommand(StopCommand("t-stop", absl::Seconds(30)));
+  std::optional<v1::TaskEvent> exited =
+      WaitForEvent("t-stop", v1::TaskEvent::KIND_EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_TRUE(exited->stopped());
+  EXPECT_EQ(exited->exit_code(), 128 + SIGTERM);
+  EXPECT_EQ(exited->signal(), SIGTERM);
+  EXPECT_EQ(agent.running_tasks(), 0);
+  // A stop for a task that has ended changes nothing.
+  agent.HandleCommand(StopCommand("t-stop", absl::Seconds(30)));
+  EXPECT_THAT(sink_.Events("t-stop"), SizeIs(2));
+}
+
+TEST_F(AgentTest, StopTaskEscalatesToSigkillAfterTheGracePeriod) {
+  Agent& agent = MakeAgent(1);
+  agent.HandleCommand(StartBuilder("t-stubborn")
+                          .Shell("trap '' TERM; touch ready; sleep 1000")
+                          .Gpus({0})
+                          .Build());
+  // SIGTERM before the trap is set would kill it at once.
+  ASSERT_TRUE(WaitForFile(TaskDir("t-stubborn") + "/ready"));
+  agent.HandleCommand(StopCommand("t-stubborn", absl::Seconds(30)));
+
+  // Before the grace period ends on the agent's clock, it keeps running.
+  clock_.Advance(absl::Seconds(29));
+  for (int i = 0; i < 20; ++i) {
+    agent.Tick();
+    absl::SleepFor(kPollInterval);
+  }
+  EXPECT_EQ(agent.running_tasks(), 1);
+  EXPECT_FALSE(sink_.FirstEvent("t-stubborn", v1::TaskEvent::KIND_EXITED));
+
+  clock_.Advance(absl::Seconds(1));
+  std::optional<v1::TaskEvent> exited =
+      WaitForEvent("t-stubborn", v1::TaskEvent::KIND_EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_TRUE(exited->stopped());
+  EXPECT_EQ(exited->exit_code(), 128 + SIGKILL);
+  EXPECT_EQ(exited->signal(), SIGKILL);
+}
+
+// ---------------------------------------------------------------------------
+// Energy attribution.
+
+TEST_F(AgentTest, EnergyIsAttributedByGpuOwnershipAndStaticShare) {
+  Agent& agent = MakeAgent(2);
+  agent.HandleCommand(StartBuilder("task-a").Shell(kWaitForGo).Gpus({0}).Build());
+  agent.HandleCommand(StartBuilder("task-b").Shell(kWaitForGo).Gpus({1}).Build());
+  ASSERT_EQ(agent.running_tasks(), 2);
+
+  // 10 s with the CPU 50% busy: 60 W estimated, 600 J, of which 200 J idle.
+  clock_.Advance(absl::Seconds(10));
+  cpu_stat_->AddTicks(500, 500);
+  v1::NodeSample sample = Telemetry();
+
+  EXPECT_EQ(FromProtoTime(sample.time()), clock_.Now());
+  const double gpu_j = kV100BusyW * 10;                       // 2285 J
+  const double static_j = (kStaticPowerW * 10 + kCpuIdleW * 10) / 2;  // 600 J
+  ASSERT_THAT(sample.tasks(), SizeIs(2));
+  for (const std::string id : {"task-a", "task-b"}) {
+    const v1::TaskUsage* usage = FindUsage(sample, id);
+    ASSERT_NE(usage, nullptr) << id;
+    EXPECT_DOUBLE_EQ(usage->energy().gpu_j(), gpu_j) << id;
+    // The fixture procfs has no per-process files: no CPU-time share.
+    EXPECT_DOUBLE_EQ(usage->energy().cpu_j(), 0) << id;
+    EXPECT_DOUBLE_EQ(usage->energy().static_j(), static_j) << id;
+    EXPECT_DOUBLE_EQ(usage->energy().total_j(), gpu_j + static_j) << id;
+  }
+  for (int32_t index : {0, 1}) {
+    const v1::DeviceSample* gpu = FindGpu(sample, index);
+    ASSERT_NE(gpu, nullptr);
+    EXPECT_DOUBLE_EQ(gpu->energy_j(), gpu_j);
+    EXPECT_DOUBLE_EQ(gpu->power_w(), kV100BusyW);
+  }
+  // Devices (two busy GPUs, the CPU at 60 W) plus static power.
+  ASSERT_THAT(sample.devices(), SizeIs(3));
+  const v1::DeviceSample& cpu = sample.devices(2);
+  EXPECT_EQ(cpu.kind(), v1::DEVICE_KIND_CPU);
+  EXPECT_EQ(cpu.source(), "estimated");
+  EXPECT_DOUBLE_EQ(cpu.utilization(), 0.5);
+  EXPECT_DOUBLE_EQ(cpu.power_w(), 60);
+  EXPECT_DOUBLE_EQ(sample.node_power_w(), 2 * kV100BusyW + 60 + kStaticPowerW);
+
+  // The next interval adds to the totals.
+  clock_.Advance(absl::Seconds(10));
+  cpu_stat_->AddTicks(0, 1000);
+  v1::NodeSample next = Telemetry();
+  const v1::TaskUsage* a = FindUsage(next, "task-a");
+  ASSERT_NE(a, nullptr);
+  EXPECT_DOUBLE_EQ(a->energy().gpu_j(), 2 * gpu_j);
+  EXPECT_DOUBLE_EQ(a->energy().static_j(), 2 * static_j);
+  EXPECT_DOUBLE_EQ(a->energy().total_j(), 2 * (gpu_j + static_j));
+  EXPECT_DOUBLE_EQ(next.node_power_w(),
+                   2 * kV100BusyW + kCpuIdleW + kStaticPowerW);
+}
+
+TEST_F(AgentTest, UnownedGpuEnergyGoesToTheStaticPool) {
+  Agent& agent = MakeAgent(2);
+  agent.HandleCommand(StartBuilder("task-b").Shell(kWaitForGo).Gpus({1}).Build());
+  clock_.Advance(absl::Seconds(10));
+  cpu_stat_->AddTicks(0, 1000);  // Idle CPU: 20 W.
+  v1::NodeSample sample = Telemetry();
+
+  const v1::TaskUsage* usage = FindUsage(sample, "task-b");
+  ASSERT_NE(usage, nullptr);
+  const double static_j =
+      kStaticPowerW * 10 + kCpuIdleW * 10 + kV100IdleW * 10;  // 1550 J
+  EXPECT_DOUBLE_EQ(usage->energy().gpu_j(), kV100BusyW * 10);
+  EXPECT_DOUBLE_EQ(usage->energy().cpu_j(), 0);
+  EXPECT_DOUBLE_EQ(usage->energy().static_j(), static_j);
+  EXPECT_DOUBLE_EQ(usage->energy().total_j(), kV100BusyW * 10 + static_j);
+  EXPECT_DOUBLE_EQ(sample.node_power_w(),
+                   kV100BusyW + kV100IdleW + kCpuIdleW + kStaticPowerW);
+}
+
+TEST_F(AgentTest, ExitEventCarriesEnergyUpToTheExit) {
+  Agent& agent = MakeAgent(1);
+  agent.HandleCommand(StartBuilder("t-done").Shell(kWaitForGo).Gpus({0}).Build());
+  clock_.Advance(absl::Seconds(10));
+  cpu_stat_->AddTicks(0, 1000);
+  Release("t-done");
+  std::optional<v1::TaskEvent> exited =
+      WaitForEvent("t-done", v1::TaskEvent::KIND_EXITED);
+  ASSERT_TRUE(exited.has_value());
+  const v1::Energy& energy = exited->usage().energy();
+  EXPECT_DOUBLE_EQ(energy.gpu_j(), kV100BusyW * 10);
+  EXPECT_DOUBLE_EQ(energy.cpu_j(), 0);
+  EXPECT_DOUBLE_EQ(energy.static_j(), kStaticPowerW * 10 + kCpuIdleW * 10);
+  EXPECT_DOUBLE_EQ(energy.total_j(),
+                   kV100BusyW * 10 + kStaticPowerW * 10 + kCpuIdleW * 10);
+
+  // The books were closed at the exit: later intervals go to no one, and
+  // the GPU is idle again.
+  clock_.Advance(absl::Seconds(10));
+  v1::NodeSample sample = Telemetry();
+  EXPECT_THAT(sample.tasks(), IsEmpty());
+  EXPECT_DOUBLE_EQ(FindGpu(sample, 0)->energy_j(),
+                   kV100BusyW * 10 + kV100IdleW * 10);
+}
+
+TEST_F(AgentTest, CpuDynamicEnergyFollowsTheTasksCpuTime) {
+  // Task CPU time from the real /proc (and wait4 at exit); host busy time
+  // from the fixture: 1 s busy, 1 s idle, so 50% utilization and 400 J of
+  // dynamic CPU energy over 10 s.
+  Agent& agent = MakeAgent(1, "/proc");
+  agent.HandleCommand(StartBuilder("t-cpu")
+                          .Shell(absl::StrCat(
+                              kWaitForGo,
+                              "; i=0; while [ $i -lt 20000 ]; do "
+                              "i=$((i+1)); done"))
+                          .Gpus({0})
+                          .Build());
+  clock_.Advance(absl::Seconds(10));
+  const uint64_t ticks_per_second = sysconf(_SC_CLK_TCK);
+  cpu_stat_->AddTicks(ticks_per_second, ticks_per_second);
+  Release("t-cpu");
+  std::optional<v1::TaskEvent> exited =
+      WaitForEvent("t-cpu", v1::TaskEvent::KIND_EXITED);
+  ASSERT_TRUE(exited.has_value());
+  const v1::Energy& energy = exited->usage().energy();
+  const double dynamic_j = (60 - kCpuIdleW) * 10;  // 400 J
+  EXPECT_GT(energy.cpu_j(), 0);
+  EXPECT_LE(energy.cpu_j(), dynamic_j);
+  EXPECT_DOUBLE_EQ(energy.gpu_j(), kV100BusyW * 10);
+  EXPECT_DOUBLE_EQ(energy.static_j(), kStaticPowerW * 10 + kCpuIdleW * 10);
+  EXPECT_NEAR(energy.total_j(),
+              energy.gpu_j() + energy.cpu_j() + energy.static_j(), 1e-9);
+}
+
+// A task started in the middle of an accounting interval owned neither its
+// GPU nor a share of the static pool before it started.
+TEST_F(AgentTest, TaskStartedMidIntervalIsChargedOnlyFromItsStart) {
+  Agent& agent = MakeAgent(1);
+  clock_.Advance(absl::Seconds(10));  // An idle node.
+  cpu_stat_->AddTicks(0, 1000);
+  agent.HandleCommand(StartBuilder("t-late").Shell(kWaitForGo).Gpus({0}).Build());
+  clock_.Advance(absl::Seconds(10));  // The task runs.
+  cpu_stat_->AddTicks(0, 1000);
+  v1::NodeSample sample = Telemetry();
+  const v1::TaskUsage* usage = FindUsage(sample, "t-late");
+  ASSERT_NE(usage, nullptr);
+  EXPECT_DOUBLE_EQ(usage->energy().gpu_j(), kV100BusyW * 10);
+  EXPECT_DOUBLE_EQ(usage->energy().static_j(),
+                   kStaticPowerW * 10 + kCpuIdleW * 10);
+}
+
+// ---------------------------------------------------------------------------
+// Progress, registration and logs.
+
+TEST_F(AgentTest, ProgressLinesShowUpInTelemetry) {
+  Agent& agent = MakeAgent(1);
+  agent.HandleCommand(
+      StartBuilder("t-prog")
+          .Shell(absl::StrCat(
+              "p=\"$JOULE_PROGRESS_FILE\"; "
+              "echo 'progress samples=100 steps=3' >> \"$p\"; "
+              "echo 'garbage line' >> \"$p\"; "
+              "echo 'progressive samples=999 steps=999' >> \"$p\"; "
+              "echo 'progress samples=abc steps=nan' >> \"$p\"; "
+              "echo 'progress steps=inf samples' >> \"$p\"; "
+              "touch written; ",
+              kWaitForGo))
+          .Gpus({0})
+          .Build());
+  ASSERT_TRUE(WaitForFile(TaskDir("t-prog") + "/written"));
+  const v1::TaskUsage* usage = FindUsage(Telemetry(), "t-prog");
+  ASSERT_NE(usage, nullptr);
+  EXPECT_DOUBLE_EQ(usage->samples_done(), 100);
+  EXPECT_DOUBLE_EQ(usage->steps_done(), 3);
+
+  // A line counts only once it is complete.
+  const std::string progress = TaskDir("t-prog") + "/progress";
+  AppendFile(progress, "progress samples=200");
+  usage = FindUsage(Telemetry(), "t-prog");
+  ASSERT_NE(usage, nullptr);
+  EXPECT_DOUBLE_EQ(usage->samples_done(), 100);
+  AppendFile(progress, " steps=5\n");
+  usage = FindUsage(Telemetry(), "t-prog");
+  ASSERT_NE(usage, nullptr);
+  EXPECT_DOUBLE_EQ(usage->samples_done(), 200);
+  EXPECT_DOUBLE_EQ(usage->steps_done(), 5);
+
+  // Progress written just before the exit is in the exit event.
+  AppendFile(progress, "progress samples=300 steps=7\n");
+  Release("t-prog");
+  std::optional<v1::TaskEvent> exited =
+      WaitForEvent("t-prog", v1::TaskEvent::KIND_EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_DOUBLE_EQ(exited->usage().samples_done(), 300);
+  EXPECT_DOUBLE_EQ(exited->usage().steps_done(), 7);
+}
+
+TEST_F(AgentTest, RegisterListsRunningTasks) {
+  Agent& agent = MakeAgent(2);
+  const absl::Time start = clock_.Now();
+  agent.HandleCommand(
+      StartBuilder("task-a").Job("job-a").Shell(kWaitForGo).Gpus({0}).Build());
+  agent.HandleCommand(
+      StartBuilder("task-b").Job("job-b").Shell(kWaitForGo).Gpus({1}).Build());
+  clock_.Advance(absl::Seconds(10));
+  cpu_stat_->AddTicks(0, 1000);
+  agent.SendTelemetry();
+
+  v1::Register reg = agent.MakeRegister();
+  EXPECT_EQ(reg.node().name(), "node-a");
+  EXPECT_EQ(reg.node().labels().at("zone"), "test");
+  EXPECT_DOUBLE_EQ(reg.node().cpus(), 8);
+  EXPECT_DOUBLE_EQ(reg.node().static_power_w(), kStaticPowerW);
+  ASSERT_THAT(reg.node().devices(), SizeIs(3));
+  EXPECT_EQ(reg.node().devices(0).model(), "V100");
+  EXPECT_DOUBLE_EQ(reg.node().devices(0).power_limit_default_w(),
+                   kV100DefaultCapW);
+  EXPECT_EQ(reg.node().devices(2).kind(), v1::DEVICE_KIND_CPU);
+
+  ASSERT_THAT(reg.running_tasks(), SizeIs(2));
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"task-a", "job-a"}, {"task-b", "job-b"}};
+  for (int i = 0; i < 2; ++i) {
+    const v1::RunningTask& running = reg.running_tasks(i);
+    EXPECT_EQ(running.task_id(), expected[i].first);
+    EXPECT_EQ(running.job_id(), expected[i].second);
+    EXPECT_EQ(running.pid(),
+              sink_.FirstEvent(expected[i].first, v1::TaskEvent::KIND_STARTED)
+                  ->pid());
+    EXPECT_EQ(FromProtoTime(running.start_time()), start);
+    EXPECT_EQ(running.usage().task_id(), expected[i].first);
+    EXPECT_DOUBLE_EQ(running.usage().energy().gpu_j(), kV100BusyW * 10);
+  }
+  EXPECT_THAT(reg.unacked_events(), IsEmpty());
+
+  Release("task-a");
+  ASSERT_TRUE(WaitForEvent("task-a", v1::TaskEvent::KIND_EXITED).has_value());
+  reg = agent.MakeRegister();
+  ASSERT_THAT(reg.running_tasks(), SizeIs(1));
+  EXPECT_EQ(reg.running_tasks(0).task_id(), "task-b");
+  EXPECT_THAT(UnackedIds(reg), ElementsAre("task-a"));
+}
+
+TEST_F(AgentTest, FetchLogsReturnsTheTailOfAFinishedTasksLogs) {
+  Agent& agent = MakeAgent(1);
+  agent.HandleCommand(StartBuilder("t-logs")
+                          .Shell("echo out-line; echo err-line >&2; exit 0")
+                          .Build());
+  ASSERT_TRUE(WaitForEvent("t-logs", v1::TaskEvent::KIND_EXITED).has_value());
+
+  agent.HandleCommand(FetchLogsCommand("req-all", "t-logs", 1000));
+  agent.HandleCommand(FetchLogsCommand("req-tail", "t-logs", 4));
+  std::vector<v1::LogsReply> logs = sink_.Logs();
+  ASSERT_THAT(logs, SizeIs(2));
+  EXPECT_EQ(logs[0].request_id(), "req-all");
+  EXPECT_EQ(logs[0].task_id(), "t-logs");
+  EXPECT_EQ(logs[0].stdout(), "out-line\n");
+  EXPECT_EQ(logs[0].stderr(), "err-line\n");
+  EXPECT_FALSE(logs[0].truncated());
+  EXPECT_EQ(logs[0].error(), "");
+  EXPECT_EQ(logs[1].request_id(), "req-tail");
+  EXPECT_EQ(logs[1].stdout(), "ine\n");
+  EXPECT_EQ(logs[1].stderr(), "ine\n");
+  EXPECT_TRUE(logs[1].truncated());
+  EXPECT_EQ(logs[1].error(), "");
+}
+
+TEST_F(AgentTest, FetchLogsForAnUnknownTaskIsAnError) {
+  Agent& agent = MakeAgent(1);
+  agent.HandleCommand(FetchLogsCommand("req-1", "never-started", 1000));
+  std::vector<v1::LogsReply> logs = sink_.Logs();
+  ASSERT_THAT(logs, SizeIs(1));
+  EXPECT_EQ(logs[0].request_id(), "req-1");
+  EXPECT_EQ(logs[0].task_id(), "never-started");
+  EXPECT_NE(logs[0].error(), "");
+  EXPECT_EQ(logs[0].stdout(), "");
+  EXPECT_EQ(logs[0].stderr(), "");
+}
+
+// ---------------------------------------------------------------------------
+// Restart and shutdown.
+
+TEST_F(AgentTest, KillLeftoverTasksKillsOnlyProcessesThatAreTheTask) {
+  // A task a previous agent started and left running.
+  auto spawn_sleep = [](const std::string& task_id) {
+    SpawnOptions options;
+    options.path = "/bin/sleep";
+    options.args = {"1000"};
+    options.env = {{"PATH", "/usr/bin:/bin"}, {"JOULE_TASK_ID", task_id}};
+    return TaskProcess::Spawn(options);
+  };
+  absl::StatusOr<std::unique_ptr<TaskProcess>> leftover = spawn_sleep("left-1");
+  ASSERT_TRUE(leftover.ok()) << leftover.status();
+  // A live process that is some other task: its pid was reused.
+  absl::StatusOr<std::unique_ptr<TaskProcess>> other = spawn_sleep("someone-else");
+  ASSERT_TRUE(other.ok()) << other.status();
+
+  auto write_pid = [&](const std::string& task_id, int64_t pid) {
+    mkdir((work_dir_ + "/tasks").c_str(), 0755);
+    ASSERT_EQ(mkdir(TaskDir(task_id).c_str(), 0755), 0) << std::strerror(errno);
+    WriteFile(TaskDir(task_id) + "/pid", absl::StrCat(pid, "\n"));
+  };
+  write_pid("left-1", (*leftover)->pid());
+  write_pid("reused", (*other)->pid());
+  write_pid("myself", getpid());  // The test process: no JOULE_TASK_ID.
+
+  Agent& agent = MakeAgent(1, "/proc");
+  EXPECT_EQ(agent.KillLeftoverTasks(), 1);
+
+  std::optional<ExitStatus> status;
+  ASSERT_TRUE(PollUntil([&] { return (status = (*leftover)->Poll()).has_value(); }));
+  EXPECT_EQ(status->signal, SIGKILL);
+  EXPECT_FALSE(FileExists(TaskDir("left-1") + "/pid"));
+
+  EXPECT_FALSE((*other)->Poll().has_value());
+  EXPECT_EQ(kill((*other)->pid(), 0), 0);
+  (*other)->KillGroup();
+  ASSERT_TRUE(PollUntil([&] { return (*other)->Poll().has_value(); }));
+  // Nothing is left to kill a second time.
+  EXPECT_EQ(agent.KillLeftoverTasks(), 0);
+}
+
+TEST_F(AgentTest, ShutdownStopsEveryTaskAndRestoresDefaultCaps) {
+  Agent& agent = MakeAgent(3);
+  agent.HandleCommand(StartBuilder("task-a")
+                          .Command("/bin/sleep", {"1000"})
+                          .Gpus({0})
+                          .Cap(150)
+                          .Build());
+  agent.HandleCommand(StartBuilder("task-b")
+                          .Command("/bin/sleep", {"1000"})
+                          .Gpus({1})
+                          .Cap(180)
+                          .Build());
+  agent.HandleCommand(SetCapCommand(2, 120));  // A node-level cap, no task.
+  ASSERT_EQ(agent.running_tasks(), 2);
+
+  agent.StopAllTasks(absl::Seconds(30));
+  ASSERT_TRUE(PollUntil([&] {
+    agent.Tick();
+    return agent.running_tasks() == 0;
+  }));
+  for (const std::string id : {"task-a", "task-b"}) {
+    std::optional<v1::TaskEvent> exited =
+        sink_.FirstEvent(id, v1::TaskEvent::KIND_EXITED);
+    ASSERT_TRUE(exited.has_value()) << id;
+    EXPECT_TRUE(exited->stopped()) << id;
+    EXPECT_EQ(exited->exit_code(), 128 + SIGTERM) << id;
+  }
+  EXPECT_THAT(UnackedIds(agent.MakeRegister()), ElementsAre("task-a", "task-b"));
+  // The tasks' GPUs got their default caps back at exit; the node-level cap
+  // waits for RestoreDefaultCaps.
+  v1::NodeSample stopped = Telemetry();
+  EXPECT_DOUBLE_EQ(FindGpu(stopped, 0)->power_cap_w(), kV100DefaultCapW);
+  EXPECT_DOUBLE_EQ(FindGpu(stopped, 1)->power_cap_w(), kV100DefaultCapW);
+  EXPECT_DOUBLE_EQ(FindGpu(stopped, 2)->power_cap_w(), 120);
+
+  agent.RestoreDefaultCaps();
+  v1::NodeSample sample = Telemetry();
+  for (int32_t index : {0, 1, 2}) {
+    const v1::DeviceSample* gpu = FindGpu(sample, index);
+    ASSERT_NE(gpu, nullptr);
+    EXPECT_DOUBLE_EQ(gpu->power_cap_w(), kV100DefaultCapW) << index;
+    EXPECT_DOUBLE_EQ(gpu->utilization(), 0) << index;
+  }
+}
+
+}  // namespace
+}  // namespace joule
