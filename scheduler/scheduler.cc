@@ -20,6 +20,7 @@ constexpr char kJobKeyPrefix[] = "jobs/";
 constexpr int kMaxEventsPerJob = 100;
 constexpr int64_t kDefaultLogBytes = 64 << 10;
 constexpr int64_t kMaxLogBytes = 4 << 20;
+constexpr absl::Duration kPlacementRetryPeriod = absl::Seconds(2);
 
 bool IsFinal(v1::JobState state) {
   return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
@@ -192,6 +193,7 @@ absl::StatusOr<v1::Job> Scheduler::SubmitJob(v1::JobSpec spec) {
   ++next_job_number_;
   pending_.insert({number, job.id()});
   jobs_[job.id()] = job;
+  placement_dirty_ = true;
   return job;
 }
 
@@ -400,6 +402,7 @@ void Scheduler::Allocate(const v1::Job& job, const v1::Task& task) {
 void Scheduler::Release(const v1::Job& job, const v1::Task& task) {
   auto it = nodes_.find(task.node());
   if (it == nodes_.end() || !it->second.task_ids.erase(task.task_id())) return;
+  placement_dirty_ = true;
   NodeRecord& node = it->second;
   for (int32_t gpu : task.gpu_indices()) node.used_gpus.erase(gpu);
   node.used_cpus = std::max(0.0, node.used_cpus - job.spec().resources().cpus());
@@ -425,6 +428,7 @@ absl::Status Scheduler::OnAgentRegister(AgentLink* link,
   node.ready = true;
   node.message = "";
   node.last_seen = clock_->Now();
+  placement_dirty_ = true;
   JLOG(INFO) << "node " << name << " registered with "
              << message.node().devices_size() << " devices and "
              << message.running_tasks_size() << " running tasks";
@@ -495,6 +499,7 @@ absl::Status Scheduler::OnAgentMessage(AgentLink* link,
     if (!node->ready) {
       node->ready = true;
       node->message = "";
+      placement_dirty_ = true;
       JLOG(INFO) << "node " << node->info.name() << " is back";
     }
     switch (message.msg_case()) {
@@ -753,6 +758,7 @@ void Scheduler::Evaluate(v1::Job& job) {
     job.set_message(absl::StrCat("re-queued: task ", lost->task_id(), " lost (",
                                  lost->message(), ")"));
     pending_.insert({JobNumber(job.id()), job.id()});
+    placement_dirty_ = true;
     AddEvent(job, "Requeued", job.message());
     return;
   } else if (succeeded == total && total > 0) {
@@ -863,6 +869,16 @@ ClusterSnapshot Scheduler::Snapshot() const {
 
 void Scheduler::PlacePending() {
   if (pending_.empty()) return;
+  // A cycle that failed to place a job would fail again until something
+  // changes: a job arrives or is re-queued, resources are released, a node
+  // (re)joins. Only telemetry-driven inputs (freshness, temperature) change
+  // without an event, so an unchanged cluster is re-examined at most once
+  // per kPlacementRetryPeriod. This keeps a long queue of jobs that do not
+  // fit from costing a full pipeline pass per tick.
+  const absl::Time now = clock_->Now();
+  if (!placement_dirty_ && now < next_forced_placement_) return;
+  placement_dirty_ = false;
+  next_forced_placement_ = now + kPlacementRetryPeriod;
   ClusterSnapshot snapshot = Snapshot();
   const std::vector<std::pair<int64_t, std::string>> order(pending_.begin(),
                                                            pending_.end());

@@ -183,6 +183,9 @@ class Scheduler {
   // without a scan (telemetry from thousands of agents is the hot path).
   absl::flat_hash_map<AgentLink*, std::string> link_to_node_ ABSL_GUARDED_BY(mu_);
   int64_t next_job_number_ ABSL_GUARDED_BY(mu_) = 1;
+  // Whether anything placement depends on changed since the last cycle.
+  bool placement_dirty_ ABSL_GUARDED_BY(mu_) = true;
+  absl::Time next_forced_placement_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, std::pair<std::string, JobWatcher>> watchers_
       ABSL_GUARDED_BY(mu_);
   int64_t next_watcher_ ABSL_GUARDED_BY(mu_) = 1;
