@@ -223,16 +223,11 @@ absl::Status ValidateConfig(const InferConfig& c) {
   auto bad = [](const std::string& what) {
     return absl::InvalidArgumentError(what);
   };
-  if (c.batch_size < 1 || c.batch_size > kMaxBatchSize) {
-    return bad(absl::StrFormat("flag --batch-size must be in 1..%d", kMaxBatchSize));
+  if (absl::Status common = ValidateWorkloadFlags(c.batch_size, c.shards,
+                                                  c.samples_per_shard, c.sim_step_ms);
+      !common.ok()) {
+    return common;
   }
-  if (c.shards < 1 || c.shards > kMaxShardCount) {
-    return bad(absl::StrFormat("flag --shards must be in 1..%d", kMaxShardCount));
-  }
-  if (c.samples_per_shard < 1 || c.samples_per_shard > 10'000'000) {
-    return bad("flag --samples-per-shard must be in 1..10000000");
-  }
-  if (c.sim_step_ms < 0.0) return bad("flag --sim-step-ms must not be negative");
   if (c.idle_wait_ms < 0) return bad("flag --idle-wait-ms must not be negative");
   return absl::OkStatus();
 }

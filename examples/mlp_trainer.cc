@@ -238,21 +238,16 @@ absl::Status ValidateConfig(const TrainerConfig& c) {
   auto bad = [](const std::string& what) {
     return absl::InvalidArgumentError(what);
   };
-  if (c.batch_size < 1 || c.batch_size > kMaxBatchSize) {
-    return bad(absl::StrFormat("flag --batch-size must be in 1..%d", kMaxBatchSize));
-  }
-  if (c.shards < 1 || c.shards > kMaxShardCount) {
-    return bad(absl::StrFormat("flag --shards must be in 1..%d", kMaxShardCount));
-  }
-  if (c.samples_per_shard < 1 || c.samples_per_shard > 10'000'000) {
-    return bad("flag --samples-per-shard must be in 1..10000000");
+  if (absl::Status common = ValidateWorkloadFlags(c.batch_size, c.shards,
+                                                  c.samples_per_shard, c.sim_step_ms);
+      !common.ok()) {
+    return common;
   }
   if (c.epochs < 1) return bad("flag --epochs must be at least 1");
   if (!(c.lr > 0.0)) return bad("flag --lr must be positive");
   if (c.momentum < 0.0 || c.momentum >= 1.0) {
     return bad("flag --momentum must be in [0, 1)");
   }
-  if (c.sim_step_ms < 0.0) return bad("flag --sim-step-ms must not be negative");
   if (c.val_samples < 1 || c.val_samples > 10'000'000) {
     return bad("flag --val-samples must be in 1..10000000");
   }

@@ -686,6 +686,26 @@ std::string FlagSet::Usage() const {
   return usage;
 }
 
+absl::Status ValidateWorkloadFlags(int batch_size, int shards,
+                                   int64_t samples_per_shard, double sim_step_ms) {
+  if (batch_size < 1 || batch_size > kMaxBatchSize) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("flag --batch-size must be in 1..%d", kMaxBatchSize));
+  }
+  if (shards < 1 || shards > kMaxShardCount) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("flag --shards must be in 1..%d", kMaxShardCount));
+  }
+  if (samples_per_shard < 1 || samples_per_shard > 10'000'000) {
+    return absl::InvalidArgumentError(
+        "flag --samples-per-shard must be in 1..10000000");
+  }
+  if (sim_step_ms < 0.0) {
+    return absl::InvalidArgumentError("flag --sim-step-ms must not be negative");
+  }
+  return absl::OkStatus();
+}
+
 WorkloadStart StartWorkload(const std::string& program, FlagSet& flags,
                             int argc, char** argv,
                             const std::function<absl::Status()>& validate_config) {

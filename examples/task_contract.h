@@ -429,6 +429,10 @@ struct WorkloadStart {
   ProgressWriter writer;
 };
 
+// Range checks of the flags every workload has; messages name the flag.
+absl::Status ValidateWorkloadFlags(int batch_size, int shards,
+                                   int64_t samples_per_shard, double sim_step_ms);
+
 // Parses the flags (--help prints the usage), checks the config with
 // `validate_config`, reads the task environment and opens the progress file.
 // Every error is printed as "<program>: <message>" on stderr.
