@@ -27,6 +27,11 @@ class LogLine {
   std::ostringstream stream_;
 };
 
+// Turns a stream expression into void for the JLOG conditional.
+struct LogVoidify {
+  void operator&(std::ostream&) {}
+};
+
 }  // namespace joule
 
 #define JLOG_LEVEL_DEBUG ::joule::LogLevel::kDebug
@@ -34,9 +39,13 @@ class LogLine {
 #define JLOG_LEVEL_WARNING ::joule::LogLevel::kWarning
 #define JLOG_LEVEL_ERROR ::joule::LogLevel::kError
 
-#define JLOG(level)                                        \
-  if (JLOG_LEVEL_##level < ::joule::MinLogLevel()) {       \
-  } else                                                   \
-    ::joule::LogLine(JLOG_LEVEL_##level, __FILE__, __LINE__).stream()
+// An expression, not an if/else, so `if (x) JLOG(INFO) << ...;` followed by
+// an else binds as written. `&` binds looser than `<<`, so the whole stream
+// chain is built first and then discarded.
+#define JLOG(level)                                                   \
+  (JLOG_LEVEL_##level < ::joule::MinLogLevel())                       \
+      ? (void)0                                                       \
+      : ::joule::LogVoidify() &                                       \
+            ::joule::LogLine(JLOG_LEVEL_##level, __FILE__, __LINE__).stream()
 
 #endif  // JOULE_COMMON_LOG_H_

@@ -264,8 +264,10 @@ absl::Status ForEachEntry(const YAML::Node& node, absl::string_view path,
   const absl::string_view kind = allowed.empty() ? "key" : "field";
   absl::flat_hash_set<std::string> seen;
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const YAML::Node& key = it->first;
-    const YAML::Node& value = it->second;
+    // Copies: `it->` yields a temporary proxy, so references into it would
+    // dangle (YAML::Node copies are cheap handles).
+    const YAML::Node key = it->first;
+    const YAML::Node value = it->second;
     if (!key.IsScalar()) {
       return ErrorAt(
           key, path,

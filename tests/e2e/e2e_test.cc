@@ -342,7 +342,9 @@ TEST(EndToEndTest, BadSpecsAreRefusedAndNothingIsStored) {
     CtlResult result = cluster.Ctl({"submit", "-f", path});
     EXPECT_EQ(result.exit_code, bad.exit_code) << bad.message << ": " << result.err;
     EXPECT_THAT(result.err, HasSubstr(bad.message));
-    if (bad.exit_code == 1) EXPECT_THAT(result.err, HasSubstr("INVALID_ARGUMENT"));
+    if (bad.exit_code == 1) {
+      EXPECT_THAT(result.err, HasSubstr("INVALID_ARGUMENT"));
+    }
   }
   absl::StatusOr<v1::ListJobsResponse> list = cluster.ListJobs();
   ASSERT_TRUE(list.ok());
