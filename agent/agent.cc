@@ -68,8 +68,8 @@ Agent::Agent(AgentOptions options, std::vector<std::unique_ptr<GpuDevice>> gpus,
   absl::MutexLock lock(&mu_);
   last_account_ = clock_->Now();
   for (auto& gpu : gpus_) {
-    last_gpu_energy_j_[gpu->Describe().index()] =
-        gpu->Sample(last_account_).energy_j();
+    absl::StatusOr<v1::DeviceSample> sample = gpu->Sample(last_account_);
+    if (sample.ok()) last_gpu_energy_j_[sample->index()] = sample->energy_j();
   }
   if (cpu_ != nullptr) {
     double busy = 0;
@@ -424,8 +424,16 @@ void Agent::Account(absl::Time now, v1::NodeSample* sample,
   std::map<std::string, double> gpu_j;
   double static_pool_j = options_.static_power_w * dt;
   for (auto& gpu : gpus_) {
-    v1::DeviceSample reading = gpu->Sample(now);
+    absl::StatusOr<v1::DeviceSample> sampled = gpu->Sample(now);
+    if (!sampled.ok()) {
+      // The energy since the last good reading is counted when the device
+      // reads again (its counter is cumulative).
+      JLOG(WARNING) << "GPU " << gpu->Describe().index() << ": " << sampled.status();
+      continue;
+    }
+    const v1::DeviceSample& reading = *sampled;
     const int32_t index = reading.index();
+    if (!last_gpu_energy_j_.count(index)) last_gpu_energy_j_[index] = reading.energy_j();
     const double delta = std::max(0.0, reading.energy_j() - last_gpu_energy_j_[index]);
     last_gpu_energy_j_[index] = reading.energy_j();
     auto it = owner.find(index);

@@ -86,7 +86,14 @@ void SimulatedGpu::Advance(absl::Time now) {
   last_ = now;
 }
 
-v1::DeviceSample SimulatedGpu::Sample(absl::Time now) {
+absl::Status SimulatedGpu::LockClocks(int32_t min_mhz, int32_t max_mhz) {
+  return absl::UnimplementedError(
+      "simulated GPUs model power limits only, not locked clocks");
+}
+
+absl::Status SimulatedGpu::ResetClocks() { return absl::OkStatus(); }
+
+absl::StatusOr<v1::DeviceSample> SimulatedGpu::Sample(absl::Time now) {
   Advance(now);
   v1::DeviceSample sample;
   sample.set_index(index_);

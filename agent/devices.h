@@ -12,18 +12,25 @@
 
 namespace joule {
 
-// One GPU as the agent sees it: telemetry and the power-limit actuator.
-// Implementations: SimulatedGpu here; NVML in the hardware issue.
+// One GPU as the agent sees it: telemetry and the power-limit and clock
+// actuators. Implementations: SimulatedGpu here, NvmlGpu (agent/nvml).
 // Not thread-safe; owned by the Agent.
 class GpuDevice {
  public:
   virtual ~GpuDevice() = default;
   virtual v1::Device Describe() const = 0;
-  // Reads the device at `now`; energy_j is cumulative.
-  virtual v1::DeviceSample Sample(absl::Time now) = 0;
+  // Reads the device at `now`; energy_j is cumulative since the agent
+  // started watching the device. An error (device gone, driver error) is
+  // reported, never a made-up sample.
+  virtual absl::StatusOr<v1::DeviceSample> Sample(absl::Time now) = 0;
   // OUT_OF_RANGE, naming the allowed range, outside the device's limits.
   virtual absl::Status SetPowerLimit(double watts, absl::Time now) = 0;
+  // The power limit in force as last read or set.
   virtual double power_limit_w() const = 0;
+  // Locks the SM clock into [min_mhz, max_mhz]; ResetClocks undoes it.
+  // UNIMPLEMENTED where the device cannot.
+  virtual absl::Status LockClocks(int32_t min_mhz, int32_t max_mhz) = 0;
+  virtual absl::Status ResetClocks() = 0;
   // Whether a task is running on the device. Real devices see their load
   // directly and ignore this; simulated devices need it.
   virtual void SetBusy(bool busy, absl::Time now) = 0;
@@ -52,9 +59,11 @@ class SimulatedGpu : public GpuDevice {
                absl::Time now);
 
   v1::Device Describe() const override;
-  v1::DeviceSample Sample(absl::Time now) override;
+  absl::StatusOr<v1::DeviceSample> Sample(absl::Time now) override;
   absl::Status SetPowerLimit(double watts, absl::Time now) override;
   double power_limit_w() const override { return cap_w_; }
+  absl::Status LockClocks(int32_t min_mhz, int32_t max_mhz) override;
+  absl::Status ResetClocks() override;
   void SetBusy(bool busy, absl::Time now) override;
   absl::optional<double> SimulatedSpeed() const override;
 

@@ -16,7 +16,7 @@ GpuModelSpec V100() { return *FindGpuModel("V100"); }
 
 TEST(SimulatedGpuTest, IdleDrawsIdlePower) {
   SimulatedGpu gpu(0, V100(), "n", kStart);
-  v1::DeviceSample sample = gpu.Sample(kStart + absl::Seconds(10));
+  v1::DeviceSample sample = *gpu.Sample(kStart + absl::Seconds(10));
   EXPECT_DOUBLE_EQ(sample.power_w(), 35);
   EXPECT_NEAR(sample.energy_j(), 350, 1e-6);
   EXPECT_EQ(sample.source(), "simulated");
@@ -47,7 +47,7 @@ TEST(SimulatedGpuTest, EnergyIntegratesAcrossStateChanges) {
   SimulatedGpu gpu(0, V100(), "n", kStart);
   gpu.SetBusy(true, kStart + absl::Seconds(10));             // 10 s idle: 350 J
   ASSERT_TRUE(gpu.SetPowerLimit(150, kStart + absl::Seconds(20)).ok());  // 228.5 W x 10 s
-  v1::DeviceSample sample = gpu.Sample(kStart + absl::Seconds(30));       // 150 W x 10 s
+  v1::DeviceSample sample = *gpu.Sample(kStart + absl::Seconds(30));       // 150 W x 10 s
   EXPECT_NEAR(sample.energy_j(), 350 + 2285 + 1500, 1e-6);
   EXPECT_DOUBLE_EQ(sample.power_cap_w(), 150);
   EXPECT_GT(sample.temp_c(), 30);

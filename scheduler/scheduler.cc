@@ -505,6 +505,9 @@ absl::Status Scheduler::OnAgentMessage(AgentLink* link,
     switch (message.msg_case()) {
       case v1::AgentMessage::kTelemetry:
         node->last_sample = message.telemetry();
+        if (message.telemetry().sources_size() > 0) {
+          *node->info.mutable_sources() = message.telemetry().sources();
+        }
         for (const v1::TaskUsage& usage : message.telemetry().tasks()) {
           ApplyUsage(*node, usage);
         }
