@@ -60,7 +60,7 @@ void AddEnergy(v1::Energy* energy, double gpu_j, double cpu_j, double static_j) 
 }  // namespace
 
 Agent::Agent(AgentOptions options, std::vector<std::unique_ptr<GpuDevice>> gpus,
-             std::unique_ptr<EstimatedCpu> cpu, const Clock* clock)
+             std::unique_ptr<CpuSource> cpu, const Clock* clock)
     : options_(std::move(options)),
       clock_(clock),
       gpus_(std::move(gpus)),
@@ -68,19 +68,72 @@ Agent::Agent(AgentOptions options, std::vector<std::unique_ptr<GpuDevice>> gpus,
   absl::MutexLock lock(&mu_);
   last_account_ = clock_->Now();
   for (auto& gpu : gpus_) {
+    const std::string source = gpu->Describe().source();
     absl::StatusOr<v1::DeviceSample> sample = gpu->Sample(last_account_);
-    if (sample.ok()) last_gpu_energy_j_[sample->index()] = sample->energy_j();
-  }
-  if (cpu_ != nullptr) {
-    double busy = 0;
-    absl::StatusOr<v1::DeviceSample> sample = cpu_->Sample(last_account_, &busy);
     if (sample.ok()) {
-      last_cpu_sample_ = *sample;
-      last_cpu_energy_j_ = sample->energy_j();
+      last_gpu_energy_j_[sample->index()] = sample->energy_j();
+      SourceOkLocked(source);
     } else {
-      JLOG(WARNING) << "CPU power estimate unavailable: " << sample.status();
+      SourceErrorLocked(source, sample.status());
     }
   }
+  if (cpu_ != nullptr) {
+    // The first reading sets the baselines.
+    absl::StatusOr<CpuReading> reading = cpu_->Sample(last_account_);
+    if (reading.ok()) {
+      last_cpu_samples_ = reading->samples;
+      SourceOkLocked(cpu_->name());
+    } else {
+      SourceErrorLocked(cpu_->name(), reading.status());
+    }
+  }
+}
+
+void Agent::SourceOk(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  SourceOkLocked(name);
+}
+
+void Agent::SourceError(const std::string& name, const absl::Status& error) {
+  absl::MutexLock lock(&mu_);
+  SourceErrorLocked(name, error);
+}
+
+void Agent::SourceAbsent(const std::string& name, const std::string& why) {
+  absl::MutexLock lock(&mu_);
+  v1::SourceStatus& status = sources_[name];
+  status.set_name(name);
+  status.set_state(v1::SourceStatus::STATE_ABSENT);
+  status.set_message(why);
+}
+
+void Agent::SourceOkLocked(const std::string& name) {
+  v1::SourceStatus& status = sources_[name];
+  if (status.state() == v1::SourceStatus::STATE_DEGRADED) {
+    JLOG(INFO) << "source " << name << " recovered";
+  }
+  status.set_name(name);
+  status.set_state(v1::SourceStatus::STATE_OK);
+  status.clear_message();
+}
+
+void Agent::SourceErrorLocked(const std::string& name, const absl::Status& error) {
+  v1::SourceStatus& status = sources_[name];
+  const std::string message(error.message());
+  if (status.state() != v1::SourceStatus::STATE_DEGRADED || status.message() != message) {
+    JLOG(WARNING) << "source " << name << " degraded: " << message;
+  }
+  status.set_name(name);
+  status.set_state(v1::SourceStatus::STATE_DEGRADED);
+  status.set_message(message);
+  status.set_errors(status.errors() + 1);
+}
+
+std::vector<v1::SourceStatus> Agent::Sources() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::SourceStatus> out;
+  for (const auto& [name, status] : sources_) out.push_back(status);
+  return out;
 }
 
 void Agent::SetSink(MessageSink* sink) {
@@ -111,7 +164,10 @@ v1::Register Agent::MakeRegister() {
   node->set_name(options_.node_name);
   for (const auto& [key, value] : options_.labels) (*node->mutable_labels())[key] = value;
   for (auto& gpu : gpus_) *node->add_devices() = gpu->Describe();
-  if (cpu_ != nullptr) *node->add_devices() = cpu_->Describe();
+  if (cpu_ != nullptr) {
+    for (const v1::Device& device : cpu_->Describe()) *node->add_devices() = device;
+  }
+  for (const auto& [name, status] : sources_) *node->add_sources() = status;
   node->set_cpus(options_.cpus);
   node->set_memory_bytes(options_.memory_bytes);
   node->set_static_power_w(options_.static_power_w);
@@ -428,9 +484,10 @@ void Agent::Account(absl::Time now, v1::NodeSample* sample,
     if (!sampled.ok()) {
       // The energy since the last good reading is counted when the device
       // reads again (its counter is cumulative).
-      JLOG(WARNING) << "GPU " << gpu->Describe().index() << ": " << sampled.status();
+      SourceErrorLocked(gpu->Describe().source(), sampled.status());
       continue;
     }
+    SourceOkLocked(sampled->source());
     const v1::DeviceSample& reading = *sampled;
     const int32_t index = reading.index();
     if (!last_gpu_energy_j_.count(index)) last_gpu_energy_j_[index] = reading.energy_j();
@@ -445,21 +502,34 @@ void Agent::Account(absl::Time now, v1::NodeSample* sample,
     if (sample != nullptr) *sample->add_devices() = reading;
   }
 
-  // 2. CPU: dynamic energy by CPU-time share; idle power into the pool.
+  // 2. CPU (and DRAM): the idle part into the pool, the rest by CPU-time
+  // share; what no task used (the OS, the agent) also into the pool, so the
+  // tasks' energy adds up to the node's.
   double cpu_dynamic_j = 0, busy_seconds = 0;
   if (cpu_ != nullptr) {
-    absl::StatusOr<v1::DeviceSample> reading = cpu_->Sample(now, &busy_seconds);
+    absl::StatusOr<CpuReading> reading = cpu_->Sample(now);
     if (reading.ok()) {
-      last_cpu_sample_ = *reading;
-      const double delta = std::max(0.0, reading->energy_j() - last_cpu_energy_j_);
-      last_cpu_energy_j_ = reading->energy_j();
-      const double idle_j = std::min(delta, cpu_->idle_w() * dt);
+      last_cpu_samples_ = reading->samples;
+      busy_seconds = reading->busy_seconds;
+      const double idle_j = std::min(reading->energy_j, cpu_->idle_power_w() * dt);
       static_pool_j += idle_j;
-      cpu_dynamic_j = delta - idle_j;
+      cpu_dynamic_j = reading->energy_j - idle_j;
+      if (reading->errors.empty()) {
+        SourceOkLocked(cpu_->name());
+      } else {
+        for (const absl::Status& error : reading->errors) {
+          SourceErrorLocked(cpu_->name(), error);
+        }
+      }
+    } else {
+      SourceErrorLocked(cpu_->name(), reading.status());
     }
-    if (sample != nullptr) *sample->add_devices() = last_cpu_sample_;
+    if (sample != nullptr) {
+      for (const v1::DeviceSample& device : last_cpu_samples_) *sample->add_devices() = device;
+    }
   }
   std::map<std::string, double> cpu_share;
+  double share_sum = 0;
   for (auto& [id, task] : tasks_) {
     // An exited task's group is gone from /proc; wait4 told its total.
     auto exited = exited_cpu_seconds.find(id);
@@ -470,8 +540,17 @@ void Agent::Account(absl::Time now, v1::NodeSample* sample,
     if (!cpu.ok()) continue;
     const double used = std::max(0.0, *cpu - task.last_cpu_seconds);
     task.last_cpu_seconds = std::max(task.last_cpu_seconds, *cpu);
-    if (busy_seconds > 0) cpu_share[id] = std::min(1.0, used / busy_seconds);
+    if (busy_seconds > 0) {
+      cpu_share[id] = used / busy_seconds;
+      share_sum += cpu_share[id];
+    }
   }
+  // Clock-tick rounding can make the shares add up to a bit more than 1.
+  if (share_sum > 1) {
+    for (auto& [id, share] : cpu_share) share /= share_sum;
+    share_sum = 1;
+  }
+  if (!tasks_.empty()) static_pool_j += cpu_dynamic_j * (1 - share_sum);
 
   // 3. The static pool, evenly.
   const double static_each = tasks_.empty() ? 0 : static_pool_j / tasks_.size();
@@ -547,6 +626,7 @@ void Agent::SendTelemetry() {
     ReadProgress(task);
     *sample->add_tasks() = task.usage;
   }
+  for (const auto& [name, status] : sources_) *sample->add_sources() = status;
   if (sink_ != nullptr) sink_->Send(message);
 }
 

@@ -59,7 +59,7 @@ struct AgentOptions {
 class Agent {
  public:
   Agent(AgentOptions options, std::vector<std::unique_ptr<GpuDevice>> gpus,
-        std::unique_ptr<EstimatedCpu> cpu, const Clock* clock);
+        std::unique_ptr<CpuSource> cpu, const Clock* clock);
 
   void SetSink(MessageSink* sink);
 
@@ -80,6 +80,14 @@ class Agent {
   void RestoreDefaultCaps();
 
   int running_tasks() const;
+
+  // Records a source's state: found and working, degraded by `error`, or
+  // absent. A degraded source is logged once per change of message and
+  // counted; it recovers to OK on its next good read.
+  void SourceOk(const std::string& name);
+  void SourceError(const std::string& name, const absl::Status& error);
+  void SourceAbsent(const std::string& name, const std::string& why);
+  std::vector<v1::SourceStatus> Sources() const;
 
   // Kills the tasks a previous agent on this node left running (it died
   // without stopping them), found through the pid files in the work
@@ -125,6 +133,9 @@ class Agent {
   void Finish(const std::string& task_id, const ExitStatus& exit,
               absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Emit(const v1::TaskEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SourceErrorLocked(const std::string& name, const absl::Status& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SourceOkLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   GpuDevice* Gpu(int32_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string TaskDir(const std::string& task_id) const;
 
@@ -133,7 +144,7 @@ class Agent {
 
   mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<GpuDevice>> gpus_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<EstimatedCpu> cpu_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<CpuSource> cpu_ ABSL_GUARDED_BY(mu_);
   MessageSink* sink_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::map<std::string, Task> tasks_ ABSL_GUARDED_BY(mu_);
   // Final events kept until the scheduler acknowledges them.
@@ -143,8 +154,9 @@ class Agent {
   // Accounting state.
   absl::Time last_account_ ABSL_GUARDED_BY(mu_);
   std::map<int32_t, double> last_gpu_energy_j_ ABSL_GUARDED_BY(mu_);
-  double last_cpu_energy_j_ ABSL_GUARDED_BY(mu_) = 0;
-  v1::DeviceSample last_cpu_sample_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::DeviceSample> last_cpu_samples_ ABSL_GUARDED_BY(mu_);
+  // State of every telemetry/actuator source, by name.
+  std::map<std::string, v1::SourceStatus> sources_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace joule

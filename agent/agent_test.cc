@@ -813,7 +813,11 @@ TEST_F(AgentTest, EnergyIsAttributedByGpuOwnershipAndStaticShare) {
 
   EXPECT_EQ(FromProtoTime(sample.time()), clock_.Now());
   const double gpu_j = kV100BusyW * 10;                       // 2285 J
-  const double static_j = (kStaticPowerW * 10 + kCpuIdleW * 10) / 2;  // 600 J
+  // Static power, CPU idle power, and the CPU's dynamic energy that no task
+  // used (the fixture has no per-process files, so no task has CPU time):
+  // (1000 + 200 + 400) / 2 = 800 J each, so the tasks add up to the node.
+  const double static_j =
+      (kStaticPowerW * 10 + kCpuIdleW * 10 + (60 - kCpuIdleW) * 10) / 2;
   ASSERT_THAT(sample.tasks(), SizeIs(2));
   for (const std::string id : {"task-a", "task-b"}) {
     const v1::TaskUsage* usage = FindUsage(sample, id);
@@ -846,8 +850,10 @@ TEST_F(AgentTest, EnergyIsAttributedByGpuOwnershipAndStaticShare) {
   const v1::TaskUsage* a = FindUsage(next, "task-a");
   ASSERT_NE(a, nullptr);
   EXPECT_DOUBLE_EQ(a->energy().gpu_j(), 2 * gpu_j);
-  EXPECT_DOUBLE_EQ(a->energy().static_j(), 2 * static_j);
-  EXPECT_DOUBLE_EQ(a->energy().total_j(), 2 * (gpu_j + static_j));
+  // An idle CPU this time: static power and CPU idle power only.
+  const double idle_static_j = (kStaticPowerW * 10 + kCpuIdleW * 10) / 2;
+  EXPECT_DOUBLE_EQ(a->energy().static_j(), static_j + idle_static_j);
+  EXPECT_DOUBLE_EQ(a->energy().total_j(), 2 * gpu_j + static_j + idle_static_j);
   EXPECT_DOUBLE_EQ(next.node_power_w(),
                    2 * kV100BusyW + kCpuIdleW + kStaticPowerW);
 }
@@ -920,7 +926,10 @@ TEST_F(AgentTest, CpuDynamicEnergyFollowsTheTasksCpuTime) {
   EXPECT_GT(energy.cpu_j(), 0);
   EXPECT_LE(energy.cpu_j(), dynamic_j);
   EXPECT_DOUBLE_EQ(energy.gpu_j(), kV100BusyW * 10);
-  EXPECT_DOUBLE_EQ(energy.static_j(), kStaticPowerW * 10 + kCpuIdleW * 10);
+  // The only task gets all of the CPU's energy: its share as cpu_j, the
+  // rest (time other processes used, and idle power) as static_j.
+  EXPECT_NEAR(energy.cpu_j() + energy.static_j(),
+              kStaticPowerW * 10 + kCpuIdleW * 10 + dynamic_j, 1e-6);
   EXPECT_NEAR(energy.total_j(),
               energy.gpu_j() + energy.cpu_j() + energy.static_j(), 1e-9);
 }

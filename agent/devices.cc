@@ -131,7 +131,7 @@ void SimulatedGpu::SetBusy(bool busy, absl::Time now) {
 EstimatedCpu::EstimatedCpu(std::string procfs_root, double tdp_w, double idle_w)
     : procfs_root_(std::move(procfs_root)), tdp_w_(tdp_w), idle_w_(idle_w) {}
 
-v1::Device EstimatedCpu::Describe() const {
+std::vector<v1::Device> EstimatedCpu::Describe() const {
   v1::Device device;
   device.set_index(0);
   device.set_kind(v1::DEVICE_KIND_CPU);
@@ -140,12 +140,11 @@ v1::Device EstimatedCpu::Describe() const {
   device.set_power_limit_default_w(tdp_w_);
   device.set_idle_power_w(idle_w_);
   device.set_source("estimated");
-  return device;
+  return {device};
 }
 
-absl::StatusOr<v1::DeviceSample> EstimatedCpu::Sample(absl::Time now,
-                                                      double* busy_seconds) {
-  *busy_seconds = 0;
+absl::StatusOr<CpuReading> EstimatedCpu::Sample(absl::Time now) {
+  CpuReading reading;
   const std::string path = procfs_root_ + "/stat";
   std::ifstream in(path);
   std::string line;
@@ -171,14 +170,20 @@ absl::StatusOr<v1::DeviceSample> EstimatedCpu::Sample(absl::Time now,
     if (i == 4 || i == 5) idle += value;  // idle, iowait
   }
   const uint64_t busy = total - idle;
+  const double dt = have_last_ ? absl::ToDoubleSeconds(now - last_time_) : 0;
   if (have_last_ && total > last_total_ && busy >= last_busy_) {
-    const double dt = absl::ToDoubleSeconds(now - last_time_);
     utilization_ = static_cast<double>(busy - last_busy_) / (total - last_total_);
-    power_w_ = idle_w_ + (tdp_w_ - idle_w_) * utilization_;
-    if (dt > 0) energy_j_ += power_w_ * dt;
-    *busy_seconds = static_cast<double>(busy - last_busy_) / sysconf(_SC_CLK_TCK);
-  } else if (!have_last_) {
-    power_w_ = idle_w_;
+    reading.busy_seconds =
+        static_cast<double>(busy - last_busy_) / sysconf(_SC_CLK_TCK);
+  } else {
+    // Baseline, no tick elapsed, or the counters went backwards: nothing
+    // says the CPU was busy.
+    utilization_ = 0;
+  }
+  power_w_ = idle_w_ + (tdp_w_ - idle_w_) * utilization_;
+  if (dt > 0) {
+    reading.energy_j = power_w_ * dt;
+    energy_j_ += reading.energy_j;
   }
   have_last_ = true;
   last_busy_ = busy;
@@ -193,7 +198,9 @@ absl::StatusOr<v1::DeviceSample> EstimatedCpu::Sample(absl::Time now,
   sample.set_utilization(utilization_);
   sample.set_power_cap_w(tdp_w_);
   sample.set_source("estimated");
-  return sample;
+  sample.set_energy_integrated(true);
+  reading.samples.push_back(sample);
+  return reading;
 }
 
 }  // namespace joule

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -84,20 +85,49 @@ class SimulatedGpu : public GpuDevice {
   double temp_c_ = 30;
 };
 
+// One reading of a node's CPU power source.
+struct CpuReading {
+  // One sample per CPU package (and DRAM domain); energy_j cumulative.
+  std::vector<v1::DeviceSample> samples;
+  // Energy of all domains together since the previous reading, J.
+  double energy_j = 0;
+  // CPU-seconds all processes spent busy since the previous reading, from
+  // /proc/stat: the denominator of each task's CPU-time share.
+  double busy_seconds = 0;
+  // Domains that failed this time (the reading is partial, not wrong).
+  std::vector<absl::Status> errors;
+};
+
+// The node's CPU (and DRAM) power: measured through RAPL where the kernel
+// exposes it, otherwise estimated from utilization. Not thread-safe.
+class CpuSource {
+ public:
+  virtual ~CpuSource() = default;
+  // "rapl" or "estimated", as shown in samples and source states.
+  virtual std::string name() const = 0;
+  virtual std::vector<v1::Device> Describe() const = 0;
+  // Idle power of all domains together: the part of CPU energy that goes
+  // to the static pool rather than to the tasks using the CPU.
+  virtual double idle_power_w() const = 0;
+  // An error means nothing could be read; partial failures are in
+  // CpuReading::errors.
+  virtual absl::StatusOr<CpuReading> Sample(absl::Time now) = 0;
+};
+
 // Estimates CPU package power from utilization where no RAPL counter exists
 // (VMs, containers): P = idle + (tdp - idle) * utilization, utilization from
 // the busy share of /proc/stat's aggregate cpu line between two samples.
 // Labelled "estimated" everywhere it shows. Not thread-safe.
-class EstimatedCpu {
+class EstimatedCpu : public CpuSource {
  public:
   EstimatedCpu(std::string procfs_root, double tdp_w, double idle_w);
 
-  v1::Device Describe() const;
-  // Reads /proc/stat; `busy_seconds` receives the CPU-seconds all processes
-  // spent busy since the previous sample (for attributing energy by CPU
-  // time). A malformed or missing /proc/stat is an error, never a crash.
-  absl::StatusOr<v1::DeviceSample> Sample(absl::Time now, double* busy_seconds);
-  double idle_w() const { return idle_w_; }
+  std::string name() const override { return "estimated"; }
+  std::vector<v1::Device> Describe() const override;
+  double idle_power_w() const override { return idle_w_; }
+  // Reads /proc/stat. A malformed or missing /proc/stat is an error, never
+  // a crash. The first reading only sets the baseline (zero energy).
+  absl::StatusOr<CpuReading> Sample(absl::Time now) override;
 
  private:
   const std::string procfs_root_;

@@ -1,6 +1,7 @@
 #include "agent/devices.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <string>
@@ -70,17 +71,27 @@ TEST(EstimatedCpuTest, PowerFollowsUtilization) {
   const std::string dir = ::testing::TempDir();
   WriteStat(dir, "cpu  100 0 100 800 0 0 0 0 0 0");
   EstimatedCpu cpu(dir, 65, 10);
-  double busy = 0;
-  ASSERT_TRUE(cpu.Sample(kStart, &busy).ok());
+  absl::StatusOr<CpuReading> baseline = cpu.Sample(kStart);
+  ASSERT_TRUE(baseline.ok());
+  EXPECT_EQ(baseline->energy_j, 0);
   // 300 more busy ticks out of 400: 75% utilization.
   WriteStat(dir, "cpu  300 0 200 900 0 0 0 0 0 0");
-  absl::StatusOr<v1::DeviceSample> sample = cpu.Sample(kStart + absl::Seconds(2), &busy);
-  ASSERT_TRUE(sample.ok()) << sample.status();
-  EXPECT_NEAR(sample->utilization(), 0.75, 1e-9);
-  EXPECT_NEAR(sample->power_w(), 10 + 55 * 0.75, 1e-9);
-  EXPECT_NEAR(sample->energy_j(), 2 * (10 + 55 * 0.75), 1e-9);
-  EXPECT_EQ(sample->source(), "estimated");
-  EXPECT_GT(busy, 0);
+  absl::StatusOr<CpuReading> reading = cpu.Sample(kStart + absl::Seconds(2));
+  ASSERT_TRUE(reading.ok()) << reading.status();
+  ASSERT_EQ(reading->samples.size(), 1u);
+  const v1::DeviceSample& sample = reading->samples[0];
+  EXPECT_NEAR(sample.utilization(), 0.75, 1e-9);
+  EXPECT_NEAR(sample.power_w(), 10 + 55 * 0.75, 1e-9);
+  EXPECT_NEAR(sample.energy_j(), 2 * (10 + 55 * 0.75), 1e-9);
+  EXPECT_NEAR(reading->energy_j, 2 * (10 + 55 * 0.75), 1e-9);
+  EXPECT_EQ(sample.source(), "estimated");
+  EXPECT_TRUE(sample.energy_integrated());
+  EXPECT_NEAR(reading->busy_seconds, 300.0 / sysconf(_SC_CLK_TCK), 1e-9);
+  // Unchanged counters: the CPU idles at its idle power, energy still grows.
+  reading = cpu.Sample(kStart + absl::Seconds(4));
+  ASSERT_TRUE(reading.ok());
+  EXPECT_NEAR(reading->energy_j, 2 * 10, 1e-9);
+  EXPECT_EQ(reading->busy_seconds, 0);
 }
 
 TEST(EstimatedCpuTest, GarbageIsAnErrorNotACrash) {
@@ -88,12 +99,11 @@ TEST(EstimatedCpuTest, GarbageIsAnErrorNotACrash) {
   mkdir(dir.c_str(), 0755);
   WriteStat(dir, "cpu  12 x 9 4 5 6 7 8");
   EstimatedCpu cpu(dir, 65, 10);
-  double busy = 0;
-  absl::StatusOr<v1::DeviceSample> sample = cpu.Sample(kStart, &busy);
-  EXPECT_EQ(sample.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_NE(sample.status().message().find("not a number"), std::string::npos);
+  absl::StatusOr<CpuReading> reading = cpu.Sample(kStart);
+  EXPECT_EQ(reading.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(reading.status().message().find("not a number"), std::string::npos);
   EstimatedCpu missing("/nonexistent-procfs", 65, 10);
-  EXPECT_EQ(missing.Sample(kStart, &busy).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(missing.Sample(kStart).status().code(), absl::StatusCode::kUnavailable);
 }
 
 }  // namespace
