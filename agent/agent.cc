@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -60,9 +61,11 @@ void AddEnergy(v1::Energy* energy, double gpu_j, double cpu_j, double static_j) 
 }  // namespace
 
 Agent::Agent(AgentOptions options, std::vector<std::unique_ptr<GpuDevice>> gpus,
-             std::unique_ptr<CpuSource> cpu, const Clock* clock)
+             std::unique_ptr<CpuSource> cpu, const Clock* clock,
+             CapJournal* journal)
     : options_(std::move(options)),
       clock_(clock),
+      journal_(journal),
       gpus_(std::move(gpus)),
       cpu_(std::move(cpu)) {
   absl::MutexLock lock(&mu_);
@@ -299,7 +302,7 @@ void Agent::StartTask(const v1::StartTask& start) {
     for (int32_t index : start.gpu_indices()) {
       GpuDevice* gpu = Gpu(index);
       if (start.power_cap_w() > 0) {
-        absl::Status capped = gpu->SetPowerLimit(start.power_cap_w(), now);
+        absl::Status capped = ChangeGpuCap(*gpu, start.power_cap_w(), now);
         if (!capped.ok()) {
           JLOG(WARNING) << "task " << start.task_id() << ": " << capped
                         << "; keeping " << gpu->power_limit_w() << " W";
@@ -378,7 +381,7 @@ void Agent::SetCap(const v1::SetCap& set_cap) {
     JLOG(WARNING) << "set-cap for unknown GPU " << set_cap.gpu_index();
     return;
   }
-  absl::Status status = gpu->SetPowerLimit(set_cap.power_cap_w(), clock_->Now());
+  absl::Status status = ChangeGpuCap(*gpu, set_cap.power_cap_w(), clock_->Now());
   if (!status.ok()) {
     JLOG(WARNING) << "set-cap refused: " << status;
     return;
@@ -430,14 +433,82 @@ void Agent::ReleaseGpus(const v1::StartTask& spec, absl::Time now) {
     GpuDevice* gpu = Gpu(index);
     if (gpu == nullptr) continue;
     gpu->SetBusy(false, now);
-    const double default_w = gpu->Describe().power_limit_default_w();
-    if (gpu->power_limit_w() != default_w) {
-      absl::Status status = gpu->SetPowerLimit(default_w, now);
-      if (!status.ok()) {
-        JLOG(ERROR) << "cannot restore GPU " << index << "'s default cap: " << status;
-      }
+    RestoreGpuCap(*gpu, now);
+  }
+}
+
+std::string Agent::GpuCapKey(const GpuDevice& gpu) const {
+  const v1::Device device = gpu.Describe();
+  return absl::StrCat("gpu/", device.uuid().empty() ? absl::StrCat(device.index())
+                                                    : device.uuid(),
+                      "/power_limit_w");
+}
+
+absl::Status Agent::ChangeGpuCap(GpuDevice& gpu, double watts, absl::Time now) {
+  if (watts == gpu.power_limit_w()) return absl::OkStatus();
+  // Journal the original first: a crash after the change must leave a way
+  // back on disk.
+  if (journal_ != nullptr) {
+    absl::Status recorded = journal_->Record(GpuCapKey(gpu), gpu.power_limit_w());
+    if (!recorded.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "not changing the cap: cannot journal the original: ", recorded.message()));
     }
   }
+  absl::Status set = gpu.SetPowerLimit(watts, now);
+  if (!set.ok()) SourceErrorLocked(gpu.Describe().source(), set);
+  return set;
+}
+
+void Agent::RestoreGpuCap(GpuDevice& gpu, absl::Time now) {
+  const v1::Device device = gpu.Describe();
+  if (gpu.power_limit_w() != device.power_limit_default_w()) {
+    absl::Status status = gpu.SetPowerLimit(device.power_limit_default_w(), now);
+    if (!status.ok()) {
+      // Kept in the journal: the next agent tries again.
+      JLOG(ERROR) << "cannot restore GPU " << device.index() << "'s default cap: "
+                  << status;
+      SourceErrorLocked(device.source(), status);
+      return;
+    }
+  }
+  if (journal_ != nullptr) {
+    absl::Status forgotten = journal_->Forget(GpuCapKey(gpu));
+    if (!forgotten.ok()) JLOG(WARNING) << forgotten;
+  }
+}
+
+int Agent::RestoreLeftoverCaps() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  int restored = 0;
+  std::set<std::string> known;
+  for (auto& gpu : gpus_) {
+    const v1::Device device = gpu->Describe();
+    known.insert(GpuCapKey(*gpu));
+    if (gpu->power_limit_w() == device.power_limit_default_w()) {
+      if (journal_ != nullptr) (void)journal_->Forget(GpuCapKey(*gpu));
+      continue;
+    }
+    JLOG(WARNING) << "GPU " << device.index() << " (" << device.uuid() << ") has a "
+                  << gpu->power_limit_w() << " W power limit, not its default "
+                  << device.power_limit_default_w()
+                  << " W: a cap left behind (a crashed agent?); resetting it";
+    RestoreGpuCap(*gpu, now);
+    ++restored;
+  }
+  if (journal_ != nullptr) {
+    std::vector<std::string> stale;
+    for (const auto& [key, value] : journal_->entries()) {
+      if (absl::StartsWith(key, "gpu/") && !known.count(key)) stale.push_back(key);
+    }
+    for (const std::string& key : stale) {
+      JLOG(WARNING) << "journal entry " << key << " names a GPU that is not here; "
+                                                  "forgetting it";
+      (void)journal_->Forget(key);
+    }
+  }
+  return restored;
 }
 
 void Agent::ReadProgress(Task& task) {
@@ -673,13 +744,7 @@ void Agent::StopAllTasks(absl::Duration grace) {
 void Agent::RestoreDefaultCaps() {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
-  for (auto& gpu : gpus_) {
-    const double default_w = gpu->Describe().power_limit_default_w();
-    if (gpu->power_limit_w() != default_w) {
-      absl::Status status = gpu->SetPowerLimit(default_w, now);
-      if (!status.ok()) JLOG(ERROR) << "cannot restore a default cap: " << status;
-    }
-  }
+  for (auto& gpu : gpus_) RestoreGpuCap(*gpu, now);
 }
 
 }  // namespace joule

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "agent/cap_journal.h"
 #include "agent/devices.h"
 #include "agent/process/task_process.h"
 #include "common/clock.h"
@@ -58,8 +59,16 @@ struct AgentOptions {
 // Thread-safe; state guarded by mu_.
 class Agent {
  public:
+  // `journal` (may be null) records every hardware setting changed, so a
+  // successor can undo them after a crash.
   Agent(AgentOptions options, std::vector<std::unique_ptr<GpuDevice>> gpus,
-        std::unique_ptr<CpuSource> cpu, const Clock* clock);
+        std::unique_ptr<CpuSource> cpu, const Clock* clock,
+        CapJournal* journal = nullptr);
+
+  // At start: gives every GPU whose power limit is not its default (a cap
+  // a crashed agent left behind) its default back, with a warning, and
+  // drops journal entries of GPUs that are gone. Returns how many were reset.
+  int RestoreLeftoverCaps();
 
   void SetSink(MessageSink* sink);
 
@@ -137,10 +146,16 @@ class Agent {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SourceOkLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   GpuDevice* Gpu(int32_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every cap change goes through these: journal, change, restore, forget.
+  std::string GpuCapKey(const GpuDevice& gpu) const;
+  absl::Status ChangeGpuCap(GpuDevice& gpu, double watts, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RestoreGpuCap(GpuDevice& gpu, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string TaskDir(const std::string& task_id) const;
 
   const AgentOptions options_;
   const Clock* const clock_;
+  CapJournal* const journal_;
 
   mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<GpuDevice>> gpus_ ABSL_GUARDED_BY(mu_);
