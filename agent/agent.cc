@@ -139,6 +139,71 @@ std::vector<v1::SourceStatus> Agent::Sources() const {
   return out;
 }
 
+void Agent::SetCpuSettings(std::map<std::string, CpuSetting> settings) {
+  absl::MutexLock lock(&mu_);
+  cpu_settings_ = std::move(settings);
+}
+
+void Agent::SetCpuCap(const v1::SetCap& set_cap) {
+  if (set_cap.power_cap_w() > 0) {
+    const std::string key =
+        absl::StrCat("cpu/package", set_cap.index(), "/power_limit_uw");
+    absl::Status status = ChangeCpuSetting(key, set_cap.power_cap_w() * 1e6);
+    if (!status.ok()) JLOG(WARNING) << "set-cap refused: " << status;
+  }
+  if (set_cap.max_frequency_mhz() > 0) {
+    int policies = 0;
+    for (const auto& [key, setting] : cpu_settings_) {
+      if (!absl::EndsWith(key, "/max_freq_khz")) continue;
+      ++policies;
+      absl::Status status = ChangeCpuSetting(key, set_cap.max_frequency_mhz() * 1000.0);
+      if (!status.ok()) JLOG(WARNING) << "set-cap refused: " << status;
+    }
+    if (policies == 0) JLOG(WARNING) << "set-cap: no cpufreq policy to cap";
+  }
+}
+
+absl::Status Agent::ChangeCpuSetting(const std::string& key, double value) {
+  auto it = cpu_settings_.find(key);
+  if (it == cpu_settings_.end()) {
+    return absl::NotFoundError(absl::StrCat("no CPU setting ", key, " on this node"));
+  }
+  absl::StatusOr<double> original = it->second.read();
+  if (!original.ok()) return original.status();
+  if (journal_ != nullptr) {
+    absl::Status recorded = journal_->Record(key, *original);
+    if (!recorded.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "not changing ", key, ": cannot journal the original: ", recorded.message()));
+    }
+  }
+  return it->second.write(value);
+}
+
+int Agent::RestoreCpuSettings() {
+  if (journal_ == nullptr) return 0;
+  int restored = 0;
+  const std::map<std::string, double> entries = journal_->entries();
+  for (const auto& [key, original] : entries) {
+    if (!absl::StartsWith(key, "cpu/")) continue;
+    auto it = cpu_settings_.find(key);
+    if (it == cpu_settings_.end()) {
+      JLOG(WARNING) << "journal entry " << key << " names a setting that is not "
+                    << "here; forgetting it";
+      (void)journal_->Forget(key);
+      continue;
+    }
+    absl::Status written = it->second.write(original);
+    if (!written.ok()) {
+      JLOG(ERROR) << "cannot restore " << key << " to " << original << ": " << written;
+      continue;
+    }
+    (void)journal_->Forget(key);
+    ++restored;
+  }
+  return restored;
+}
+
 void Agent::SetSink(MessageSink* sink) {
   absl::MutexLock lock(&mu_);
   sink_ = sink;
@@ -376,9 +441,13 @@ void Agent::StopTask(const v1::StopTask& stop) {
 }
 
 void Agent::SetCap(const v1::SetCap& set_cap) {
-  GpuDevice* gpu = Gpu(set_cap.gpu_index());
+  if (set_cap.kind() == v1::DEVICE_KIND_CPU) {
+    SetCpuCap(set_cap);
+    return;
+  }
+  GpuDevice* gpu = Gpu(set_cap.index());
   if (gpu == nullptr) {
-    JLOG(WARNING) << "set-cap for unknown GPU " << set_cap.gpu_index();
+    JLOG(WARNING) << "set-cap for unknown GPU " << set_cap.index();
     return;
   }
   absl::Status status = ChangeGpuCap(*gpu, set_cap.power_cap_w(), clock_->Now());
@@ -388,7 +457,7 @@ void Agent::SetCap(const v1::SetCap& set_cap) {
   }
   for (auto& [id, task] : tasks_) {
     const auto& gpus = task.spec.gpu_indices();
-    if (std::find(gpus.begin(), gpus.end(), set_cap.gpu_index()) != gpus.end()) {
+    if (std::find(gpus.begin(), gpus.end(), set_cap.index()) != gpus.end()) {
       absl::Status hints = WriteHints(task);
       if (!hints.ok()) JLOG(WARNING) << hints;
     }
@@ -496,6 +565,12 @@ int Agent::RestoreLeftoverCaps() {
                   << " W: a cap left behind (a crashed agent?); resetting it";
     RestoreGpuCap(*gpu, now);
     ++restored;
+  }
+  const int cpu_restored = RestoreCpuSettings();
+  if (cpu_restored > 0) {
+    JLOG(WARNING) << "restored " << cpu_restored
+                  << " CPU power/frequency settings a previous agent left changed";
+    restored += cpu_restored;
   }
   if (journal_ != nullptr) {
     std::vector<std::string> stale;
@@ -653,6 +728,8 @@ void Agent::Finish(const std::string& task_id, const ExitStatus& exit,
              << " after " << task.usage.energy().total_j() << " J";
   std::remove((task.dir + "/pid").c_str());
   tasks_.erase(it);
+  // CPU caps are node-wide: they go back when no task needs them.
+  if (tasks_.empty()) RestoreCpuSettings();
   Emit(event);
 }
 
@@ -745,6 +822,7 @@ void Agent::RestoreDefaultCaps() {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   for (auto& gpu : gpus_) RestoreGpuCap(*gpu, now);
+  RestoreCpuSettings();
 }
 
 }  // namespace joule

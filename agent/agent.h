@@ -71,6 +71,9 @@ class Agent {
   int RestoreLeftoverCaps();
 
   void SetSink(MessageSink* sink);
+  // The CPU settings SetCap may change (RAPL package limits, cpufreq
+  // maxima), by key; see CpuSetting. Call before the agent starts.
+  void SetCpuSettings(std::map<std::string, CpuSetting> settings);
 
   // The registration message: node, tasks still running, final events the
   // scheduler has not acknowledged.
@@ -127,6 +130,11 @@ class Agent {
   void StartTask(const v1::StartTask& start) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StopTask(const v1::StopTask& stop) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetCap(const v1::SetCap& set_cap) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetCpuCap(const v1::SetCap& set_cap) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ChangeCpuSetting(const std::string& key, double value)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts back every CPU setting the journal holds an original for.
+  int RestoreCpuSettings() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateHints(const v1::UpdateHints& hints) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FetchLogs(const v1::FetchLogs& fetch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -160,6 +168,7 @@ class Agent {
   mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<GpuDevice>> gpus_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<CpuSource> cpu_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, CpuSetting> cpu_settings_ ABSL_GUARDED_BY(mu_);
   MessageSink* sink_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::map<std::string, Task> tasks_ ABSL_GUARDED_BY(mu_);
   // Final events kept until the scheduler acknowledges them.

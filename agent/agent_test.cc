@@ -291,7 +291,7 @@ v1::SchedulerCommand StopCommand(const std::string& task_id,
 
 v1::SchedulerCommand SetCapCommand(int32_t gpu_index, double watts) {
   v1::SchedulerCommand command;
-  command.mutable_set_cap()->set_gpu_index(gpu_index);
+  command.mutable_set_cap()->set_index(gpu_index);
   command.mutable_set_cap()->set_power_cap_w(watts);
   command.mutable_set_cap()->set_reason("test");
   return command;

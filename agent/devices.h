@@ -2,6 +2,7 @@
 #define JOULE_AGENT_DEVICES_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,14 @@ class SimulatedGpu : public GpuDevice {
   absl::Time last_;
   double energy_j_ = 0;
   double temp_c_ = 30;
+};
+
+// A writable CPU setting the agent may change and must put back, in its
+// own unit: a RAPL package power limit ("cpu/package0/power_limit_uw", µW)
+// or a cpufreq policy's scaling_max_freq ("cpu/policy0/max_freq_khz", kHz).
+struct CpuSetting {
+  std::function<absl::StatusOr<double>()> read;
+  std::function<absl::Status(double)> write;
 };
 
 // One reading of a node's CPU power source.
