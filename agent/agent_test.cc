@@ -369,8 +369,9 @@ class AgentTest : public ::testing::Test {
   // A node with `gpus` simulated V100s, an estimated CPU reading the fixture
   // /proc/stat, and kStaticPowerW. `task_procfs` is where the agent reads
   // per-process files (task CPU time, environ); the fixture by default.
-  Agent& MakeAgent(int gpus, std::string task_procfs = "") {
-    std::vector<std::unique_ptr<GpuDevice>> devices;
+  Agent& MakeAgent(int gpus, std::string task_procfs = "",
+                   CapJournal* journal = nullptr,
+                   std::vector<std::unique_ptr<GpuDevice>> devices = {}) {
     for (int i = 0; i < gpus; ++i) {
       devices.push_back(std::make_unique<SimulatedGpu>(
           i, *FindGpuModel("V100"), "node-a", clock_.Now()));
@@ -387,7 +388,7 @@ class AgentTest : public ::testing::Test {
     agent_ = std::make_unique<Agent>(
         std::move(options), std::move(devices),
         std::make_unique<EstimatedCpu>(cpu_stat_->root(), kCpuTdpW, kCpuIdleW),
-        &clock_);
+        &clock_, journal);
     agent_->SetSink(&sink_);
     return *agent_;
   }
@@ -1165,6 +1166,101 @@ TEST_F(AgentTest, ShutdownStopsEveryTaskAndRestoresDefaultCaps) {
     EXPECT_DOUBLE_EQ(gpu->power_cap_w(), kV100DefaultCapW) << index;
     EXPECT_DOUBLE_EQ(gpu->utilization(), 0) << index;
   }
+}
+
+}  // namespace
+}  // namespace joule
+
+namespace joule {
+namespace {
+
+// ---------------------------------------------------------------------------
+// Caps restored: journal, task end, agent stop, successor after a crash.
+
+// A CPU setting backed by a plain variable, standing in for a sysfs file.
+struct FakeSetting {
+  double value;
+  CpuSetting Setting() {
+    return {[this]() -> absl::StatusOr<double> { return value; },
+            [this](double v) {
+              value = v;
+              return absl::OkStatus();
+            }};
+  }
+};
+
+TEST_F(AgentTest, GpuCapIsJournaledAndForgottenWhenRestored) {
+  absl::StatusOr<CapJournal> journal = CapJournal::Open(work_dir_ + "/caps.journal");
+  ASSERT_TRUE(journal.ok());
+  Agent& agent = MakeAgent(1, "", &*journal);
+  agent.HandleCommand(
+      StartBuilder("t-cap").Shell(kWaitForGo).Gpus({0}).Cap(150).Build());
+  // While the task runs the original (the default) is on disk.
+  absl::StatusOr<CapJournal> on_disk = CapJournal::Open(work_dir_ + "/caps.journal");
+  ASSERT_TRUE(on_disk.ok());
+  ASSERT_EQ(on_disk->entries().size(), 1u);
+  EXPECT_EQ(on_disk->entries().begin()->second, 250);
+  Release("t-cap");
+  ASSERT_TRUE(WaitForEvent("t-cap", v1::TaskEvent::KIND_EXITED).has_value());
+  on_disk = CapJournal::Open(work_dir_ + "/caps.journal");
+  ASSERT_TRUE(on_disk.ok());
+  EXPECT_TRUE(on_disk->entries().empty());
+}
+
+TEST_F(AgentTest, SuccessorResetsCapsACrashedAgentLeftBehind) {
+  // The "crashed" agent's GPU is left at 150 W with the journal saying 250.
+  absl::StatusOr<CapJournal> journal = CapJournal::Open(work_dir_ + "/caps.journal");
+  ASSERT_TRUE(journal.ok());
+  auto gpu = std::make_unique<SimulatedGpu>(0, *FindGpuModel("V100"), "node-a",
+                                            clock_.Now());
+  ASSERT_TRUE(gpu->SetPowerLimit(150, clock_.Now()).ok());
+  GpuDevice* raw = gpu.get();
+  ASSERT_TRUE(journal->Record("gpu/GPU-sim-node-a-0/power_limit_w", 250).ok());
+  ASSERT_TRUE(journal->Record("cpu/package0/power_limit_uw", 95e6).ok());
+  ASSERT_TRUE(journal->Record("gpu/GPU-gone/power_limit_w", 300).ok());
+  FakeSetting package{65e6};
+  std::vector<std::unique_ptr<GpuDevice>> devices;
+  devices.push_back(std::move(gpu));
+  Agent& agent = MakeAgent(0, "", &*journal, std::move(devices));
+  agent.SetCpuSettings({{"cpu/package0/power_limit_uw", package.Setting()}});
+
+  EXPECT_EQ(agent.RestoreLeftoverCaps(), 2);
+  EXPECT_EQ(raw->power_limit_w(), 250);
+  EXPECT_EQ(package.value, 95e6);
+  EXPECT_TRUE(journal->entries().empty());
+}
+
+TEST_F(AgentTest, CpuCapsAreJournaledAndRestoredWhenTheLastTaskEnds) {
+  absl::StatusOr<CapJournal> journal = CapJournal::Open(work_dir_ + "/caps.journal");
+  ASSERT_TRUE(journal.ok());
+  Agent& agent = MakeAgent(1, "", &*journal);
+  FakeSetting package{95e6}, policy0{3'600'000}, policy1{3'600'000};
+  agent.SetCpuSettings({{"cpu/package0/power_limit_uw", package.Setting()},
+                        {"cpu/policy0/max_freq_khz", policy0.Setting()},
+                        {"cpu/policy1/max_freq_khz", policy1.Setting()}});
+  agent.HandleCommand(StartBuilder("t-cpu").Shell(kWaitForGo).Build());
+  v1::SchedulerCommand command;
+  command.mutable_set_cap()->set_kind(v1::DEVICE_KIND_CPU);
+  command.mutable_set_cap()->set_index(0);
+  command.mutable_set_cap()->set_power_cap_w(60);
+  command.mutable_set_cap()->set_max_frequency_mhz(2000);
+  agent.HandleCommand(command);
+  EXPECT_EQ(package.value, 60e6);
+  EXPECT_EQ(policy0.value, 2'000'000);
+  EXPECT_EQ(policy1.value, 2'000'000);
+  EXPECT_EQ(journal->entries().size(), 3u);
+  // A package that does not exist changes nothing.
+  command.mutable_set_cap()->set_index(7);
+  command.mutable_set_cap()->set_max_frequency_mhz(0);
+  agent.HandleCommand(command);
+  EXPECT_EQ(journal->entries().size(), 3u);
+
+  Release("t-cpu");
+  ASSERT_TRUE(WaitForEvent("t-cpu", v1::TaskEvent::KIND_EXITED).has_value());
+  EXPECT_EQ(package.value, 95e6);
+  EXPECT_EQ(policy0.value, 3'600'000);
+  EXPECT_EQ(policy1.value, 3'600'000);
+  EXPECT_TRUE(journal->entries().empty());
 }
 
 }  // namespace
