@@ -196,7 +196,7 @@ absl::StatusOr<CpuReading> EstimatedCpu::Sample(absl::Time now) {
   sample.set_power_w(power_w_);
   sample.set_energy_j(energy_j_);
   sample.set_utilization(utilization_);
-  sample.set_power_cap_w(tdp_w_);
+  // No limit is enforced on an estimate: power_cap_w stays 0.
   sample.set_source("estimated");
   sample.set_energy_integrated(true);
   reading.samples.push_back(sample);

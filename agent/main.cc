@@ -2,9 +2,12 @@
 // with the scheduler, streams telemetry, runs tasks as child processes.
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -19,7 +22,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "agent/agent.h"
+#include "agent/cap_journal.h"
 #include "agent/devices.h"
+#include "agent/hardware.h"
+#include "agent/probe.h"
 #include "agent/scheduler_link.h"
 #include "common/clock.h"
 #include "common/device_catalog.h"
@@ -38,6 +44,10 @@ struct AgentFlags {
   std::string listen = "0.0.0.0:7071";
   std::string node_name;
   std::string simulate;
+  std::string sysfs_root = "/sys";
+  std::string nvml_library = "libnvidia-ml.so.1";
+  bool probe = false;
+  double probe_interval_s = 1;
   double telemetry_period_s = 1;
   double heartbeat_period_s = 1;
   std::string work_dir;
@@ -52,34 +62,17 @@ struct AgentFlags {
   bool verbose = false;
 };
 
-// "V100:4,A40:2" -> simulated GPUs, indices in order.
-absl::StatusOr<std::vector<std::unique_ptr<GpuDevice>>> ParseSimulate(
-    const std::string& text, const std::string& node, absl::Time now) {
-  std::vector<std::unique_ptr<GpuDevice>> gpus;
-  if (text.empty()) return gpus;
-  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-    std::vector<absl::string_view> parts = absl::StrSplit(item, ':');
-    int count = 1;
-    if (parts.size() > 2 || (parts.size() == 2 && !absl::SimpleAtoi(parts[1], &count)) ||
-        count < 1 || count > 64) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--simulate: \"", item, "\" is not MODEL:COUNT with COUNT in 1..64"));
-    }
-    absl::optional<GpuModelSpec> spec = FindGpuModel(parts[0]);
-    if (!spec) {
-      std::string known;
-      for (const GpuModelSpec& model : GpuCatalog()) {
-        absl::StrAppend(&known, known.empty() ? "" : ", ", model.model);
-      }
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--simulate: unknown GPU model \"", parts[0], "\"; known: ", known));
-    }
-    for (int i = 0; i < count; ++i) {
-      gpus.push_back(std::make_unique<SimulatedGpu>(
-          static_cast<int32_t>(gpus.size()), *spec, node, now));
+absl::Status MakeDirectories(const std::string& path) {
+  std::string current;
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    absl::StrAppend(&current, part, "/");
+    if (part.empty()) continue;
+    if (mkdir(current.c_str(), 0755) != 0 && errno != EEXIST) {
+      return absl::InternalError(
+          absl::StrCat("mkdir ", current, ": ", std::strerror(errno)));
     }
   }
-  return gpus;
+  return absl::OkStatus();
 }
 
 int64_t MemTotalBytes(const std::string& procfs_root) {
@@ -135,16 +128,42 @@ int Run(const AgentFlags& flags) {
     if (const char* value = std::getenv(name)) options.base_env.emplace_back(name, value);
   }
 
-  absl::StatusOr<std::vector<std::unique_ptr<GpuDevice>>> gpus =
-      ParseSimulate(flags.simulate, options.node_name, clock->Now());
-  if (!gpus.ok()) {
-    std::cerr << "joule-agent: " << gpus.status().message() << "\n";
+  HardwareOptions hardware_options;
+  hardware_options.node_name = options.node_name;
+  hardware_options.sysfs_root = flags.sysfs_root;
+  hardware_options.procfs_root = flags.procfs_root;
+  hardware_options.nvml_library = flags.nvml_library;
+  hardware_options.simulate = flags.simulate;
+  hardware_options.cpu_tdp_w = flags.cpu_tdp_w;
+  hardware_options.cpu_idle_w = flags.cpu_idle_w;
+  absl::StatusOr<Hardware> hardware = DiscoverHardware(hardware_options, clock->Now());
+  if (!hardware.ok()) {
+    std::cerr << "joule-agent: " << hardware.status().message() << "\n";
     return 2;
   }
-  auto cpu = std::make_unique<EstimatedCpu>(flags.procfs_root, flags.cpu_tdp_w,
-                                            flags.cpu_idle_w);
-  JLOG(INFO) << "node " << options.node_name << ": " << gpus->size()
-             << " simulated GPUs, CPU power estimated (no RAPL in use)";
+  if (flags.probe) {
+    return RunProbe(*hardware, *clock, 3, absl::Seconds(flags.probe_interval_s),
+                    std::cout);
+  }
+  for (const v1::SourceStatus& source : hardware->sources) {
+    if (source.state() == v1::SourceStatus::STATE_DEGRADED) {
+      JLOG(WARNING) << "source " << source.name() << " degraded: " << source.message();
+    } else {
+      JLOG(INFO) << "source " << source.name() << ": "
+                 << (source.state() == v1::SourceStatus::STATE_OK ? "" : "absent: ")
+                 << source.message();
+    }
+  }
+  absl::Status made = MakeDirectories(options.work_dir);
+  if (!made.ok()) {
+    std::cerr << "joule-agent: --work-dir: " << made.message() << "\n";
+    return 1;
+  }
+  absl::StatusOr<CapJournal> journal = CapJournal::Open(options.work_dir + "/caps.journal");
+  if (!journal.ok()) {
+    std::cerr << "joule-agent: " << journal.status().message() << "\n";
+    return 1;
+  }
   // The agent's own gRPC server carries the standard health service (for
   // Kubernetes gRPC probes): "" is the process, "joule.v1.AgentService" is
   // SERVING while the stream to the scheduler is up.
@@ -162,7 +181,20 @@ int Run(const AgentFlags& flags) {
   std::cout << "listening on " << flags.listen.substr(0, flags.listen.rfind(':'))
             << ":" << port << std::endl;
 
-  Agent agent(options, *std::move(gpus), std::move(cpu), clock);
+  Agent agent(options, std::move(hardware->gpus), std::move(hardware->cpu), clock,
+              &*journal);
+  agent.SetCpuSettings(std::move(hardware->cpu_settings));
+  for (const v1::SourceStatus& source : hardware->sources) {
+    if (source.state() == v1::SourceStatus::STATE_ABSENT) {
+      agent.SourceAbsent(source.name(), source.message());
+    } else if (source.state() == v1::SourceStatus::STATE_DEGRADED) {
+      agent.SourceError(source.name(), absl::UnavailableError(source.message()));
+    } else {
+      agent.SourceOk(source.name());
+    }
+  }
+  // Give the hardware back as we found it before anything else runs.
+  agent.RestoreLeftoverCaps();
   agent.KillLeftoverTasks();
   SchedulerLink link(
       flags.scheduler, clock, [&agent] { return agent.MakeRegister(); },
@@ -236,8 +268,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--node-name", flags.node_name, "Node name (default: hostname)");
   app.add_option("--simulate", flags.simulate,
-                 "Simulated GPUs, MODEL:COUNT[,MODEL:COUNT...] (e.g. V100:4); "
-                 "models: V100, A40, RTX6000, A100, H100");
+                 "Simulated GPUs instead of NVML, MODEL:COUNT[,MODEL:COUNT...] "
+                 "(e.g. V100:4); models: V100, A40, RTX6000, A100, H100");
   app.add_option("--heartbeat-period", flags.heartbeat_period_s,
                  "Seconds between heartbeats when no telemetry is due (keep it "
                  "well below the scheduler's --heartbeat-timeout)")
@@ -251,6 +283,19 @@ int main(int argc, char** argv) {
                  "Directory for task logs and files (default /tmp/joule-agent-NODE)");
   app.add_option("--procfs-root", flags.procfs_root, "Root of the proc filesystem")
       ->capture_default_str();
+  app.add_option("--sysfs-root", flags.sysfs_root,
+                 "Root of the sys filesystem (RAPL, hwmon, thermal, cpufreq)")
+      ->capture_default_str();
+  app.add_option("--nvml-library", flags.nvml_library,
+                 "NVML library to dlopen (a name on the loader path, or a path)")
+      ->capture_default_str();
+  app.add_flag("--probe", flags.probe,
+               "Print the discovered devices, their sources and three samples, "
+               "change nothing, and exit");
+  app.add_option("--probe-interval", flags.probe_interval_s,
+                 "Seconds between --probe samples")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 60.0));
   app.add_option("--cpus", flags.cpus, "Schedulable CPUs (default: all)")
       ->check(CLI::Range(0.0, 100000.0));
   app.add_option("--memory", flags.memory,

@@ -29,6 +29,7 @@ absl::Status ErrnoStatus(int err, absl::string_view op,
     case ENOTDIR:
     case ENODEV:
     case ENXIO:
+    case ENODATA:  // An attribute the driver lists but has no value for.
       return absl::NotFoundError(message);
     case EACCES:
     case EPERM:
@@ -60,24 +61,33 @@ class Fd {
   int fd_;
 };
 
-absl::StatusOr<std::string> ReadRaw(const std::string& path) {
+// Reads up to `limit` + 1 bytes, so a caller can tell "exactly limit" from
+// "more than limit".
+absl::StatusOr<std::string> ReadUpTo(const std::string& path, size_t limit) {
   Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return ErrnoStatus(errno, "open", path);
   std::string contents;
   char buffer[1024];
-  while (true) {
-    const ssize_t n = read(fd.get(), buffer, sizeof(buffer));
+  while (contents.size() <= limit) {
+    const size_t want = std::min(sizeof(buffer), limit + 1 - contents.size());
+    const ssize_t n = read(fd.get(), buffer, want);
     if (n < 0) {
       if (errno == EINTR) continue;
       return ErrnoStatus(errno, "read", path);
     }
     if (n == 0) break;
     contents.append(buffer, static_cast<size_t>(n));
-    if (contents.size() > kMaxSysfsFileBytes) {
-      return absl::DataLossError(absl::StrCat(
-          path, ": more than ", kMaxSysfsFileBytes,
-          " bytes; not a single-value attribute: ", QuoteForError(contents)));
-    }
+  }
+  return contents;
+}
+
+absl::StatusOr<std::string> ReadRaw(const std::string& path) {
+  absl::StatusOr<std::string> contents = ReadUpTo(path, kMaxSysfsFileBytes);
+  if (!contents.ok()) return contents.status();
+  if (contents->size() > kMaxSysfsFileBytes) {
+    return absl::DataLossError(absl::StrCat(
+        path, ": more than ", kMaxSysfsFileBytes,
+        " bytes; not a single-value attribute: ", QuoteForError(*contents)));
   }
   return contents;
 }
@@ -121,7 +131,8 @@ std::string QuoteForError(absl::string_view text) {
 absl::StatusOr<uint64_t> ParseUint64(absl::string_view text,
                                      absl::string_view source) {
   const absl::string_view stripped = absl::StripAsciiWhitespace(text);
-  if (stripped.empty()) return Malformed(source, "empty, expected a number", text);
+  if (stripped.empty())
+    return Malformed(source, "empty, expected a number", text);
   if (stripped[0] == '-') {
     return Malformed(source, "negative, expected an unsigned number", text);
   }
@@ -129,10 +140,10 @@ absl::StatusOr<uint64_t> ParseUint64(absl::string_view text,
   bool overflow = false;
   if (!ParseDigits(stripped, std::numeric_limits<uint64_t>::max(), &value,
                    &overflow)) {
-    return Malformed(source,
-                     overflow ? "does not fit in 64 bits"
-                              : "not an unsigned decimal number",
-                     text);
+    return Malformed(
+        source,
+        overflow ? "does not fit in 64 bits" : "not an unsigned decimal number",
+        text);
   }
   return value;
 }
@@ -140,7 +151,8 @@ absl::StatusOr<uint64_t> ParseUint64(absl::string_view text,
 absl::StatusOr<int64_t> ParseInt64(absl::string_view text,
                                    absl::string_view source) {
   absl::string_view stripped = absl::StripAsciiWhitespace(text);
-  if (stripped.empty()) return Malformed(source, "empty, expected a number", text);
+  if (stripped.empty())
+    return Malformed(source, "empty, expected a number", text);
   const bool negative = stripped[0] == '-';
   if (negative) stripped.remove_prefix(1);
   // |INT64_MIN| = INT64_MAX + 1.
@@ -158,6 +170,14 @@ absl::StatusOr<int64_t> ParseInt64(absl::string_view text,
   if (!negative) return static_cast<int64_t>(magnitude);
   if (magnitude == limit) return std::numeric_limits<int64_t>::min();
   return -static_cast<int64_t>(magnitude);
+}
+
+absl::StatusOr<std::string> ReadFileHead(const std::string& path,
+                                         size_t max_bytes) {
+  absl::StatusOr<std::string> contents = ReadUpTo(path, max_bytes);
+  if (!contents.ok()) return contents.status();
+  if (contents->size() > max_bytes) contents->resize(max_bytes);
+  return contents;
 }
 
 absl::StatusOr<std::string> ReadStringFile(const std::string& path) {
@@ -191,25 +211,26 @@ absl::Status WriteUint64File(const std::string& path, uint64_t value) {
   if (n < 0) {
     const int err = errno;
     if (err == EINVAL || err == ERANGE) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cannot write ", value, " to ", path,
-          ": rejected by the kernel: ", strerror(err)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot write ", value, " to ", path,
+                       ": rejected by the kernel: ", strerror(err)));
     }
     return ErrnoStatus(err, absl::StrCat("write ", value, " to"), path);
   }
   if (static_cast<size_t>(n) != text.size()) {
-    return absl::UnavailableError(absl::StrCat("short write of ", value,
-                                               " to ", path, ": ", n, " of ",
+    return absl::UnavailableError(absl::StrCat("short write of ", value, " to ",
+                                               path, ": ", n, " of ",
                                                text.size(), " bytes"));
   }
   if (fd.Close() != 0) {
-    return ErrnoStatus(errno, absl::StrCat("close after writing ", value, " to"),
-                       path);
+    return ErrnoStatus(
+        errno, absl::StrCat("close after writing ", value, " to"), path);
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& path) {
+absl::StatusOr<std::vector<std::string>> ListDirectory(
+    const std::string& path) {
   DIR* dir = opendir(path.c_str());
   if (dir == nullptr) return ErrnoStatus(errno, "list directory", path);
   std::vector<std::string> names;

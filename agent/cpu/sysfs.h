@@ -10,7 +10,9 @@
 // there. Nothing here crashes or returns a made-up number.
 //
 // Status codes:
-//   NOT_FOUND          the file (or a directory on its path) does not exist
+//   NOT_FOUND          the file (or a directory on its path) does not exist,
+//                      or reading it gives ENODATA (e.g. a RAPL constraint's
+//                      max_power_uw that the hardware does not state)
 //   PERMISSION_DENIED  EACCES/EPERM/EROFS (e.g. energy_uj as non-root)
 //   UNAVAILABLE        any other read/write error (EIO, ENODATA, EISDIR, ...),
 //                      with the errno text
@@ -41,6 +43,11 @@ inline constexpr size_t kMaxSysfsFileBytes = 4096;
 // Reads the whole file and strips leading and trailing ASCII whitespace.
 // An empty result is returned as is (callers decide whether that is valid).
 absl::StatusOr<std::string> ReadStringFile(const std::string& path);
+
+// Reads at most the first `max_bytes` of a file, as is (for files such as
+// /proc/stat whose first line is all a caller needs).
+absl::StatusOr<std::string> ReadFileHead(const std::string& path,
+                                         size_t max_bytes);
 
 // Reads one unsigned decimal number.
 absl::StatusOr<uint64_t> ReadUint64File(const std::string& path);

@@ -116,7 +116,7 @@ typedef nvmlReturn_t (*nvmlDeviceGetPowerManagementDefaultLimit_fn)(
 typedef nvmlReturn_t (*nvmlDeviceGetPowerManagementLimit_fn)(
     nvmlDevice_t device, unsigned int* limit);
 typedef nvmlReturn_t (*nvmlDeviceGetEnforcedPowerLimit_fn)(nvmlDevice_t device,
-                                                          unsigned int* limit);
+                                                           unsigned int* limit);
 typedef nvmlReturn_t (*nvmlDeviceSetPowerManagementLimit_fn)(
     nvmlDevice_t device, unsigned int limit);
 typedef nvmlReturn_t (*nvmlDeviceGetPowerUsage_fn)(nvmlDevice_t device,
