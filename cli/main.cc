@@ -123,6 +123,8 @@ class Client {
         return "DEADLINE_EXCEEDED";
       case grpc::StatusCode::RESOURCE_EXHAUSTED:
         return "RESOURCE_EXHAUSTED";
+      case grpc::StatusCode::OUT_OF_RANGE:
+        return "OUT_OF_RANGE";
       default:
         return "ERROR";
     }
@@ -368,6 +370,42 @@ int Logs(Client& client, const std::string& id, const std::string& task,
   return code;
 }
 
+int Cap(Client& client, const std::string& node, int gpu, int package, double watts,
+        int max_mhz, const std::string& reason) {
+  v1::SetNodeCapRequest request;
+  request.set_node(node);
+  v1::SetCap* cap = request.mutable_cap();
+  cap->set_kind(gpu >= 0 ? v1::DEVICE_KIND_GPU : v1::DEVICE_KIND_CPU);
+  cap->set_index(gpu >= 0 ? gpu : package);
+  cap->set_power_cap_w(watts);
+  cap->set_max_frequency_mhz(max_mhz);
+  cap->set_reason(reason);
+  v1::SetNodeCapResponse response;
+  grpc::Status status =
+      client.stub()->SetNodeCap(client.Context().get(), request, &response);
+  if (!status.ok()) return client.Fail(status);
+  if (client.json()) {
+    std::cout << Json(request);
+  } else {
+    std::cout << "cap sent to " << node << "\n";
+  }
+  return kExitOk;
+}
+
+// The node's message, plus the sources that are degraded.
+std::string NodeMessage(const v1::Node& node) {
+  std::vector<std::string> degraded;
+  for (const v1::SourceStatus& source : node.info().sources()) {
+    if (source.state() == v1::SourceStatus::STATE_DEGRADED) degraded.push_back(source.name());
+  }
+  std::string message = node.message();
+  if (!degraded.empty()) {
+    absl::StrAppend(&message, message.empty() ? "" : "; ", "degraded: ",
+                    absl::StrJoin(degraded, ","));
+  }
+  return message;
+}
+
 int Nodes(Client& client) {
   v1::ListNodesResponse response;
   grpc::Status status =
@@ -400,7 +438,7 @@ int Nodes(Client& client) {
                       ? absl::StrFormat("%.0f", node.last_sample().node_power_w())
                       : "-",
                   absl::StrCat(node.task_ids_size()), absl::StrJoin(sources, ","),
-                  node.message()});
+                  NodeMessage(node)});
   }
   table.Print(std::cout);
   return kExitOk;
@@ -547,6 +585,27 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{0}, int64_t{4} << 20));
   logs->callback([&] {
     action = [&](Client& c) { return Logs(c, job_id, task_id, with_stderr, max_bytes); };
+  });
+
+  std::string cap_node;
+  int cap_gpu = -1, cap_package = -1, cap_mhz = 0;
+  double cap_watts = 0;
+  CLI::App* cap = app.add_subcommand(
+      "cap", "Cap a device of a node (operator override; restored by the agent)");
+  cap->add_option("NODE", cap_node, "Node name")->required();
+  auto* gpu_opt = cap->add_option("--gpu", cap_gpu, "GPU index");
+  auto* pkg_opt = cap->add_option("--cpu-package", cap_package, "CPU package index");
+  gpu_opt->excludes(pkg_opt);
+  cap->add_option("--watts", cap_watts, "Power limit, W");
+  cap->add_option("--max-mhz", cap_mhz, "CPU frequency cap, MHz (all policies)");
+  cap->add_option("--reason", reason, "Recorded by the agent");
+  cap->callback([&] {
+    if (cap_gpu < 0 && cap_package < 0) {
+      throw CLI::ValidationError("cap", "give --gpu N or --cpu-package N");
+    }
+    action = [&](Client& c) {
+      return Cap(c, cap_node, cap_gpu, cap_package, cap_watts, cap_mhz, reason);
+    };
   });
 
   CLI::App* nodes = app.add_subcommand("nodes", "List nodes and their devices");

@@ -267,6 +267,14 @@ grpc::ServerUnaryReactor* SchedulerGrpcService::GetNode(
   return Reply(context, scheduler_->GetNode(request->name()), response);
 }
 
+grpc::ServerUnaryReactor* SchedulerGrpcService::SetNodeCap(
+    grpc::CallbackServerContext* context, const v1::SetNodeCapRequest* request,
+    v1::SetNodeCapResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(scheduler_->SetNodeCap(request->node(), request->cap())));
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* SchedulerGrpcService::GetTaskLogs(
     grpc::CallbackServerContext* context, const v1::GetTaskLogsRequest* request,
     v1::GetTaskLogsResponse* response) {

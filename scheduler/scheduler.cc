@@ -1,6 +1,7 @@
 #include "scheduler/scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <utility>
 
@@ -368,6 +369,64 @@ void Scheduler::GetTaskLogs(const v1::GetTaskLogsRequest& request,
     }
   }
   if (completion) completion();
+}
+
+absl::Status Scheduler::SetNodeCap(const std::string& node_name, const v1::SetCap& cap) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(node_name);
+  if (it == nodes_.end()) {
+    return absl::NotFoundError(absl::StrCat("node ", node_name, " not found"));
+  }
+  NodeRecord& node = it->second;
+  if (!node.ready || node.link == nullptr) {
+    return absl::UnavailableError(absl::StrCat("node ", node_name, " is down"));
+  }
+  const bool cpu = cap.kind() == v1::DEVICE_KIND_CPU;
+  if (!cpu && cap.kind() != v1::DEVICE_KIND_GPU &&
+      cap.kind() != v1::DEVICE_KIND_UNSPECIFIED) {
+    return absl::InvalidArgumentError("cap.kind: must be GPU or CPU");
+  }
+  if (!std::isfinite(cap.power_cap_w()) || cap.power_cap_w() < 0) {
+    return absl::InvalidArgumentError("cap.power_cap_w: must be a finite number >= 0");
+  }
+  if (cap.max_frequency_mhz() < 0 || (!cpu && cap.max_frequency_mhz() != 0)) {
+    return absl::InvalidArgumentError(
+        "cap.max_frequency_mhz: must be >= 0, and only for CPUs");
+  }
+  if (cap.power_cap_w() == 0 && cap.max_frequency_mhz() == 0) {
+    return absl::InvalidArgumentError(
+        "cap: give power_cap_w, or max_frequency_mhz for a CPU");
+  }
+  const v1::Device* device = nullptr;
+  for (const v1::Device& candidate : node.info.devices()) {
+    if (candidate.kind() == (cpu ? v1::DEVICE_KIND_CPU : v1::DEVICE_KIND_GPU) &&
+        candidate.index() == cap.index()) {
+      device = &candidate;
+    }
+  }
+  if (device == nullptr) {
+    return absl::NotFoundError(absl::StrFormat("node %s has no %s %d", node_name,
+                                               cpu ? "CPU package" : "GPU", cap.index()));
+  }
+  if (cap.power_cap_w() > 0 && device->power_limit_max_w() > 0 &&
+      (cap.power_cap_w() < device->power_limit_min_w() ||
+       cap.power_cap_w() > device->power_limit_max_w())) {
+    return absl::OutOfRangeError(absl::StrFormat(
+        "cap.power_cap_w: %g W outside %s %d's allowed range [%g, %g] W",
+        cap.power_cap_w(), cpu ? "CPU package" : "GPU", cap.index(),
+        device->power_limit_min_w(), device->power_limit_max_w()));
+  }
+  if (cpu && cap.power_cap_w() > 0 && device->source() != "rapl") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node ", node_name, " has no RAPL power limit (CPU power is ",
+        device->source(), ")"));
+  }
+  v1::SchedulerCommand command;
+  *command.mutable_set_cap() = cap;
+  if (command.set_cap().reason().empty()) command.mutable_set_cap()->set_reason("operator");
+  node.link->Send(command);
+  JLOG(INFO) << "cap sent to " << node_name << ": " << cap.ShortDebugString();
+  return absl::OkStatus();
 }
 
 Scheduler::NodeRecord* Scheduler::FindNodeByLink(AgentLink* link) {

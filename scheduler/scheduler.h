@@ -92,6 +92,10 @@ class Scheduler {
   // into the scheduler (a reply, or Tick() at the timeout).
   void GetTaskLogs(const v1::GetTaskLogsRequest& request, LogsCallback done);
 
+  // Checks the cap against the node's devices (OUT_OF_RANGE names the
+  // allowed range) and sends it to the node's agent.
+  absl::Status SetNodeCap(const std::string& node, const v1::SetCap& cap);
+
   // Agent streams. OnAgentRegister must come first on every link.
   absl::Status OnAgentRegister(AgentLink* link, const v1::Register& message);
   absl::Status OnAgentMessage(AgentLink* link, const v1::AgentMessage& message);

@@ -36,13 +36,15 @@ std::vector<std::pair<std::string, std::string>> BaseEnv() {
   return env;
 }
 
-std::unique_ptr<TaskProcess> Spawn(const std::string& binary,
-                                   std::vector<std::string> args,
-                                   const std::string& log_prefix) {
+std::unique_ptr<TaskProcess> Spawn(
+    const std::string& binary, std::vector<std::string> args,
+    const std::string& log_prefix,
+    const std::vector<std::pair<std::string, std::string>>& extra_env = {}) {
   SpawnOptions options;
   options.path = binary;
   options.args = std::move(args);
   options.env = BaseEnv();
+  options.env.insert(options.env.end(), extra_env.begin(), extra_env.end());
   options.stdout_path = log_prefix + ".out";
   options.stderr_path = log_prefix + ".err";
   absl::StatusOr<std::unique_ptr<TaskProcess>> process = TaskProcess::Spawn(options);
@@ -148,7 +150,7 @@ void TestCluster::StartAgent(const std::string& node, const std::string& simulat
   const std::string log = absl::StrCat(dir_, "/agent-", node);
   // A restarted agent appends to the same log; look past the old lines.
   const size_t offset = ReadAll(log + ".out").size();
-  agent.process = Spawn(RunfilePath("agent/joule-agent"), args, log);
+  agent.process = Spawn(RunfilePath("agent/joule-agent"), args, log, agent_env_);
   ASSERT_NE(agent.process, nullptr);
   agent.address = WaitForAddress(log + ".out", offset);
   ASSERT_FALSE(agent.address.empty()) << "agent " << node << " did not start";
@@ -181,14 +183,19 @@ std::string TestCluster::AgentAddress(const std::string& node) const {
 
 CtlResult TestCluster::Ctl(std::vector<std::string> args) {
   args.insert(args.begin(), absl::StrCat("--scheduler=", address_));
-  const std::string log = absl::StrCat(dir_, "/ctl-", ++ctl_runs_);
-  std::unique_ptr<TaskProcess> ctl = Spawn(RunfilePath("cli/joulectl"), args, log);
+  return Run("cli/joulectl", std::move(args));
+}
+
+CtlResult TestCluster::Run(const std::string& binary, std::vector<std::string> args,
+                           std::vector<std::pair<std::string, std::string>> env) {
+  const std::string log = absl::StrCat(dir_, "/run-", ++ctl_runs_);
+  std::unique_ptr<TaskProcess> ctl = Spawn(RunfilePath(binary), args, log, env);
   CtlResult result;
   if (ctl == nullptr) return result;
   std::optional<ExitStatus> exit;
   if (!WaitFor([&] { return (exit = ctl->Poll()).has_value(); }, absl::Seconds(60))) {
     KillAndReap(ctl.get());
-    ADD_FAILURE() << "joulectl did not finish";
+    ADD_FAILURE() << binary << " did not finish";
     return result;
   }
   result.exit_code = exit->exit_code;

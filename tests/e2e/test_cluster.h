@@ -45,6 +45,14 @@ class TestCluster {
                       std::vector<std::string> extra_flags = {});
   // Flags added to every agent started from now on.
   void SetAgentFlags(std::vector<std::string> flags) { agent_flags_ = std::move(flags); }
+  // Environment entries added for every agent started from now on.
+  void SetAgentEnv(std::vector<std::pair<std::string, std::string>> env) {
+    agent_env_ = std::move(env);
+  }
+  // Runs `binary` (a runfiles path) with `args` and `env` added to the base
+  // environment, waits for it, and returns its exit code and output.
+  CtlResult Run(const std::string& binary, std::vector<std::string> args,
+                std::vector<std::pair<std::string, std::string>> env = {});
   // kill -9 of the scheduler.
   void KillScheduler();
   // Starts an agent named `node` simulating `simulate` (may be empty) and
@@ -75,6 +83,7 @@ class TestCluster {
   std::vector<Agent> agents_;
   int ctl_runs_ = 0;
   std::vector<std::string> agent_flags_;
+  std::vector<std::pair<std::string, std::string>> agent_env_;
 };
 
 }  // namespace joule
