@@ -1265,3 +1265,56 @@ TEST_F(AgentTest, CpuCapsAreJournaledAndRestoredWhenTheLastTaskEnds) {
 
 }  // namespace
 }  // namespace joule
+
+namespace joule {
+namespace {
+
+// Two tasks with known CPU times (fixture /proc/<pid>/stat files for their
+// process groups) and a known CPU energy get the documented shares, and
+// together account for every joule the node used.
+TEST_F(AgentTest, TwoTasksGetTheDocumentedSharesSummingToTheNodeTotal) {
+  Agent& agent = MakeAgent(0);
+  agent.HandleCommand(StartBuilder("t-a").Shell(kWaitForGo).Build());
+  agent.HandleCommand(StartBuilder("t-b").Shell(kWaitForGo).Build());
+  const int64_t pid_a = sink_.FirstEvent("t-a", v1::TaskEvent::KIND_STARTED)->pid();
+  const int64_t pid_b = sink_.FirstEvent("t-b", v1::TaskEvent::KIND_STARTED)->pid();
+  const int64_t tck = sysconf(_SC_CLK_TCK);
+  // utime 3 s for A, 1 s (utime + stime) for B; field 5 is the process group.
+  auto stat = [&](int64_t pid, int64_t utime, int64_t stime) {
+    WriteFile(absl::StrCat(cpu_stat_->root(), "/", pid, "/stat"),
+              absl::StrFormat("%d (sh) S 1 %d %d 0 -1 0 0 0 0 0 %d %d 0 0 20 0 1 0 1 0 0\n",
+                              pid, pid, pid, utime, stime));
+  };
+  ASSERT_EQ(mkdir(absl::StrCat(cpu_stat_->root(), "/", pid_a).c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(absl::StrCat(cpu_stat_->root(), "/", pid_b).c_str(), 0755), 0);
+  stat(pid_a, 3 * tck, 0);
+  stat(pid_b, tck / 2, tck / 2);
+
+  // 10 s, the host busy 8 CPU-seconds of 16: 50% -> 60 W, 600 J, 200 J idle.
+  clock_.Advance(absl::Seconds(10));
+  cpu_stat_->AddTicks(8 * tck, 8 * tck);
+  v1::NodeSample sample = Telemetry();
+
+  const double cpu_j = (kCpuIdleW + (kCpuTdpW - kCpuIdleW) * 0.5) * 10;  // 600 J
+  const double idle_j = kCpuIdleW * 10;                                 // 200 J
+  const double dynamic_j = cpu_j - idle_j;                              // 400 J
+  const double node_j = kStaticPowerW * 10 + cpu_j;                     // 1600 J
+  // Shares of the host's busy time: 3/8 and 1/8; the other 4/8 (processes
+  // that are not tasks) joins the static pool with idle and static power.
+  const double pool_j = kStaticPowerW * 10 + idle_j + dynamic_j * 4 / 8;
+  const v1::TaskUsage* a = FindUsage(sample, "t-a");
+  const v1::TaskUsage* b = FindUsage(sample, "t-b");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_DOUBLE_EQ(a->energy().cpu_j(), dynamic_j * 3 / 8);  // 150 J
+  EXPECT_DOUBLE_EQ(b->energy().cpu_j(), dynamic_j * 1 / 8);  // 50 J
+  EXPECT_DOUBLE_EQ(a->energy().static_j(), pool_j / 2);      // 700 J
+  EXPECT_DOUBLE_EQ(b->energy().static_j(), pool_j / 2);
+  EXPECT_DOUBLE_EQ(a->energy().gpu_j() + b->energy().gpu_j(), 0);
+  EXPECT_DOUBLE_EQ(a->energy().total_j() + b->energy().total_j(), node_j);
+  Release("t-a");
+  Release("t-b");
+}
+
+}  // namespace
+}  // namespace joule
