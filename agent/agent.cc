@@ -419,7 +419,8 @@ void Agent::StartTask(const v1::StartTask& start) {
     return;
   }
   task.start_time = now;
-  absl::StatusOr<double> cpu = task.process->CpuSeconds(options_.procfs_root);
+  JoinTaskCgroup(task);
+  absl::StatusOr<double> cpu = TaskCpuSeconds(task);
   task.last_cpu_seconds = cpu.ok() ? *cpu : 0;
   event.set_kind(v1::TaskEvent::KIND_STARTED);
   event.set_pid(task.process->pid());
@@ -586,6 +587,47 @@ int Agent::RestoreLeftoverCaps() {
   return restored;
 }
 
+void Agent::JoinTaskCgroup(Task& task) {
+  if (options_.task_cgroup_root.empty()) return;
+  const std::string dir =
+      absl::StrCat(options_.task_cgroup_root, "/", task.spec.task_id());
+  absl::Status status;
+  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    status = absl::UnavailableError(absl::StrCat("mkdir ", dir, ": ", std::strerror(errno)));
+  } else {
+    // Moving the leader right after fork: its children from now on are born
+    // in the cgroup; anything forked before is still in the process group.
+    const std::string procs = dir + "/cgroup.procs";
+    const int fd = open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+    const std::string pid = absl::StrCat(task.process->pid());
+    if (fd < 0 || write(fd, pid.data(), pid.size()) != static_cast<ssize_t>(pid.size())) {
+      status = absl::UnavailableError(
+          absl::StrCat("joining ", procs, ": ", std::strerror(errno)));
+    }
+    if (fd >= 0) close(fd);
+  }
+  if (!status.ok()) {
+    SourceErrorLocked("cgroup", status);
+    rmdir(dir.c_str());
+    return;
+  }
+  SourceOkLocked("cgroup");
+  task.cgroup_dir = dir;
+}
+
+absl::StatusOr<double> Agent::TaskCpuSeconds(const Task& task) const {
+  if (!task.cgroup_dir.empty()) {
+    std::ifstream in(task.cgroup_dir + "/cpu.stat");
+    std::string key;
+    uint64_t value = 0;
+    while (in >> key >> value) {
+      if (key == "usage_usec") return value / 1e6;
+    }
+    // Fall through: a cgroup without CPU accounting.
+  }
+  return task.process->CpuSeconds(options_.procfs_root);
+}
+
 void Agent::ReadProgress(Task& task) {
   const int fd = open(task.progress_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;  // The task reports nothing (yet).
@@ -680,9 +722,9 @@ void Agent::Account(absl::Time now, v1::NodeSample* sample,
     // An exited task's group is gone from /proc; wait4 told its total.
     auto exited = exited_cpu_seconds.find(id);
     absl::StatusOr<double> cpu =
-        exited != exited_cpu_seconds.end()
+        exited != exited_cpu_seconds.end() && task.cgroup_dir.empty()
             ? absl::StatusOr<double>(exited->second)
-            : task.process->CpuSeconds(options_.procfs_root);
+            : TaskCpuSeconds(task);
     if (!cpu.ok()) continue;
     const double used = std::max(0.0, *cpu - task.last_cpu_seconds);
     task.last_cpu_seconds = std::max(task.last_cpu_seconds, *cpu);
@@ -713,6 +755,9 @@ void Agent::Finish(const std::string& task_id, const ExitStatus& exit,
   ReadProgress(task);
   // Nothing of the task may outlive it.
   task.process->KillGroup();
+  if (!task.cgroup_dir.empty() && rmdir(task.cgroup_dir.c_str()) != 0) {
+    JLOG(WARNING) << "cannot remove " << task.cgroup_dir << ": " << std::strerror(errno);
+  }
   ReleaseGpus(task.spec, now);
   v1::TaskEvent event;
   event.set_task_id(task_id);

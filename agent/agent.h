@@ -41,6 +41,11 @@ struct AgentOptions {
   double static_power_w = 0;
   // The agent's own environment entries passed on to tasks (PATH, HOME...).
   std::vector<std::pair<std::string, std::string>> base_env;
+  // A cgroup v2 directory the agent may create children in (delegated to
+  // it, e.g. /sys/fs/cgroup/joule). When set, each task runs in
+  // <root>/<task id> and its CPU time is that cgroup's cpu.stat usage_usec;
+  // otherwise it is its process group's.
+  std::string task_cgroup_root;
 };
 
 // The node agent's core: runs tasks as child processes, samples devices,
@@ -120,6 +125,8 @@ class Agent {
     int64_t progress_offset = 0;
     std::string progress_partial;
     double last_cpu_seconds = 0;
+    // The task's own cgroup, when the agent made one.
+    std::string cgroup_dir;
     v1::TaskUsage usage;
     // Current hints.
     int32_t batch_size = 0;
@@ -143,6 +150,11 @@ class Agent {
                const std::map<std::string, double>& exited_cpu_seconds = {})
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReadProgress(Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // CPU seconds of the task: its cgroup's where it has one, else its
+  // process group's.
+  absl::StatusOr<double> TaskCpuSeconds(const Task& task) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void JoinTaskCgroup(Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WriteHints(const Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks the task's GPUs idle and gives them their default power limit.
   void ReleaseGpus(const v1::StartTask& spec, absl::Time now)

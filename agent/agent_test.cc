@@ -1318,3 +1318,49 @@ TEST_F(AgentTest, TwoTasksGetTheDocumentedSharesSummingToTheNodeTotal) {
 
 }  // namespace
 }  // namespace joule
+
+namespace joule {
+namespace {
+
+// With a delegated cgroup root, each task gets its own cgroup and its CPU
+// time is the cgroup's usage_usec (a fixture tree stands in for cgroupfs).
+TEST_F(AgentTest, TaskCgroupCpuTimeDrivesTheShare) {
+  const std::string cgroups = work_dir_ + "-cgroups";
+  ASSERT_EQ(mkdir(cgroups.c_str(), 0755), 0);
+  std::vector<std::unique_ptr<GpuDevice>> none;
+  AgentOptions options;
+  options.node_name = "node-a";
+  options.work_dir = work_dir_;
+  options.procfs_root = cpu_stat_->root();
+  options.static_power_w = 0;
+  options.task_cgroup_root = cgroups;
+  // cgroup.procs must exist for the agent to write it, as in cgroupfs.
+  ASSERT_EQ(mkdir((cgroups + "/t-cg").c_str(), 0755), 0);
+  WriteFile(cgroups + "/t-cg/cgroup.procs", "");
+  agent_ = std::make_unique<Agent>(
+      std::move(options), std::move(none),
+      std::make_unique<EstimatedCpu>(cpu_stat_->root(), kCpuTdpW, kCpuIdleW), &clock_);
+  agent_->SetSink(&sink_);
+  agent_->HandleCommand(StartBuilder("t-cg").Shell(kWaitForGo).Build());
+  const int64_t pid = sink_.FirstEvent("t-cg", v1::TaskEvent::KIND_STARTED)->pid();
+  EXPECT_EQ(ReadAll(cgroups + "/t-cg/cgroup.procs"), absl::StrCat(pid));
+  const int64_t tck = sysconf(_SC_CLK_TCK);
+  // 2 of the host's 8 busy seconds were the cgroup's.
+  WriteFile(cgroups + "/t-cg/cpu.stat", "usage_usec 2000000\nuser_usec 1500000\n");
+  clock_.Advance(absl::Seconds(10));
+  cpu_stat_->AddTicks(8 * tck, 8 * tck);
+  v1::NodeSample sample = Telemetry();
+  const double dynamic_j = (kCpuTdpW - kCpuIdleW) * 0.5 * 10;
+  const v1::TaskUsage* usage = FindUsage(sample, "t-cg");
+  ASSERT_NE(usage, nullptr);
+  EXPECT_DOUBLE_EQ(usage->energy().cpu_j(), dynamic_j * 2 / 8);
+  bool cgroup_ok = false;
+  for (const v1::SourceStatus& source : sample.sources()) {
+    cgroup_ok |= source.name() == "cgroup" && source.state() == v1::SourceStatus::STATE_OK;
+  }
+  EXPECT_TRUE(cgroup_ok);
+  Release("t-cg");
+}
+
+}  // namespace
+}  // namespace joule

@@ -45,6 +45,7 @@ struct AgentFlags {
   std::string node_name;
   std::string simulate;
   std::string sysfs_root = "/sys";
+  std::string task_cgroup_root;
   std::string nvml_library = "libnvidia-ml.so.1";
   bool probe = false;
   double probe_interval_s = 1;
@@ -106,6 +107,7 @@ int Run(const AgentFlags& flags) {
                          ? absl::StrCat("/tmp/joule-agent-", options.node_name)
                          : flags.work_dir;
   options.procfs_root = flags.procfs_root;
+  options.task_cgroup_root = flags.task_cgroup_root;
   options.cpus = flags.cpus > 0 ? flags.cpus : std::thread::hardware_concurrency();
   options.memory_bytes = MemTotalBytes(flags.procfs_root);
   if (!flags.memory.empty()) {
@@ -286,6 +288,10 @@ int main(int argc, char** argv) {
   app.add_option("--sysfs-root", flags.sysfs_root,
                  "Root of the sys filesystem (RAPL, hwmon, thermal, cpufreq)")
       ->capture_default_str();
+  app.add_option("--task-cgroup-root", flags.task_cgroup_root,
+                 "A cgroup v2 directory delegated to the agent (e.g. "
+                 "/sys/fs/cgroup/joule): each task gets its own cgroup there and is "
+                 "metered by its cpu.stat; default: by process group");
   app.add_option("--nvml-library", flags.nvml_library,
                  "NVML library to dlopen (a name on the loader path, or a path)")
       ->capture_default_str();

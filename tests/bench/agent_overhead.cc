@@ -12,11 +12,11 @@
 //   1. Writes a temporary directory: the fake NVML state file (8 V100s), a
 //      sysfs tree with two RAPL packages and their DRAM subzones, and an
 //      empty sysfs tree for the baseline.
-//   2. Runs `joule-agent --probe` once with each agent's flags and checks
+//   2. Starts a background thread that moves the GPU and RAPL energy
+//      counters every second, as real hardware would.
+//   3. Runs `joule-agent --probe` once with each agent's flags and checks
 //      that the measured agent sees 8 NVML GPUs and RAPL, and the baseline
 //      neither (it falls back to the estimate).
-//   3. Starts a background thread that moves the GPU and RAPL energy
-//      counters every second, as real hardware would.
 //   4. Starts the scheduler, then both agents concurrently (on 2 cores this
 //      is fine: both are idle between samples), and waits until both report
 //      their scheduler stream up on their health service.
@@ -698,7 +698,9 @@ int Run(const BenchFlags& flags, const std::string& argv0) {
         absl::StrCat("--nvml-library=", dir, "/no-such-libnvidia-ml.so.1")};
   };
 
-  // 2. What each agent will see.
+  // 2-3. The counters move from now on, so the probe's samples show it; then
+  // what each agent will see.
+  ticker.Start();
   // The probe only reads the hardware; it never contacts the scheduler.
   absl::Status probed = Probe(*agent_binary, "measured", measured_flags("127.0.0.1:1"),
                               measured_env, dir + "/probe", /*want_hardware=*/true);
@@ -711,8 +713,7 @@ int Run(const BenchFlags& flags, const std::string& argv0) {
     return 2;
   }
 
-  // 3-4. Counters, scheduler, agents.
-  ticker.Start();
+  // 3-4. Scheduler, agents (the counters already move).
   absl::StatusOr<std::unique_ptr<Child>> scheduler = Child::Start(
       "joule-scheduler", *scheduler_binary,
       {"--listen=127.0.0.1:0", absl::StrCat("--data-dir=", dir, "/scheduler")}, ChildEnv(),
@@ -822,7 +823,7 @@ int Run(const BenchFlags& flags, const std::string& argv0) {
   const char* kRow = "%-28s %8s %8s %10s %13s %13s %13s %16s %8s\n";
   std::cout << absl::StrFormat(kRow, "agent", "samples", "CPU s", "CPU ms/", "CPU % median",
                                "CPU % overall", "peak RSS MiB", "RSS MiB start", "threads");
-  std::cout << absl::StrFormat(kRow, "", "", "", "sample", "of windows", "", "(VmHWM)",
+  std::cout << absl::StrFormat(kRow, "", "(period)", "", "sample", "of windows", "", "(VmHWM)",
                                "-> end", "");
   for (const auto& [label, f] : {std::make_pair(agents[0].label, measured),
                                  std::make_pair(agents[1].label, baseline)}) {
