@@ -1549,3 +1549,61 @@ TEST_F(SchedulerTest, GangSiblingOnDisconnectedNodeIsStoppedOnReconnect) {
 
 }  // namespace
 }  // namespace joule
+
+namespace joule {
+namespace {
+
+v1::SetCap GpuCap(int index, double watts) {
+  v1::SetCap cap;
+  cap.set_kind(v1::DEVICE_KIND_GPU);
+  cap.set_index(index);
+  cap.set_power_cap_w(watts);
+  return cap;
+}
+
+TEST_F(SchedulerTest, NodeCapIsCheckedThenSentToTheAgent) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(2, "V100").Build()), IsOk());
+  // Accepted: sent as is, with a default reason.
+  ASSERT_THAT(scheduler_->SetNodeCap("gpu-a", GpuCap(1, 150)), IsOk());
+  std::vector<v1::SchedulerCommand> caps = link.Of(v1::SchedulerCommand::kSetCap);
+  ASSERT_EQ(caps.size(), 1u);
+  EXPECT_EQ(caps[0].set_cap().index(), 1);
+  EXPECT_EQ(caps[0].set_cap().power_cap_w(), 150);
+  EXPECT_EQ(caps[0].set_cap().reason(), "operator");
+
+  struct Bad {
+    std::string node;
+    v1::SetCap cap;
+    absl::StatusCode code;
+    std::string message;
+  };
+  v1::SetCap cpu_freq_on_gpu = GpuCap(0, 150);
+  cpu_freq_on_gpu.set_max_frequency_mhz(1000);
+  v1::SetCap rapl_cap;
+  rapl_cap.set_kind(v1::DEVICE_KIND_CPU);
+  rapl_cap.set_power_cap_w(50);
+  const std::vector<Bad> bad = {
+      {"nowhere", GpuCap(0, 150), absl::StatusCode::kNotFound, "node nowhere"},
+      {"gpu-a", GpuCap(7, 150), absl::StatusCode::kNotFound, "no GPU 7"},
+      {"gpu-a", GpuCap(0, 300), absl::StatusCode::kOutOfRange, "[100, 250] W"},
+      {"gpu-a", GpuCap(0, 50), absl::StatusCode::kOutOfRange, "[100, 250] W"},
+      {"gpu-a", GpuCap(0, -1), absl::StatusCode::kInvalidArgument, "power_cap_w"},
+      {"gpu-a", GpuCap(0, 0), absl::StatusCode::kInvalidArgument, "give power_cap_w"},
+      {"gpu-a", cpu_freq_on_gpu, absl::StatusCode::kInvalidArgument, "only for CPUs"},
+      {"gpu-a", rapl_cap, absl::StatusCode::kNotFound, "no CPU package 0"},
+  };
+  for (const Bad& c : bad) {
+    absl::Status status = scheduler_->SetNodeCap(c.node, c.cap);
+    EXPECT_EQ(status.code(), c.code) << c.message << ": " << status;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(c.message)) << status;
+  }
+  EXPECT_EQ(link.Of(v1::SchedulerCommand::kSetCap).size(), 1u);
+  // A node whose stream is gone cannot be capped.
+  scheduler_->OnAgentDisconnect(&link);
+  EXPECT_EQ(scheduler_->SetNodeCap("gpu-a", GpuCap(0, 150)).code(),
+            absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace joule
