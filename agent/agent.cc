@@ -451,6 +451,12 @@ void Agent::SetCap(const v1::SetCap& set_cap) {
     JLOG(WARNING) << "set-cap for unknown GPU " << set_cap.index();
     return;
   }
+  if (set_cap.max_frequency_mhz() > 0) {
+    absl::Status locked = LockGpuClocks(*gpu, set_cap.min_frequency_mhz(),
+                                        set_cap.max_frequency_mhz());
+    if (!locked.ok()) JLOG(WARNING) << "clock lock refused: " << locked;
+  }
+  if (set_cap.power_cap_w() <= 0) return;
   absl::Status status = ChangeGpuCap(*gpu, set_cap.power_cap_w(), clock_->Now());
   if (!status.ok()) {
     JLOG(WARNING) << "set-cap refused: " << status;
@@ -530,7 +536,36 @@ absl::Status Agent::ChangeGpuCap(GpuDevice& gpu, double watts, absl::Time now) {
   return set;
 }
 
+absl::Status Agent::LockGpuClocks(GpuDevice& gpu, int32_t min_mhz, int32_t max_mhz) {
+  // Locked clocks cannot be read back through NVML: the journal entry (value
+  // 1) is the only record that they must be reset.
+  if (journal_ != nullptr) {
+    absl::Status recorded = journal_->Record(GpuClocksKey(gpu), 1);
+    if (!recorded.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "not locking clocks: cannot journal it: ", recorded.message()));
+    }
+  }
+  return gpu.LockClocks(min_mhz, max_mhz);
+}
+
+std::string Agent::GpuClocksKey(const GpuDevice& gpu) const {
+  const v1::Device device = gpu.Describe();
+  return absl::StrCat("gpu/", device.uuid().empty() ? absl::StrCat(device.index())
+                                                    : device.uuid(),
+                      "/locked_clocks");
+}
+
 void Agent::RestoreGpuCap(GpuDevice& gpu, absl::Time now) {
+  if (journal_ != nullptr && journal_->entries().count(GpuClocksKey(gpu))) {
+    absl::Status reset = gpu.ResetClocks();
+    if (reset.ok()) {
+      (void)journal_->Forget(GpuClocksKey(gpu));
+    } else {
+      JLOG(ERROR) << "cannot reset GPU " << gpu.Describe().index()
+                  << "'s locked clocks: " << reset;
+    }
+  }
   const v1::Device device = gpu.Describe();
   if (gpu.power_limit_w() != device.power_limit_default_w()) {
     absl::Status status = gpu.SetPowerLimit(device.power_limit_default_w(), now);
@@ -556,6 +591,14 @@ int Agent::RestoreLeftoverCaps() {
   for (auto& gpu : gpus_) {
     const v1::Device device = gpu->Describe();
     known.insert(GpuCapKey(*gpu));
+    known.insert(GpuClocksKey(*gpu));
+    if (journal_ != nullptr && journal_->entries().count(GpuClocksKey(*gpu))) {
+      JLOG(WARNING) << "GPU " << device.index() << " (" << device.uuid()
+                    << ") had its clocks locked by a previous agent; resetting them";
+      RestoreGpuCap(*gpu, now);
+      ++restored;
+      continue;
+    }
     if (gpu->power_limit_w() == device.power_limit_default_w()) {
       if (journal_ != nullptr) (void)journal_->Forget(GpuCapKey(*gpu));
       continue;

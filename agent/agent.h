@@ -171,6 +171,9 @@ class Agent {
   absl::Status ChangeGpuCap(GpuDevice& gpu, double watts, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RestoreGpuCap(GpuDevice& gpu, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string GpuClocksKey(const GpuDevice& gpu) const;
+  absl::Status LockGpuClocks(GpuDevice& gpu, int32_t min_mhz, int32_t max_mhz)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string TaskDir(const std::string& task_id) const;
 
   const AgentOptions options_;

@@ -371,7 +371,7 @@ int Logs(Client& client, const std::string& id, const std::string& task,
 }
 
 int Cap(Client& client, const std::string& node, int gpu, int package, double watts,
-        int max_mhz, const std::string& reason) {
+        int min_mhz, int max_mhz, const std::string& reason) {
   v1::SetNodeCapRequest request;
   request.set_node(node);
   v1::SetCap* cap = request.mutable_cap();
@@ -379,6 +379,7 @@ int Cap(Client& client, const std::string& node, int gpu, int package, double wa
   cap->set_index(gpu >= 0 ? gpu : package);
   cap->set_power_cap_w(watts);
   cap->set_max_frequency_mhz(max_mhz);
+  cap->set_min_frequency_mhz(min_mhz);
   cap->set_reason(reason);
   v1::SetNodeCapResponse response;
   grpc::Status status =
@@ -588,7 +589,7 @@ int Main(int argc, char** argv) {
   });
 
   std::string cap_node;
-  int cap_gpu = -1, cap_package = -1, cap_mhz = 0;
+  int cap_gpu = -1, cap_package = -1, cap_mhz = 0, cap_min_mhz = 0;
   double cap_watts = 0;
   CLI::App* cap = app.add_subcommand(
       "cap", "Cap a device of a node (operator override; restored by the agent)");
@@ -597,14 +598,16 @@ int Main(int argc, char** argv) {
   auto* pkg_opt = cap->add_option("--cpu-package", cap_package, "CPU package index");
   gpu_opt->excludes(pkg_opt);
   cap->add_option("--watts", cap_watts, "Power limit, W");
-  cap->add_option("--max-mhz", cap_mhz, "CPU frequency cap, MHz (all policies)");
+  cap->add_option("--max-mhz", cap_mhz,
+                  "CPU: frequency cap of all policies; GPU: lock the SM clock at most here, MHz");
+  cap->add_option("--min-mhz", cap_min_mhz, "GPU: lower end of the locked SM clock, MHz");
   cap->add_option("--reason", reason, "Recorded by the agent");
   cap->callback([&] {
     if (cap_gpu < 0 && cap_package < 0) {
       throw CLI::ValidationError("cap", "give --gpu N or --cpu-package N");
     }
     action = [&](Client& c) {
-      return Cap(c, cap_node, cap_gpu, cap_package, cap_watts, cap_mhz, reason);
+      return Cap(c, cap_node, cap_gpu, cap_package, cap_watts, cap_min_mhz, cap_mhz, reason);
     };
   });
 

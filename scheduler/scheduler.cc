@@ -389,13 +389,21 @@ absl::Status Scheduler::SetNodeCap(const std::string& node_name, const v1::SetCa
   if (!std::isfinite(cap.power_cap_w()) || cap.power_cap_w() < 0) {
     return absl::InvalidArgumentError("cap.power_cap_w: must be a finite number >= 0");
   }
-  if (cap.max_frequency_mhz() < 0 || (!cpu && cap.max_frequency_mhz() != 0)) {
+  if (cap.max_frequency_mhz() < 0 || cap.min_frequency_mhz() < 0) {
+    return absl::InvalidArgumentError("cap: frequencies must be >= 0");
+  }
+  if (cpu && cap.min_frequency_mhz() != 0) {
     return absl::InvalidArgumentError(
-        "cap.max_frequency_mhz: must be >= 0, and only for CPUs");
+        "cap.min_frequency_mhz: only for GPUs (locked SM clocks)");
+  }
+  if (!cpu && cap.min_frequency_mhz() > cap.max_frequency_mhz()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "cap: min_frequency_mhz (%d) must be <= max_frequency_mhz (%d)",
+        cap.min_frequency_mhz(), cap.max_frequency_mhz()));
   }
   if (cap.power_cap_w() == 0 && cap.max_frequency_mhz() == 0) {
     return absl::InvalidArgumentError(
-        "cap: give power_cap_w, or max_frequency_mhz for a CPU");
+        "cap: give power_cap_w or max_frequency_mhz");
   }
   const v1::Device* device = nullptr;
   for (const v1::Device& candidate : node.info.devices()) {

@@ -1578,8 +1578,9 @@ TEST_F(SchedulerTest, NodeCapIsCheckedThenSentToTheAgent) {
     absl::StatusCode code;
     std::string message;
   };
-  v1::SetCap cpu_freq_on_gpu = GpuCap(0, 150);
-  cpu_freq_on_gpu.set_max_frequency_mhz(1000);
+  v1::SetCap cpu_freq_on_gpu_min_above_max = GpuCap(0, 150);
+  cpu_freq_on_gpu_min_above_max.set_min_frequency_mhz(1200);
+  cpu_freq_on_gpu_min_above_max.set_max_frequency_mhz(1000);
   v1::SetCap rapl_cap;
   rapl_cap.set_kind(v1::DEVICE_KIND_CPU);
   rapl_cap.set_power_cap_w(50);
@@ -1590,7 +1591,8 @@ TEST_F(SchedulerTest, NodeCapIsCheckedThenSentToTheAgent) {
       {"gpu-a", GpuCap(0, 50), absl::StatusCode::kOutOfRange, "[100, 250] W"},
       {"gpu-a", GpuCap(0, -1), absl::StatusCode::kInvalidArgument, "power_cap_w"},
       {"gpu-a", GpuCap(0, 0), absl::StatusCode::kInvalidArgument, "give power_cap_w"},
-      {"gpu-a", cpu_freq_on_gpu, absl::StatusCode::kInvalidArgument, "only for CPUs"},
+      {"gpu-a", cpu_freq_on_gpu_min_above_max, absl::StatusCode::kInvalidArgument,
+       "must be <= max_frequency_mhz"},
       {"gpu-a", rapl_cap, absl::StatusCode::kNotFound, "no CPU package 0"},
   };
   for (const Bad& c : bad) {

@@ -35,7 +35,6 @@
 
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -186,8 +185,8 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
     if (!out) return absl::InternalError(absl::StrCat("cannot write ", temp_path));
   }
   if (std::rename(temp_path.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("rename ", temp_path, " to ", path, ": ",
-                                            std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("rename ", temp_path, " to ", path, ": ", std::strerror(errno)));
   }
   return absl::OkStatus();
 }
@@ -198,14 +197,13 @@ std::string NvmlState(int64_t seconds) {
   std::string text = "# joule agent_overhead benchmark: 8 V100s\n";
   for (int i = 0; i < kGpus; ++i) {
     const uint64_t energy_mj = 1000000 * (i + 1) + kGpuPowerMw * seconds;
-    absl::StrAppend(
-        &text, "device ", i, " name=\"Tesla V100-PCIE-16GB\" uuid=GPU-bench-", i,
-        " memory_mib=16160 power_mw=", kGpuPowerMw + 1000 * i, " energy_mj=", energy_mj,
-        " energy_supported=1 temp_c=", 40 + i, " util_gpu=", 10 * i,
-        " util_mem=", 5 * i,
-        " sm_mhz=1245 mem_mhz=877 max_sm_mhz=1380 max_mem_mhz=877"
-        " limit_min_mw=100000 limit_max_mw=250000 limit_default_mw=250000"
-        " limit_mw=250000 throttle=0\n");
+    absl::StrAppend(&text, "device ", i, " name=\"Tesla V100-PCIE-16GB\" uuid=GPU-bench-",
+                    i, " memory_mib=16160 power_mw=", kGpuPowerMw + 1000 * i,
+                    " energy_mj=", energy_mj, " energy_supported=1 temp_c=", 40 + i,
+                    " util_gpu=", 10 * i, " util_mem=", 5 * i,
+                    " sm_mhz=1245 mem_mhz=877 max_sm_mhz=1380 max_mem_mhz=877"
+                    " limit_min_mw=100000 limit_max_mw=250000 limit_default_mw=250000"
+                    " limit_mw=250000 throttle=0\n");
   }
   return text;
 }
@@ -328,7 +326,8 @@ class TempDir {
     if (base == nullptr) base = std::getenv("TMPDIR");
     std::string templ = absl::StrCat(base ? base : "/tmp", "/joule-agent-overhead.XXXXXX");
     if (mkdtemp(templ.data()) == nullptr) {
-      return absl::InternalError(absl::StrCat("mkdtemp ", templ, ": ", std::strerror(errno)));
+      return absl::InternalError(
+          absl::StrCat("mkdtemp ", templ, ": ", std::strerror(errno)));
     }
     return std::unique_ptr<TempDir>(new TempDir(templ, keep));
   }
@@ -471,11 +470,12 @@ ProbeReport ParseProbe(const std::string& text) {
         absl::StrSplit(absl::StripAsciiWhitespace(line), ' ', absl::SkipEmpty());
     if (words.empty()) continue;
     if (section == "sources" && words.size() >= 2) {
-      const size_t after_state = line.find(words[1]) + words[1].size();
+      // The message is what follows the state word.
+      const size_t state_at = line.find(words[1], line.find(words[0]) + words[0].size());
       report.sources.push_back(
           {std::string(words[0]),
-           {std::string(words[1]),
-            std::string(absl::StripAsciiWhitespace(line.substr(after_state)))}});
+           {std::string(words[1]), std::string(absl::StripAsciiWhitespace(
+                                       line.substr(state_at + words[1].size())))}});
     } else if (section == "devices") {
       report.gpus += words[0] == "GPU";
       report.cpu_packages += words[0] == "CPU";
@@ -613,10 +613,11 @@ absl::Status Probe(const std::string& agent_binary, const std::string& label,
   const std::string out = (*probe)->out();
   std::cout << "--- joule-agent --probe (" << label << ") ---\n" << out;
   if (!exit.has_value() || exit->exit_code != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        label, " probe ", exit.has_value() ? absl::StrCat("exited ", exit->exit_code)
-                                           : std::string("did not finish"),
-        ": ", (*probe)->err()));
+    return absl::FailedPreconditionError(
+        absl::StrCat(label, " probe ",
+                     exit.has_value() ? absl::StrCat("exited ", exit->exit_code)
+                                      : std::string("did not finish"),
+                     ": ", (*probe)->err()));
   }
   const ProbeReport report = ParseProbe(out);
   const std::string nvml = SourceState(report, "nvml");
@@ -685,16 +686,22 @@ int Run(const BenchFlags& flags, const std::string& argv0) {
   measured_env.emplace_back("FAKE_NVML_STATE", nvml_state);
   const std::vector<std::pair<std::string, std::string>> baseline_env = ChildEnv();
   auto measured_flags = [&](const std::string& scheduler) {
-    return std::vector<std::string>{
-        absl::StrCat("--scheduler=", scheduler), "--node-name=bench",
-        "--listen=127.0.0.1:0", absl::StrCat("--work-dir=", dir, "/agent"), period,
-        absl::StrCat("--sysfs-root=", sys), absl::StrCat("--nvml-library=", *fake_nvml)};
+    return std::vector<std::string>{absl::StrCat("--scheduler=", scheduler),
+                                    "--node-name=bench",
+                                    "--listen=127.0.0.1:0",
+                                    absl::StrCat("--work-dir=", dir, "/agent"),
+                                    period,
+                                    absl::StrCat("--sysfs-root=", sys),
+                                    absl::StrCat("--nvml-library=", *fake_nvml)};
   };
   auto baseline_flags = [&](const std::string& scheduler) {
     return std::vector<std::string>{
-        absl::StrCat("--scheduler=", scheduler), "--node-name=bench-baseline",
-        "--listen=127.0.0.1:0", absl::StrCat("--work-dir=", dir, "/agent-baseline"),
-        period, absl::StrCat("--sysfs-root=", sys_empty),
+        absl::StrCat("--scheduler=", scheduler),
+        "--node-name=bench-baseline",
+        "--listen=127.0.0.1:0",
+        absl::StrCat("--work-dir=", dir, "/agent-baseline"),
+        period,
+        absl::StrCat("--sysfs-root=", sys_empty),
         absl::StrCat("--nvml-library=", dir, "/no-such-libnvidia-ml.so.1")};
   };
 
@@ -714,10 +721,10 @@ int Run(const BenchFlags& flags, const std::string& argv0) {
   }
 
   // 3-4. Scheduler, agents (the counters already move).
-  absl::StatusOr<std::unique_ptr<Child>> scheduler = Child::Start(
-      "joule-scheduler", *scheduler_binary,
-      {"--listen=127.0.0.1:0", absl::StrCat("--data-dir=", dir, "/scheduler")}, ChildEnv(),
-      dir + "/scheduler");
+  absl::StatusOr<std::unique_ptr<Child>> scheduler =
+      Child::Start("joule-scheduler", *scheduler_binary,
+                   {"--listen=127.0.0.1:0", absl::StrCat("--data-dir=", dir, "/scheduler")},
+                   ChildEnv(), dir + "/scheduler");
   if (!scheduler.ok()) {
     std::cerr << "agent_overhead: " << scheduler.status().message() << "\n";
     return 2;
@@ -768,7 +775,8 @@ int Run(const BenchFlags& flags, const std::string& argv0) {
   const absl::Time start = Now();
   const absl::Time end = start + absl::Seconds(flags.duration_s);
   std::string failure;
-  for (absl::Time next = start; ok; next = std::min(next + absl::Seconds(flags.window_s), end)) {
+  for (absl::Time next = start; ok;
+       next = std::min(next + absl::Seconds(flags.window_s), end)) {
     ok = SleepUntil(next);
     if (!ok) break;
     for (MeasuredAgent& agent : agents) {
@@ -818,13 +826,12 @@ int Run(const BenchFlags& flags, const std::string& argv0) {
       "CPU = utime+stime from /proc/PID/stat (resolution %.0f ms, i.e. %.2f %% of a core "
       "per %.0f s window); RSS from /proc/PID/status (VmHWM = peak)\n\n",
       flags.telemetry_period_s, measured.elapsed_s, flags.warmup_s,
-      1000.0 / ticks_per_second, 100.0 / ticks_per_second / flags.window_s,
-      flags.window_s);
+      1000.0 / ticks_per_second, 100.0 / ticks_per_second / flags.window_s, flags.window_s);
   const char* kRow = "%-28s %8s %8s %10s %13s %13s %13s %16s %8s\n";
   std::cout << absl::StrFormat(kRow, "agent", "samples", "CPU s", "CPU ms/", "CPU % median",
                                "CPU % overall", "peak RSS MiB", "RSS MiB start", "threads");
-  std::cout << absl::StrFormat(kRow, "", "(period)", "", "sample", "of windows", "", "(VmHWM)",
-                               "-> end", "");
+  std::cout << absl::StrFormat(kRow, "", "(period)", "", "sample", "of windows", "",
+                               "(VmHWM)", "-> end", "");
   for (const auto& [label, f] : {std::make_pair(agents[0].label, measured),
                                  std::make_pair(agents[1].label, baseline)}) {
     std::cout << absl::StrFormat(
@@ -839,12 +846,14 @@ int Run(const BenchFlags& flags, const std::string& argv0) {
       kRow, "measured / baseline", "", Ratio(measured.cpu_s, baseline.cpu_s),
       Ratio(measured.cpu_ms_per_sample, baseline.cpu_ms_per_sample),
       Ratio(measured.median_window_percent, baseline.median_window_percent),
-      Ratio(measured.cpu_percent, baseline.cpu_percent), Ratio(measured.hwm_mib, baseline.hwm_mib),
-      "", "");
+      Ratio(measured.cpu_percent, baseline.cpu_percent),
+      Ratio(measured.hwm_mib, baseline.hwm_mib), "", "");
   std::cout << absl::StrFormat(
-      kRow, "measured - baseline", "", absl::StrFormat("%+.2f", measured.cpu_s - baseline.cpu_s),
+      kRow, "measured - baseline", "",
+      absl::StrFormat("%+.2f", measured.cpu_s - baseline.cpu_s),
       absl::StrFormat("%+.3f", measured.cpu_ms_per_sample - baseline.cpu_ms_per_sample),
-      absl::StrFormat("%+.3f", measured.median_window_percent - baseline.median_window_percent),
+      absl::StrFormat("%+.3f",
+                      measured.median_window_percent - baseline.median_window_percent),
       absl::StrFormat("%+.3f", measured.cpu_percent - baseline.cpu_percent),
       absl::StrFormat("%+.1f", measured.hwm_mib - baseline.hwm_mib), "", "");
   for (const auto& [label, f] : {std::make_pair(agents[0].label, measured),

@@ -173,6 +173,47 @@ TEST_F(HardwareTest, CapsAreRestoredAtAgentStopAndAfterACrash) {
                                      << Setting(kMaxFreq);
 }
 
+TEST_F(HardwareTest, CapsAreRestoredWhenTheTaskEnds) {
+  cluster_.StartScheduler();
+  StartHardwareAgent();
+  const std::string go = cluster_.dir() + "/go";
+  CtlResult submit = cluster_.Ctl(
+      {"submit", "-q", "--name", "capped", "--gpus", "1", "--", "/bin/sh", "-c",
+       absl::StrCat("while [ ! -e ", go, " ]; do sleep 0.05; done")});
+  ASSERT_EQ(submit.exit_code, 0) << submit.err;
+  const std::string id = Trim(submit.out);
+  int gpu = -1;
+  ASSERT_TRUE(WaitFor([&] {
+    absl::StatusOr<v1::Job> job = cluster_.GetJob(id);
+    if (!job.ok() || job->tasks_size() == 0 ||
+        job->tasks(0).state() != v1::TASK_STATE_RUNNING) {
+      return false;
+    }
+    gpu = job->tasks(0).gpu_indices(0);
+    return true;
+  }));
+  // An operator caps the task's GPU (power and locked clocks) and the CPU.
+  ASSERT_EQ(cluster_.Ctl({"cap", "hw", "--gpu", absl::StrCat(gpu), "--watts", "150",
+                          "--min-mhz", "900", "--max-mhz", "1200"})
+                .exit_code,
+            0);
+  ASSERT_EQ(cluster_.Ctl({"cap", "hw", "--cpu-package", "0", "--watts", "100",
+                          "--max-mhz", "2000"})
+                .exit_code,
+            0);
+  ASSERT_TRUE(WaitFor([&] {
+    return GpuLimit(gpu) == "150000" && absl::StrContains(ReadAll(nvml_state_), "locked_sm=900-1200") &&
+           Setting(kRaplLimit) == "100000000" && Setting(kMaxFreq) == "2000000";
+  })) << ReadAll(nvml_state_);
+
+  std::ofstream(go) << "";
+  EXPECT_EQ(cluster_.Ctl({"watch", id}).exit_code, 0);
+  EXPECT_TRUE(WaitFor([&] {
+    return GpuLimit(gpu) == "250000" && !absl::StrContains(ReadAll(nvml_state_), "locked_sm") &&
+           Setting(kRaplLimit) == "125000000" && Setting(kMaxFreq) == "3500000";
+  })) << ReadAll(nvml_state_) << Setting(kRaplLimit) << " " << Setting(kMaxFreq);
+}
+
 TEST_F(HardwareTest, BrokenSourcesDegradeVisiblyAndNeverCrash) {
   cluster_.StartScheduler();
   // GPU 1 cannot read its temperature; the RAPL counter is garbage.
