@@ -95,6 +95,12 @@ absl::StatusOr<CpuReading> RaplCpuSource::Sample(absl::Time now) {
       absl::StatusOr<CpuTimesDelta> delta = CpuTimesBetween(*last_times_, *times);
       if (delta.ok()) {
         reading.busy_seconds = static_cast<double>(delta->busy) / sysconf(_SC_CLK_TCK);
+        // RAPL has no utilization; the host's is the packages' best figure.
+        for (v1::DeviceSample& sample : reading.samples) {
+          if (sample.kind() == v1::DEVICE_KIND_CPU) {
+            sample.set_utilization(delta->Utilization());
+          }
+        }
       } else {
         reading.errors.push_back(delta.status());
       }

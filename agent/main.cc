@@ -249,8 +249,11 @@ int Run(const AgentFlags& flags) {
   agent.RestoreDefaultCaps();
   // Give the link a moment to deliver the final exit events.
   absl::SleepFor(absl::Milliseconds(300));
+  JLOG(DEBUG) << "stopping the scheduler link";
   link.Stop();
+  JLOG(DEBUG) << "stopping the gRPC server";
   server->Shutdown(absl::ToChronoTime(clock->Now() + absl::Seconds(1)));
+  JLOG(DEBUG) << "stopped";
   return 0;
 }
 
