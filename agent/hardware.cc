@@ -133,16 +133,20 @@ absl::StatusOr<Hardware> DiscoverHardware(const HardwareOptions& options,
           "nvml", absent ? State::STATE_ABSENT : State::STATE_DEGRADED,
           std::string(nvml.status().message())));
     } else {
+      std::vector<absl::Status> skipped;
       absl::StatusOr<std::vector<std::unique_ptr<GpuDevice>>> gpus =
-          DiscoverNvmlGpus(*nvml, now);
+          DiscoverNvmlGpus(*nvml, now, &skipped);
       if (!gpus.ok()) {
         hardware.sources.push_back(
             Source("nvml", State::STATE_DEGRADED, std::string(gpus.status().message())));
       } else {
         hardware.gpus = *std::move(gpus);
         hardware.sources.push_back(Source(
-            "nvml", State::STATE_OK,
-            absl::StrCat(hardware.gpus.size(), " GPUs via ", (*nvml)->path())));
+            "nvml", skipped.empty() ? State::STATE_OK : State::STATE_DEGRADED,
+            skipped.empty()
+                ? absl::StrCat(hardware.gpus.size(), " GPUs via ", (*nvml)->path())
+                : absl::StrCat(hardware.gpus.size(), " GPUs usable; left out: ",
+                               skipped[0].message())));
       }
     }
   }

@@ -332,7 +332,7 @@ absl::Status NvmlGpu::ResetClocks() {
 }
 
 absl::StatusOr<std::vector<std::unique_ptr<GpuDevice>>> DiscoverNvmlGpus(
-    std::shared_ptr<NvmlLibrary> nvml, absl::Time now) {
+    std::shared_ptr<NvmlLibrary> nvml, absl::Time now, std::vector<absl::Status>* skipped) {
   unsigned int count = 0;
   absl::Status status = nvml->ToStatus(nvml->api().DeviceGetCount(&count),
                                        "nvmlDeviceGetCount_v2");
@@ -342,7 +342,12 @@ absl::StatusOr<std::vector<std::unique_ptr<GpuDevice>>> DiscoverNvmlGpus(
   for (unsigned int index = 0; index < count; ++index) {
     absl::StatusOr<std::unique_ptr<NvmlGpu>> gpu =
         NvmlGpu::Create(nvml, index, now);
-    if (!gpu.ok()) return gpu.status();
+    if (!gpu.ok()) {
+      if (skipped == nullptr) return gpu.status();
+      // One broken GPU must not hide the others.
+      skipped->push_back(gpu.status());
+      continue;
+    }
     gpus.push_back(*std::move(gpu));
   }
   return gpus;

@@ -88,10 +88,12 @@ class NvmlGpu : public GpuDevice {
   absl::Time last_time_;
 };
 
-// Every GPU NVML reports, indexed as NVML indexes them. Any device that
-// cannot be read makes the whole discovery fail, with an error naming it.
+// Every GPU NVML reports, indexed as NVML indexes them. A device that
+// cannot be read is left out and its error appended to `skipped`; without
+// `skipped`, it makes the whole discovery fail, with an error naming it.
 absl::StatusOr<std::vector<std::unique_ptr<GpuDevice>>> DiscoverNvmlGpus(
-    std::shared_ptr<NvmlLibrary> nvml, absl::Time now);
+    std::shared_ptr<NvmlLibrary> nvml, absl::Time now,
+    std::vector<absl::Status>* skipped = nullptr);
 
 }  // namespace joule
 

@@ -125,6 +125,17 @@ TEST_F(HardwareTest, ProbeListsNvmlGpusAndRaplDomainsAndChangesNothing) {
   EXPECT_EQ(ReadAll(cluster_.dir() + "/probe-work/caps.journal"), "");
 }
 
+TEST_F(HardwareTest, AGpuLostAtStartIsLeftOutAndTheOthersServe) {
+  std::ofstream(nvml_state_, std::ios::app) << "lost 1\n";
+  std::vector<std::string> args = HardwareFlags();
+  args.insert(args.end(), {"--probe", "--probe-interval=0.1"});
+  CtlResult probe = cluster_.Run("agent/joule-agent", args, NvmlEnv());
+  EXPECT_EQ(probe.exit_code, 0) << probe.out << probe.err;
+  EXPECT_THAT(probe.out, HasSubstr("nvml       degraded  1 GPUs usable; left out: GPU 1"));
+  EXPECT_THAT(probe.out, HasSubstr("GPU-aaaa0000"));
+  EXPECT_THAT(probe.out, ::testing::Not(HasSubstr("GPU-bbbb1111")));
+}
+
 TEST_F(HardwareTest, CapsAreRestoredAtAgentStopAndAfterACrash) {
   cluster_.StartScheduler();
   StartHardwareAgent();
