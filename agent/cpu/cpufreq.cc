@@ -119,41 +119,11 @@ absl::Status CpufreqControl::SetMaxFrequency(int policy, uint64_t khz) {
         absl::StrCat(path, ": ", khz, " kHz is outside the policy's range [",
                      pol.cpuinfo_min_khz, ", ", pol.cpuinfo_max_khz, "] kHz"));
   }
-  const bool first_change = original_max_khz_.count(policy) == 0;
-  if (first_change) {
-    absl::StatusOr<uint64_t> original = ReadUint64File(path);
-    if (!original.ok()) {
-      return absl::Status(
-          original.status().code(),
-          absl::StrCat("not changing a limit whose original cannot be read "
-                       "back for restoring: ",
-                       original.status().message()));
-    }
-    original_max_khz_[policy] = *original;
-  }
-  absl::Status status = WriteUint64File(path, khz);
-  if (!status.ok() && first_change) original_max_khz_.erase(policy);
-  return status;
+  return originals_.Write(path, khz);
 }
 
 absl::Status CpufreqControl::Restore() {
-  std::vector<std::string> failures;
-  for (auto it = original_max_khz_.begin(); it != original_max_khz_.end();) {
-    absl::StatusOr<const CpufreqPolicy*> p = Find(it->first);
-    absl::Status status =
-        p.ok() ? WriteUint64File((*p)->path + "/scaling_max_freq", it->second)
-               : p.status();
-    if (status.ok()) {
-      it = original_max_khz_.erase(it);
-    } else {
-      failures.push_back(std::string(status.message()));
-      ++it;
-    }
-  }
-  if (failures.empty()) return absl::OkStatus();
-  return absl::UnavailableError(
-      absl::StrCat("could not restore ", failures.size(),
-                   " cpufreq limit(s): ", absl::StrJoin(failures, "; ")));
+  return originals_.Restore("cpufreq limit(s)");
 }
 
 }  // namespace joule

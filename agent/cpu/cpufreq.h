@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "agent/cpu/sysfs.h"
 
 namespace joule {
 
@@ -76,14 +77,14 @@ class CpufreqControl {
   // ones that failed are kept for a later Restore and named in the error.
   absl::Status Restore();
 
-  bool HasChangedLimits() const { return !original_max_khz_.empty(); }
+  bool HasChangedLimits() const { return !originals_.empty(); }
 
  private:
   absl::StatusOr<const CpufreqPolicy*> Find(int policy) const;
 
   std::vector<CpufreqPolicy> policies_;
   // Policy id -> scaling_max_freq before the first change.
-  std::map<int, uint64_t> original_max_khz_;
+  SysfsOriginals originals_;
 };
 
 // Parses a cpufreq CPU list such as affected_cpus ("0 1 2 3"); DATA_LOSS

@@ -336,42 +336,11 @@ absl::Status RaplReader::SetPowerLimit(size_t domain, int constraint,
                                             : std::string("unbounded"),
         "] uW"));
   }
-  const auto key = std::make_pair(domain, constraint);
-  const bool first_change = original_limits_uw_.count(key) == 0;
-  if (first_change) {
-    absl::StatusOr<uint64_t> original = ReadUint64File(path);
-    if (!original.ok()) {
-      return absl::Status(
-          original.status().code(),
-          absl::StrCat("not changing a limit whose original cannot be read "
-                       "back for restoring: ",
-                       original.status().message()));
-    }
-    original_limits_uw_[key] = *original;
-  }
-  absl::Status status = WriteUint64File(path, uw);
-  if (!status.ok() && first_change) original_limits_uw_.erase(key);
-  return status;
+  return originals_.Write(path, uw);
 }
 
 absl::Status RaplReader::Restore() {
-  std::vector<std::string> failures;
-  for (auto it = original_limits_uw_.begin();
-       it != original_limits_uw_.end();) {
-    const auto& [domain, constraint] = it->first;
-    absl::Status status = WriteUint64File(
-        ConstraintPath(domain, constraint, "power_limit_uw"), it->second);
-    if (status.ok()) {
-      it = original_limits_uw_.erase(it);
-    } else {
-      failures.push_back(std::string(status.message()));
-      ++it;
-    }
-  }
-  if (failures.empty()) return absl::OkStatus();
-  return absl::UnavailableError(
-      absl::StrCat("could not restore ", failures.size(),
-                   " RAPL power limit(s): ", absl::StrJoin(failures, "; ")));
+  return originals_.Restore("RAPL power limit(s)");
 }
 
 absl::StatusOr<std::unique_ptr<RaplCpu>> RaplCpu::Create(

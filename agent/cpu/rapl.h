@@ -43,6 +43,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/optional.h"
+#include "agent/cpu/sysfs.h"
 #include "agent/cpu/thermal.h"
 #include "joule/v1/node.pb.h"
 
@@ -140,7 +141,7 @@ class RaplReader {
   absl::Status Restore();
 
   // Whether any limit is changed and not yet restored.
-  bool HasChangedLimits() const { return !original_limits_uw_.empty(); }
+  bool HasChangedLimits() const { return !originals_.empty(); }
 
  private:
   absl::Status CheckDomain(size_t domain) const;
@@ -152,7 +153,7 @@ class RaplReader {
   // Per domain: the last good counter value, if any.
   std::vector<absl::optional<uint64_t>> last_uj_;
   // (domain, constraint) -> the limit in force before the first change.
-  std::map<std::pair<size_t, int>, uint64_t> original_limits_uw_;
+  SysfsOriginals originals_;
 };
 
 // A domain that failed in the last RaplCpu::Sample.

@@ -13,6 +13,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace joule {
 namespace {
@@ -261,6 +262,39 @@ bool ParseIndex(absl::string_view text, int* index) {
   }
   *index = static_cast<int>(value);
   return true;
+}
+
+absl::Status SysfsOriginals::Write(const std::string& path, uint64_t value) {
+  const bool first_change = originals_.count(path) == 0;
+  if (first_change) {
+    absl::StatusOr<uint64_t> original = ReadUint64File(path);
+    if (!original.ok()) {
+      return absl::Status(original.status().code(),
+                          absl::StrCat("not changing a limit whose original cannot be read "
+                                       "back for restoring: ",
+                                       original.status().message()));
+    }
+    originals_[path] = *original;
+  }
+  absl::Status status = WriteUint64File(path, value);
+  if (!status.ok() && first_change) originals_.erase(path);
+  return status;
+}
+
+absl::Status SysfsOriginals::Restore(absl::string_view what) {
+  std::vector<std::string> failures;
+  for (auto it = originals_.begin(); it != originals_.end();) {
+    absl::Status status = WriteUint64File(it->first, it->second);
+    if (status.ok()) {
+      it = originals_.erase(it);
+    } else {
+      failures.push_back(std::string(status.message()));
+      ++it;
+    }
+  }
+  if (failures.empty()) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat("could not restore ", failures.size(), " ",
+                                             what, ": ", absl::StrJoin(failures, "; ")));
 }
 
 }  // namespace joule

@@ -28,6 +28,7 @@
 // Thread-compatible free functions; they hold no state.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,23 @@ bool PathExists(const std::string& path);
 // Parses a non-negative decimal index such as the "12" of "hwmon12"; false
 // on anything else (empty, sign, non-digit, overflow of int).
 bool ParseIndex(absl::string_view text, int* index);
+
+// The original contents of the sysfs files a component changed, so that it
+// can put them back: the first Write of a path saves what the file held.
+// Not thread-safe.
+class SysfsOriginals {
+ public:
+  // Saves `path`'s current value on its first change (refusing to change a
+  // file whose original cannot be read back), then writes `value`.
+  absl::Status Write(const std::string& path, uint64_t value);
+  // Writes every saved value back; the ones that fail stay saved for a later
+  // Restore and are named in the error, which starts with `what`.
+  absl::Status Restore(absl::string_view what);
+  bool empty() const { return originals_.empty(); }
+
+ private:
+  std::map<std::string, uint64_t> originals_;
+};
 
 }  // namespace joule
 
