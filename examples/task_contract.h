@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/range_list.h"
 
 namespace joule::examples {
 
@@ -43,21 +44,12 @@ inline constexpr int kExitTerminated = 143;  // 128 + SIGTERM, as a shell report
 inline constexpr int kMaxBatchSize = 1 << 20;
 // Upper bound on shard indices, for the same reason: "0-999999999" must not
 // make a task build a billion-entry set.
-inline constexpr int kMaxShardCount = 1 << 20;
+inline constexpr int kMaxShardCount = kMaxRangeListValue;
 
 // ---------------------------------------------------------------------------
 // Range lists ("0-3,8,10-11").
 
-// Parses a comma-separated list of shard indices and inclusive ranges.
-// Whitespace around tokens is ignored; an empty string is the empty set.
-// Errors are InvalidArgument and quote the offending token, e.g. for "3-1",
-// "a", "1-", "-2" or an empty token between two commas.
-absl::StatusOr<std::set<int>> ParseRangeList(absl::string_view text);
-
-// Formats a set as a compact range list in ascending order: every run of two
-// or more consecutive values becomes "a-b", so the output is canonical
-// (ParseRangeList then FormatRangeList normalizes "3,1,2,2" to "1-3").
-std::string FormatRangeList(const std::set<int>& values);
+// ParseRangeList and FormatRangeList come from common/range_list.h.
 
 // Keeps only shards in [0, shard_count); returns the dropped ones in
 // `dropped` (if non-null) so the caller can warn about them.
