@@ -27,18 +27,6 @@
 namespace joule::examples {
 namespace {
 
-// Strict non-negative decimal: digits only (no sign, no spaces, no hex), so
-// "+3" or "0x3" in a shard list is reported rather than silently accepted.
-bool ParseIndex(absl::string_view text, int* out) {
-  if (text.empty() || text.size() > 9) return false;
-  int value = 0;
-  for (char c : text) {
-    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return false;
-    value = value * 10 + (c - '0');
-  }
-  *out = value;
-  return true;
-}
 
 // Parses a positive integer environment value for ReadTaskEnv.
 absl::StatusOr<int> ParsePositiveEnv(const char* name, const std::string& value,
