@@ -22,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/log.h"
+#include "common/range_list.h"
 #include "common/proto_time.h"
 
 namespace joule {
@@ -684,14 +685,29 @@ void Agent::ReadProgress(Task& task) {
   while ((end = task.progress_partial.find('\n')) != std::string::npos) {
     const std::string line = task.progress_partial.substr(0, end);
     task.progress_partial.erase(0, end + 1);
+    // The task contract's lines: "progress samples=N steps=N [quality=X]",
+    // "shard_done shard=K", "target_reached [quality=X]". Anything else, and
+    // any malformed value, is ignored: a task's output never breaks the agent.
     std::vector<absl::string_view> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (words.empty() || words[0] != "progress") continue;
+    if (words.empty()) continue;
+    const absl::string_view verb = words[0];
+    if (verb == "target_reached") task.usage.set_target_reached(true);
     for (size_t i = 1; i < words.size(); ++i) {
       std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(words[i], '=');
       double value = 0;
       if (!absl::SimpleAtod(kv.second, &value) || !std::isfinite(value)) continue;
-      if (kv.first == "samples") task.usage.set_samples_done(value);
-      if (kv.first == "steps") task.usage.set_steps_done(value);
+      if (verb == "progress" && kv.first == "samples") task.usage.set_samples_done(value);
+      if (verb == "progress" && kv.first == "steps") task.usage.set_steps_done(value);
+      if ((verb == "progress" || verb == "target_reached") && kv.first == "quality") {
+        task.usage.set_quality(value);
+      }
+      if (verb == "shard_done" && kv.first == "shard" && value >= 0 &&
+          value < kMaxRangeListValue && value == std::floor(value) &&
+          (task.spec.shard_count() == 0 || value < task.spec.shard_count())) {
+        if (task.shards_done.insert(static_cast<int>(value)).second) {
+          task.usage.set_shards_done(FormatRangeList(task.shards_done));
+        }
+      }
     }
   }
   // A task writing an endless line does not grow the agent without bound.

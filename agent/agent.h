@@ -127,6 +127,7 @@ class Agent {
     double last_cpu_seconds = 0;
     // The task's own cgroup, when the agent made one.
     std::string cgroup_dir;
+    std::set<int> shards_done;
     v1::TaskUsage usage;
     // Current hints.
     int32_t batch_size = 0;

@@ -50,6 +50,16 @@ std::string ShardRange(int32_t shard_count, int32_t replica, int32_t replicas) {
   return absl::StrCat(begin, "-", end - 1);
 }
 
+// What an agent reports about a running task, into the task.
+void CopyUsage(const v1::TaskUsage& usage, v1::Task* task) {
+  *task->mutable_energy() = usage.energy();
+  task->set_samples_done(usage.samples_done());
+  task->set_steps_done(usage.steps_done());
+  if (usage.has_quality()) task->set_quality(usage.quality());
+  task->set_target_reached(usage.target_reached());
+  task->set_shards_done(usage.shards_done());
+}
+
 void SumEnergy(v1::Job& job) {
   v1::Energy total;
   for (const v1::Task& task : job.tasks()) {
@@ -640,9 +650,7 @@ void Scheduler::ApplyUsage(NodeRecord& node, const v1::TaskUsage& usage) {
     SendStop(node, usage.task_id(), "not expected on this node");
     return;
   }
-  *task->mutable_energy() = usage.energy();
-  task->set_samples_done(usage.samples_done());
-  task->set_steps_done(usage.steps_done());
+  CopyUsage(usage, task);
   // Live energy is not persisted at every sample; final figures are stored
   // with the task's end.
   SumEnergy(*job);
@@ -693,11 +701,7 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
         ack();
         return;
       }
-      if (event.has_usage()) {
-        *task->mutable_energy() = event.usage().energy();
-        task->set_samples_done(event.usage().samples_done());
-        task->set_steps_done(event.usage().steps_done());
-      }
+      if (event.has_usage()) CopyUsage(event.usage(), task);
       task->set_exit_code(event.exit_code());
       *task->mutable_end_time() =
           event.has_time() ? event.time() : ToProtoTime(clock_->Now());

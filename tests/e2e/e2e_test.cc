@@ -76,7 +76,7 @@ TEST(EndToEndTest, TrainingJobRunsAsRealProcessAndIsMetered) {
 name: mlp
 type: training
 command: )", RunfilePath("examples/mlp_trainer"), R"(
-args: ["--epochs", "3", "--samples-per-shard", "256"]
+args: ["--epochs", "3", "--samples-per-shard", "256", "--target-loss", "50"]
 resources: {gpus: 1, cpus: 1, memory: 256Mi, gpu_model: V100}
 batch_size: {default: 32, min: 16, max: 128}
 shard_count: 4
@@ -105,8 +105,13 @@ shard_count: 4
   EXPECT_NEAR(job->energy().total_j(),
               job->energy().gpu_j() + job->energy().cpu_j() + job->energy().static_j(),
               1e-6);
-  // The task reported progress through the contract: 3 epochs x 4 shards x 256.
+  // The task reported progress through the contract: 3 epochs x 4 shards x
+  // 256 samples, a quality metric, its target and every shard done.
   EXPECT_EQ(task.samples_done(), 3 * 4 * 256);
+  EXPECT_TRUE(task.has_quality());
+  EXPECT_GT(task.quality(), 0);
+  EXPECT_TRUE(task.target_reached());
+  EXPECT_EQ(task.shards_done(), "0-3");
 
   // Its real output, fetched through the scheduler from the agent.
   CtlResult logs = cluster.Ctl({"logs", id});
