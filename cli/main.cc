@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -407,6 +408,68 @@ std::string NodeMessage(const v1::Node& node) {
   return message;
 }
 
+int Explain(Client& client, const std::string& id) {
+  v1::ExplainJobRequest request;
+  request.set_job_id(id);
+  v1::JobExplanation response;
+  grpc::Status status =
+      client.stub()->ExplainJob(client.Context().get(), request, &response);
+  if (!status.ok()) return client.Fail(status);
+  if (client.json()) {
+    std::cout << Json(response);
+    return kExitOk;
+  }
+  std::cout << "Job:       " << response.job_id() << "\n";
+  if (!response.note().empty()) std::cout << "Note:      " << response.note() << "\n";
+  if (!response.outcome().empty()) {
+    std::cout << "Placement: " << response.outcome()
+              << (response.reason().empty() ? "" : absl::StrCat(" (", response.reason(), ")"))
+              << "\n";
+  }
+  if (response.replica_nodes_size() > 0) {
+    std::cout << "Replicas:  " << absl::StrJoin(response.replica_nodes(), ", ") << "\n";
+  }
+  std::cout << "Cap:       " << response.cap_decision() << "\n"
+            << "Batch:     " << response.batch_decision() << "\n";
+  if (response.candidates_size() == 0) return kExitOk;
+  // One column per scoring plugin, in the pipeline's order.
+  std::vector<std::string> plugins;
+  for (const v1::PlacementCandidate& candidate : response.candidates()) {
+    for (const v1::PluginScore& score : candidate.scores()) {
+      if (std::find(plugins.begin(), plugins.end(), score.plugin()) == plugins.end()) {
+        plugins.push_back(score.plugin());
+      }
+    }
+  }
+  std::vector<std::string> header = {"", "NODE", "VERDICT"};
+  for (const std::string& plugin : plugins) header.push_back(absl::AsciiStrToUpper(plugin));
+  header.push_back("TOTAL");
+  Table table(header);
+  for (const v1::PlacementCandidate& candidate : response.candidates()) {
+    std::vector<std::string> row = {candidate.chosen() ? "*" : "", candidate.node(),
+                                    candidate.rejected_by().empty()
+                                        ? "ok"
+                                        : absl::StrCat(candidate.rejected_by(), ": ",
+                                                       candidate.reason())};
+    for (const std::string& plugin : plugins) {
+      std::string cell = "-";
+      for (const v1::PluginScore& score : candidate.scores()) {
+        if (score.plugin() == plugin) {
+          cell = absl::StrFormat("%.0f x%.0f", score.score(), score.weight());
+        }
+      }
+      row.push_back(cell);
+    }
+    row.push_back(candidate.rejected_by().empty()
+                      ? absl::StrFormat("%.1f", candidate.total_score())
+                      : "-");
+    table.AddRow(row);
+  }
+  std::cout << "\nCandidates (first replica; * = chosen):\n";
+  table.Print(std::cout);
+  return kExitOk;
+}
+
 int Nodes(Client& client) {
   v1::ListNodesResponse response;
   grpc::Status status =
@@ -610,6 +673,11 @@ int Main(int argc, char** argv) {
       return Cap(c, cap_node, cap_gpu, cap_package, cap_watts, cap_min_mhz, cap_mhz, reason);
     };
   });
+
+  CLI::App* explain = app.add_subcommand(
+      "explain", "Why a job is where it is: candidates, plugin verdicts and scores");
+  explain->add_option("JOB", job_id, "Job id")->required();
+  explain->callback([&] { action = [&](Client& c) { return Explain(c, job_id); }; });
 
   CLI::App* nodes = app.add_subcommand("nodes", "List nodes and their devices");
   nodes->callback([&] { action = [&](Client& c) { return Nodes(c); }; });

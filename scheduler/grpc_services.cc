@@ -267,6 +267,12 @@ grpc::ServerUnaryReactor* SchedulerGrpcService::GetNode(
   return Reply(context, scheduler_->GetNode(request->name()), response);
 }
 
+grpc::ServerUnaryReactor* SchedulerGrpcService::ExplainJob(
+    grpc::CallbackServerContext* context, const v1::ExplainJobRequest* request,
+    v1::JobExplanation* response) {
+  return Reply(context, scheduler_->ExplainJob(request->job_id()), response);
+}
+
 grpc::ServerUnaryReactor* SchedulerGrpcService::SetNodeCap(
     grpc::CallbackServerContext* context, const v1::SetNodeCapRequest* request,
     v1::SetNodeCapResponse* response) {

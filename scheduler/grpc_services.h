@@ -34,6 +34,9 @@ class SchedulerGrpcService final : public v1::SchedulerService::CallbackService 
   grpc::ServerUnaryReactor* GetNode(grpc::CallbackServerContext* context,
                                     const v1::GetNodeRequest* request,
                                     v1::Node* response) override;
+  grpc::ServerUnaryReactor* ExplainJob(grpc::CallbackServerContext* context,
+                                       const v1::ExplainJobRequest* request,
+                                       v1::JobExplanation* response) override;
   grpc::ServerUnaryReactor* SetNodeCap(grpc::CallbackServerContext* context,
                                        const v1::SetNodeCapRequest* request,
                                        v1::SetNodeCapResponse* response) override;

@@ -967,6 +967,7 @@ void Scheduler::PlacePending() {
     request.memory_bytes = spec.resources().memory_bytes();
     request.gpu_model = spec.resources().gpu_model();
     PlacementResult result = pipeline_->Place(request, snapshot);
+    RecordExplanation(job, result);
     if (result.kind != PlacementResult::Kind::kPlaced) {
       // Held, not refused: nodes may join or free up later.
       if (job.message() != result.reason) {
@@ -981,6 +982,76 @@ void Scheduler::PlacePending() {
     pending_.erase(entry);
     Bind(job, result);
   }
+}
+
+void Scheduler::RecordExplanation(const v1::Job& job, const PlacementResult& result) {
+  v1::JobExplanation& out = explanations_[job.id()];
+  out.Clear();
+  out.set_job_id(job.id());
+  switch (result.kind) {
+    case PlacementResult::Kind::kPlaced:
+      out.set_outcome("PLACED");
+      break;
+    case PlacementResult::Kind::kRetryLater:
+      out.set_outcome("RETRY_LATER");
+      break;
+    case PlacementResult::Kind::kInfeasible:
+      out.set_outcome("INFEASIBLE");
+      break;
+  }
+  out.set_reason(result.reason);
+  const std::string chosen = result.replicas.empty() ? "" : result.replicas[0].node;
+  for (const NodeVerdict& verdict : result.verdicts) {
+    v1::PlacementCandidate* candidate = out.add_candidates();
+    candidate->set_node(verdict.node);
+    if (!verdict.rejected_by.empty()) {
+      candidate->set_rejected_by(verdict.rejected_by[0].plugin);
+      candidate->set_reason(verdict.rejected_by[0].reason);
+    }
+    for (const ScoreEntry& entry : verdict.scores) {
+      v1::PluginScore* score = candidate->add_scores();
+      score->set_plugin(entry.plugin);
+      score->set_score(entry.score);
+      score->set_weight(entry.weight);
+    }
+    candidate->set_total_score(verdict.total_score);
+    candidate->set_chosen(verdict.node == chosen);
+  }
+  for (const ReplicaPlacement& replica : result.replicas) {
+    out.add_replica_nodes(replica.node);
+  }
+}
+
+absl::StatusOr<v1::JobExplanation> Scheduler::ExplainJob(const std::string& job_id) const {
+  absl::MutexLock lock(&mu_);
+  auto job = jobs_.find(job_id);
+  if (job == jobs_.end()) {
+    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  }
+  v1::JobExplanation out;
+  auto it = explanations_.find(job_id);
+  if (it != explanations_.end()) {
+    out = it->second;
+  } else {
+    out.set_job_id(job_id);
+    out.set_note(
+        "no placement cycle has examined this job since the scheduler started");
+  }
+  // Today every task runs at its GPUs' default power limit and the spec's
+  // default batch size; the energy brain fills these with its reasoning.
+  const v1::Task* last = job->second.tasks().empty() ? nullptr
+                                                     : &*job->second.tasks().rbegin();
+  if (out.cap_decision().empty() && last != nullptr) {
+    out.set_cap_decision(last->power_cap_w() > 0
+                             ? absl::StrFormat("%.0f W: the GPUs' default power limit",
+                                               last->power_cap_w())
+                             : "no GPU: no power cap");
+  }
+  if (out.batch_decision().empty()) {
+    out.set_batch_decision(absl::StrFormat(
+        "%d: the job's default batch size", job->second.spec().batch_size().default_size()));
+  }
+  return out;
 }
 
 void Scheduler::Bind(v1::Job& job, const PlacementResult& result) {

@@ -92,6 +92,9 @@ class Scheduler {
   // into the scheduler (a reply, or Tick() at the timeout).
   void GetTaskLogs(const v1::GetTaskLogsRequest& request, LogsCallback done);
 
+  // The last placement cycle's view of the job (see JobExplanation).
+  absl::StatusOr<v1::JobExplanation> ExplainJob(const std::string& job_id) const;
+
   // Checks the cap against the node's devices (OUT_OF_RANGE names the
   // allowed range) and sends it to the node's agent.
   absl::Status SetNodeCap(const std::string& node, const v1::SetCap& cap);
@@ -152,6 +155,8 @@ class Scheduler {
   ClusterSnapshot Snapshot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Bind(v1::Job& job, const PlacementResult& result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecordExplanation(const v1::Job& job, const PlacementResult& result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -194,6 +199,9 @@ class Scheduler {
       ABSL_GUARDED_BY(mu_);
   int64_t next_watcher_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<int64_t, PendingLogs> pending_logs_ ABSL_GUARDED_BY(mu_);
+  // The last placement cycle's explanation per job (memory only).
+  absl::flat_hash_map<std::string, v1::JobExplanation> explanations_
+      ABSL_GUARDED_BY(mu_);
   int64_t next_logs_request_ ABSL_GUARDED_BY(mu_) = 1;
 };
 

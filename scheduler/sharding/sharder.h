@@ -100,7 +100,7 @@ class Sharder {
   static absl::StatusOr<Sharder> Parse(absl::string_view text);
 
   // A compact, line-oriented text form for the scheduler's store:
-  //   sharder v1 shards=10 done=0-3 unassigned= duplicates=0 foreign=0
+  //   sharder v1 shards=10 replicas=2 done=0-3 unassigned= duplicates=0 foreign=0
   //   replica 0 live=1 throughput=3 current=4 owns=4-7
   //   replica 1 live=0 throughput=1 current=- owns=
   // Throughputs round-trip exactly. Parse(Serialize()) reproduces the state.

@@ -113,6 +113,15 @@ shard_count: 4
   EXPECT_TRUE(task.target_reached());
   EXPECT_EQ(task.shards_done(), "0-3");
 
+  // Why it went where it went: both nodes were candidates, the CPU-only
+  // node lost on GpuModel, gpu-a was chosen.
+  CtlResult explain = cluster.Ctl({"explain", id});
+  EXPECT_EQ(explain.exit_code, 0) << explain.err;
+  EXPECT_THAT(explain.out, HasSubstr("Placement: PLACED"));
+  EXPECT_THAT(explain.out, HasSubstr("*  gpu-a"));
+  EXPECT_THAT(explain.out, HasSubstr("GpuModel: has 0 V100 GPUs"));
+  EXPECT_EQ(cluster.Ctl({"explain", "job-404"}).exit_code, 1);
+
   // Its real output, fetched through the scheduler from the agent.
   CtlResult logs = cluster.Ctl({"logs", id});
   EXPECT_EQ(logs.exit_code, 0) << logs.err;
