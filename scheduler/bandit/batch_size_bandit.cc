@@ -132,11 +132,10 @@ std::vector<int32_t> CandidateBatchSizes(int32_t min, int32_t default_size,
   const size_t slots = static_cast<size_t>(max_count) - result.size();
   if (powers.size() > slots) {
     // Keep the powers of two nearest the default.
-    std::stable_sort(powers.begin(), powers.end(),
-                     [default_size](int32_t a, int32_t b) {
-                       return LogDistance(a, default_size) <
-                              LogDistance(b, default_size);
-                     });
+    std::stable_sort(
+        powers.begin(), powers.end(), [default_size](int32_t a, int32_t b) {
+          return LogDistance(a, default_size) < LogDistance(b, default_size);
+        });
     powers.resize(slots);
   }
   result.insert(result.end(), powers.begin(), powers.end());
@@ -209,7 +208,8 @@ double BatchSizeBandit::NoiseStd() const {
     within_ss += s.m2;
     within_dof += static_cast<double>(s.n - 1);
   }
-  const double prior_std = options_.prior_relative_noise * std::abs(overall_mean);
+  const double prior_std =
+      options_.prior_relative_noise * std::abs(overall_mean);
   const double dof = options_.prior_noise_dof + within_dof;
   if (dof <= 0) return prior_std;
   const double variance =
@@ -444,12 +444,12 @@ int32_t LargestBatchWithinSlo(absl::Span<const BatchLatencyPoint> observed,
                      (a.batch_size == b.batch_size &&
                       a.p95_latency_ms > b.p95_latency_ms);
             });
-  points.erase(std::unique(points.begin(), points.end(),
-                           [](const BatchLatencyPoint& a,
-                              const BatchLatencyPoint& b) {
-                             return a.batch_size == b.batch_size;
-                           }),
-               points.end());
+  points.erase(
+      std::unique(points.begin(), points.end(),
+                  [](const BatchLatencyPoint& a, const BatchLatencyPoint& b) {
+                    return a.batch_size == b.batch_size;
+                  }),
+      points.end());
 
   auto estimate_ms = [&points](int32_t batch) {
     const double b = batch;
@@ -463,15 +463,15 @@ int32_t LargestBatchWithinSlo(absl::Span<const BatchLatencyPoint> observed,
         const BatchLatencyPoint& prev = points[points.size() - 2];
         const double slope = (last.p95_latency_ms - prev.p95_latency_ms) /
                              (last.batch_size - prev.batch_size);
-        raw = std::max(raw,
-                       last.p95_latency_ms + slope * (b - last.batch_size));
+        raw =
+            std::max(raw, last.p95_latency_ms + slope * (b - last.batch_size));
       }
     } else {
-      auto upper = std::upper_bound(
-          points.begin(), points.end(), batch,
-          [](int32_t value, const BatchLatencyPoint& p) {
-            return value < p.batch_size;
-          });
+      auto upper =
+          std::upper_bound(points.begin(), points.end(), batch,
+                           [](int32_t value, const BatchLatencyPoint& p) {
+                             return value < p.batch_size;
+                           });
       const BatchLatencyPoint& hi = *upper;
       const BatchLatencyPoint& lo = *(upper - 1);
       const double t = (b - lo.batch_size) / (hi.batch_size - lo.batch_size);

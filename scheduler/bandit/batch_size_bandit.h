@@ -32,17 +32,17 @@ inline constexpr int kMaxCandidateBatchSizes = 8;
 // Candidate batch sizes (the bandit's arms) for a job allowed to use
 // [min, max] with `default_size` as its default: the powers of two inside the
 // range plus min, default and max, sorted and deduplicated. When there are more
-// than `max_count` (at least 3) the extremes and the default are always kept and
-// the remaining slots go to the powers of two closest to the default in log
+// than `max_count` (at least 3) the extremes and the default are always kept
+// and the remaining slots go to the powers of two closest to the default in log
 // scale (ties: the smaller), since the energy-optimal batch size is usually
 // near the one the workload was tuned for.
 //
 // Lenient on bad ranges (the job spec validator rejects them first): a min
 // below 1 is taken as 1, a max below min as min, and the default is clamped
 // into [min, max]. Never returns an empty vector.
-std::vector<int32_t> CandidateBatchSizes(int32_t min, int32_t default_size,
-                                         int32_t max,
-                                         int max_count = kMaxCandidateBatchSizes);
+std::vector<int32_t> CandidateBatchSizes(
+    int32_t min, int32_t default_size, int32_t max,
+    int max_count = kMaxCandidateBatchSizes);
 
 // Tunables of `BatchSizeBandit`. Flow from the scheduler's config.
 struct BatchSizeBanditOptions {
@@ -77,9 +77,9 @@ struct BatchSizeArmSummary {
 //
 // Model. Each arm a has an unknown mean cost mu_a; an observation is
 // mu_a + noise, noise ~ Normal(0, sigma^2) with one sigma shared by all arms.
-// With a flat prior on mu_a the posterior is mu_a ~ Normal(xbar_a, sigma^2/n_a).
-// sigma is not known: it is estimated from all observations as the pooled
-// within-arm variance, shrunk towards a scale-free prior guess:
+// With a flat prior on mu_a the posterior is mu_a ~ Normal(xbar_a,
+// sigma^2/n_a). sigma is not known: it is estimated from all observations as
+// the pooled within-arm variance, shrunk towards a scale-free prior guess:
 //   sigma^2 = (nu0 * s0^2 + sum_a SS_a) / (nu0 + sum_a (n_a - 1)),
 //   s0 = prior_relative_noise * |mean of all observations|,
 // i.e. the posterior mode of a scaled-inverse-chi-square prior, plugged in as

@@ -1,5 +1,6 @@
 #include "scheduler/bandit/batch_size_bandit.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -59,8 +60,7 @@ TEST(CandidateBatchSizesTest, Table) {
   for (const CandidateCase& c : cases) {
     EXPECT_THAT(CandidateBatchSizes(c.min, c.default_size, c.max),
                 ElementsAreArray(c.want))
-        << "min=" << c.min << " default=" << c.default_size
-        << " max=" << c.max;
+        << "min=" << c.min << " default=" << c.default_size << " max=" << c.max;
   }
 }
 
@@ -472,7 +472,7 @@ TEST(BatchSizeBanditTest, ParseRejectsGarbageWithDataLoss) {
       absl::StrReplaceAll(good, {{"arm 8 2 11 ", "arm 8 2 -11 "}}),
       absl::StrReplaceAll(good, {{"arm 16 0 0 0", "arm 16 0 5 0"}}),
       absl::StrReplaceAll(good, {{"arm 16 0 0 0", "arm 16 1 5 3"}}),
-      absl::StrReplaceAll(good, {{"arm 16 ", "arm 8 "}}),      // duplicate
+      absl::StrReplaceAll(good, {{"arm 16 ", "arm 8 "}}),  // duplicate
       absl::StrReplaceAll(good, {{"arm 16 0 0 0", "arm 16 0 0"}}),
       absl::StrReplaceAll(good, {{"arm 16 0 0 0", "arm 16 0 0 0 0"}}),
       absl::StrReplaceAll(good, {{"end", "end\nextra"}}),
@@ -480,7 +480,8 @@ TEST(BatchSizeBanditTest, ParseRejectsGarbageWithDataLoss) {
   for (const std::string& data : garbage) {
     EXPECT_EQ(BatchSizeBandit::Parse(data).status().code(),
               absl::StatusCode::kDataLoss)
-        << "input:\n" << data;
+        << "input:\n"
+        << data;
   }
 }
 
@@ -509,7 +510,10 @@ TEST(LargestBatchWithinSloTest, Table) {
       {"extrapolated beyond every candidate", curve, pow2, 1000, 64},
       // Last segment steeper than proportional: 32 -> 60 + 5 x 16 = 140 ms,
       // not 60 x 2 = 120 ms.
-      {"extrapolated by a steep last slope", {{8, 20}, {16, 60}}, pow2, 130,
+      {"extrapolated by a steep last slope",
+       {{8, 20}, {16, 60}},
+       pow2,
+       130,
        16},
       {"none within the SLO", curve, pow2, 5, 1},
       // Below the smallest observed batch: its latency (16 ms) is assumed.
