@@ -18,6 +18,7 @@ namespace joule {
 namespace {
 
 constexpr char kJobKeyPrefix[] = "jobs/";
+constexpr char kProfileKeyPrefix[] = "profiles/";
 constexpr int kMaxEventsPerJob = 100;
 constexpr int64_t kDefaultLogBytes = 64 << 10;
 constexpr int64_t kMaxLogBytes = 4 << 20;
@@ -48,6 +49,32 @@ std::string ShardRange(int32_t shard_count, int32_t replica, int32_t replicas) {
   const int64_t end = int64_t{replica + 1} * shard_count / replicas;
   if (end - begin == 1) return absl::StrCat(begin);
   return absl::StrCat(begin, "-", end - 1);
+}
+
+// The profile of a job class on a GPU model with a number of GPUs per task:
+// "<class>@<model>x<n>", with the separators kept out of the names.
+std::string ProfileKey(const std::string& job_class, const std::string& model, int gpus) {
+  auto clean = [](std::string text) {
+    for (char& c : text) {
+      if (c == '@' || c == '/' || c == ' ') c = '_';
+    }
+    return text;
+  };
+  return absl::StrCat(clean(job_class), "@", clean(model), "x", gpus);
+}
+
+// The objective the cap is chosen for. A deadline needs the job's total
+// work, which a task does not declare: until the energy brain estimates it,
+// such jobs get the default slowdown limit, and the decision says so.
+v1::Objective CapObjective(const v1::JobSpec& spec, std::string* note) {
+  v1::Objective objective = spec.objective();
+  if (objective.has_deadline()) {
+    objective.set_max_slowdown(kDefaultMaxSlowdown);
+    *note = absl::StrFormat(
+        "; deadline objective: total work unknown, so at most %.2fx the fastest time",
+        kDefaultMaxSlowdown);
+  }
+  return objective;
 }
 
 // What an agent reports about a running task, into the task.
@@ -150,8 +177,20 @@ absl::Status Scheduler::Load() {
     if (job.state() == v1::JOB_STATE_PENDING) pending_.insert({number, job.id()});
     jobs_[job.id()] = std::move(job);
   }
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> profiles =
+      store_->List(kProfileKeyPrefix);
+  if (!profiles.ok()) return profiles.status();
+  for (const auto& [key, value] : *profiles) {
+    absl::StatusOr<std::vector<CapPoint>> profile = ParseProfile(value);
+    if (!profile.ok()) {
+      // A bad profile costs a re-profiling run, not the scheduler.
+      JLOG(WARNING) << "ignoring stored profile " << key << ": " << profile.status();
+      continue;
+    }
+    profiles_[key.substr(strlen(kProfileKeyPrefix))] = *std::move(profile);
+  }
   JLOG(INFO) << "loaded " << jobs_.size() << " jobs (" << pending_.size()
-             << " pending) from the store";
+             << " pending) and " << profiles_.size() << " power profiles from the store";
   return absl::OkStatus();
 }
 
@@ -654,6 +693,7 @@ void Scheduler::ApplyUsage(NodeRecord& node, const v1::TaskUsage& usage) {
   // Live energy is not persisted at every sample; final figures are stored
   // with the task's end.
   SumEnergy(*job);
+  FeedProfiler(*job, *task);
 }
 
 void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
@@ -737,6 +777,8 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
 
 void Scheduler::EndTask(v1::Job& job, v1::Task& task, v1::TaskState state,
                         const std::string& message) {
+  // A profile cut short is not kept: the next run of the class profiles.
+  profiling_.erase(task.task_id());
   task.set_state(state);
   task.set_message(message);
   if (!task.has_end_time()) *task.mutable_end_time() = ToProtoTime(clock_->Now());
@@ -838,6 +880,7 @@ void Scheduler::Evaluate(v1::Job& job) {
   } else if (succeeded == total && total > 0) {
     job.set_state(v1::JOB_STATE_SUCCEEDED);
     job.set_message("all tasks succeeded");
+    EstimateSavings(job);
   } else {
     return;
   }
@@ -1041,6 +1084,7 @@ absl::StatusOr<v1::JobExplanation> Scheduler::ExplainJob(const std::string& job_
   // default batch size; the energy brain fills these with its reasoning.
   const v1::Task* last = job->second.tasks().empty() ? nullptr
                                                      : &*job->second.tasks().rbegin();
+  if (!job->second.cap_decision().empty()) out.set_cap_decision(job->second.cap_decision());
   if (out.cap_decision().empty() && last != nullptr) {
     out.set_cap_decision(last->power_cap_w() > 0
                              ? absl::StrFormat("%.0f W: the GPUs' default power limit",
@@ -1052,6 +1096,171 @@ absl::StatusOr<v1::JobExplanation> Scheduler::ExplainJob(const std::string& job_
         "%d: the job's default batch size", job->second.spec().batch_size().default_size()));
   }
   return out;
+}
+
+const v1::Device* Scheduler::TaskGpu(const v1::Task& task) const {
+  if (task.gpu_indices().empty()) return nullptr;
+  auto node = nodes_.find(task.node());
+  if (node == nodes_.end()) return nullptr;
+  for (const v1::Device& device : node->second.info.devices()) {
+    if (device.kind() == v1::DEVICE_KIND_GPU && device.index() == task.gpu_indices(0)) {
+      return &device;
+    }
+  }
+  return nullptr;
+}
+
+double Scheduler::InitialCap(v1::Job& job, v1::Task& task, const v1::Device& gpu) {
+  const v1::JobSpec& spec = job.spec();
+  const double max_w = gpu.power_limit_max_w();
+  if (spec.pin_max_cap()) {
+    job.set_cap_decision(absl::StrFormat(
+        "%.0f W: pinned to the maximum power limit (pin_max_cap)", max_w));
+    return max_w;
+  }
+  if (!options_.profile_caps || max_w <= 0 || gpu.power_limit_min_w() >= max_w) {
+    job.set_cap_decision(absl::StrFormat("%.0f W: the GPUs' default power limit",
+                                         gpu.power_limit_default_w()));
+    return gpu.power_limit_default_w();
+  }
+  const int gpus = task.gpu_indices_size();
+  const std::string key = ProfileKey(spec.job_class(), gpu.model(), gpus);
+  auto stored = profiles_.find(key);
+  if (stored != profiles_.end()) {
+    std::string note;
+    absl::StatusOr<CapDecision> decision = ChooseCap(
+        stored->second, CapObjective(spec, &note), max_w * gpus, 0, clock_->Now());
+    if (decision.ok()) {
+      job.set_cap_decision(absl::StrCat(decision->reason, " (stored profile of class ",
+                                        spec.job_class(), " on ", gpus, "x", gpu.model(),
+                                        note, ")"));
+      return decision->cap_w;
+    }
+    JLOG(WARNING) << "stored profile " << key << " unusable: " << decision.status();
+  }
+  // Profile on the first replica; the others run at the maximum until the
+  // profile chooses a cap for all of them.
+  for (const auto& [task_id, running] : profiling_) {
+    if (running.profile_key == key) return max_w;
+  }
+  if (task.replica_index() != 0) return max_w;
+  ProfilerOptions options = options_.profiler;
+  options.min_cap_w = gpu.power_limit_min_w();
+  options.max_cap_w = max_w;
+  absl::StatusOr<CapProfiler> profiler = CapProfiler::Create(options);
+  if (!profiler.ok()) {
+    job.set_cap_decision(absl::StrCat("default power limit: cannot profile: ",
+                                      profiler.status().message()));
+    return gpu.power_limit_default_w();
+  }
+  Profiling& profiling = profiling_[task.task_id()];
+  profiling.profiler = std::make_unique<CapProfiler>(*std::move(profiler));
+  profiling.profile_key = key;
+  profiling.applied_cap_w = max_w;
+  job.set_cap_decision(absl::StrFormat(
+      "profiling class %s on %dx%s: stepping the cap from %.0f W down in %.0f W steps",
+      spec.job_class(), gpus, gpu.model(), max_w, options.step_w));
+  AddEvent(job, "ProfilingStarted", job.cap_decision());
+  return max_w;
+}
+
+void Scheduler::ApplyCap(v1::Job& job, v1::Task& task, double cap_w,
+                         const std::string& reason) {
+  if (task.power_cap_w() == cap_w) return;
+  auto node = nodes_.find(task.node());
+  if (node == nodes_.end() || node->second.link == nullptr) return;
+  for (int32_t gpu : task.gpu_indices()) {
+    v1::SchedulerCommand command;
+    v1::SetCap* cap = command.mutable_set_cap();
+    cap->set_kind(v1::DEVICE_KIND_GPU);
+    cap->set_index(gpu);
+    cap->set_power_cap_w(cap_w);
+    cap->set_reason(reason);
+    node->second.link->Send(command);
+  }
+  task.set_power_cap_w(cap_w);
+}
+
+void Scheduler::FeedProfiler(v1::Job& job, v1::Task& task) {
+  auto it = profiling_.find(task.task_id());
+  if (it == profiling_.end()) return;
+  Profiling& profiling = it->second;
+  CapProfiler& profiler = *profiling.profiler;
+  profiler.Observe(clock_->Now(), task.samples_done(), task.energy().gpu_j());
+  if (!profiler.done()) {
+    if (profiler.cap_w() != profiling.applied_cap_w) {
+      ApplyCap(job, task, profiler.cap_w(), "profiling");
+      profiling.applied_cap_w = profiler.cap_w();
+      AddEvent(job, "Profiling",
+               absl::StrFormat("measuring task %s at %.0f W", task.task_id(),
+                               profiler.cap_w()));
+    }
+    return;
+  }
+  const std::string key = profiling.profile_key;
+  const std::vector<CapPoint> profile = profiler.profile();
+  const std::string end_reason = profiler.end_reason();
+  const absl::Status status = profiler.status();
+  profiling_.erase(it);
+  const v1::Device* gpu = TaskGpu(task);
+  if (!status.ok() || profile.empty() || gpu == nullptr) {
+    const double default_w = gpu == nullptr ? task.power_cap_w() : gpu->power_limit_default_w();
+    job.set_cap_decision(absl::StrFormat("%.0f W: the default; profiling failed: %s",
+                                         default_w, status.message()));
+    ApplyCap(job, task, default_w, "profiling failed");
+    AddEvent(job, "ProfilingFailed", job.cap_decision());
+    Changed(job);
+    return;
+  }
+  profiles_[key] = profile;
+  absl::Status stored =
+      store_->Put(absl::StrCat(kProfileKeyPrefix, key), SerializeProfile(profile));
+  if (!stored.ok()) JLOG(ERROR) << "storing profile " << key << ": " << stored;
+  std::string note;
+  absl::StatusOr<CapDecision> decision =
+      ChooseCap(profile, CapObjective(job.spec(), &note),
+                gpu->power_limit_max_w() * task.gpu_indices_size(), 0, clock_->Now());
+  if (!decision.ok()) {
+    JLOG(ERROR) << "choosing a cap for " << job.id() << ": " << decision.status();
+    return;
+  }
+  for (v1::Task& sibling : *job.mutable_tasks()) {
+    if (sibling.attempt() == job.attempts() && IsActive(sibling.state()) &&
+        !sibling.gpu_indices().empty()) {
+      ApplyCap(job, sibling, decision->cap_w, "objective");
+    }
+  }
+  job.set_cap_decision(absl::StrCat(decision->reason, " (profiled ", profile.size(),
+                                    " caps; ", end_reason, note, ")"));
+  AddEvent(job, "CapChosen", job.cap_decision());
+  Changed(job);
+}
+
+void Scheduler::EstimateSavings(v1::Job& job) {
+  double samples = 0, measured_gpu_j = 0;
+  const v1::Task* first = nullptr;
+  for (const v1::Task& task : job.tasks()) {
+    if (task.attempt() != job.attempts()) continue;
+    if (first == nullptr) first = &task;
+    samples += task.samples_done();
+    measured_gpu_j += task.energy().gpu_j();
+  }
+  if (first == nullptr || first->gpu_indices().empty() || samples <= 0) return;
+  const v1::Device* gpu = TaskGpu(*first);
+  if (gpu == nullptr) return;
+  auto profile = profiles_.find(
+      ProfileKey(job.spec().job_class(), gpu->model(), first->gpu_indices_size()));
+  if (profile == profiles_.end() || profile->second.empty()) return;
+  // The profile's highest cap is the maximum power limit, where profiling
+  // starts: its energy per sample, times the samples this job did.
+  const CapPoint& top = profile->second.front();
+  v1::JobSavings* savings = job.mutable_savings();
+  savings->set_measured_gpu_j(measured_gpu_j);
+  savings->set_estimated_uncapped_gpu_j(samples * top.power_w / top.throughput);
+  savings->set_saved_j(savings->estimated_uncapped_gpu_j() - measured_gpu_j);
+  savings->set_basis(absl::StrFormat(
+      "%.0f samples x %.3f GPU J/sample measured at %.0f W while profiling class %s",
+      samples, top.power_w / top.throughput, top.cap_w, job.spec().job_class()));
 }
 
 void Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
@@ -1071,16 +1280,9 @@ void Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
     task->set_attempt(job.attempts());
     task->set_state(v1::TASK_STATE_STARTING);
     task->set_node(placement.node);
-    double cap_w = 0;
-    for (int32_t gpu : placement.gpu_indices) {
-      task->add_gpu_indices(gpu);
-      for (const v1::Device& device : node.info.devices()) {
-        if (device.kind() == v1::DEVICE_KIND_GPU && device.index() == gpu) {
-          cap_w = device.power_limit_default_w();
-        }
-      }
-    }
-    task->set_power_cap_w(cap_w);
+    for (int32_t gpu : placement.gpu_indices) task->add_gpu_indices(gpu);
+    const v1::Device* gpu = TaskGpu(*task);
+    task->set_power_cap_w(gpu == nullptr ? 0 : InitialCap(job, *task, *gpu));
     task->set_batch_size(spec.batch_size().default_size());
     task->set_shards(ShardRange(spec.shard_count(), replica, spec.replicas()));
     task_to_job_[task->task_id()] = job.id();

@@ -21,6 +21,8 @@
 #include "joule/v1/node.pb.h"
 #include "joule/v1/scheduler.pb.h"
 #include "scheduler/placement.h"
+#include "scheduler/profiling/cap_choice.h"
+#include "scheduler/profiling/cap_profiler.h"
 #include "scheduler/store/store.h"
 
 namespace joule {
@@ -35,6 +37,10 @@ class AgentLink {
 };
 
 struct SchedulerOptions {
+  // Just-in-time power-cap profiling of job classes not yet profiled on a
+  // GPU model (min/max caps come from the device); off: default caps.
+  bool profile_caps = true;
+  ProfilerOptions profiler;
   // A node silent for longer is marked down and its tasks lost.
   absl::Duration heartbeat_timeout = absl::Seconds(10);
   // Nodes whose last telemetry is older are not placed on.
@@ -157,6 +163,16 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RecordExplanation(const v1::Job& job, const PlacementResult& result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The energy brain's power caps: the cap a new task starts at (pinned,
+  // from a stored profile, or the top of a profiling run), the profiler's
+  // steps as telemetry arrives, and the savings estimate at the job's end.
+  double InitialCap(v1::Job& job, v1::Task& task, const v1::Device& gpu)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FeedProfiler(v1::Job& job, v1::Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyCap(v1::Job& job, v1::Task& task, double cap_w, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EstimateSavings(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const v1::Device* TaskGpu(const v1::Task& task) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -199,6 +215,15 @@ class Scheduler {
       ABSL_GUARDED_BY(mu_);
   int64_t next_watcher_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<int64_t, PendingLogs> pending_logs_ ABSL_GUARDED_BY(mu_);
+  // Power profiles per (job class, GPU model), loaded from and saved to the
+  // store under "profiles/"; and the tasks being profiled now.
+  std::map<std::string, std::vector<CapPoint>> profiles_ ABSL_GUARDED_BY(mu_);
+  struct Profiling {
+    std::unique_ptr<CapProfiler> profiler;
+    std::string profile_key;
+    double applied_cap_w = 0;
+  };
+  absl::flat_hash_map<std::string, Profiling> profiling_ ABSL_GUARDED_BY(mu_);
   // The last placement cycle's explanation per job (memory only).
   absl::flat_hash_map<std::string, v1::JobExplanation> explanations_
       ABSL_GUARDED_BY(mu_);

@@ -444,9 +444,17 @@ class SchedulerTest : public ::testing::Test {
     return job_id;
   }
 
+  // Most tests follow the life cycle at default caps; the power tests below
+  // turn profiling on.
+  static SchedulerOptions DefaultCapsOptions() {
+    SchedulerOptions options;
+    options.profile_caps = false;
+    return options;
+  }
+
   std::string dir_;
   FakeClock clock_;
-  SchedulerOptions options_;
+  SchedulerOptions options_ = DefaultCapsOptions();
   std::unique_ptr<LocalStore> store_;
   std::unique_ptr<Scheduler> scheduler_;
 };
@@ -1605,6 +1613,158 @@ TEST_F(SchedulerTest, NodeCapIsCheckedThenSentToTheAgent) {
   scheduler_->OnAgentDisconnect(&link);
   EXPECT_EQ(scheduler_->SetNodeCap("gpu-a", GpuCap(0, 150)).code(),
             absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace joule
+
+namespace joule {
+namespace {
+
+// The power controller: just-in-time profiling of a new job class, the cap
+// the objective picks, the profile reused by the next job of the class, the
+// pinned baseline, and the savings estimate.
+class PowerControllerTest : public SchedulerTest {
+ protected:
+  PowerControllerTest() {
+    options_.profile_caps = true;
+    options_.profiler.step_w = 50;
+    options_.profiler.warmup = absl::Seconds(1);
+    options_.profiler.window = absl::Seconds(2);
+    options_.profiler.max_window = absl::Seconds(10);
+    options_.profiler.max_explore_slowdown = 10;
+  }
+
+  // The simulated V100 of agent/devices.h: 35 W idle, 250 W max.
+  static double PowerW(double cap_w) { return std::min(cap_w, 35 + 0.9 * 215); }
+  static double Throughput(double cap_w) {
+    const double f = std::cbrt((PowerW(cap_w) - 35) / (0.9 * 215));
+    return 1000 / (0.35 + 0.65 / f);
+  }
+
+  // Runs the task for `seconds` of virtual time at whatever cap the
+  // scheduler last set, reporting cumulative samples and GPU energy.
+  void Run(FakeAgentLink& link, const std::string& task_id, int seconds) {
+    for (int i = 0; i < seconds; ++i) {
+      double cap = 250;
+      for (const auto& command : link.All()) {
+        if (command.has_start_task() && command.start_task().task_id() == task_id) {
+          cap = command.start_task().power_cap_w();
+        }
+        if (command.has_set_cap()) cap = command.set_cap().power_cap_w();
+      }
+      clock_.Advance(absl::Seconds(1));
+      samples_ += Throughput(cap);
+      gpu_j_ += PowerW(cap);
+      v1::AgentMessage message;
+      v1::NodeSample* sample = message.mutable_telemetry();
+      *sample->mutable_time() = ToProtoTime(clock_.Now());
+      v1::TaskUsage* usage = sample->add_tasks();
+      usage->set_task_id(task_id);
+      usage->set_samples_done(samples_);
+      usage->mutable_energy()->set_gpu_j(gpu_j_);
+      usage->mutable_energy()->set_total_j(gpu_j_);
+      ASSERT_THAT(scheduler_->OnAgentMessage(&link, message), IsOk());
+    }
+  }
+
+  // Submits a 1-GPU job of class "mlp", places it, starts it; returns its id.
+  std::string StartJob(FakeAgentLink& link, bool pinned = false) {
+    v1::JobSpec spec = SpecBuilder().Gpus(1).Build();
+    spec.set_job_class("mlp");
+    spec.set_pin_max_cap(pinned);
+    absl::StatusOr<v1::Job> job = scheduler_->SubmitJob(spec);
+    EXPECT_THAT(job, IsOk());
+    scheduler_->Tick();
+    const std::string task_id = absl::StrCat(job->id(), ".r0.a1");
+    EXPECT_THAT(Started(link, task_id, 4242), IsOk());
+    samples_ = 0;
+    gpu_j_ = 0;
+    return job->id();
+  }
+
+  double StartCap(FakeAgentLink& link, const std::string& job_id) {
+    for (const auto& command : link.Of(v1::SchedulerCommand::kStartTask)) {
+      if (command.start_task().job_id() == job_id) return command.start_task().power_cap_w();
+    }
+    return -1;
+  }
+
+  double samples_ = 0;
+  double gpu_j_ = 0;
+};
+
+TEST_F(PowerControllerTest, ProfilesANewClassThenReusesItsProfile) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()), IsOk());
+
+  // 1. A new class starts at the maximum and is profiled 250, 200, 150, 100 W.
+  const std::string first = StartJob(link);
+  EXPECT_EQ(StartCap(link, first), 250);
+  Run(link, absl::StrCat(first, ".r0.a1"), 20);
+  std::vector<double> caps;
+  for (const auto& command : link.Of(v1::SchedulerCommand::kSetCap)) {
+    caps.push_back(command.set_cap().power_cap_w());
+  }
+  // The profiling steps, then the objective's choice for a 1.10x slowdown
+  // limit on this model: 175 W is not profiled, so 200 W.
+  EXPECT_THAT(caps, ElementsAre(200, 150, 100, 200));
+  v1::Job job = LookUpJob(first);
+  EXPECT_THAT(job.cap_decision(), HasSubstr("profiled 4 caps"));
+  EXPECT_THAT(job.cap_decision(), HasSubstr("200 W"));
+  EXPECT_THAT(EventReasons(job), Contains("CapChosen"));
+  EXPECT_THAT(store_->Get("profiles/mlp@V100x1"), IsOk());
+
+  // 2. Its end records the saving against the maximum-cap estimate.
+  Run(link, absl::StrCat(first, ".r0.a1"), 30);
+  v1::TaskEvent exit = ExitedEvent(absl::StrCat(first, ".r0.a1"), 0, v1::Energy());
+  exit.mutable_usage()->set_samples_done(samples_);
+  exit.mutable_usage()->mutable_energy()->set_gpu_j(gpu_j_);
+  exit.mutable_usage()->mutable_energy()->set_total_j(gpu_j_);
+  ASSERT_THAT(SendEvent(link, exit), IsOk());
+  job = LookUpJob(first);
+  ASSERT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_GT(job.savings().estimated_uncapped_gpu_j(), 0);
+  EXPECT_GT(job.savings().saved_j(), 0);
+  EXPECT_THAT(job.savings().basis(), HasSubstr("at 250 W"));
+
+  // 3. The next job of the class starts at the chosen cap, no profiling,
+  //    and so does one after a scheduler restart (profiles are stored).
+  const std::string second = StartJob(link);
+  EXPECT_EQ(StartCap(link, second), 200);
+  EXPECT_THAT(LookUpJob(second).cap_decision(), HasSubstr("stored profile"));
+  EXPECT_THAT(EventReasons(LookUpJob(second)), Not(Contains("ProfilingStarted")));
+  ASSERT_THAT(Exited(link, absl::StrCat(second, ".r0.a1"), 0), IsOk());
+  Restart();
+  FakeAgentLink again;
+  ASSERT_THAT(Register(again, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()), IsOk());
+  const std::string third = StartJob(again);
+  EXPECT_EQ(StartCap(again, third), 200);
+}
+
+TEST_F(PowerControllerTest, PinnedJobRunsAtTheMaximumWithoutProfiling) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()), IsOk());
+  const std::string id = StartJob(link, /*pinned=*/true);
+  EXPECT_EQ(StartCap(link, id), 250);
+  Run(link, absl::StrCat(id, ".r0.a1"), 20);
+  EXPECT_TRUE(link.Of(v1::SchedulerCommand::kSetCap).empty());
+  EXPECT_THAT(LookUpJob(id).cap_decision(), HasSubstr("pinned"));
+}
+
+TEST_F(PowerControllerTest, TaskWithoutProgressKeepsTheDefaultCap) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()), IsOk());
+  const std::string id = StartJob(link);
+  // Energy but no samples: nothing to profile with.
+  for (int i = 0; i < 15; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    v1::Energy energy;
+    energy.set_gpu_j(100.0 * (i + 1));
+    ASSERT_THAT(Telemetry(link, absl::StrCat(id, ".r0.a1"), energy), IsOk());
+  }
+  EXPECT_THAT(LookUpJob(id).cap_decision(), HasSubstr("profiling failed"));
+  EXPECT_FALSE(store_->Get("profiles/mlp@V100x1").ok());
 }
 
 }  // namespace

@@ -40,7 +40,7 @@ using ::joule::v1::JobSpec;
 constexpr absl::string_view kJobFields[] = {
     "name",      "type",     "command",    "args",        "env",
     "resources", "replicas", "batch_size", "shard_count", "objective",
-    "labels",    "user",     "job_class",  "working_dir"};
+    "labels",    "user",     "job_class",  "working_dir", "pin_max_cap"};
 constexpr absl::string_view kResourcesFields[] = {"gpus", "cpus", "memory",
                                                   "memory_bytes", "gpu_model"};
 constexpr absl::string_view kBatchSizeFields[] = {"default", "default_size",
@@ -521,6 +521,13 @@ absl::Status ParseJobField(const std::string& key, const YAML::Node& value,
   }
   if (key == "working_dir") {
     return ParseString(value, key, spec->mutable_working_dir());
+  }
+  if (key == "pin_max_cap") {
+    if (!value.IsScalar() || (value.Scalar() != "true" && value.Scalar() != "false")) {
+      return ErrorAt(value, key, absl::StrCat("expected true or false, got ", Describe(value)));
+    }
+    spec->set_pin_max_cap(value.Scalar() == "true");
+    return absl::OkStatus();
   }
   // ForEachEntry only passes keys from kJobFields.
   return absl::InternalError(

@@ -26,7 +26,8 @@ double EnergyPerUnit(const CapPoint& p) { return p.power_w / p.throughput; }
 double TimePerUnit(const CapPoint& p) { return 1.0 / p.throughput; }
 
 bool NearlyEqual(double a, double b) {
-  return std::fabs(a - b) <= kRelTolerance * std::max(std::fabs(a), std::fabs(b));
+  return std::fabs(a - b) <=
+         kRelTolerance * std::max(std::fabs(a), std::fabs(b));
 }
 
 // a <= b, allowing a relative slack of kRelTolerance.
@@ -54,9 +55,9 @@ std::string VersusFastest(const CapPoint& chosen, const CapPoint& fastest) {
   const double ratio = EnergyPerUnit(chosen) / EnergyPerUnit(fastest);
   const double slowdown = TimePerUnit(chosen) / TimePerUnit(fastest);
   const double percent = std::fabs(1.0 - ratio) * 100.0;
-  return absl::StrFormat("%.0f%% %s energy per sample than %s at %.2fx the time",
-                         percent, ratio <= 1.0 ? "less" : "more",
-                         Watts(fastest.cap_w), slowdown);
+  return absl::StrFormat(
+      "%.0f%% %s energy per sample than %s at %.2fx the time", percent,
+      ratio <= 1.0 ? "less" : "more", Watts(fastest.cap_w), slowdown);
 }
 
 // Index of the fastest point; equal throughputs go to the higher cap.
@@ -124,9 +125,8 @@ CapDecision ChooseZeus(const std::vector<CapPoint>& profile, size_t fastest,
     }
   }
   CapDecision decision = Decide(profile[best], remaining_work);
-  const std::string cost_text =
-      absl::StrFormat("lowest Zeus cost %.2f*E + %.2f*%s*T", eta, 1.0 - eta,
-                      Watts(p_max_w));
+  const std::string cost_text = absl::StrFormat(
+      "lowest Zeus cost %.2f*E + %.2f*%s*T", eta, 1.0 - eta, Watts(p_max_w));
   if (best != fastest) {
     decision.reason =
         absl::StrFormat("%s: %s; %s", Watts(profile[best].cap_w), cost_text,
@@ -142,7 +142,9 @@ CapDecision ChooseDeadline(const std::vector<CapPoint>& profile, size_t fastest,
                            absl::Time deadline, double remaining_work,
                            absl::Time now) {
   const double seconds_left = absl::ToDoubleSeconds(deadline - now);
-  auto needs = [&](const CapPoint& p) { return remaining_work * TimePerUnit(p); };
+  auto needs = [&](const CapPoint& p) {
+    return remaining_work * TimePerUnit(p);
+  };
   bool found = false;
   size_t best = fastest;
   for (size_t i = 0; i < profile.size(); ++i) {
@@ -201,9 +203,9 @@ absl::Status ValidateProfile(const std::vector<CapPoint>& profile) {
           i, p.cap_w, p.throughput, p.power_w));
     }
     if (!caps.insert(p.cap_w).second) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "profile point %d: cap %s appears more than once", i,
-          Watts(p.cap_w)));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("profile point %d: cap %s appears more than once", i,
+                          Watts(p.cap_w)));
     }
   }
   return absl::OkStatus();

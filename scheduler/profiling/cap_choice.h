@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "joule/v1/job.pb.h"
+#include "spec/job_validation.h"  // kDefaultMaxSlowdown
 
 namespace joule {
 
@@ -35,16 +36,14 @@ struct CapDecision {
   std::string reason;
 };
 
-// The slowdown limit used when the objective has no goal set (job.proto).
-inline constexpr double kDefaultMaxSlowdown = 1.10;
-
 // Chooses the power cap that best serves `objective`, given a task's
 // profile. Pure: no clock reads, no state.
 //
 // With e(c) = power_w / throughput (energy per unit of work), t(c) =
 // 1 / throughput (time per unit of work), and T_fast = t at the fastest point:
-//   1. max_slowdown s (default 1.10 when no goal is set): minimum e(c) among
-//      points with t(c) <= s * T_fast. The fastest point always qualifies.
+//   1. max_slowdown s (when no goal is set, kDefaultMaxSlowdown = 1.10 from
+//      spec/job_validation.h): minimum e(c) among points with
+//      t(c) <= s * T_fast. The fastest point always qualifies.
 //   2. energy_time_weight eta in [0, 1]: minimum of Zeus's cost
 //        eta * e(c) + (1 - eta) * p_max_w * t(c)
 //      (Jae-Won Chung et al., "Zeus: Understanding and Optimizing GPU Energy

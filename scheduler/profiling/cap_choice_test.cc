@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <ostream>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -63,6 +65,8 @@ struct ChoiceCase {
   double expected_cap_w;
   bool expected_met = true;
 };
+
+void PrintTo(const ChoiceCase& c, std::ostream* os) { *os << c.name; }
 
 class ChooseCapTableTest : public ::testing::TestWithParam<ChoiceCase> {};
 
@@ -136,9 +140,9 @@ TEST(ChooseCapTest, ZeusReasonNamesTheCost) {
 }
 
 TEST(ChooseCapTest, MissedDeadlineSaysByHowMuch) {
-  absl::StatusOr<CapDecision> decision = ChooseCap(
-      V100Profile(), DeadlineIn(absl::Seconds(900)), kPMaxW, kRemainingWork,
-      kNow);
+  absl::StatusOr<CapDecision> decision =
+      ChooseCap(V100Profile(), DeadlineIn(absl::Seconds(900)), kPMaxW,
+                kRemainingWork, kNow);
   ASSERT_TRUE(decision.ok()) << decision.status();
   EXPECT_FALSE(decision->objective_met);
   EXPECT_EQ(decision->reason,
@@ -147,9 +151,9 @@ TEST(ChooseCapTest, MissedDeadlineSaysByHowMuch) {
 }
 
 TEST(ChooseCapTest, MetDeadlineSaysHowMuchTimeItNeeds) {
-  absl::StatusOr<CapDecision> decision = ChooseCap(
-      V100Profile(), DeadlineIn(absl::Seconds(1100)), kPMaxW, kRemainingWork,
-      kNow);
+  absl::StatusOr<CapDecision> decision =
+      ChooseCap(V100Profile(), DeadlineIn(absl::Seconds(1100)), kPMaxW,
+                kRemainingWork, kNow);
   ASSERT_TRUE(decision.ok()) << decision.status();
   EXPECT_TRUE(decision->objective_met);
   // 1e6 / 931.06 samples/s = 1074.04 s, shown rounded up.
@@ -157,8 +161,8 @@ TEST(ChooseCapTest, MetDeadlineSaysHowMuchTimeItNeeds) {
 }
 
 TEST(ChooseCapTest, NoRemainingWorkMeetsAnyFutureDeadlineAtMinimumEnergy) {
-  absl::StatusOr<CapDecision> decision = ChooseCap(
-      V100Profile(), DeadlineIn(absl::Seconds(1)), kPMaxW, 0, kNow);
+  absl::StatusOr<CapDecision> decision =
+      ChooseCap(V100Profile(), DeadlineIn(absl::Seconds(1)), kPMaxW, 0, kNow);
   ASSERT_TRUE(decision.ok()) << decision.status();
   EXPECT_EQ(decision->cap_w, 100);
   EXPECT_TRUE(decision->objective_met);
@@ -182,13 +186,16 @@ struct TieCase {
   double expected_cap_w;
 };
 
+void PrintTo(const TieCase& c, std::ostream* os) { *os << c.name; }
+
 class ChooseCapTieTest : public ::testing::TestWithParam<TieCase> {};
 
 TEST_P(ChooseCapTieTest, HigherCapWins) {
   const TieCase& c = GetParam();
   std::vector<CapPoint> profile = c.profile;
-  std::sort(profile.begin(), profile.end(),
-            [](const CapPoint& a, const CapPoint& b) { return a.cap_w < b.cap_w; });
+  std::sort(
+      profile.begin(), profile.end(),
+      [](const CapPoint& a, const CapPoint& b) { return a.cap_w < b.cap_w; });
   do {
     absl::StatusOr<CapDecision> decision =
         ChooseCap(profile, c.objective, kPMaxW, kRemainingWork, kNow);
@@ -232,6 +239,8 @@ struct BadInputCase {
   double p_max_w = kPMaxW;
   double remaining_work = kRemainingWork;
 };
+
+void PrintTo(const BadInputCase& c, std::ostream* os) { *os << c.name; }
 
 class ChooseCapBadInputTest : public ::testing::TestWithParam<BadInputCase> {};
 

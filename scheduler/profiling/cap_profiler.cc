@@ -56,8 +56,8 @@ absl::Status ValidateProfilerOptions(const ProfilerOptions& o) {
         o.min_cap_w, o.max_cap_w));
   }
   if (!std::isfinite(o.step_w) || !(o.step_w > 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("step_w must be finite and positive, got %g", o.step_w));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "step_w must be finite and positive, got %g", o.step_w));
   }
   if (CapCountOf(o) > static_cast<double>(kMaxProfiledCaps)) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -238,8 +238,8 @@ absl::StatusOr<std::vector<CapPoint>> ParseProfile(absl::string_view text) {
   }
   lines.pop_back();
   if (lines.front() != kProfileHeader) {
-    return absl::DataLossError(absl::StrCat("cap profile: expected header \"",
-                                            kProfileHeader, "\""));
+    return absl::DataLossError(
+        absl::StrCat("cap profile: expected header \"", kProfileHeader, "\""));
   }
   std::vector<CapPoint> profile;
   for (size_t i = 1; i < lines.size(); ++i) {
@@ -262,8 +262,7 @@ absl::StatusOr<std::vector<CapPoint>> ParseProfile(absl::string_view text) {
     profile.push_back(CapPoint{values[0], values[1], values[2]});
   }
   if (absl::Status status = ValidateProfile(profile); !status.ok()) {
-    return absl::DataLossError(
-        absl::StrCat("cap profile: ", status.message()));
+    return absl::DataLossError(absl::StrCat("cap profile: ", status.message()));
   }
   return profile;
 }

@@ -24,8 +24,7 @@ struct TestGpuModel {
   double DemandW() const { return idle_w + 0.9 * (max_limit_w - idle_w); }
   double PowerW(double cap_w) const { return std::min(cap_w, DemandW()); }
   double Throughput(double cap_w) const {
-    const double f =
-        std::cbrt((PowerW(cap_w) - idle_w) / (DemandW() - idle_w));
+    const double f = std::cbrt((PowerW(cap_w) - idle_w) / (DemandW() - idle_w));
     return base_throughput / (0.35 + 0.65 / f);
   }
   CapPoint Point(double cap_w) const {

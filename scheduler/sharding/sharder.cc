@@ -167,8 +167,8 @@ std::vector<int> ProportionalSplit(int total,
     for (int i : starved) {
       int donor = -1;
       for (int j = 0; j < n; ++j) {
-        if (count[j] >= 2 && (donor < 0 || count[j] - quota[j] >
-                                               count[donor] - quota[donor])) {
+        if (count[j] >= 2 &&
+            (donor < 0 || count[j] - quota[j] > count[donor] - quota[donor])) {
           donor = j;
         }
       }
@@ -180,7 +180,7 @@ std::vector<int> ProportionalSplit(int total,
   return count;
 }
 
-// Seconds (in the throughput's unit) to finish `shards` shards.
+// Time to finish `shards` shards, in the throughput's time unit.
 double FinishTime(int shards, double throughput) {
   if (shards == 0) return 0.0;
   if (throughput <= 0.0) return std::numeric_limits<double>::infinity();
@@ -190,12 +190,13 @@ double FinishTime(int shards, double throughput) {
 // How many of a donor's `n` >= 2 pending shards an idle replica should take
 // so both finish at about the same time; 0 when moving does not help.
 int SplitCount(int n, double donor_throughput, double idle_throughput) {
-  if (donor_throughput <= 0.0) return n - 1;  // A stalled donor keeps only
-                                              // the shard in progress.
+  // A stalled donor would never finish: it keeps only its shard in progress.
+  if (donor_throughput <= 0.0) return n - 1;
   // Even a single shard would finish on the idle replica later than the
   // donor finishes everything: leave the donor alone.
   if (!(1.0 / idle_throughput < n / donor_throughput)) return 0;
-  const double ideal = n * idle_throughput / (donor_throughput + idle_throughput);
+  const double ideal =
+      n * idle_throughput / (donor_throughput + idle_throughput);
   auto clamp = [n](double k) {
     return std::clamp(static_cast<int>(k), 1, n - 1);
   };
@@ -303,8 +304,8 @@ void Sharder::Release(int shard) {
 
 absl::Status Sharder::ShardDone(int replica, int shard) {
   if (shard < 0 || shard >= shard_count_) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "shard: %d is outside 0..%d", shard, shard_count_ - 1));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("shard: %d is outside 0..%d", shard, shard_count_ - 1));
   }
   if (replicas_.count(replica) == 0) {
     return absl::InvalidArgumentError(
@@ -347,9 +348,9 @@ std::vector<Sharder::Move> Sharder::Rebalance() {
     }
     if (donor == kNone) break;  // Nobody has a shard to spare.
     Replica& from = replicas_.at(donor);
-    const int k = SplitCount(static_cast<int>(from.pending.size()),
-                             from.throughput,
-                             replicas_.at(receiver).throughput);
+    const int k =
+        SplitCount(static_cast<int>(from.pending.size()), from.throughput,
+                   replicas_.at(receiver).throughput);
     if (k == 0) continue;
     std::vector<int> shards;
     for (auto it = from.pending.rbegin();
@@ -584,7 +585,8 @@ absl::StatusOr<Sharder> Sharder::Parse(absl::string_view text) {
     }
     int id;
     if (!ParseIndex(tokens[1], std::numeric_limits<int>::max(), &id)) {
-      return DataLoss(line, absl::StrCat("bad replica index \"", tokens[1], "\""));
+      return DataLoss(line,
+                      absl::StrCat("bad replica index \"", tokens[1], "\""));
     }
     if (id <= previous_id) {
       return DataLoss(line, "replica indices must be strictly ascending");
@@ -594,8 +596,8 @@ absl::StatusOr<Sharder> Sharder::Parse(absl::string_view text) {
     value = Field(tokens[2], "live", line);
     if (!value.ok()) return value.status();
     if (*value != "0" && *value != "1") {
-      return DataLoss(line, absl::StrCat("live: expected 0 or 1, got \"",
-                                         *value, "\""));
+      return DataLoss(
+          line, absl::StrCat("live: expected 0 or 1, got \"", *value, "\""));
     }
     r.live = *value == "1";
     any_live |= r.live;
@@ -634,16 +636,17 @@ absl::StatusOr<Sharder> Sharder::Parse(absl::string_view text) {
       sharder.owner_[shard] = id;
       r.pending.insert(shard);
     }
-    if (r.pending.empty() ? current != kNone
-                          : r.pending.count(current) == 0) {
-      return DataLoss(line, "current: must be \"-\" exactly when the replica "
-                            "owns nothing, else one of its shards");
+    if (r.pending.empty() ? current != kNone : r.pending.count(current) == 0) {
+      return DataLoss(line,
+                      "current: must be \"-\" exactly when the replica "
+                      "owns nothing, else one of its shards");
     }
     r.in_progress = current;
   }
   if (any_live && !sharder.unassigned_.empty()) {
-    return DataLoss(1, "unassigned: shards cannot be unassigned while a "
-                       "replica is live");
+    return DataLoss(1,
+                    "unassigned: shards cannot be unassigned while a "
+                    "replica is live");
   }
   for (int shard = 0; shard < shard_count; ++shard) {
     if (!sharder.done_[shard] && sharder.owner_[shard] == kNone &&

@@ -54,11 +54,12 @@ namespace joule {
 //   4. ReplicaLost: all of the lost replica's not-done shards, the one in
 //      progress included, go to the other live replicas by water-filling on
 //      finish time: each shard goes to the replica whose (pending + 1) /
-//      throughput is smallest, so with equally loaded replicas this is the
-//      split in proportion to throughput, and a replica that is behind gets
-//      less. Each receiver gets one contiguous block of the (ascending) lost
-//      shards, in replica order. With no live replica left the shards become
-//      unassigned until AddReplica.
+//      throughput is smallest. When the survivors' loads are already in
+//      proportion to their throughput (as after Create) this is the split in
+//      proportion to throughput; a replica that is behind gets less. Each
+//      receiver gets one contiguous block of the (ascending) lost shards, in
+//      replica order. With no live replica left the shards become unassigned
+//      until AddReplica.
 //   5. AddReplica: a new or restarted replica takes every unassigned shard;
 //      if there are none it is idle and the next Rebalance feeds it.
 //
@@ -99,11 +100,13 @@ class Sharder {
   // owned, ...); any problem is DATA_LOSS naming the line and field.
   static absl::StatusOr<Sharder> Parse(absl::string_view text);
 
-  // A compact, line-oriented text form for the scheduler's store:
-  //   sharder v1 shards=10 replicas=2 done=0-3 unassigned= duplicates=0 foreign=0
+  // A compact, line-oriented text form for the scheduler's store, e.g.
+  //   sharder v1 shards=10 replicas=2 done=0-3 unassigned= duplicates=0
+  //     foreign=0  (one line; wrapped here)
   //   replica 0 live=1 throughput=3 current=4 owns=4-7
   //   replica 1 live=0 throughput=1 current=- owns=
-  // Throughputs round-trip exactly. Parse(Serialize()) reproduces the state.
+  // Every line ends with '\n'. Throughputs round-trip exactly, and
+  // Parse(Serialize()) reproduces the state.
   std::string Serialize() const;
 
   // Records a `shard_done` report. OK for a new completion, and also for a
@@ -164,8 +167,8 @@ class Sharder {
   struct Replica {
     double throughput = 0.0;
     bool live = true;
-    std::set<int> pending;     // Owned, not done.
-    int in_progress = kNone;   // kNone iff `pending` is empty.
+    std::set<int> pending;    // Owned, not done.
+    int in_progress = kNone;  // kNone iff `pending` is empty.
   };
 
   explicit Sharder(int shard_count);
@@ -176,8 +179,8 @@ class Sharder {
   void Release(int shard);
 
   int shard_count_ = 0;
-  std::vector<bool> done_;   // Per shard.
-  std::vector<int> owner_;   // Per shard: live replica, or kNone.
+  std::vector<bool> done_;  // Per shard.
+  std::vector<int> owner_;  // Per shard: live replica, or kNone.
   std::set<int> unassigned_;
   std::map<int, Replica> replicas_;  // Live and lost replicas.
   int done_count_ = 0;
