@@ -183,6 +183,18 @@ void PrintJob(const v1::Job& job) {
                    job.energy().total_j(), job.energy().gpu_j(),
                    job.energy().cpu_j(), job.energy().static_j(),
                    job.energy().total_j() / 3.6e6);
+  if (!job.cap_decision().empty()) std::cout << "Cap:        " << job.cap_decision() << "\n";
+  if (job.has_savings()) {
+    const v1::JobSavings& savings = job.savings();
+    std::cout << absl::StrFormat(
+        "Savings:    %.1f J GPU energy saved (%.1f%%): measured %.1f J vs %.1f J "
+        "estimated at the maximum cap\n            (%s)\n",
+        savings.saved_j(),
+        savings.estimated_uncapped_gpu_j() > 0
+            ? 100 * savings.saved_j() / savings.estimated_uncapped_gpu_j()
+            : 0.0,
+        savings.measured_gpu_j(), savings.estimated_uncapped_gpu_j(), savings.basis());
+  }
   if (job.tasks_size() > 0) {
     std::cout << "\nTasks:\n";
     Table table({"TASK", "NODE", "GPUS", "CAP_W", "BATCH", "SHARDS", "STATE",

@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <iostream>
@@ -31,6 +32,10 @@ struct SchedulerFlags {
   double heartbeat_timeout_s = 10;
   double stop_grace_s = 10;
   int tick_ms = 100;
+  bool profile_caps = true;
+  double profile_step_w = 25;
+  double profile_warmup_s = 5;
+  double profile_window_s = 10;
   bool verbose = false;
 };
 
@@ -59,6 +64,16 @@ int Run(const SchedulerFlags& flags) {
   SchedulerOptions options;
   options.heartbeat_timeout = absl::Seconds(flags.heartbeat_timeout_s);
   options.stop_grace = absl::Seconds(flags.stop_grace_s);
+  options.profile_caps = flags.profile_caps;
+  options.profiler.step_w = flags.profile_step_w;
+  options.profiler.warmup = absl::Seconds(flags.profile_warmup_s);
+  options.profiler.window = absl::Seconds(flags.profile_window_s);
+  options.profiler.max_window = std::max(options.profiler.max_window,
+                                         4 * options.profiler.window);
+  if (absl::Status valid = ValidateProfilerOptions(options.profiler); !valid.ok()) {
+    std::cerr << "joule-scheduler: profiling flags: " << valid.message() << "\n";
+    return 2;
+  }
   absl::StatusOr<std::unique_ptr<Scheduler>> scheduler =
       Scheduler::Create(store->get(), RealClock::Get(), options);
   if (!scheduler.ok()) {
@@ -131,6 +146,22 @@ int main(int argc, char** argv) {
   app.add_option("--tick-ms", flags.tick_ms, "Scheduling loop period")
       ->capture_default_str()
       ->check(CLI::Range(1, 60000));
+  app.add_option("--profile-caps", flags.profile_caps,
+                 "Profile power caps just in time for job classes not yet profiled "
+                 "on a GPU model (false: every task at its GPUs' default limit)")
+      ->capture_default_str();
+  app.add_option("--profile-step-w", flags.profile_step_w,
+                 "Cap step while profiling, W")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 1000.0));
+  app.add_option("--profile-warmup", flags.profile_warmup_s,
+                 "Seconds discarded after each cap change while profiling")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3600.0));
+  app.add_option("--profile-window", flags.profile_window_s,
+                 "Seconds measured at each cap while profiling")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
   app.add_flag("-v,--verbose", flags.verbose, "Debug logging");
   CLI11_PARSE(app, argc, argv);
   return joule::Run(flags);

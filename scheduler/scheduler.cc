@@ -778,7 +778,12 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
 void Scheduler::EndTask(v1::Job& job, v1::Task& task, v1::TaskState state,
                         const std::string& message) {
   // A profile cut short is not kept: the next run of the class profiles.
-  profiling_.erase(task.task_id());
+  if (profiling_.erase(task.task_id()) > 0) {
+    job.set_cap_decision(absl::StrFormat(
+        "%.0f W when the task ended: profiling had not finished (nothing stored; the "
+        "next job of class %s profiles again)",
+        task.power_cap_w(), job.spec().job_class()));
+  }
   task.set_state(state);
   task.set_message(message);
   if (!task.has_end_time()) *task.mutable_end_time() = ToProtoTime(clock_->Now());
@@ -1230,8 +1235,7 @@ void Scheduler::FeedProfiler(v1::Job& job, v1::Task& task) {
       ApplyCap(job, sibling, decision->cap_w, "objective");
     }
   }
-  job.set_cap_decision(absl::StrCat(decision->reason, " (profiled ", profile.size(),
-                                    " caps; ", end_reason, note, ")"));
+  job.set_cap_decision(absl::StrCat(decision->reason, " (", end_reason, note, ")"));
   AddEvent(job, "CapChosen", job.cap_decision());
   Changed(job);
 }

@@ -1711,6 +1711,7 @@ TEST_F(PowerControllerTest, ProfilesANewClassThenReusesItsProfile) {
   EXPECT_THAT(caps, ElementsAre(200, 150, 100, 200));
   v1::Job job = LookUpJob(first);
   EXPECT_THAT(job.cap_decision(), HasSubstr("profiled 4 caps"));
+  EXPECT_THAT(job.cap_decision(), Not(HasSubstr("profiling had not finished")));
   EXPECT_THAT(job.cap_decision(), HasSubstr("200 W"));
   EXPECT_THAT(EventReasons(job), Contains("CapChosen"));
   EXPECT_THAT(store_->Get("profiles/mlp@V100x1"), IsOk());

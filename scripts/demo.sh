@@ -51,7 +51,9 @@ trap cleanup EXIT
 trap 'echo; echo "interrupted"; exit 130' INT TERM
 
 echo "== starting joule-scheduler (embedded store in $WORK/data)"
+# Short profiling windows so that profiling fits in the demo's small jobs.
 "$BIN/joule-scheduler" --listen=127.0.0.1:0 --data-dir="$WORK/data" \
+  --profile-step-w=50 --profile-warmup=1 --profile-window=4 \
   >"$WORK/scheduler.out" 2>"$WORK/scheduler.log" &
 PIDS+=($!)
 for _ in $(seq 1 100); do
@@ -69,6 +71,7 @@ start_agent() {
   PATH="$BIN:$PATH" "$BIN/joule-agent" --node-name="$node" \
     ${simulate:+--simulate="$simulate"} --static-power-w="$static" \
     --work-dir="$WORK/agent-$node" --cpus=8 --memory=32Gi --listen=127.0.0.1:0 \
+    --telemetry-period=0.5 \
     >"$WORK/agent-$node.out" 2>"$WORK/agent-$node.log" &
   PIDS+=($!)
 }
@@ -96,11 +99,23 @@ for id in "${JOBS[@]}"; do
   "$BIN/joulectl" watch "$id" || true
 done
 
+# The same training class again: its power profile is stored, so it starts
+# at the chosen cap without profiling.
+echo "== submitting mnist-mlp again (a recurring job class)"
+id="$("$BIN/joulectl" submit -q -f examples/jobs/mnist-mlp.yaml)"
+JOBS+=("$id")
+"$BIN/joulectl" watch "$id" || true
+
 echo
 echo "== results"
 for id in "${JOBS[@]}"; do
   echo
   "$BIN/joulectl" get "$id" | sed '/^Events:/,$d'
+  # The profiling steps, when there were any.
+  "$BIN/joulectl" get "$id" | grep -E "Profiling|CapChosen" || true
 done
+echo
+echo "== why the first job went where it did"
+"$BIN/joulectl" explain "${JOBS[0]}"
 echo
 "$BIN/joulectl" list
