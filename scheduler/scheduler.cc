@@ -19,6 +19,7 @@ namespace {
 
 constexpr char kJobKeyPrefix[] = "jobs/";
 constexpr char kProfileKeyPrefix[] = "profiles/";
+constexpr char kBanditKeyPrefix[] = "bandits/";
 constexpr int kMaxEventsPerJob = 100;
 constexpr int64_t kDefaultLogBytes = 64 << 10;
 constexpr int64_t kMaxLogBytes = 4 << 20;
@@ -137,7 +138,8 @@ Scheduler::Scheduler(Store* store, const Clock* clock, SchedulerOptions options)
     : store_(store),
       clock_(clock),
       options_(options),
-      pipeline_(PlacementPipeline::Default(options.telemetry_freshness)) {}
+      pipeline_(PlacementPipeline::Default(options.telemetry_freshness)),
+      rng_(options.random_seed) {}
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
     Store* store, const Clock* clock, SchedulerOptions options) {
@@ -188,6 +190,17 @@ absl::Status Scheduler::Load() {
       continue;
     }
     profiles_[key.substr(strlen(kProfileKeyPrefix))] = *std::move(profile);
+  }
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> bandits =
+      store_->List(kBanditKeyPrefix);
+  if (!bandits.ok()) return bandits.status();
+  for (const auto& [key, value] : *bandits) {
+    absl::StatusOr<BatchSizeBandit> bandit = BatchSizeBandit::Parse(value);
+    if (!bandit.ok()) {
+      JLOG(WARNING) << "ignoring stored bandit " << key << ": " << bandit.status();
+      continue;
+    }
+    bandits_.emplace(key.substr(strlen(kBanditKeyPrefix)), *std::move(bandit));
   }
   JLOG(INFO) << "loaded " << jobs_.size() << " jobs (" << pending_.size()
              << " pending) and " << profiles_.size() << " power profiles from the store";
@@ -886,6 +899,7 @@ void Scheduler::Evaluate(v1::Job& job) {
     job.set_state(v1::JOB_STATE_SUCCEEDED);
     job.set_message("all tasks succeeded");
     EstimateSavings(job);
+    LearnBatchSize(job);
   } else {
     return;
   }
@@ -1096,7 +1110,9 @@ absl::StatusOr<v1::JobExplanation> Scheduler::ExplainJob(const std::string& job_
                                                last->power_cap_w())
                              : "no GPU: no power cap");
   }
-  if (out.batch_decision().empty()) {
+  if (!job->second.batch_decision().empty()) {
+    out.set_batch_decision(job->second.batch_decision());
+  } else {
     out.set_batch_decision(absl::StrFormat(
         "%d: the job's default batch size", job->second.spec().batch_size().default_size()));
   }
@@ -1267,11 +1283,73 @@ void Scheduler::EstimateSavings(v1::Job& job) {
       samples, top.power_w / top.throughput, top.cap_w, job.spec().job_class()));
 }
 
+int32_t Scheduler::ChooseBatchSize(v1::Job& job) {
+  const v1::JobSpec& spec = job.spec();
+  const v1::BatchSizeRange& range = spec.batch_size();
+  if (spec.pin_max_cap() || !options_.learn_batch_size ||
+      spec.type() != v1::JOB_TYPE_TRAINING || range.min() >= range.max()) {
+    job.set_batch_decision(absl::StrFormat(
+        "%d: the job's default batch size%s", range.default_size(),
+        range.min() >= range.max() ? " (no range to choose from)" : ""));
+    return range.default_size();
+  }
+  auto it = bandits_.find(spec.job_class());
+  if (it == bandits_.end()) {
+    it = bandits_
+             .emplace(spec.job_class(),
+                      BatchSizeBandit(CandidateBatchSizes(range.min(), range.default_size(),
+                                                          range.max()),
+                                      range.default_size()))
+             .first;
+  }
+  absl::StatusOr<int32_t> chosen = it->second.Choose(absl::BitGenRef(rng_));
+  // A class whose range changed may have arms outside the new range.
+  if (!chosen.ok() || *chosen < range.min() || *chosen > range.max()) {
+    job.set_batch_decision(absl::StrFormat(
+        "%d: the job's default batch size (the class's bandit has no usable arm)",
+        range.default_size()));
+    return range.default_size();
+  }
+  job.set_batch_decision(absl::StrFormat(
+      "%d: Thompson sampling over the class's batch sizes (cost: GPU+CPU+static "
+      "joules to target where the task reports one, else joules per sample): %s",
+      *chosen, it->second.Explain()));
+  return *chosen;
+}
+
+void Scheduler::LearnBatchSize(const v1::Job& job) {
+  auto it = bandits_.find(job.spec().job_class());
+  if (it == bandits_.end()) return;
+  double samples = 0, joules = 0;
+  bool target = false;
+  int32_t batch_size = 0;
+  for (const v1::Task& task : job.tasks()) {
+    if (task.attempt() != job.attempts()) continue;
+    samples += task.samples_done();
+    joules += task.energy().total_j();
+    target |= task.target_reached();
+    batch_size = task.batch_size();
+  }
+  if (joules <= 0 || (!target && samples <= 0)) return;
+  // Energy to the target where the task says it reached it (Zeus's
+  // energy-to-accuracy); otherwise energy per sample.
+  const double cost = target ? joules : joules / samples;
+  absl::Status observed = it->second.Observe(batch_size, cost);
+  if (!observed.ok()) {
+    JLOG(WARNING) << "batch-size bandit of " << job.spec().job_class() << ": " << observed;
+    return;
+  }
+  absl::Status stored = store_->Put(absl::StrCat(kBanditKeyPrefix, job.spec().job_class()),
+                                    it->second.Serialize());
+  if (!stored.ok()) JLOG(ERROR) << "storing the batch-size bandit: " << stored;
+}
+
 void Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
   const v1::JobSpec& spec = job.spec();
   job.set_attempts(job.attempts() + 1);
   job.set_state(v1::JOB_STATE_RUNNING);
   job.set_message("starting");
+  const int32_t batch_size = ChooseBatchSize(job);
   std::vector<v1::Task*> started;
   std::string where;
   for (int32_t replica = 0; replica < static_cast<int32_t>(result.replicas.size());
@@ -1287,7 +1365,7 @@ void Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
     for (int32_t gpu : placement.gpu_indices) task->add_gpu_indices(gpu);
     const v1::Device* gpu = TaskGpu(*task);
     task->set_power_cap_w(gpu == nullptr ? 0 : InitialCap(job, *task, *gpu));
-    task->set_batch_size(spec.batch_size().default_size());
+    task->set_batch_size(batch_size);
     task->set_shards(ShardRange(spec.shard_count(), replica, spec.replicas()));
     task_to_job_[task->task_id()] = job.id();
     Allocate(job, *task);

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "joule/v1/job.pb.h"
 #include "joule/v1/node.pb.h"
 #include "joule/v1/scheduler.pb.h"
+#include "scheduler/bandit/batch_size_bandit.h"
 #include "scheduler/placement.h"
 #include "scheduler/profiling/cap_choice.h"
 #include "scheduler/profiling/cap_profiler.h"
@@ -41,6 +43,11 @@ struct SchedulerOptions {
   // GPU model (min/max caps come from the device); off: default caps.
   bool profile_caps = true;
   ProfilerOptions profiler;
+  // Choose training batch sizes within the spec's range by Thompson sampling
+  // across recurrences of a job class; off: the spec's default.
+  bool learn_batch_size = true;
+  // Seeds the scheduler's random choices (the simulator fixes it).
+  uint64_t random_seed = 1;
   // A node silent for longer is marked down and its tasks lost.
   absl::Duration heartbeat_timeout = absl::Seconds(10);
   // Nodes whose last telemetry is older are not placed on.
@@ -172,6 +179,9 @@ class Scheduler {
   void ApplyCap(v1::Job& job, v1::Task& task, double cap_w, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EstimateSavings(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The batch size of a new attempt, and what the class learns at its end.
+  int32_t ChooseBatchSize(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LearnBatchSize(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const v1::Device* TaskGpu(const v1::Task& task) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event)
@@ -224,6 +234,9 @@ class Scheduler {
     double applied_cap_w = 0;
   };
   absl::flat_hash_map<std::string, Profiling> profiling_ ABSL_GUARDED_BY(mu_);
+  // Batch-size bandits per job class, stored under "bandits/".
+  std::map<std::string, BatchSizeBandit> bandits_ ABSL_GUARDED_BY(mu_);
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   // The last placement cycle's explanation per job (memory only).
   absl::flat_hash_map<std::string, v1::JobExplanation> explanations_
       ABSL_GUARDED_BY(mu_);

@@ -449,6 +449,7 @@ class SchedulerTest : public ::testing::Test {
   static SchedulerOptions DefaultCapsOptions() {
     SchedulerOptions options;
     options.profile_caps = false;
+    options.learn_batch_size = false;
     return options;
   }
 
@@ -1766,6 +1767,72 @@ TEST_F(PowerControllerTest, TaskWithoutProgressKeepsTheDefaultCap) {
   }
   EXPECT_THAT(LookUpJob(id).cap_decision(), HasSubstr("profiling failed"));
   EXPECT_FALSE(store_->Get("profiles/mlp@V100x1").ok());
+}
+
+}  // namespace
+}  // namespace joule
+
+namespace joule {
+namespace {
+
+// Batch sizes: a training class with a range learns across recurrences which
+// batch size costs the fewest joules per sample.
+class BatchSizeTest : public SchedulerTest {
+ protected:
+  BatchSizeTest() { options_.learn_batch_size = true; }
+};
+
+TEST_F(BatchSizeTest, RecurringClassSettlesOnTheCheapestBatchSize) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("cpu-a").Cpus(64).Build()), IsOk());
+  // Energy per sample falls with the batch size up to 64, then rises.
+  auto joules_per_sample = [](int32_t batch) {
+    return batch == 64 ? 1.0 : batch == 32 || batch == 128 ? 1.5 : 3.0;
+  };
+  std::map<int32_t, int> chosen;
+  for (int run = 0; run < 30; ++run) {
+    v1::JobSpec spec = SpecBuilder().Build();
+    spec.set_job_class("train");
+    spec.mutable_batch_size()->set_min(16);
+    spec.mutable_batch_size()->set_default_size(32);
+    spec.mutable_batch_size()->set_max(256);
+    absl::StatusOr<v1::Job> job = scheduler_->SubmitJob(spec);
+    ASSERT_THAT(job, IsOk());
+    scheduler_->Tick();
+    const std::string task_id = absl::StrCat(job->id(), ".r0.a1");
+    const v1::Task task = LookUpTask(task_id);
+    EXPECT_GE(task.batch_size(), 16);
+    EXPECT_LE(task.batch_size(), 256);
+    if (run == 0) {
+      // The default is tried first.
+      EXPECT_EQ(task.batch_size(), 32);
+      EXPECT_THAT(LookUpJob(job->id()).batch_decision(), HasSubstr("Thompson sampling"));
+    }
+    if (run >= 20) ++chosen[task.batch_size()];
+    ASSERT_THAT(Started(link, task_id, 100 + run), IsOk());
+    v1::TaskEvent exit = ExitedEvent(task_id, 0, v1::Energy());
+    exit.mutable_usage()->set_samples_done(1000);
+    exit.mutable_usage()->mutable_energy()->set_total_j(1000 * joules_per_sample(task.batch_size()));
+    ASSERT_THAT(SendEvent(link, exit), IsOk());
+  }
+  // After exploring every arm once, it mostly exploits 64.
+  EXPECT_GE(chosen[64], 7) << chosen.size();
+  // Learned state survives a restart.
+  EXPECT_THAT(store_->Get("bandits/train"), IsOk());
+}
+
+TEST_F(BatchSizeTest, NoRangeOrPinnedMeansTheDefault) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("cpu-a").Cpus(64).Build()), IsOk());
+  v1::JobSpec spec = SpecBuilder().Build();
+  spec.mutable_batch_size()->set_default_size(48);
+  spec.mutable_batch_size()->set_min(48);
+  spec.mutable_batch_size()->set_max(48);
+  absl::StatusOr<v1::Job> job = scheduler_->SubmitJob(spec);
+  ASSERT_THAT(job, IsOk());
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpTask(absl::StrCat(job->id(), ".r0.a1")).batch_size(), 48);
+  EXPECT_THAT(LookUpJob(job->id()).batch_decision(), HasSubstr("no range"));
 }
 
 }  // namespace
