@@ -12,6 +12,7 @@
 #include "common/device_catalog.h"
 #include "common/log.h"
 #include "common/proto_time.h"
+#include "common/range_list.h"
 #include "spec/job_validation.h"
 
 namespace joule {
@@ -43,14 +44,6 @@ int64_t JobNumber(const std::string& job_id) {
   return 0;
 }
 
-// Contiguous shard ranges: replica i of n owns [i*s/n, (i+1)*s/n).
-std::string ShardRange(int32_t shard_count, int32_t replica, int32_t replicas) {
-  if (shard_count <= 0) return "";
-  const int64_t begin = int64_t{replica} * shard_count / replicas;
-  const int64_t end = int64_t{replica + 1} * shard_count / replicas;
-  if (end - begin == 1) return absl::StrCat(begin);
-  return absl::StrCat(begin, "-", end - 1);
-}
 
 // The profile of a job class on a GPU model with a number of GPUs per task:
 // "<class>@<model>x<n>", with the separators kept out of the names.
@@ -177,6 +170,15 @@ absl::Status Scheduler::Load() {
       Allocate(job, task);
     }
     if (job.state() == v1::JOB_STATE_PENDING) pending_.insert({number, job.id()});
+    if (job.state() == v1::JOB_STATE_RUNNING && !job.shard_state().empty()) {
+      absl::StatusOr<Sharder> sharder = Sharder::Parse(job.shard_state());
+      if (sharder.ok()) {
+        sharders_.emplace(job.id(), *std::move(sharder));
+      } else {
+        JLOG(WARNING) << "job " << job.id() << ": stored shard state unusable ("
+                      << sharder.status() << "); shards will not be rebalanced";
+      }
+    }
     jobs_[job.id()] = std::move(job);
   }
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> profiles =
@@ -702,11 +704,16 @@ void Scheduler::ApplyUsage(NodeRecord& node, const v1::TaskUsage& usage) {
     SendStop(node, usage.task_id(), "not expected on this node");
     return;
   }
+  const std::string shards_done_before = task->shards_done();
   CopyUsage(usage, task);
   // Live energy is not persisted at every sample; final figures are stored
   // with the task's end.
   SumEnergy(*job);
   FeedProfiler(*job, *task);
+  if (task->shards_done() != shards_done_before) {
+    FeedSharder(*job, *task);
+    Changed(*job);
+  }
 }
 
 void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
@@ -754,7 +761,10 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
         ack();
         return;
       }
-      if (event.has_usage()) CopyUsage(event.usage(), task);
+      if (event.has_usage()) {
+        CopyUsage(event.usage(), task);
+        FeedSharder(*job, *task);
+      }
       task->set_exit_code(event.exit_code());
       *task->mutable_end_time() =
           event.has_time() ? event.time() : ToProtoTime(clock_->Now());
@@ -801,6 +811,7 @@ void Scheduler::EndTask(v1::Job& job, v1::Task& task, v1::TaskState state,
   task.set_message(message);
   if (!task.has_end_time()) *task.mutable_end_time() = ToProtoTime(clock_->Now());
   Release(job, task);
+  ReplicaGone(job, task);
   AddEvent(job, absl::StrCat("Task", state == v1::TASK_STATE_SUCCEEDED ? "Succeeded"
                                      : state == v1::TASK_STATE_KILLED  ? "Killed"
                                      : state == v1::TASK_STATE_LOST    ? "Lost"
@@ -847,6 +858,17 @@ void Scheduler::Evaluate(v1::Job& job) {
     if (task.state() == v1::TASK_STATE_FAILED && failed == nullptr) failed = &task;
     if (task.state() == v1::TASK_STATE_LOST && lost == nullptr) lost = &task;
   }
+  // An inference job's replicas are independent: a lost one's shards move to
+  // the others (ReplicaGone), which carry on. Training replicas are a gang.
+  auto sharder = sharders_.find(job.id());
+  const bool replicas_independent = job.spec().type() == v1::JOB_TYPE_INFERENCE &&
+                                    sharder != sharders_.end();
+  if (lost != nullptr && failed == nullptr && !job.cancel_requested() &&
+      replicas_independent && active > 0) {
+    job.set_message(absl::StrCat("running; task ", lost->task_id(),
+                                 " was lost and its shards moved to the other replicas"));
+    return;
+  }
   if ((failed != nullptr || lost != nullptr || job.cancel_requested()) &&
       active > 0) {
     // A gang ends together: stop the siblings, decide when all have ended.
@@ -886,6 +908,10 @@ void Scheduler::Evaluate(v1::Job& job) {
   } else if (failed != nullptr) {
     job.set_state(v1::JOB_STATE_FAILED);
     job.set_message(absl::StrCat("task ", failed->task_id(), " ", failed->message()));
+  } else if (lost != nullptr && replicas_independent && sharder->second.AllDone()) {
+    job.set_state(v1::JOB_STATE_SUCCEEDED);
+    job.set_message(absl::StrCat("all shards done; task ", lost->task_id(),
+                                 " was lost on the way"));
   } else if (lost != nullptr) {
     // Lost work runs again as a new attempt.
     job.set_state(v1::JOB_STATE_PENDING);
@@ -893,6 +919,38 @@ void Scheduler::Evaluate(v1::Job& job) {
                                  lost->message(), ")"));
     pending_.insert({JobNumber(job.id()), job.id()});
     placement_dirty_ = true;
+    sharders_.erase(job.id());
+    AddEvent(job, "Requeued", job.message());
+    return;
+  } else if (succeeded == total && total > 0 && sharder != sharders_.end() &&
+             sharder->second.done_count() > 0 && !sharder->second.AllDone()) {
+    // The workload reports shards, and some were never done (their replica
+    // ended first): they run again as a new attempt, finished ones stay done
+    // -- as long as this attempt got some done, so it cannot loop forever.
+    bool progress = false;
+    for (const v1::Task& task : job.tasks()) {
+      progress |= task.attempt() == job.attempts() && !task.shards_done().empty();
+    }
+    if (!progress) {
+      job.set_state(v1::JOB_STATE_FAILED);
+      job.set_message(absl::StrFormat(
+          "every task exited but %d of %d shards are not done, and this attempt "
+          "finished none",
+          sharder->second.shard_count() - sharder->second.done_count(),
+          sharder->second.shard_count()));
+      *job.mutable_end_time() = ToProtoTime(now);
+      sharders_.erase(job.id());
+      AddEvent(job, "FAILED", job.message());
+      return;
+    }
+    job.set_state(v1::JOB_STATE_PENDING);
+    job.set_message(absl::StrFormat(
+        "re-queued: every task exited but %d of %d shards are not done",
+        sharder->second.shard_count() - sharder->second.done_count(),
+        sharder->second.shard_count()));
+    pending_.insert({JobNumber(job.id()), job.id()});
+    placement_dirty_ = true;
+    sharders_.erase(job.id());
     AddEvent(job, "Requeued", job.message());
     return;
   } else if (succeeded == total && total > 0) {
@@ -904,6 +962,7 @@ void Scheduler::Evaluate(v1::Job& job) {
     return;
   }
   *job.mutable_end_time() = ToProtoTime(now);
+  sharders_.erase(job.id());
   AddEvent(job, v1::JobState_Name(job.state()).substr(strlen("JOB_STATE_")),
            job.message());
 }
@@ -1283,6 +1342,99 @@ void Scheduler::EstimateSavings(v1::Job& job) {
       samples, top.power_w / top.throughput, top.cap_w, job.spec().job_class()));
 }
 
+void Scheduler::SplitShards(v1::Job& job) {
+  const v1::JobSpec& spec = job.spec();
+  if (spec.shard_count() <= 0) return;
+  std::vector<v1::Task*> replicas;
+  for (v1::Task& task : *job.mutable_tasks()) {
+    if (task.attempt() == job.attempts()) replicas.push_back(&task);
+  }
+  // Predicted throughput: the class's measured throughput on each replica's
+  // GPU model where every replica's model has been profiled, else equal.
+  std::vector<double> throughput(replicas.size(), 1.0);
+  bool all_profiled = true;
+  for (size_t i = 0; i < replicas.size(); ++i) {
+    const v1::Device* gpu = TaskGpu(*replicas[i]);
+    auto profile = gpu == nullptr
+                       ? profiles_.end()
+                       : profiles_.find(ProfileKey(spec.job_class(), gpu->model(),
+                                                   replicas[i]->gpu_indices_size()));
+    if (profile == profiles_.end() || profile->second.empty()) {
+      all_profiled = false;
+      break;
+    }
+    throughput[i] = profile->second.front().throughput;
+  }
+  if (!all_profiled) std::fill(throughput.begin(), throughput.end(), 1.0);
+  absl::StatusOr<Sharder> sharder = Sharder::Create(spec.shard_count(), throughput);
+  if (!sharder.ok()) {
+    JLOG(ERROR) << "job " << job.id() << ": cannot split shards: " << sharder.status();
+    return;
+  }
+  // Shards finished by earlier attempts stay finished.
+  for (const v1::Task& task : job.tasks()) {
+    if (task.attempt() == job.attempts() || task.shards_done().empty()) continue;
+    absl::StatusOr<std::set<int>> done = ParseRangeList(task.shards_done());
+    if (!done.ok()) continue;
+    for (int shard : *done) (void)sharder->ShardDone(0, shard);
+  }
+  for (v1::Task* task : replicas) task->set_shards(sharder->ShardsOf(task->replica_index()));
+  job.set_shard_state(sharder->Serialize());
+  sharders_.insert_or_assign(job.id(), *std::move(sharder));
+}
+
+void Scheduler::FeedSharder(v1::Job& job, const v1::Task& task) {
+  auto it = sharders_.find(job.id());
+  if (it == sharders_.end() || task.attempt() != job.attempts()) return;
+  absl::StatusOr<std::set<int>> done = ParseRangeList(task.shards_done());
+  if (!done.ok()) return;
+  Sharder& sharder = it->second;
+  const int before = sharder.done_count();
+  for (int shard : *done) (void)sharder.ShardDone(task.replica_index(), shard);
+  // Shards move only away from replicas that ended (ReplicaGone), never to a
+  // replica because it ran out: a workload may exit as soon as it has no
+  // shards, and a hint racing its exit would strand the shards it carries.
+  if (sharder.done_count() != before) job.set_shard_state(sharder.Serialize());
+}
+
+void Scheduler::ReplicaGone(v1::Job& job, const v1::Task& task) {
+  auto it = sharders_.find(job.id());
+  if (it == sharders_.end() || task.attempt() != job.attempts()) return;
+  absl::StatusOr<std::vector<Sharder::Move>> moves =
+      it->second.ReplicaLost(task.replica_index());
+  if (!moves.ok()) return;
+  ApplyMoves(job, *moves);
+  job.set_shard_state(it->second.Serialize());
+}
+
+void Scheduler::ApplyMoves(v1::Job& job, const std::vector<Sharder::Move>& moves) {
+  auto it = sharders_.find(job.id());
+  if (it == sharders_.end()) return;
+  for (const Sharder::Move& move : moves) {
+    for (int replica : {move.from_replica, move.to_replica}) {
+      for (v1::Task& task : *job.mutable_tasks()) {
+        if (task.attempt() != job.attempts() || task.replica_index() != replica ||
+            !IsActive(task.state())) {
+          continue;
+        }
+        task.set_shards(it->second.ShardsOf(replica));
+        auto node = nodes_.find(task.node());
+        if (node == nodes_.end() || node->second.link == nullptr) continue;
+        v1::SchedulerCommand command;
+        v1::UpdateHints* hints = command.mutable_update_hints();
+        hints->set_task_id(task.task_id());
+        hints->set_batch_size(task.batch_size());
+        hints->set_shards(task.shards());
+        node->second.link->Send(command);
+      }
+    }
+    std::set<int> shards(move.shards.begin(), move.shards.end());
+    AddEvent(job, "ShardsMoved",
+             absl::StrFormat("shards %s moved from replica %d to replica %d",
+                             FormatRangeList(shards), move.from_replica, move.to_replica));
+  }
+}
+
 int32_t Scheduler::ChooseBatchSize(v1::Job& job) {
   const v1::JobSpec& spec = job.spec();
   const v1::BatchSizeRange& range = spec.batch_size();
@@ -1366,12 +1518,13 @@ void Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
     const v1::Device* gpu = TaskGpu(*task);
     task->set_power_cap_w(gpu == nullptr ? 0 : InitialCap(job, *task, *gpu));
     task->set_batch_size(batch_size);
-    task->set_shards(ShardRange(spec.shard_count(), replica, spec.replicas()));
+
     task_to_job_[task->task_id()] = job.id();
     Allocate(job, *task);
     absl::StrAppend(&where, where.empty() ? "" : ", ", placement.node);
     started.push_back(task);
   }
+  SplitShards(job);
   AddEvent(job, "Scheduled",
            absl::StrFormat("attempt %d placed on %s", job.attempts(), where));
   // Stored before any agent hears of it, so a restart knows every task that

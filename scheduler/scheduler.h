@@ -25,6 +25,7 @@
 #include "scheduler/placement.h"
 #include "scheduler/profiling/cap_choice.h"
 #include "scheduler/profiling/cap_profiler.h"
+#include "scheduler/sharding/sharder.h"
 #include "scheduler/store/store.h"
 
 namespace joule {
@@ -179,6 +180,13 @@ class Scheduler {
   void ApplyCap(v1::Job& job, v1::Task& task, double cap_w, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EstimateSavings(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sharding: the split of a new attempt, shard reports, replicas that end
+  // or are lost, and the hints that move shards between replicas.
+  void SplitShards(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FeedSharder(v1::Job& job, const v1::Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReplicaGone(v1::Job& job, const v1::Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyMoves(v1::Job& job, const std::vector<Sharder::Move>& moves)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The batch size of a new attempt, and what the class learns at its end.
   int32_t ChooseBatchSize(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LearnBatchSize(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -237,6 +245,8 @@ class Scheduler {
   // Batch-size bandits per job class, stored under "bandits/".
   std::map<std::string, BatchSizeBandit> bandits_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  // Shard bookkeeping of running sharded jobs (also in Job.shard_state).
+  absl::flat_hash_map<std::string, Sharder> sharders_ ABSL_GUARDED_BY(mu_);
   // The last placement cycle's explanation per job (memory only).
   absl::flat_hash_map<std::string, v1::JobExplanation> explanations_
       ABSL_GUARDED_BY(mu_);

@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/proto_time.h"
+#include "common/range_list.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
@@ -753,8 +754,10 @@ struct ShardCase {
 
 TEST_F(SchedulerTest, ReplicasGetContiguousShardRanges) {
   const std::vector<ShardCase> cases = {
-      {10, 1, {"0-9"}}, {10, 3, {"0-2", "3-5", "6-9"}}, {2, 2, {"0", "1"}},
-      {0, 2, {"", ""}}, {5, 4, {"0", "1", "2", "3-4"}},
+      // The sharder's largest-remainder split: extra shards go to the lower
+      // replicas.
+      {10, 1, {"0-9"}}, {10, 3, {"0-3", "4-6", "7-9"}}, {2, 2, {"0", "1"}},
+      {0, 2, {"", ""}}, {5, 4, {"0-1", "2", "3", "4"}},
   };
   FakeAgentLink link;
   // CPU-only jobs on one big CPU node; each case's job ends before the next.
@@ -1833,6 +1836,92 @@ TEST_F(BatchSizeTest, NoRangeOrPinnedMeansTheDefault) {
   scheduler_->Tick();
   EXPECT_EQ(LookUpTask(absl::StrCat(job->id(), ".r0.a1")).batch_size(), 48);
   EXPECT_THAT(LookUpJob(job->id()).batch_decision(), HasSubstr("no range"));
+}
+
+}  // namespace
+}  // namespace joule
+
+namespace joule {
+namespace {
+
+// Sharded inference: a lost replica's unfinished shards go to the replicas
+// still running, through hints, and the job finishes without a re-run.
+TEST_F(SchedulerTest, LostInferenceReplicaHandsItsShardsToTheOthers) {
+  FakeAgentLink a, b;
+  ASSERT_THAT(Register(a, RegisterBuilder("node-a").Cpus(4).Build()), IsOk());
+  ASSERT_THAT(Register(b, RegisterBuilder("node-b").Cpus(4).Build()), IsOk());
+  v1::JobSpec spec = SpecBuilder().Replicas(2).Shards(8).Build();
+  spec.set_type(v1::JOB_TYPE_INFERENCE);
+  spec.mutable_resources()->set_cpus(4);
+  const std::string id = Submit(spec);
+  scheduler_->Tick();
+  v1::Job job = LookUpJob(id);
+  ASSERT_EQ(job.tasks_size(), 2);
+  const v1::Task r0 = job.tasks(0).node() == "node-a" ? job.tasks(0) : job.tasks(1);
+  const v1::Task r1 = job.tasks(0).node() == "node-a" ? job.tasks(1) : job.tasks(0);
+  ASSERT_THAT(Started(a, r0.task_id(), 10), IsOk());
+  ASSERT_THAT(Started(b, r1.task_id(), 11), IsOk());
+
+  // Replica on node-b finished one of its shards, then node-b goes silent.
+  v1::AgentMessage message;
+  v1::NodeSample* sample = message.mutable_telemetry();
+  v1::TaskUsage* usage = sample->add_tasks();
+  usage->set_task_id(r1.task_id());
+  usage->set_shards_done(r1.shards().substr(0, r1.shards().find('-')));
+  ASSERT_THAT(scheduler_->OnAgentMessage(&b, message), IsOk());
+  clock_.Advance(options_.heartbeat_timeout * 0.6);
+  ASSERT_THAT(Heartbeat(a), IsOk());
+  clock_.Advance(options_.heartbeat_timeout * 0.6);
+  ASSERT_THAT(Heartbeat(a), IsOk());
+  scheduler_->Tick();
+
+  // The survivor was told to take the lost replica's 3 unfinished shards;
+  // the job keeps running, no new attempt.
+  std::vector<std::string> hinted;
+  for (const auto& command : a.Of(v1::SchedulerCommand::kUpdateHints)) {
+    hinted.push_back(command.update_hints().shards());
+  }
+  ASSERT_FALSE(hinted.empty());
+  absl::StatusOr<std::set<int>> owned = ParseRangeList(hinted.back());
+  ASSERT_TRUE(owned.ok());
+  EXPECT_EQ(owned->size(), 7u);  // its own 4 + the 3 not done by the lost one
+  job = LookUpJob(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(job.attempts(), 1);
+  EXPECT_THAT(EventReasons(job), Contains("ShardsMoved"));
+
+  // It does them all and exits: the job succeeds, every shard done once.
+  v1::TaskEvent exit = ExitedEvent(r0.task_id(), 0, v1::Energy());
+  exit.mutable_usage()->set_shards_done(hinted.back());
+  ASSERT_THAT(SendEvent(a, exit), IsOk());
+  job = LookUpJob(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.message();
+  EXPECT_THAT(job.message(), HasSubstr("lost on the way"));
+}
+
+// A replica that exits with shards never done sends them to a new attempt
+// (the finished ones stay finished).
+TEST_F(SchedulerTest, ShardsNeverDoneRunAgain) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("cpu-a").Cpus(16).Build()), IsOk());
+  const std::string id = Submit(SpecBuilder().Shards(4).Build());
+  scheduler_->Tick();
+  const std::string task = absl::StrCat(id, ".r0.a1");
+  ASSERT_THAT(Started(link, task, 1), IsOk());
+  v1::TaskEvent exit = ExitedEvent(task, 0, v1::Energy());
+  exit.mutable_usage()->set_shards_done("0-1");
+  ASSERT_THAT(SendEvent(link, exit), IsOk());
+  v1::Job job = LookUpJob(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING);
+  EXPECT_THAT(job.message(), HasSubstr("2 of 4 shards are not done"));
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpTask(absl::StrCat(id, ".r0.a2")).shards(), "2-3");
+  // An attempt that gets none of them done fails the job instead of looping.
+  ASSERT_THAT(Started(link, absl::StrCat(id, ".r0.a2"), 2), IsOk());
+  ASSERT_THAT(Exited(link, absl::StrCat(id, ".r0.a2"), 0), IsOk());
+  job = LookUpJob(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(job.message(), HasSubstr("finished none"));
 }
 
 }  // namespace
