@@ -213,7 +213,7 @@ TEST(ParseJobYamlTest, Errors) {
   const std::string kAllowedJobFields =
       "allowed: name, type, command, args, env, resources, replicas, "
       "batch_size, shard_count, objective, labels, user, job_class, "
-      "working_dir";
+      "working_dir, pin_max_cap";
   const std::vector<ErrorCase> cases = {
       {"not_an_integer", "name: a\ncommand: x\nresources:\n  gpus: two\n",
        "line 4, column 9: resources.gpus: expected an integer, got \"two\""},
@@ -507,6 +507,24 @@ TEST(ParseJobYamlFileTest, AcceptsFileAtTheLimit) {
   absl::StatusOr<JobSpec> spec = ParseJobYamlFile(path);
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_EQ(spec->name(), "a");
+}
+
+}  // namespace
+}  // namespace joule
+
+namespace joule {
+namespace {
+
+TEST(JobYamlPinTest, PinMaxCapIsABoolean) {
+  absl::StatusOr<joule::v1::JobSpec> spec =
+      ParseJobYaml("name: a\ncommand: /bin/true\npin_max_cap: true\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_TRUE(spec->pin_max_cap());
+  absl::StatusOr<joule::v1::JobSpec> bad =
+      ParseJobYaml("name: a\ncommand: /bin/true\npin_max_cap: maybe\n");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("line 3, column 14"), std::string::npos)
+      << bad.status();
 }
 
 }  // namespace
