@@ -14,6 +14,10 @@ bool ModelMatches(const std::string& wanted, const GpuView& gpu) {
   return wanted.empty() || wanted == gpu.model;
 }
 
+// A GPU new work may go to: not in use, and not near its throttle
+// temperature.
+bool Usable(const GpuView& gpu) { return gpu.free && !gpu.hot; }
+
 std::string GpuNoun(const PlacementRequest& request) {
   return request.gpu_model.empty() ? "GPUs"
                                    : absl::StrCat(request.gpu_model, " GPUs");
@@ -24,7 +28,7 @@ std::vector<int32_t> PickGpus(const PlacementRequest& request,
                               const NodeView& node) {
   std::vector<const GpuView*> candidates;
   for (const GpuView& gpu : node.gpus) {
-    if (gpu.free && ModelMatches(request.gpu_model, gpu)) {
+    if (Usable(gpu) && ModelMatches(request.gpu_model, gpu)) {
       candidates.push_back(&gpu);
     }
   }
@@ -94,8 +98,14 @@ class FreeResourcesFilter : public FilterPlugin {
                      const ClusterSnapshot&) const override {
     const int free_gpus = node.FreeGpus(request.gpu_model);
     if (free_gpus < request.gpus) {
-      return absl::StrFormat("%d free %s, a replica needs %d", free_gpus,
-                             GpuNoun(request), request.gpus);
+      int hot = 0;
+      for (const GpuView& gpu : node.gpus) {
+        hot += gpu.free && gpu.hot && ModelMatches(request.gpu_model, gpu);
+      }
+      return absl::StrFormat("%d free %s%s, a replica needs %d", free_gpus,
+                             GpuNoun(request),
+                             hot > 0 ? absl::StrFormat(" (%d more too hot)", hot) : "",
+                             request.gpus);
     }
     if (node.free_cpus + 1e-9 < request.cpus) {
       return absl::StrFormat("%.2f free CPUs, a replica needs %.2f",
@@ -196,7 +206,7 @@ class GpuFitScorer : public ScorePlugin {
 
 int NodeView::FreeGpus(const std::string& model) const {
   int n = 0;
-  for (const GpuView& gpu : gpus) n += gpu.free && ModelMatches(model, gpu);
+  for (const GpuView& gpu : gpus) n += Usable(gpu) && ModelMatches(model, gpu);
   return n;
 }
 

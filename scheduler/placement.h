@@ -19,6 +19,8 @@ struct GpuView {
   double power_limit_default_w = 0;
   double temp_c = 0;
   double throttle_temp_c = 90;
+  // Within the thermal margin of throttle_temp_c: takes no new work.
+  bool hot = false;
 };
 
 // A frozen view of one node, taken at the start of a placement cycle.

@@ -57,6 +57,10 @@ class NodeBuilder {
     node_.gpus[gpu_index].temp_c = temp_c;
     return *this;
   }
+  NodeBuilder& Hot(int32_t gpu_index) {
+    node_.gpus[gpu_index].hot = true;
+    return *this;
+  }
   NodeBuilder& Down() {
     node_.ready = false;
     return *this;
@@ -183,6 +187,13 @@ INSTANTIATE_TEST_SUITE_P(
              "H100 GPUs"},
         Case{"NoNodesIsInfeasible", Cluster({}), Request(1),
              PlacementResult::Kind::kInfeasible, {}, "no nodes are registered"},
+        Case{"HotGpusTakeNoNewWork",
+             Cluster({NodeBuilder("a").Gpus(2, "V100").Hot(0).Hot(1).Build(),
+                      NodeBuilder("b").Gpus(1, "V100").Build()}),
+             Request(1), PlacementResult::Kind::kPlaced, {"b"}, ""},
+        Case{"OnlyHotGpusLeft",
+             Cluster({NodeBuilder("a").Gpus(2, "V100").Hot(0).Hot(1).Build()}),
+             Request(1), PlacementResult::Kind::kRetryLater, {}, "2 more too hot"},
         Case{"NotEnoughCpusNow",
              Cluster({NodeBuilder("c").Cpus(4, 0.5).Build()}), Request(0, 1, "", 2),
              PlacementResult::Kind::kRetryLater, {}, "FreeResources"}),

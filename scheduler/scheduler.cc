@@ -642,6 +642,7 @@ absl::Status Scheduler::OnAgentMessage(AgentLink* link,
         for (const v1::TaskUsage& usage : message.telemetry().tasks()) {
           ApplyUsage(*node, usage);
         }
+        ThermalBackoff(*node, message.telemetry());
         break;
       case v1::AgentMessage::kTaskEvent:
         ApplyTaskEvent(*node, message.task_event());
@@ -1055,6 +1056,7 @@ ClusterSnapshot Scheduler::Snapshot() const {
           gpu.temp_c = sample.temp_c();
         }
       }
+      gpu.hot = gpu.temp_c >= gpu.throttle_temp_c - options_.thermal_margin_c;
       view.gpus.push_back(std::move(gpu));
     }
     snapshot.nodes.push_back(std::move(view));
@@ -1313,6 +1315,46 @@ void Scheduler::FeedProfiler(v1::Job& job, v1::Task& task) {
   job.set_cap_decision(absl::StrCat(decision->reason, " (", end_reason, note, ")"));
   AddEvent(job, "CapChosen", job.cap_decision());
   Changed(job);
+}
+
+void Scheduler::ThermalBackoff(NodeRecord& node, const v1::NodeSample& sample) {
+  for (const v1::DeviceSample& reading : sample.devices()) {
+    if (reading.kind() != v1::DEVICE_KIND_GPU) continue;
+    const v1::Device* device = nullptr;
+    for (const v1::Device& candidate : node.info.devices()) {
+      if (candidate.kind() == v1::DEVICE_KIND_GPU && candidate.index() == reading.index()) {
+        device = &candidate;
+      }
+    }
+    if (device == nullptr) continue;
+    absl::optional<GpuModelSpec> spec = FindGpuModel(device->model());
+    if (!spec || reading.temp_c() < spec->throttle_temp_c - options_.thermal_margin_c) {
+      continue;
+    }
+    // The task running on the GPU, if any: its cap steps down.
+    for (const std::string& task_id : node.task_ids) {
+      v1::Job* job = nullptr;
+      v1::Task* task = FindTask(task_id, &job);
+      if (task == nullptr || !IsActive(task->state())) continue;
+      const auto& gpus = task->gpu_indices();
+      if (std::find(gpus.begin(), gpus.end(), reading.index()) == gpus.end()) continue;
+      const double cap = std::max(device->power_limit_min_w(),
+                                  task->power_cap_w() - options_.thermal_step_w);
+      if (cap >= task->power_cap_w()) break;  // Already at the minimum.
+      // Thermal safety overrides profiling: its measurements would be wrong.
+      if (profiling_.erase(task->task_id()) > 0) {
+        job->set_cap_decision("profiling stopped: the GPU got too hot");
+      }
+      ApplyCap(*job, *task, cap, "thermal");
+      AddEvent(*job, "ThermalBackoff",
+               absl::StrFormat("GPU %d on %s at %.0f C (throttles at %.0f C): cap "
+                               "lowered to %.0f W",
+                               reading.index(), node.info.name(), reading.temp_c(),
+                               spec->throttle_temp_c, cap));
+      Changed(*job);
+      break;
+    }
+  }
 }
 
 void Scheduler::EstimateSavings(v1::Job& job) {

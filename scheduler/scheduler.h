@@ -49,6 +49,11 @@ struct SchedulerOptions {
   bool learn_batch_size = true;
   // Seeds the scheduler's random choices (the simulator fixes it).
   uint64_t random_seed = 1;
+  // A GPU within this many degrees of its throttle temperature gets its cap
+  // lowered by thermal_step_w per telemetry sample (down to its minimum) and
+  // takes no new work.
+  double thermal_margin_c = 5;
+  double thermal_step_w = 25;
   // A node silent for longer is marked down and its tasks lost.
   absl::Duration heartbeat_timeout = absl::Seconds(10);
   // Nodes whose last telemetry is older are not placed on.
@@ -180,6 +185,9 @@ class Scheduler {
   void ApplyCap(v1::Job& job, v1::Task& task, double cap_w, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EstimateSavings(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Lowers the cap of GPUs near their throttle temperature.
+  void ThermalBackoff(NodeRecord& node, const v1::NodeSample& sample)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sharding: the split of a new attempt, shard reports, replicas that end
   // or are lost, and the hints that move shards between replicas.
   void SplitShards(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

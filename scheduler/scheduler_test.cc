@@ -1926,3 +1926,66 @@ TEST_F(SchedulerTest, ShardsNeverDoneRunAgain) {
 
 }  // namespace
 }  // namespace joule
+
+namespace joule {
+namespace {
+
+v1::AgentMessage GpuTemps(absl::Time now, const std::vector<double>& temps) {
+  v1::AgentMessage message;
+  v1::NodeSample* sample = message.mutable_telemetry();
+  *sample->mutable_time() = ToProtoTime(now);
+  for (size_t i = 0; i < temps.size(); ++i) {
+    v1::DeviceSample* device = sample->add_devices();
+    device->set_kind(v1::DEVICE_KIND_GPU);
+    device->set_index(static_cast<int32_t>(i));
+    device->set_temp_c(temps[i]);
+  }
+  return message;
+}
+
+// A GPU near its throttle temperature (V100: 83 C, margin 5 C) gets its cap
+// stepped down and takes no new work.
+TEST_F(SchedulerTest, HotGpuIsCappedAndAvoided) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(2, "V100").Build()), IsOk());
+  const std::string id = Submit(SpecBuilder().Gpus(1).Build());
+  scheduler_->Tick();
+  const v1::Task task = LookUpTask(absl::StrCat(id, ".r0.a1"));
+  ASSERT_EQ(task.power_cap_w(), 250);
+  ASSERT_THAT(Started(link, task.task_id(), 7), IsOk());
+  const int hot = task.gpu_indices(0);
+  std::vector<double> temps = {40, 40};
+  temps[hot] = 79;
+  ASSERT_THAT(scheduler_->OnAgentMessage(&link, GpuTemps(clock_.Now(), temps)), IsOk());
+  std::vector<v1::SchedulerCommand> caps = link.Of(v1::SchedulerCommand::kSetCap);
+  ASSERT_EQ(caps.size(), 1u);
+  EXPECT_EQ(caps[0].set_cap().index(), hot);
+  EXPECT_EQ(caps[0].set_cap().power_cap_w(), 225);
+  EXPECT_EQ(caps[0].set_cap().reason(), "thermal");
+  EXPECT_THAT(EventReasons(LookUpJob(id)), Contains("ThermalBackoff"));
+  // Still hot: another step; cool: no more.
+  ASSERT_THAT(scheduler_->OnAgentMessage(&link, GpuTemps(clock_.Now(), temps)), IsOk());
+  EXPECT_EQ(link.Of(v1::SchedulerCommand::kSetCap).back().set_cap().power_cap_w(), 200);
+  temps[hot] = 60;
+  ASSERT_THAT(scheduler_->OnAgentMessage(&link, GpuTemps(clock_.Now(), temps)), IsOk());
+  EXPECT_EQ(link.Of(v1::SchedulerCommand::kSetCap).size(), 2u);
+
+  // New work avoids a hot free GPU: with the other one hot, a 1-GPU job waits.
+  ASSERT_THAT(Exited(link, task.task_id(), 0), IsOk());
+  temps = {81, 81};
+  ASSERT_THAT(scheduler_->OnAgentMessage(&link, GpuTemps(clock_.Now(), temps)), IsOk());
+  const std::string second = Submit(SpecBuilder().Gpus(1).Build());
+  scheduler_->Tick();
+  v1::Job job = LookUpJob(second);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING);
+  EXPECT_THAT(job.message(), HasSubstr("too hot"));
+  temps = {81, 50};
+  ASSERT_THAT(scheduler_->OnAgentMessage(&link, GpuTemps(clock_.Now(), temps)), IsOk());
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_THAT(Heartbeat(link), IsOk());
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpTask(absl::StrCat(second, ".r0.a1")).gpu_indices(0), 1);
+}
+
+}  // namespace
+}  // namespace joule
