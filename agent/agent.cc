@@ -698,6 +698,9 @@ void Agent::ReadProgress(Task& task) {
       if (!absl::SimpleAtod(kv.second, &value) || !std::isfinite(value)) continue;
       if (verb == "progress" && kv.first == "samples") task.usage.set_samples_done(value);
       if (verb == "progress" && kv.first == "steps") task.usage.set_steps_done(value);
+      if (verb == "progress" && kv.first == "total" && value >= 0) {
+        task.usage.set_samples_total(value);
+      }
       if ((verb == "progress" || verb == "target_reached") && kv.first == "quality") {
         task.usage.set_quality(value);
       }

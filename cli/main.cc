@@ -184,6 +184,13 @@ void PrintJob(const v1::Job& job) {
                    job.energy().cpu_j(), job.energy().static_j(),
                    job.energy().total_j() / 3.6e6);
   if (!job.cap_decision().empty()) std::cout << "Cap:        " << job.cap_decision() << "\n";
+  if (!job.batch_decision().empty()) {
+    std::cout << "Batch:      " << job.batch_decision() << "\n";
+  }
+  if (spec.energy_budget_j() > 0) {
+    std::cout << absl::StrFormat("Budget:     %.0f J%s\n", spec.energy_budget_j(),
+                                 job.over_budget() ? " -- cannot be met (see events)" : "");
+  }
   if (job.has_savings()) {
     const v1::JobSavings& savings = job.savings();
     std::cout << absl::StrFormat(

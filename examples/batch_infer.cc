@@ -172,6 +172,8 @@ void Inferencer::FinishShard() {
 
 int Inferencer::Run() {
   ShardWorklist work(settings_.shards());
+  reporter_.SetTotal(static_cast<int64_t>(settings_.shards().size()) *
+                     config_.samples_per_shard);
   bool stopped = false;
   // When the worklist ran dry; only meaningful while `idle` is true.
   bool idle = false;

@@ -161,6 +161,10 @@ void Trainer::Step(ShardWorklist* work, double* loss_sum,
 int Trainer::Run() {
   const Dataset validation = mixture_.Validation(config_.val_samples);
   RefreshHints(nullptr);
+  // The work planned at the start (shards handed over later are extra).
+  reporter_.SetTotal(static_cast<int64_t>(config_.epochs) *
+                     static_cast<int64_t>(settings_.shards().size()) *
+                     config_.samples_per_shard);
   bool target_reported = false;
   int completed_epochs = 0;
   Evaluation eval = model_.Evaluate(validation);

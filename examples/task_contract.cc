@@ -150,12 +150,13 @@ absl::StatusOr<ProgressWriter> ProgressWriter::Open(const std::string& path) {
 }
 
 ProgressWriter::ProgressWriter(ProgressWriter&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)) {}
+    : fd_(std::exchange(other.fd_, -1)), total_(other.total_) {}
 
 ProgressWriter& ProgressWriter::operator=(ProgressWriter&& other) noexcept {
   if (this != &other) {
     if (fd_ >= 0) ::close(fd_);
     fd_ = std::exchange(other.fd_, -1);
+    total_ = other.total_;
   }
   return *this;
 }
@@ -188,6 +189,7 @@ absl::Status ProgressWriter::WriteLine(absl::string_view line) {
 absl::Status ProgressWriter::Progress(int64_t samples, int64_t steps,
                                       std::optional<double> quality) {
   std::string line = absl::StrCat("progress samples=", samples, " steps=", steps);
+  if (total_ > 0) absl::StrAppend(&line, " total=", total_);
   if (quality.has_value()) {
     absl::StrAppend(&line, " quality=", FormatQuality(*quality));
   }

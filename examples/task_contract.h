@@ -126,9 +126,13 @@ class ProgressWriter {
   // for events a future contract version adds.
   absl::Status WriteLine(absl::string_view line);
 
+  // Adds " total=<n>" to every later progress line (0: not known).
+  void set_total(int64_t total_samples) { total_ = total_samples; }
+
  private:
   explicit ProgressWriter(int fd) : fd_(fd) {}
   int fd_ = -1;
+  int64_t total_ = 0;
 };
 
 // Formats a float the way progress lines carry it: enough digits to compare
@@ -180,6 +184,9 @@ class ProgressReporter {
                 MonotonicTime now);
   void ShardDone(int shard);
   void TargetReached(std::optional<double> quality);
+  // The total work the task expects to do, in samples; reported as `total=`
+  // on progress lines from now on (lets the scheduler project energy).
+  void SetTotal(int64_t total_samples) { writer_.set_total(total_samples); }
 
  private:
   void Check(const absl::Status& status);

@@ -79,6 +79,7 @@ void CopyUsage(const v1::TaskUsage& usage, v1::Task* task) {
   if (usage.has_quality()) task->set_quality(usage.quality());
   task->set_target_reached(usage.target_reached());
   task->set_shards_done(usage.shards_done());
+  task->set_samples_total(usage.samples_total());
 }
 
 void SumEnergy(v1::Job& job) {
@@ -711,6 +712,7 @@ void Scheduler::ApplyUsage(NodeRecord& node, const v1::TaskUsage& usage) {
   // with the task's end.
   SumEnergy(*job);
   FeedProfiler(*job, *task);
+  EnforceBudget(*job);
   if (task->shards_done() != shards_done_before) {
     FeedSharder(*job, *task);
     Changed(*job);
@@ -1314,6 +1316,62 @@ void Scheduler::FeedProfiler(v1::Job& job, v1::Task& task) {
   }
   job.set_cap_decision(absl::StrCat(decision->reason, " (", end_reason, note, ")"));
   AddEvent(job, "CapChosen", job.cap_decision());
+  Changed(job);
+}
+
+void Scheduler::EnforceBudget(v1::Job& job) {
+  const double budget = job.spec().energy_budget_j();
+  if (budget <= 0 || job.over_budget()) return;
+  double samples = 0, total = 0, attempt_j = 0;
+  bool total_known = true;
+  for (const v1::Task& task : job.tasks()) {
+    if (task.attempt() != job.attempts()) continue;
+    samples += task.samples_done();
+    attempt_j += task.energy().total_j();
+    if (task.samples_total() <= 0) total_known = false;
+    total += task.samples_total();
+  }
+  // Spent so far, plus the remaining work at this attempt's joules per
+  // sample; without a reported total, only what is already spent.
+  double projected = job.energy().total_j();
+  if (total_known && samples > 0 && total > samples) {
+    projected += (total - samples) * attempt_j / samples;
+  }
+  if (projected <= budget) return;
+  const absl::Time now = clock_->Now();
+  auto last = last_budget_step_.find(job.id());
+  // One step per few seconds, so the new cap shows in the measurements.
+  if (last != last_budget_step_.end() && now - last->second < absl::Seconds(5)) return;
+  double lowest = 0;
+  bool tightened = false;
+  for (v1::Task& task : *job.mutable_tasks()) {
+    if (task.attempt() != job.attempts() || !IsActive(task.state())) continue;
+    const v1::Device* gpu = TaskGpu(task);
+    if (gpu == nullptr) continue;
+    const double cap =
+        std::max(gpu->power_limit_min_w(), task.power_cap_w() - options_.thermal_step_w);
+    if (cap >= task.power_cap_w()) continue;
+    if (profiling_.erase(task.task_id()) > 0) {
+      job.set_cap_decision("profiling stopped: the energy budget needs lower caps");
+    }
+    ApplyCap(job, task, cap, "budget");
+    lowest = cap;
+    tightened = true;
+  }
+  if (tightened) {
+    last_budget_step_[job.id()] = now;
+    AddEvent(job, "BudgetTightened",
+             absl::StrFormat("projected %.0f J > budget %.0f J: caps lowered to %.0f W",
+                             projected, budget, lowest));
+    Changed(job);
+    return;
+  }
+  job.set_over_budget(true);
+  last_budget_step_.erase(job.id());
+  AddEvent(job, "BudgetCannotBeMet",
+           absl::StrFormat("projected %.0f J > budget %.0f J%s", projected, budget,
+                           total_known ? " even at the lowest caps"
+                                       : " (already spent; the task reports no total)"));
   Changed(job);
 }
 

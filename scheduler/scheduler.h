@@ -185,6 +185,10 @@ class Scheduler {
   void ApplyCap(v1::Job& job, v1::Task& task, double cap_w, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EstimateSavings(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Projects the job's energy from its tasks' progress (`total=`) and, over
+  // its budget, tightens its caps, or says it cannot be met.
+  void EnforceBudget(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::flat_hash_map<std::string, absl::Time> last_budget_step_ ABSL_GUARDED_BY(mu_);
   // Lowers the cap of GPUs near their throttle temperature.
   void ThermalBackoff(NodeRecord& node, const v1::NodeSample& sample)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

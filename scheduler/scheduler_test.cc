@@ -1989,3 +1989,59 @@ TEST_F(SchedulerTest, HotGpuIsCappedAndAvoided) {
 
 }  // namespace
 }  // namespace joule
+
+namespace joule {
+namespace {
+
+// Energy budgets: over its projected budget a job's caps step down; at the
+// lowest caps it says the budget cannot be met.
+TEST_F(SchedulerTest, BudgetTightensCapsThenSaysItCannotBeMet) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()), IsOk());
+  v1::JobSpec spec = SpecBuilder().Gpus(1).Build();
+  spec.set_energy_budget_j(1000);
+  const std::string id = Submit(spec);
+  scheduler_->Tick();
+  const std::string task = absl::StrCat(id, ".r0.a1");
+  ASSERT_THAT(Started(link, task, 9), IsOk());
+  // 100 of 1000 samples cost 200 J: projected 2000 J > 1000 J.
+  auto report = [&](double samples, double joules) {
+    v1::AgentMessage message;
+    v1::TaskUsage* usage = message.mutable_telemetry()->add_tasks();
+    usage->set_task_id(task);
+    usage->set_samples_done(samples);
+    usage->set_samples_total(1000);
+    usage->mutable_energy()->set_total_j(joules);
+    usage->mutable_energy()->set_gpu_j(joules);
+    ASSERT_THAT(scheduler_->OnAgentMessage(&link, message), IsOk());
+  };
+  report(100, 200);
+  std::vector<v1::SchedulerCommand> caps = link.Of(v1::SchedulerCommand::kSetCap);
+  ASSERT_EQ(caps.size(), 1u);
+  EXPECT_EQ(caps[0].set_cap().power_cap_w(), 225);
+  EXPECT_EQ(caps[0].set_cap().reason(), "budget");
+  EXPECT_THAT(EventReasons(LookUpJob(id)), Contains("BudgetTightened"));
+  // Not again within 5 s.
+  report(110, 220);
+  EXPECT_EQ(link.Of(v1::SchedulerCommand::kSetCap).size(), 1u);
+  // Step by step to the minimum (100 W), then the job says so, once.
+  for (int i = 0; i < 10; ++i) {
+    clock_.Advance(absl::Seconds(6));
+    report(120 + i, 240 + 2 * i);
+  }
+  EXPECT_EQ(link.Of(v1::SchedulerCommand::kSetCap).back().set_cap().power_cap_w(), 100);
+  v1::Job job = LookUpJob(id);
+  EXPECT_TRUE(job.over_budget());
+  EXPECT_THAT(EventReasons(job), Contains("BudgetCannotBeMet"));
+  // Within budget: nothing happens.
+  FakeAgentLink other;
+  ASSERT_THAT(Register(other, RegisterBuilder("gpu-b").Gpus(1, "V100").Build()), IsOk());
+  v1::JobSpec cheap = SpecBuilder().Gpus(1).Build();
+  cheap.set_energy_budget_j(1e6);
+  const std::string cheap_id = Submit(cheap);
+  scheduler_->Tick();
+  EXPECT_THAT(EventReasons(LookUpJob(cheap_id)), Not(Contains("BudgetTightened")));
+}
+
+}  // namespace
+}  // namespace joule

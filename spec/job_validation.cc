@@ -10,6 +10,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "joule/v1/job.pb.h"
@@ -420,6 +421,16 @@ absl::Status ValidateWorkingDir(const JobSpec& spec) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateEnergyBudget(const JobSpec& spec) {
+  const double budget = spec.energy_budget_j();
+  if (!std::isfinite(budget) || budget < 0 || budget > kMaxEnergyBudgetJ) {
+    return Invalid("energy_budget_j",
+                   absl::StrFormat("must be a finite number in [0, %g] joules, got %g",
+                                   kMaxEnergyBudgetJ, budget));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 void ApplyJobSpecDefaults(joule::v1::JobSpec* spec) {
@@ -478,7 +489,8 @@ absl::Status ValidateJobSpec(const joule::v1::JobSpec& spec, absl::Time now) {
       !s.ok()) {
     return s;
   }
-  return ValidateWorkingDir(spec);
+  if (absl::Status s = ValidateWorkingDir(spec); !s.ok()) return s;
+  return ValidateEnergyBudget(spec);
 }
 
 }  // namespace joule

@@ -123,6 +123,9 @@ inline constexpr int64_t kMaxWorkingDirBytes = 4096;
 //   job_class (empty)        -> name
 //   objective (no goal)      -> max_slowdown = kDefaultMaxSlowdown
 // Fields already set are left alone; applying it twice changes nothing.
+// Upper bound on energy_budget_j: 1 PJ, far above any job.
+inline constexpr double kMaxEnergyBudgetJ = 1e15;
+
 void ApplyJobSpecDefaults(joule::v1::JobSpec* spec);
 
 // Checks `spec` (after ApplyJobSpecDefaults) against the limits above.

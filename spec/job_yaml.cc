@@ -40,7 +40,8 @@ using ::joule::v1::JobSpec;
 constexpr absl::string_view kJobFields[] = {
     "name",      "type",     "command",    "args",        "env",
     "resources", "replicas", "batch_size", "shard_count", "objective",
-    "labels",    "user",     "job_class",  "working_dir", "pin_max_cap"};
+    "labels",    "user",     "job_class",  "working_dir", "pin_max_cap",
+    "energy_budget_j"};
 constexpr absl::string_view kResourcesFields[] = {"gpus", "cpus", "memory",
                                                   "memory_bytes", "gpu_model"};
 constexpr absl::string_view kBatchSizeFields[] = {"default", "default_size",
@@ -521,6 +522,17 @@ absl::Status ParseJobField(const std::string& key, const YAML::Node& value,
   }
   if (key == "working_dir") {
     return ParseString(value, key, spec->mutable_working_dir());
+  }
+  if (key == "energy_budget_j") {
+    if (!value.IsScalar() || !IsDecimalNumber(value.Scalar())) {
+      return ErrorAt(value, key, absl::StrCat("expected a number of joules, got ", Describe(value)));
+    }
+    double joules = 0;
+    if (!absl::SimpleAtod(value.Scalar(), &joules)) {
+      return ErrorAt(value, key, "not a number");
+    }
+    spec->set_energy_budget_j(joules);
+    return absl::OkStatus();
   }
   if (key == "pin_max_cap") {
     if (!value.IsScalar() || (value.Scalar() != "true" && value.Scalar() != "false")) {
