@@ -707,7 +707,10 @@ void Scheduler::ApplyUsage(NodeRecord& node, const v1::TaskUsage& usage) {
     return;
   }
   const std::string shards_done_before = task->shards_done();
+  const absl::optional<double> quality_before =
+      task->has_quality() ? absl::optional<double>(task->quality()) : absl::nullopt;
   CopyUsage(usage, task);
+  WatchQuality(*job, *task, quality_before);
   // Live energy is not persisted at every sample; final figures are stored
   // with the task's end.
   SumEnergy(*job);
@@ -802,7 +805,12 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
 }
 
 void Scheduler::EndTask(v1::Job& job, v1::Task& task, v1::TaskState state,
-                        const std::string& message) {
+                        const std::string& message_in) {
+  quality_.erase(task.task_id());
+  const std::string message =
+      task.stopped_early() && state == v1::TASK_STATE_SUCCEEDED && message_in.empty()
+          ? "stopped-early: quality stopped improving"
+          : message_in;
   // A profile cut short is not kept: the next run of the class profiles.
   if (profiling_.erase(task.task_id()) > 0) {
     job.set_cap_decision(absl::StrFormat(
@@ -1316,6 +1324,50 @@ void Scheduler::FeedProfiler(v1::Job& job, v1::Task& task) {
   }
   job.set_cap_decision(absl::StrCat(decision->reason, " (", end_reason, note, ")"));
   AddEvent(job, "CapChosen", job.cap_decision());
+  Changed(job);
+}
+
+void Scheduler::WatchQuality(v1::Job& job, v1::Task& task,
+                             absl::optional<double> previous) {
+  const v1::EarlyStop& early = job.spec().early_stop();
+  if (early.patience() <= 0 || !task.has_quality() || task.stopped_early()) return;
+  // A new report is a new value; telemetry repeats the last one.
+  if (previous.has_value() && *previous == task.quality()) return;
+  auto [it, first] = quality_.try_emplace(task.task_id());
+  QualityTrack& track = it->second;
+  const double q = task.quality();
+  const bool improved = first || (early.higher_is_better()
+                                      ? q > track.best + early.min_delta()
+                                      : q < track.best - early.min_delta());
+  if (improved) {
+    track.best = q;
+    track.stale = 0;
+    return;
+  }
+  if (++track.stale < early.patience()) return;
+  auto node = nodes_.find(task.node());
+  if (node == nodes_.end() || node->second.link == nullptr) return;
+  v1::SchedulerCommand command;
+  v1::UpdateHints* hints = command.mutable_update_hints();
+  hints->set_task_id(task.task_id());
+  hints->set_batch_size(task.batch_size());
+  hints->set_shards(task.shards());
+  hints->set_stop(true);
+  node->second.link->Send(command);
+  task.set_stopped_early(true);
+  std::string saved = "the task reports no total work, so the saving is not projected";
+  if (task.samples_total() > task.samples_done() && task.samples_done() > 0) {
+    saved = absl::StrFormat(
+        "about %.0f J saved: %.0f samples left at %.3f J per sample so far",
+        (task.samples_total() - task.samples_done()) * task.energy().total_j() /
+            task.samples_done(),
+        task.samples_total() - task.samples_done(),
+        task.energy().total_j() / task.samples_done());
+  }
+  AddEvent(job, "StoppedEarly",
+           absl::StrFormat("task %s: quality %g has not improved on %g for %d reports; %s",
+                           task.task_id(), q, track.best, track.stale, saved));
+  quality_.erase(it);
   Changed(job);
 }
 

@@ -185,6 +185,15 @@ class Scheduler {
   void ApplyCap(v1::Job& job, v1::Task& task, double cap_w, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EstimateSavings(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Early stop: follows each task's quality reports; after the job's
+  // patience without improvement, sends the task a stop hint.
+  void WatchQuality(v1::Job& job, v1::Task& task, absl::optional<double> previous)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  struct QualityTrack {
+    double best = 0;
+    int stale = 0;
+  };
+  absl::flat_hash_map<std::string, QualityTrack> quality_ ABSL_GUARDED_BY(mu_);
   // Projects the job's energy from its tasks' progress (`total=`) and, over
   // its budget, tightens its caps, or says it cannot be met.
   void EnforceBudget(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

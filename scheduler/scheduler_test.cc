@@ -2045,3 +2045,69 @@ TEST_F(SchedulerTest, BudgetTightensCapsThenSaysItCannotBeMet) {
 
 }  // namespace
 }  // namespace joule
+
+namespace joule {
+namespace {
+
+// Early stop: a task whose loss stops improving for `patience` reports gets
+// a stop hint; it ends SUCCEEDED, marked stopped early, with the projected
+// saving in the events.
+TEST_F(SchedulerTest, QualityThatStopsImprovingStopsTheTaskEarly) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("cpu-a").Cpus(8).Build()), IsOk());
+  v1::JobSpec spec = SpecBuilder().Build();
+  spec.mutable_early_stop()->set_patience(2);
+  spec.mutable_early_stop()->set_min_delta(0.01);
+  const std::string id = Submit(spec);
+  scheduler_->Tick();
+  const std::string task = absl::StrCat(id, ".r0.a1");
+  ASSERT_THAT(Started(link, task, 5), IsOk());
+  double samples = 0;
+  auto report = [&](double quality) {
+    samples += 100;
+    v1::AgentMessage message;
+    v1::TaskUsage* usage = message.mutable_telemetry()->add_tasks();
+    usage->set_task_id(task);
+    usage->set_samples_done(samples);
+    usage->set_samples_total(1000);
+    usage->set_quality(quality);
+    usage->mutable_energy()->set_total_j(samples * 2);
+    ASSERT_THAT(scheduler_->OnAgentMessage(&link, message), IsOk());
+  };
+  auto stops = [&] {
+    int n = 0;
+    for (const auto& command : link.Of(v1::SchedulerCommand::kUpdateHints)) {
+      n += command.update_hints().stop();
+    }
+    return n;
+  };
+  report(1.0);
+  report(0.8);    // improved
+  report(0.795);  // within min_delta: stale 1
+  report(0.795);  // the same report repeated by telemetry: not counted
+  EXPECT_EQ(stops(), 0);
+  report(0.80);   // stale 2 = patience
+  EXPECT_EQ(stops(), 1);
+  v1::Job job = LookUpJob(id);
+  EXPECT_TRUE(job.tasks(0).stopped_early());
+  EXPECT_THAT(EventReasons(job), Contains("StoppedEarly"));
+  bool projected = false;
+  for (const v1::JobEvent& event : job.events()) {
+    projected |= event.reason() == "StoppedEarly" &&
+                 absl::StrContains(event.message(), "about 1000 J saved");
+  }
+  EXPECT_TRUE(projected);
+  // The workload obeys and exits 0: stopped early, not failed.
+  ASSERT_THAT(Exited(link, task, 0), IsOk());
+  job = LookUpJob(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_THAT(job.tasks(0).message(), HasSubstr("stopped-early"));
+  // Without early_stop nothing is stopped.
+  const std::string other = Submit(SpecBuilder().Build());
+  scheduler_->Tick();
+  EXPECT_EQ(stops(), 1);
+  (void)other;
+}
+
+}  // namespace
+}  // namespace joule

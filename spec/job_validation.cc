@@ -490,7 +490,17 @@ absl::Status ValidateJobSpec(const joule::v1::JobSpec& spec, absl::Time now) {
     return s;
   }
   if (absl::Status s = ValidateWorkingDir(spec); !s.ok()) return s;
-  return ValidateEnergyBudget(spec);
+  if (absl::Status s = ValidateEnergyBudget(spec); !s.ok()) return s;
+  const joule::v1::EarlyStop& early = spec.early_stop();
+  if (early.patience() < 0 || early.patience() > 1'000'000) {
+    return Invalid("early_stop.patience",
+                   absl::StrCat("must be in [0, 1000000], got ", early.patience()));
+  }
+  if (!std::isfinite(early.min_delta()) || early.min_delta() < 0) {
+    return Invalid("early_stop.min_delta",
+                   absl::StrFormat("must be a finite number >= 0, got %g", early.min_delta()));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace joule

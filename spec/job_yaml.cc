@@ -41,7 +41,9 @@ constexpr absl::string_view kJobFields[] = {
     "name",      "type",     "command",    "args",        "env",
     "resources", "replicas", "batch_size", "shard_count", "objective",
     "labels",    "user",     "job_class",  "working_dir", "pin_max_cap",
-    "energy_budget_j"};
+    "energy_budget_j", "early_stop"};
+constexpr absl::string_view kEarlyStopFields[] = {"patience", "min_delta",
+                                                  "higher_is_better"};
 constexpr absl::string_view kResourcesFields[] = {"gpus", "cpus", "memory",
                                                   "memory_bytes", "gpu_model"};
 constexpr absl::string_view kBatchSizeFields[] = {"default", "default_size",
@@ -522,6 +524,32 @@ absl::Status ParseJobField(const std::string& key, const YAML::Node& value,
   }
   if (key == "working_dir") {
     return ParseString(value, key, spec->mutable_working_dir());
+  }
+  if (key == "early_stop") {
+    joule::v1::EarlyStop* early = spec->mutable_early_stop();
+    return ForEachEntry(
+        value, "early_stop", kEarlyStopFields, /*skip_null_values=*/true,
+        [&](const std::string& field, const YAML::Node& key_node,
+            const YAML::Node& field_value) -> absl::Status {
+          const std::string path = ChildPath("early_stop", field);
+          if (field == "patience") {
+            int32_t patience;
+            if (absl::Status s = ParseInt32(field_value, path, &patience); !s.ok()) return s;
+            early->set_patience(patience);
+          } else if (field == "min_delta") {
+            double delta;
+            if (absl::Status s = ParseDouble(field_value, path, &delta); !s.ok()) return s;
+            early->set_min_delta(delta);
+          } else {
+            if (!field_value.IsScalar() ||
+                (field_value.Scalar() != "true" && field_value.Scalar() != "false")) {
+              return ErrorAt(field_value, path,
+                             absl::StrCat("expected true or false, got ", Describe(field_value)));
+            }
+            early->set_higher_is_better(field_value.Scalar() == "true");
+          }
+          return absl::OkStatus();
+        });
   }
   if (key == "energy_budget_j") {
     if (!value.IsScalar() || !IsDecimalNumber(value.Scalar())) {
