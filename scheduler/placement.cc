@@ -119,28 +119,61 @@ class FreeResourcesFilter : public FilterPlugin {
   }
 };
 
-// Prefers the node where the replica adds the least power: the GPUs' power
-// limits plus, when the node is idle, its static power (waking a node costs
-// its fans and board too). Normalized against the cheapest node in the
-// snapshot. A prior only; the energy brain replaces it with learned curves.
+// Prefers the node where the replica costs the fewest joules. Where the job's
+// class has been profiled on every GPU model that could take it, the cost is
+// predicted joules per sample: the GPUs' measured J/sample at the
+// objective's cap, plus, when the node is idle, its static power over the
+// time a sample takes there (waking a node costs its fans and board too).
+// Otherwise a prior: the replica's added power (the GPUs' power limits, plus
+// static power on an idle node). Normalized against the cheapest node.
 class EnergyEfficiencyScorer : public ScorePlugin {
  public:
   std::string Name() const override { return "EnergyEfficiency"; }
   double Score(const PlacementRequest& request, const NodeView& node,
                const ClusterSnapshot& snapshot) const override {
-    const double mine = MarginalPowerW(request, node);
+    const bool learned = AllLearned(request, snapshot);
+    const double mine = learned ? JoulesPerSample(request, node) : MarginalPowerW(request, node);
     double best = mine;
     for (const NodeView& other : snapshot.nodes) {
       if (!other.ready || other.FreeGpus(request.gpu_model) < request.gpus) {
         continue;
       }
-      best = std::min(best, MarginalPowerW(request, other));
+      best = std::min(best, learned ? JoulesPerSample(request, other)
+                                    : MarginalPowerW(request, other));
     }
     if (mine <= 0) return 100;
     return 100.0 * best / mine;
   }
 
  private:
+  // Costs in one unit or not at all: every candidate's model must be known.
+  static bool AllLearned(const PlacementRequest& request, const ClusterSnapshot& snapshot) {
+    if (request.gpus == 0 || request.learned_cost.empty()) return false;
+    for (const NodeView& node : snapshot.nodes) {
+      if (!node.ready || node.FreeGpus(request.gpu_model) < request.gpus) continue;
+      for (int32_t index : PickGpus(request, node)) {
+        for (const GpuView& gpu : node.gpus) {
+          if (gpu.index == index && !request.learned_cost.count(gpu.model)) return false;
+        }
+      }
+    }
+    return true;
+  }
+
+  static double JoulesPerSample(const PlacementRequest& request, const NodeView& node) {
+    std::vector<int32_t> picked = PickGpus(request, node);
+    if (picked.empty()) return 0;
+    std::string model;
+    for (const GpuView& gpu : node.gpus) {
+      if (gpu.index == picked[0]) model = gpu.model;
+    }
+    auto cost = request.learned_cost.find(model);
+    if (cost == request.learned_cost.end() || cost->second.samples_per_second <= 0) return 0;
+    double joules = cost->second.joules_per_sample;
+    if (node.running_tasks == 0) joules += node.static_power_w / cost->second.samples_per_second;
+    return joules;
+  }
+
   static double MarginalPowerW(const PlacementRequest& request,
                                const NodeView& node) {
     double watts = node.running_tasks == 0 ? node.static_power_w : 0;

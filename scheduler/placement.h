@@ -2,6 +2,7 @@
 #define JOULE_SCHEDULER_PLACEMENT_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -57,6 +58,14 @@ struct PlacementRequest {
   int64_t memory_bytes = 0;
   // Empty: any model.
   std::string gpu_model;
+  // What the job's class costs per GPU model, learned from its power
+  // profiles at the cap its objective picks: GPU joules per sample and
+  // samples per second. Empty when the class has not been profiled.
+  struct ModelCost {
+    double joules_per_sample = 0;
+    double samples_per_second = 0;
+  };
+  std::map<std::string, ModelCost> learned_cost;
 };
 
 // A filter's verdict on one node: empty reason means the node passes.

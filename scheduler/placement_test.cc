@@ -232,3 +232,29 @@ TEST(PlacementTest, ReserveMarksResourcesUsed) {
 
 }  // namespace
 }  // namespace joule
+
+namespace joule {
+namespace {
+
+// With the class's learned costs on every candidate model, placement
+// compares predicted joules per sample, not power limits: here the A40
+// (higher limit) does a sample for fewer joules than the V100.
+TEST(PlacementTest, LearnedJoulesPerSampleBeatThePowerLimitPrior) {
+  auto pipeline = PlacementPipeline::Default(absl::Seconds(30));
+  ClusterSnapshot cluster = Cluster({NodeBuilder("a40").Gpus(1, "A40", 300).Build(),
+                                     NodeBuilder("v100").Gpus(1, "V100", 250).Build()});
+  PlacementRequest request = Request(1);
+  // Without learned costs the lower power limit wins.
+  EXPECT_EQ(pipeline->Place(request, cluster).replicas[0].node, "v100");
+  request.learned_cost["A40"] = {0.8, 300};
+  request.learned_cost["V100"] = {1.2, 180};
+  PlacementResult result = pipeline->Place(request, cluster);
+  ASSERT_EQ(result.kind, PlacementResult::Kind::kPlaced);
+  EXPECT_EQ(result.replicas[0].node, "a40");
+  // A model without a learned cost means no comparison in joules at all.
+  request.learned_cost.erase("V100");
+  EXPECT_EQ(pipeline->Place(request, cluster).replicas[0].node, "v100");
+}
+
+}  // namespace
+}  // namespace joule

@@ -1099,6 +1099,28 @@ void Scheduler::PlacePending() {
     request.cpus = spec.resources().cpus();
     request.memory_bytes = spec.resources().memory_bytes();
     request.gpu_model = spec.resources().gpu_model();
+    // The class's learned cost per GPU model, at the cap its objective picks.
+    if (request.gpus > 0 && !spec.pin_max_cap()) {
+      for (const NodeView& node : snapshot.nodes) {
+        for (const GpuView& gpu : node.gpus) {
+          if (request.learned_cost.count(gpu.model)) continue;
+          auto profile =
+              profiles_.find(ProfileKey(spec.job_class(), gpu.model, request.gpus));
+          if (profile == profiles_.end() || profile->second.empty()) continue;
+          std::string note;
+          absl::StatusOr<CapDecision> decision =
+              ChooseCap(profile->second, CapObjective(spec, &note),
+                        profile->second.front().cap_w * request.gpus, 0, snapshot.now);
+          if (!decision.ok()) continue;
+          for (const CapPoint& point : profile->second) {
+            if (point.cap_w == decision->cap_w && point.throughput > 0) {
+              request.learned_cost[gpu.model] = {point.power_w / point.throughput,
+                                                 point.throughput};
+            }
+          }
+        }
+      }
+    }
     PlacementResult result = pipeline_->Place(request, snapshot);
     RecordExplanation(job, result);
     if (result.kind != PlacementResult::Kind::kPlaced) {
