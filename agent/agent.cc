@@ -692,6 +692,9 @@ void Agent::ReadProgress(Task& task) {
     if (words.empty()) continue;
     const absl::string_view verb = words[0];
     if (verb == "target_reached") task.usage.set_target_reached(true);
+    // "waiting" holds until the task reports work again.
+    if (verb == "waiting") task.usage.set_waiting_for_shards(true);
+    if (verb == "progress" || verb == "shard_done") task.usage.set_waiting_for_shards(false);
     for (size_t i = 1; i < words.size(); ++i) {
       std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(words[i], '=');
       double value = 0;

@@ -200,6 +200,8 @@ int Inferencer::Run() {
       if (!idle) {
         idle = true;
         idle_since = now;
+        // Tell the scheduler this replica can take more shards.
+        if (config_.idle_wait_ms > 0) reporter_.Waiting();
       }
       if (absl::FromChrono(now - idle_since) >=
           absl::Milliseconds(config_.idle_wait_ms)) {

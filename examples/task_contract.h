@@ -184,6 +184,8 @@ class ProgressReporter {
                 MonotonicTime now);
   void ShardDone(int shard);
   void TargetReached(std::optional<double> quality);
+  // "waiting": out of shards, and waiting for more through the hints file.
+  void Waiting() { Check(writer_.WriteLine("waiting")); }
   // The total work the task expects to do, in samples; reported as `total=`
   // on progress lines from now on (lets the scheduler project energy).
   void SetTotal(int64_t total_samples) { writer_.set_total(total_samples); }

@@ -80,6 +80,7 @@ void CopyUsage(const v1::TaskUsage& usage, v1::Task* task) {
   task->set_target_reached(usage.target_reached());
   task->set_shards_done(usage.shards_done());
   task->set_samples_total(usage.samples_total());
+  task->set_waiting_for_shards(usage.waiting_for_shards());
 }
 
 void SumEnergy(v1::Job& job) {
@@ -716,7 +717,7 @@ void Scheduler::ApplyUsage(NodeRecord& node, const v1::TaskUsage& usage) {
   SumEnergy(*job);
   FeedProfiler(*job, *task);
   EnforceBudget(*job);
-  if (task->shards_done() != shards_done_before) {
+  if (task->shards_done() != shards_done_before || task->waiting_for_shards()) {
     FeedSharder(*job, *task);
     Changed(*job);
   }
@@ -1565,10 +1566,33 @@ void Scheduler::FeedSharder(v1::Job& job, const v1::Task& task) {
   Sharder& sharder = it->second;
   const int before = sharder.done_count();
   for (int shard : *done) (void)sharder.ShardDone(task.replica_index(), shard);
-  // Shards move only away from replicas that ended (ReplicaGone), never to a
-  // replica because it ran out: a workload may exit as soon as it has no
-  // shards, and a hint racing its exit would strand the shards it carries.
-  if (sharder.done_count() != before) job.set_shard_state(sharder.Serialize());
+  // A replica that ran out gets shards from the slowest others only if it
+  // said it waits for more: a workload may exit as soon as it has no shards,
+  // and a hint racing its exit would strand the shards it carries (they
+  // would come back when it ends, but later). Idle replicas that did not
+  // say so weigh 0 for this rebalance.
+  bool any_waiting = false;
+  const absl::Time now = clock_->Now();
+  for (const v1::Task& sibling : job.tasks()) {
+    if (sibling.attempt() != job.attempts() || !IsActive(sibling.state())) continue;
+    const bool idle = sharder.pending(sibling.replica_index()).empty();
+    if (idle && !sibling.waiting_for_shards()) {
+      (void)sharder.UpdateThroughput(sibling.replica_index(), 0.0);
+      continue;
+    }
+    any_waiting |= idle;
+    // Measured samples per second, so all replicas weigh in one unit.
+    const double seconds =
+        sibling.has_start_time()
+            ? absl::ToDoubleSeconds(now - FromProtoTime(sibling.start_time()))
+            : 0;
+    if (sibling.samples_done() > 0 && seconds > 0) {
+      (void)sharder.UpdateThroughput(sibling.replica_index(),
+                                     sibling.samples_done() / seconds);
+    }
+  }
+  if (any_waiting) ApplyMoves(job, sharder.Rebalance());
+  if (sharder.done_count() != before || any_waiting) job.set_shard_state(sharder.Serialize());
 }
 
 void Scheduler::ReplicaGone(v1::Job& job, const v1::Task& task) {

@@ -2111,3 +2111,50 @@ TEST_F(SchedulerTest, QualityThatStopsImprovingStopsTheTaskEarly) {
 
 }  // namespace
 }  // namespace joule
+
+namespace joule {
+namespace {
+
+// A replica that runs out of shards and says it waits for more gets some
+// of the slowest replica's remaining shards through hints.
+TEST_F(SchedulerTest, WaitingReplicaTakesShardsFromTheSlowest) {
+  FakeAgentLink a, b;
+  ASSERT_THAT(Register(a, RegisterBuilder("node-a").Cpus(4).Build()), IsOk());
+  ASSERT_THAT(Register(b, RegisterBuilder("node-b").Cpus(4).Build()), IsOk());
+  v1::JobSpec spec = SpecBuilder().Replicas(2).Shards(20).Build();
+  spec.set_type(v1::JOB_TYPE_INFERENCE);
+  spec.mutable_resources()->set_cpus(4);
+  const std::string id = Submit(spec);
+  scheduler_->Tick();
+  v1::Job job = LookUpJob(id);
+  const v1::Task fast = job.tasks(0).node() == "node-a" ? job.tasks(0) : job.tasks(1);
+  const v1::Task slow = job.tasks(0).node() == "node-a" ? job.tasks(1) : job.tasks(0);
+  ASSERT_THAT(Started(a, fast.task_id(), 1), IsOk());
+  ASSERT_THAT(Started(b, slow.task_id(), 2), IsOk());
+  clock_.Advance(absl::Seconds(10));
+  auto report = [&](FakeAgentLink& link, const v1::Task& task, double samples,
+                    const std::string& done, bool waiting) {
+    v1::AgentMessage message;
+    v1::TaskUsage* usage = message.mutable_telemetry()->add_tasks();
+    usage->set_task_id(task.task_id());
+    usage->set_samples_done(samples);
+    usage->set_shards_done(done);
+    usage->set_waiting_for_shards(waiting);
+    ASSERT_THAT(scheduler_->OnAgentMessage(&link, message), IsOk());
+  };
+  // The slow replica did 1 of its 10 shards; the fast one all of its own.
+  report(b, slow, 100, slow.shards().substr(0, slow.shards().find('-')), false);
+  report(a, fast, 1000, fast.shards(), false);
+  EXPECT_TRUE(a.Of(v1::SchedulerCommand::kUpdateHints).empty());  // not waiting: nothing moves
+  report(a, fast, 1000, fast.shards(), true);
+  std::vector<v1::SchedulerCommand> hints = a.Of(v1::SchedulerCommand::kUpdateHints);
+  ASSERT_FALSE(hints.empty());
+  absl::StatusOr<std::set<int>> moved = ParseRangeList(hints.back().update_hints().shards());
+  ASSERT_TRUE(moved.ok());
+  EXPECT_GE(moved->size(), 5u);  // most of the slow replica's 9 remaining
+  EXPECT_FALSE(b.Of(v1::SchedulerCommand::kUpdateHints).empty());
+  EXPECT_THAT(EventReasons(LookUpJob(id)), Contains("ShardsMoved"));
+}
+
+}  // namespace
+}  // namespace joule
