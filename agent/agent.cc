@@ -704,6 +704,12 @@ void Agent::ReadProgress(Task& task) {
       if (verb == "progress" && kv.first == "total" && value >= 0) {
         task.usage.set_samples_total(value);
       }
+      if (verb == "progress" && kv.first == "batch" && value >= 1 && value <= (1 << 20)) {
+        task.usage.set_latency_batch_size(static_cast<int32_t>(value));
+      }
+      if (verb == "progress" && kv.first == "latency_ms" && value >= 0) {
+        task.usage.set_latency_ms(value);
+      }
       if ((verb == "progress" || verb == "target_reached") && kv.first == "quality") {
         task.usage.set_quality(value);
       }

@@ -86,6 +86,10 @@ class Inferencer {
         model_(static_cast<uint64_t>(config.seed)) {}
 
   int Run();
+  // The p95 of the last 20 full steps at the current batch size.
+  void RecordLatency(int batch, double latency_ms);
+  int latency_batch_ = 0;
+  std::vector<double> latencies_;
 
  private:
   void RefreshHints(ShardWorklist* work);
@@ -145,6 +149,7 @@ void Inferencer::Step(ShardWorklist* work) {
   absl::SleepFor(EmulatedStepSleep(config_.sim_step_ms, n,
                                    settings_.device_speed(),
                                    absl::FromChrono(MonotonicNow() - start)));
+  RecordLatency(n, absl::ToDoubleMilliseconds(absl::FromChrono(MonotonicNow() - start)));
   state_.position += n;
   samples_ += n;
   ++steps_;
@@ -153,6 +158,20 @@ void Inferencer::Step(ShardWorklist* work) {
     FinishShard();
   }
   reporter_.MaybeProgress(samples_, steps_, MonotonicNow());
+}
+
+void Inferencer::RecordLatency(int batch, double latency_ms) {
+  // Full batches only: a shard's last, smaller batch would look fast.
+  if (batch != settings_.batch_size()) return;
+  if (batch != latency_batch_) {
+    latency_batch_ = batch;
+    latencies_.clear();
+  }
+  latencies_.push_back(latency_ms);
+  if (latencies_.size() > 20) latencies_.erase(latencies_.begin());
+  std::vector<double> sorted = latencies_;
+  std::sort(sorted.begin(), sorted.end());
+  reporter_.SetLatency(batch, sorted[(sorted.size() * 95 + 99) / 100 - 1]);
 }
 
 void Inferencer::FinishShard() {

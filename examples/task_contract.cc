@@ -150,13 +150,18 @@ absl::StatusOr<ProgressWriter> ProgressWriter::Open(const std::string& path) {
 }
 
 ProgressWriter::ProgressWriter(ProgressWriter&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), total_(other.total_) {}
+    : fd_(std::exchange(other.fd_, -1)),
+      total_(other.total_),
+      latency_batch_(other.latency_batch_),
+      latency_ms_(other.latency_ms_) {}
 
 ProgressWriter& ProgressWriter::operator=(ProgressWriter&& other) noexcept {
   if (this != &other) {
     if (fd_ >= 0) ::close(fd_);
     fd_ = std::exchange(other.fd_, -1);
     total_ = other.total_;
+    latency_batch_ = other.latency_batch_;
+    latency_ms_ = other.latency_ms_;
   }
   return *this;
 }
@@ -190,6 +195,10 @@ absl::Status ProgressWriter::Progress(int64_t samples, int64_t steps,
                                       std::optional<double> quality) {
   std::string line = absl::StrCat("progress samples=", samples, " steps=", steps);
   if (total_ > 0) absl::StrAppend(&line, " total=", total_);
+  if (latency_batch_ > 0) {
+    absl::StrAppend(&line, " batch=", latency_batch_,
+                    absl::StrFormat(" latency_ms=%.3f", latency_ms_));
+  }
   if (quality.has_value()) {
     absl::StrAppend(&line, " quality=", FormatQuality(*quality));
   }

@@ -128,11 +128,18 @@ class ProgressWriter {
 
   // Adds " total=<n>" to every later progress line (0: not known).
   void set_total(int64_t total_samples) { total_ = total_samples; }
+  // Adds " batch=<b> latency_ms=<x>" (p95 step latency at batch size b).
+  void set_latency(int32_t batch, double latency_ms) {
+    latency_batch_ = batch;
+    latency_ms_ = latency_ms;
+  }
 
  private:
   explicit ProgressWriter(int fd) : fd_(fd) {}
   int fd_ = -1;
   int64_t total_ = 0;
+  int32_t latency_batch_ = 0;
+  double latency_ms_ = 0;
 };
 
 // Formats a float the way progress lines carry it: enough digits to compare
@@ -189,6 +196,9 @@ class ProgressReporter {
   // The total work the task expects to do, in samples; reported as `total=`
   // on progress lines from now on (lets the scheduler project energy).
   void SetTotal(int64_t total_samples) { writer_.set_total(total_samples); }
+  // The p95 latency of recent steps at `batch` (inference: lets the
+  // scheduler size batches under a latency SLO).
+  void SetLatency(int32_t batch, double latency_ms) { writer_.set_latency(batch, latency_ms); }
 
  private:
   void Check(const absl::Status& status);

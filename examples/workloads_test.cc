@@ -163,7 +163,7 @@ std::vector<Event> ParseProgressFile(const std::string& text) {
     }
     std::set<std::string> allowed;
     if (event.verb == "progress") {
-      allowed = {"samples", "steps", "total", "quality"};
+      allowed = {"samples", "steps", "total", "quality", "batch", "latency_ms"};
       EXPECT_TRUE(event.fields.count("samples") && event.fields.count("steps"))
           << line;
     } else if (event.verb == "shard_done") {

@@ -712,6 +712,10 @@ void Scheduler::ApplyUsage(NodeRecord& node, const v1::TaskUsage& usage) {
       task->has_quality() ? absl::optional<double>(task->quality()) : absl::nullopt;
   CopyUsage(usage, task);
   WatchQuality(*job, *task, quality_before);
+  if (usage.latency_batch_size() > 0) {
+    latencies_[task->task_id()][usage.latency_batch_size()] = usage.latency_ms();
+    SizeInferenceBatch(*job, *task);
+  }
   // Live energy is not persisted at every sample; final figures are stored
   // with the task's end.
   SumEnergy(*job);
@@ -808,6 +812,8 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
 void Scheduler::EndTask(v1::Job& job, v1::Task& task, v1::TaskState state,
                         const std::string& message_in) {
   quality_.erase(task.task_id());
+  latencies_.erase(task.task_id());
+  last_resize_.erase(task.task_id());
   const std::string message =
       task.stopped_early() && state == v1::TASK_STATE_SUCCEEDED && message_in.empty()
           ? "stopped-early: quality stopped improving"
@@ -1347,6 +1353,47 @@ void Scheduler::FeedProfiler(v1::Job& job, v1::Task& task) {
   }
   job.set_cap_decision(absl::StrCat(decision->reason, " (", end_reason, note, ")"));
   AddEvent(job, "CapChosen", job.cap_decision());
+  Changed(job);
+}
+
+void Scheduler::SizeInferenceBatch(v1::Job& job, v1::Task& task) {
+  const v1::JobSpec& spec = job.spec();
+  const v1::BatchSizeRange& range = spec.batch_size();
+  if (spec.type() != v1::JOB_TYPE_INFERENCE || spec.latency_slo_ms() <= 0 ||
+      range.min() >= range.max() || !IsActive(task.state())) {
+    return;
+  }
+  const absl::Time now = clock_->Now();
+  auto last = last_resize_.find(task.task_id());
+  // Let a new batch size show in the measurements before moving again.
+  if (last != last_resize_.end() && now - last->second < absl::Seconds(3)) return;
+  std::vector<BatchLatencyPoint> points;
+  for (const auto& [batch, latency] : latencies_[task.task_id()]) {
+    points.push_back({batch, latency});
+  }
+  const std::vector<int32_t> candidates =
+      CandidateBatchSizes(range.min(), range.default_size(), range.max());
+  const int32_t chosen = LargestBatchWithinSlo(points, candidates, spec.latency_slo_ms());
+  if (chosen <= 0 || chosen == task.batch_size()) return;
+  auto node = nodes_.find(task.node());
+  if (node == nodes_.end() || node->second.link == nullptr) return;
+  v1::SchedulerCommand command;
+  v1::UpdateHints* hints = command.mutable_update_hints();
+  hints->set_task_id(task.task_id());
+  hints->set_batch_size(chosen);
+  hints->set_shards(task.shards());
+  node->second.link->Send(command);
+  last_resize_[task.task_id()] = now;
+  const double seen = latencies_[task.task_id()][task.batch_size()];
+  AddEvent(job, "BatchResized",
+           absl::StrFormat("task %s: batch %d -> %d (p95 %.1f ms at %d; SLO %.1f ms)",
+                           task.task_id(), task.batch_size(), chosen, seen,
+                           task.batch_size(), spec.latency_slo_ms()));
+  job.set_batch_decision(absl::StrFormat(
+      "%d: the largest batch whose p95 latency stays within %.1f ms (measured and "
+      "extrapolated)",
+      chosen, spec.latency_slo_ms()));
+  task.set_batch_size(chosen);
   Changed(job);
 }
 

@@ -185,6 +185,13 @@ class Scheduler {
   void ApplyCap(v1::Job& job, v1::Task& task, double cap_w, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EstimateSavings(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Inference batch size: the largest candidate whose measured p95 latency
+  // stays within the job's latency SLO, adjusted live through hints.
+  void SizeInferenceBatch(v1::Job& job, v1::Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Per task: batch size -> the latest p95 latency seen at it; last resize.
+  absl::flat_hash_map<std::string, std::map<int32_t, double>> latencies_
+      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, absl::Time> last_resize_ ABSL_GUARDED_BY(mu_);
   // Early stop: follows each task's quality reports; after the job's
   // patience without improvement, sends the task a stop hint.
   void WatchQuality(v1::Job& job, v1::Task& task, absl::optional<double> previous)

@@ -2158,3 +2158,50 @@ TEST_F(SchedulerTest, WaitingReplicaTakesShardsFromTheSlowest) {
 
 }  // namespace
 }  // namespace joule
+
+namespace joule {
+namespace {
+
+// Inference under a latency SLO: the batch grows to the largest candidate
+// whose measured (or conservatively extrapolated) p95 latency fits, and
+// shrinks when a measurement says it does not.
+TEST_F(SchedulerTest, InferenceBatchFollowsTheLatencySlo) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("cpu-a").Cpus(8).Build()), IsOk());
+  v1::JobSpec spec = SpecBuilder().Build();
+  spec.set_type(v1::JOB_TYPE_INFERENCE);
+  spec.set_latency_slo_ms(100);
+  spec.mutable_batch_size()->set_min(16);
+  spec.mutable_batch_size()->set_default_size(32);
+  spec.mutable_batch_size()->set_max(256);
+  const std::string id = Submit(spec);
+  scheduler_->Tick();
+  const std::string task = absl::StrCat(id, ".r0.a1");
+  ASSERT_EQ(LookUpTask(task).batch_size(), 32);
+  ASSERT_THAT(Started(link, task, 3), IsOk());
+  auto report = [&](int32_t batch, double latency) {
+    v1::AgentMessage message;
+    v1::TaskUsage* usage = message.mutable_telemetry()->add_tasks();
+    usage->set_task_id(task);
+    usage->set_latency_batch_size(batch);
+    usage->set_latency_ms(latency);
+    ASSERT_THAT(scheduler_->OnAgentMessage(&link, message), IsOk());
+  };
+  auto hinted = [&] {
+    std::vector<v1::SchedulerCommand> hints = link.Of(v1::SchedulerCommand::kUpdateHints);
+    return hints.empty() ? 0 : hints.back().update_hints().batch_size();
+  };
+  // 20 ms at 32: latency grows at least in proportion, so 128 (80 ms) fits.
+  report(32, 20);
+  EXPECT_EQ(hinted(), 128);
+  EXPECT_EQ(LookUpTask(task).batch_size(), 128);
+  EXPECT_THAT(EventReasons(LookUpJob(id)), Contains("BatchResized"));
+  // Measured 130 ms at 128: too slow; back to the largest that fits (64).
+  clock_.Advance(absl::Seconds(5));
+  report(128, 130);
+  EXPECT_EQ(hinted(), 64);
+  EXPECT_THAT(LookUpJob(id).batch_decision(), HasSubstr("within 100.0 ms"));
+}
+
+}  // namespace
+}  // namespace joule

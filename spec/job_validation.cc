@@ -491,6 +491,12 @@ absl::Status ValidateJobSpec(const joule::v1::JobSpec& spec, absl::Time now) {
   }
   if (absl::Status s = ValidateWorkingDir(spec); !s.ok()) return s;
   if (absl::Status s = ValidateEnergyBudget(spec); !s.ok()) return s;
+  if (!std::isfinite(spec.latency_slo_ms()) || spec.latency_slo_ms() < 0 ||
+      spec.latency_slo_ms() > 3.6e6) {
+    return Invalid("latency_slo_ms",
+                   absl::StrFormat("must be a finite number in [0, 3600000], got %g",
+                                   spec.latency_slo_ms()));
+  }
   const joule::v1::EarlyStop& early = spec.early_stop();
   if (early.patience() < 0 || early.patience() > 1'000'000) {
     return Invalid("early_stop.patience",

@@ -41,7 +41,7 @@ constexpr absl::string_view kJobFields[] = {
     "name",      "type",     "command",    "args",        "env",
     "resources", "replicas", "batch_size", "shard_count", "objective",
     "labels",    "user",     "job_class",  "working_dir", "pin_max_cap",
-    "energy_budget_j", "early_stop"};
+    "energy_budget_j", "early_stop", "latency_slo_ms"};
 constexpr absl::string_view kEarlyStopFields[] = {"patience", "min_delta",
                                                   "higher_is_better"};
 constexpr absl::string_view kResourcesFields[] = {"gpus", "cpus", "memory",
@@ -550,6 +550,12 @@ absl::Status ParseJobField(const std::string& key, const YAML::Node& value,
           }
           return absl::OkStatus();
         });
+  }
+  if (key == "latency_slo_ms") {
+    double ms = 0;
+    if (absl::Status s = ParseDouble(value, key, &ms); !s.ok()) return s;
+    spec->set_latency_slo_ms(ms);
+    return absl::OkStatus();
   }
   if (key == "energy_budget_j") {
     if (!value.IsScalar() || !IsDecimalNumber(value.Scalar())) {

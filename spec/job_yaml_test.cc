@@ -213,7 +213,7 @@ TEST(ParseJobYamlTest, Errors) {
   const std::string kAllowedJobFields =
       "allowed: name, type, command, args, env, resources, replicas, "
       "batch_size, shard_count, objective, labels, user, job_class, "
-      "working_dir, pin_max_cap, energy_budget_j, early_stop";
+      "working_dir, pin_max_cap, energy_budget_j, early_stop, latency_slo_ms";
   const std::vector<ErrorCase> cases = {
       {"not_an_integer", "name: a\ncommand: x\nresources:\n  gpus: two\n",
        "line 4, column 9: resources.gpus: expected an integer, got \"two\""},
