@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/optional.h"
 
@@ -36,6 +37,20 @@ const std::vector<GpuModelSpec>& GpuCatalog();
 // Looks a model up by name, case-insensitively, ignoring spaces, dashes and
 // a leading vendor word ("Tesla V100", "v100", "RTX-6000" all match).
 absl::optional<GpuModelSpec> FindGpuModel(absl::string_view name);
+// The same in `catalog`.
+absl::optional<GpuModelSpec> FindGpuModel(const std::vector<GpuModelSpec>& catalog,
+                                          absl::string_view name);
+
+// Reads catalog overrides, one model per line (blank lines and # comments
+// skipped):
+//   model,memory_gib,limit_min_w,limit_default_w,limit_max_w,idle_w,
+//   sm_clock_min_mhz,sm_clock_max_mhz,mem_clock_mhz,throttle_temp_c
+// INVALID_ARGUMENT naming the line and field for anything malformed or
+// inconsistent (min <= default <= max, idle <= max, positive clocks).
+absl::StatusOr<std::vector<GpuModelSpec>> ParseGpuCatalog(absl::string_view text);
+
+// The built-in catalog with `overrides` replacing or adding models by name.
+std::vector<GpuModelSpec> MergeGpuCatalog(const std::vector<GpuModelSpec>& overrides);
 
 }  // namespace joule
 

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -16,6 +18,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/clock.h"
+#include "common/device_catalog.h"
 #include "common/health_service.h"
 #include "common/log.h"
 #include "grpcpp/grpcpp.h"
@@ -33,6 +36,7 @@ struct SchedulerFlags {
   double stop_grace_s = 10;
   int tick_ms = 100;
   bool profile_caps = true;
+  std::string gpu_catalog;
   double profile_step_w = 25;
   double profile_warmup_s = 5;
   double profile_window_s = 10;
@@ -65,6 +69,18 @@ int Run(const SchedulerFlags& flags) {
   options.heartbeat_timeout = absl::Seconds(flags.heartbeat_timeout_s);
   options.stop_grace = absl::Seconds(flags.stop_grace_s);
   options.profile_caps = flags.profile_caps;
+  if (!flags.gpu_catalog.empty()) {
+    std::ifstream in(flags.gpu_catalog);
+    std::stringstream text;
+    text << in.rdbuf();
+    absl::StatusOr<std::vector<GpuModelSpec>> overrides = ParseGpuCatalog(text.str());
+    if (!in || !overrides.ok()) {
+      std::cerr << "joule-scheduler: --gpu-catalog " << flags.gpu_catalog << ": "
+                << (in ? overrides.status().message() : "cannot read") << "\n";
+      return 2;
+    }
+    options.gpu_catalog = MergeGpuCatalog(*overrides);
+  }
   options.profiler.step_w = flags.profile_step_w;
   options.profiler.warmup = absl::Seconds(flags.profile_warmup_s);
   options.profiler.window = absl::Seconds(flags.profile_window_s);
@@ -146,6 +162,10 @@ int main(int argc, char** argv) {
   app.add_option("--tick-ms", flags.tick_ms, "Scheduling loop period")
       ->capture_default_str()
       ->check(CLI::Range(1, 60000));
+  app.add_option("--gpu-catalog", flags.gpu_catalog,
+                 "CSV of GPU models overriding or extending the built-in catalog "
+                 "(model,memory_gib,limit_min_w,limit_default_w,limit_max_w,idle_w,"
+                 "sm_clock_min_mhz,sm_clock_max_mhz,mem_clock_mhz,throttle_temp_c)");
   app.add_option("--profile-caps", flags.profile_caps,
                  "Profile power caps just in time for job classes not yet profiled "
                  "on a GPU model (false: every task at its GPUs' default limit)")

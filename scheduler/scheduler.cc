@@ -1064,7 +1064,7 @@ ClusterSnapshot Scheduler::Snapshot() const {
       gpu.free = !node.used_gpus.count(device.index());
       gpu.idle_power_w = device.idle_power_w();
       gpu.power_limit_default_w = device.power_limit_default_w();
-      if (auto spec = FindGpuModel(device.model())) {
+      if (auto spec = FindGpuModel(options_.gpu_catalog, device.model())) {
         gpu.throttle_temp_c = spec->throttle_temp_c;
       }
       for (const v1::DeviceSample& sample : node.last_sample.devices()) {
@@ -1507,7 +1507,7 @@ void Scheduler::ThermalBackoff(NodeRecord& node, const v1::NodeSample& sample) {
       }
     }
     if (device == nullptr) continue;
-    absl::optional<GpuModelSpec> spec = FindGpuModel(device->model());
+    absl::optional<GpuModelSpec> spec = FindGpuModel(options_.gpu_catalog, device->model());
     if (!spec || reading.temp_c() < spec->throttle_temp_c - options_.thermal_margin_c) {
       continue;
     }

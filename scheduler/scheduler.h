@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/device_catalog.h"
 #include "joule/v1/agent.pb.h"
 #include "joule/v1/job.pb.h"
 #include "joule/v1/node.pb.h"
@@ -54,6 +55,9 @@ struct SchedulerOptions {
   // takes no new work.
   double thermal_margin_c = 5;
   double thermal_step_w = 25;
+  // Device models: throttle temperatures and priors. The built-in catalog
+  // unless overridden (--gpu-catalog).
+  std::vector<GpuModelSpec> gpu_catalog = GpuCatalog();
   // A node silent for longer is marked down and its tasks lost.
   absl::Duration heartbeat_timeout = absl::Seconds(10);
   // Nodes whose last telemetry is older are not placed on.
