@@ -118,4 +118,9 @@ echo
 echo "== why the first job went where it did"
 "$BIN/joulectl" explain "${JOBS[0]}"
 echo
+echo "== cap and batch decisions of every job (joulectl explain)"
+for id in "${JOBS[@]}"; do
+  "$BIN/joulectl" explain "$id" | grep -E "^(Job|Cap|Batch):"
+done
+echo
 "$BIN/joulectl" list
