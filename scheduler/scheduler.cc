@@ -1708,8 +1708,8 @@ int32_t Scheduler::ChooseBatchSize(v1::Job& job) {
     return range.default_size();
   }
   job.set_batch_decision(absl::StrFormat(
-      "%d: Thompson sampling over the class's batch sizes (cost: GPU+CPU+static "
-      "joules to target where the task reports one, else joules per sample): %s",
+      "%d: the class's batch-size bandit (cost: joules to target where reported, "
+      "else joules per sample); %s",
       *chosen, it->second.Explain()));
   return *chosen;
 }

@@ -1809,7 +1809,7 @@ TEST_F(BatchSizeTest, RecurringClassSettlesOnTheCheapestBatchSize) {
     if (run == 0) {
       // The default is tried first.
       EXPECT_EQ(task.batch_size(), 32);
-      EXPECT_THAT(LookUpJob(job->id()).batch_decision(), HasSubstr("Thompson sampling"));
+      EXPECT_THAT(LookUpJob(job->id()).batch_decision(), HasSubstr("batch-size bandit"));
     }
     if (run >= 20) ++chosen[task.batch_size()];
     ASSERT_THAT(Started(link, task_id, 100 + run), IsOk());
