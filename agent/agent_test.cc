@@ -1168,11 +1168,6 @@ TEST_F(AgentTest, ShutdownStopsEveryTaskAndRestoresDefaultCaps) {
   }
 }
 
-}  // namespace
-}  // namespace joule
-
-namespace joule {
-namespace {
 
 // ---------------------------------------------------------------------------
 // Caps restored: journal, task end, agent stop, successor after a crash.
@@ -1263,11 +1258,6 @@ TEST_F(AgentTest, CpuCapsAreJournaledAndRestoredWhenTheLastTaskEnds) {
   EXPECT_TRUE(journal->entries().empty());
 }
 
-}  // namespace
-}  // namespace joule
-
-namespace joule {
-namespace {
 
 // Two tasks with known CPU times (fixture /proc/<pid>/stat files for their
 // process groups) and a known CPU energy get the documented shares, and
@@ -1316,11 +1306,6 @@ TEST_F(AgentTest, TwoTasksGetTheDocumentedSharesSummingToTheNodeTotal) {
   Release("t-b");
 }
 
-}  // namespace
-}  // namespace joule
-
-namespace joule {
-namespace {
 
 // With a delegated cgroup root, each task gets its own cgroup and its CPU
 // time is the cgroup's usage_usec (a fixture tree stands in for cgroupfs).

@@ -230,11 +230,6 @@ TEST(PlacementTest, ReserveMarksResourcesUsed) {
   EXPECT_EQ(cluster.nodes[0].running_tasks, 1);
 }
 
-}  // namespace
-}  // namespace joule
-
-namespace joule {
-namespace {
 
 // With the class's learned costs on every candidate model, placement
 // compares predicted joules per sample, not power limits: here the A40

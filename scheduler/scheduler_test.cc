@@ -1559,11 +1559,6 @@ TEST_F(SchedulerTest, GangSiblingOnDisconnectedNodeIsStoppedOnReconnect) {
   EXPECT_THAT(reconnected.StoppedTaskIds(), Contains("job-1.r0.a1"));
 }
 
-}  // namespace
-}  // namespace joule
-
-namespace joule {
-namespace {
 
 v1::SetCap GpuCap(int index, double watts) {
   v1::SetCap cap;
@@ -1619,11 +1614,6 @@ TEST_F(SchedulerTest, NodeCapIsCheckedThenSentToTheAgent) {
             absl::StatusCode::kUnavailable);
 }
 
-}  // namespace
-}  // namespace joule
-
-namespace joule {
-namespace {
 
 // The power controller: just-in-time profiling of a new job class, the cap
 // the objective picks, the profile reused by the next job of the class, the
@@ -1772,11 +1762,6 @@ TEST_F(PowerControllerTest, TaskWithoutProgressKeepsTheDefaultCap) {
   EXPECT_FALSE(store_->Get("profiles/mlp@V100x1").ok());
 }
 
-}  // namespace
-}  // namespace joule
-
-namespace joule {
-namespace {
 
 // Batch sizes: a training class with a range learns across recurrences which
 // batch size costs the fewest joules per sample.
@@ -1838,11 +1823,6 @@ TEST_F(BatchSizeTest, NoRangeOrPinnedMeansTheDefault) {
   EXPECT_THAT(LookUpJob(job->id()).batch_decision(), HasSubstr("no range"));
 }
 
-}  // namespace
-}  // namespace joule
-
-namespace joule {
-namespace {
 
 // Sharded inference: a lost replica's unfinished shards go to the replicas
 // still running, through hints, and the job finishes without a re-run.
@@ -1924,11 +1904,6 @@ TEST_F(SchedulerTest, ShardsNeverDoneRunAgain) {
   EXPECT_THAT(job.message(), HasSubstr("finished none"));
 }
 
-}  // namespace
-}  // namespace joule
-
-namespace joule {
-namespace {
 
 v1::AgentMessage GpuTemps(absl::Time now, const std::vector<double>& temps) {
   v1::AgentMessage message;
@@ -1987,11 +1962,6 @@ TEST_F(SchedulerTest, HotGpuIsCappedAndAvoided) {
   EXPECT_EQ(LookUpTask(absl::StrCat(second, ".r0.a1")).gpu_indices(0), 1);
 }
 
-}  // namespace
-}  // namespace joule
-
-namespace joule {
-namespace {
 
 // Energy budgets: over its projected budget a job's caps step down; at the
 // lowest caps it says the budget cannot be met.
@@ -2043,11 +2013,6 @@ TEST_F(SchedulerTest, BudgetTightensCapsThenSaysItCannotBeMet) {
   EXPECT_THAT(EventReasons(LookUpJob(cheap_id)), Not(Contains("BudgetTightened")));
 }
 
-}  // namespace
-}  // namespace joule
-
-namespace joule {
-namespace {
 
 // Early stop: a task whose loss stops improving for `patience` reports gets
 // a stop hint; it ends SUCCEEDED, marked stopped early, with the projected
@@ -2109,11 +2074,6 @@ TEST_F(SchedulerTest, QualityThatStopsImprovingStopsTheTaskEarly) {
   (void)other;
 }
 
-}  // namespace
-}  // namespace joule
-
-namespace joule {
-namespace {
 
 // A replica that runs out of shards and says it waits for more gets some
 // of the slowest replica's remaining shards through hints.
@@ -2156,11 +2116,6 @@ TEST_F(SchedulerTest, WaitingReplicaTakesShardsFromTheSlowest) {
   EXPECT_THAT(EventReasons(LookUpJob(id)), Contains("ShardsMoved"));
 }
 
-}  // namespace
-}  // namespace joule
-
-namespace joule {
-namespace {
 
 // Inference under a latency SLO: the batch grows to the largest candidate
 // whose measured (or conservatively extrapolated) p95 latency fits, and

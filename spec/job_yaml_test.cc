@@ -509,11 +509,6 @@ TEST(ParseJobYamlFileTest, AcceptsFileAtTheLimit) {
   EXPECT_EQ(spec->name(), "a");
 }
 
-}  // namespace
-}  // namespace joule
-
-namespace joule {
-namespace {
 
 TEST(JobYamlPinTest, PinMaxCapIsABoolean) {
   absl::StatusOr<joule::v1::JobSpec> spec =
