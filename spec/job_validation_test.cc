@@ -470,6 +470,20 @@ TEST(ValidateJobSpecTest, EachViolationIsRefusedWithItsFieldPath) {
       {"working_dir_nul",
        [](JobSpec* s) { s->set_working_dir(std::string("/a\0", 3)); },
        "working_dir: contains a NUL byte"},
+      // energy_budget_j, latency_slo_ms, early_stop
+      {"budget_negative", [](JobSpec* s) { s->set_energy_budget_j(-1); },
+       "energy_budget_j: must be a finite number in [0, 1e+15] joules, got -1"},
+      {"budget_nan",
+       [](JobSpec* s) { s->set_energy_budget_j(std::nan("")); },
+       "energy_budget_j: must be a finite number"},
+      {"slo_negative", [](JobSpec* s) { s->set_latency_slo_ms(-5); },
+       "latency_slo_ms: must be a finite number in [0, 3600000], got -5"},
+      {"patience_negative",
+       [](JobSpec* s) { s->mutable_early_stop()->set_patience(-1); },
+       "early_stop.patience: must be in [0, 1000000], got -1"},
+      {"min_delta_negative",
+       [](JobSpec* s) { s->mutable_early_stop()->set_min_delta(-0.1); },
+       "early_stop.min_delta: must be a finite number >= 0, got -0.1"},
   };
   for (const Case& c : cases) {
     JobSpec spec = ValidSpec();
