@@ -1,0 +1,552 @@
+// The energy brain's part of the scheduler core: power caps (just-in-time
+// profiling, the objective's choice, stored profiles, savings), batch sizes
+// (the training bandit, inference under a latency SLO), shards, thermal
+// back-off, energy budgets and early stop. Members of Scheduler; see
+// scheduler.h for the threading (all under mu_).
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/log.h"
+#include "common/proto_time.h"
+#include "common/range_list.h"
+#include "scheduler/scheduler.h"
+#include "scheduler/scheduler_internal.h"
+
+namespace joule {
+
+using internal::CapObjective;
+using internal::IsActive;
+using internal::kBanditKeyPrefix;
+using internal::kProfileKeyPrefix;
+using internal::ProfileKey;
+
+const v1::Device* Scheduler::TaskGpu(const v1::Task& task) const {
+  if (task.gpu_indices().empty()) return nullptr;
+  auto node = nodes_.find(task.node());
+  if (node == nodes_.end()) return nullptr;
+  for (const v1::Device& device : node->second.info.devices()) {
+    if (device.kind() == v1::DEVICE_KIND_GPU && device.index() == task.gpu_indices(0)) {
+      return &device;
+    }
+  }
+  return nullptr;
+}
+
+double Scheduler::InitialCap(v1::Job& job, v1::Task& task, const v1::Device& gpu) {
+  const v1::JobSpec& spec = job.spec();
+  const double max_w = gpu.power_limit_max_w();
+  if (spec.pin_max_cap()) {
+    job.set_cap_decision(absl::StrFormat(
+        "%.0f W: pinned to the maximum power limit (pin_max_cap)", max_w));
+    return max_w;
+  }
+  if (!options_.profile_caps || max_w <= 0 || gpu.power_limit_min_w() >= max_w) {
+    job.set_cap_decision(absl::StrFormat("%.0f W: the GPUs' default power limit",
+                                         gpu.power_limit_default_w()));
+    return gpu.power_limit_default_w();
+  }
+  const int gpus = task.gpu_indices_size();
+  const std::string key = ProfileKey(spec.job_class(), gpu.model(), gpus);
+  auto stored = profiles_.find(key);
+  if (stored != profiles_.end()) {
+    std::string note;
+    absl::StatusOr<CapDecision> decision = ChooseCap(
+        stored->second, CapObjective(spec, &note), max_w * gpus, 0, clock_->Now());
+    if (decision.ok()) {
+      job.set_cap_decision(absl::StrCat(decision->reason, " (stored profile of class ",
+                                        spec.job_class(), " on ", gpus, "x", gpu.model(),
+                                        note, ")"));
+      return decision->cap_w;
+    }
+    JLOG(WARNING) << "stored profile " << key << " unusable: " << decision.status();
+  }
+  // Profile on the first replica; the others run at the maximum until the
+  // profile chooses a cap for all of them.
+  for (const auto& [task_id, running] : profiling_) {
+    if (running.profile_key == key) return max_w;
+  }
+  if (task.replica_index() != 0) return max_w;
+  ProfilerOptions options = options_.profiler;
+  options.min_cap_w = gpu.power_limit_min_w();
+  options.max_cap_w = max_w;
+  absl::StatusOr<CapProfiler> profiler = CapProfiler::Create(options);
+  if (!profiler.ok()) {
+    job.set_cap_decision(absl::StrCat("default power limit: cannot profile: ",
+                                      profiler.status().message()));
+    return gpu.power_limit_default_w();
+  }
+  Profiling& profiling = profiling_[task.task_id()];
+  profiling.profiler = std::make_unique<CapProfiler>(*std::move(profiler));
+  profiling.profile_key = key;
+  profiling.applied_cap_w = max_w;
+  job.set_cap_decision(absl::StrFormat(
+      "profiling class %s on %dx%s: stepping the cap from %.0f W down in %.0f W steps",
+      spec.job_class(), gpus, gpu.model(), max_w, options.step_w));
+  AddEvent(job, "ProfilingStarted", job.cap_decision());
+  return max_w;
+}
+
+void Scheduler::ApplyCap(v1::Job& job, v1::Task& task, double cap_w,
+                         const std::string& reason) {
+  if (task.power_cap_w() == cap_w) return;
+  auto node = nodes_.find(task.node());
+  if (node == nodes_.end() || node->second.link == nullptr) return;
+  for (int32_t gpu : task.gpu_indices()) {
+    v1::SchedulerCommand command;
+    v1::SetCap* cap = command.mutable_set_cap();
+    cap->set_kind(v1::DEVICE_KIND_GPU);
+    cap->set_index(gpu);
+    cap->set_power_cap_w(cap_w);
+    cap->set_reason(reason);
+    node->second.link->Send(command);
+  }
+  task.set_power_cap_w(cap_w);
+}
+
+void Scheduler::FeedProfiler(v1::Job& job, v1::Task& task) {
+  auto it = profiling_.find(task.task_id());
+  if (it == profiling_.end()) return;
+  Profiling& profiling = it->second;
+  CapProfiler& profiler = *profiling.profiler;
+  profiler.Observe(clock_->Now(), task.samples_done(), task.energy().gpu_j());
+  if (!profiler.done()) {
+    if (profiler.cap_w() != profiling.applied_cap_w) {
+      ApplyCap(job, task, profiler.cap_w(), "profiling");
+      profiling.applied_cap_w = profiler.cap_w();
+      AddEvent(job, "Profiling",
+               absl::StrFormat("measuring task %s at %.0f W", task.task_id(),
+                               profiler.cap_w()));
+    }
+    return;
+  }
+  const std::string key = profiling.profile_key;
+  const std::vector<CapPoint> profile = profiler.profile();
+  const std::string end_reason = profiler.end_reason();
+  const absl::Status status = profiler.status();
+  profiling_.erase(it);
+  const v1::Device* gpu = TaskGpu(task);
+  if (!status.ok() || profile.empty() || gpu == nullptr) {
+    const double default_w = gpu == nullptr ? task.power_cap_w() : gpu->power_limit_default_w();
+    job.set_cap_decision(absl::StrFormat("%.0f W: the default; profiling failed: %s",
+                                         default_w, status.message()));
+    ApplyCap(job, task, default_w, "profiling failed");
+    AddEvent(job, "ProfilingFailed", job.cap_decision());
+    Changed(job);
+    return;
+  }
+  profiles_[key] = profile;
+  absl::Status stored =
+      store_->Put(absl::StrCat(kProfileKeyPrefix, key), SerializeProfile(profile));
+  if (!stored.ok()) JLOG(ERROR) << "storing profile " << key << ": " << stored;
+  std::string note;
+  absl::StatusOr<CapDecision> decision =
+      ChooseCap(profile, CapObjective(job.spec(), &note),
+                gpu->power_limit_max_w() * task.gpu_indices_size(), 0, clock_->Now());
+  if (!decision.ok()) {
+    JLOG(ERROR) << "choosing a cap for " << job.id() << ": " << decision.status();
+    return;
+  }
+  for (v1::Task& sibling : *job.mutable_tasks()) {
+    if (sibling.attempt() == job.attempts() && IsActive(sibling.state()) &&
+        !sibling.gpu_indices().empty()) {
+      ApplyCap(job, sibling, decision->cap_w, "objective");
+    }
+  }
+  job.set_cap_decision(absl::StrCat(decision->reason, " (", end_reason, note, ")"));
+  AddEvent(job, "CapChosen", job.cap_decision());
+  Changed(job);
+}
+
+void Scheduler::SizeInferenceBatch(v1::Job& job, v1::Task& task) {
+  const v1::JobSpec& spec = job.spec();
+  const v1::BatchSizeRange& range = spec.batch_size();
+  if (spec.type() != v1::JOB_TYPE_INFERENCE || spec.latency_slo_ms() <= 0 ||
+      range.min() >= range.max() || !IsActive(task.state())) {
+    return;
+  }
+  const absl::Time now = clock_->Now();
+  auto last = last_resize_.find(task.task_id());
+  // Let a new batch size show in the measurements before moving again.
+  if (last != last_resize_.end() && now - last->second < absl::Seconds(3)) return;
+  std::vector<BatchLatencyPoint> points;
+  for (const auto& [batch, latency] : latencies_[task.task_id()]) {
+    points.push_back({batch, latency});
+  }
+  const std::vector<int32_t> candidates =
+      CandidateBatchSizes(range.min(), range.default_size(), range.max());
+  const int32_t chosen = LargestBatchWithinSlo(points, candidates, spec.latency_slo_ms());
+  if (chosen <= 0 || chosen == task.batch_size()) return;
+  auto node = nodes_.find(task.node());
+  if (node == nodes_.end() || node->second.link == nullptr) return;
+  v1::SchedulerCommand command;
+  v1::UpdateHints* hints = command.mutable_update_hints();
+  hints->set_task_id(task.task_id());
+  hints->set_batch_size(chosen);
+  hints->set_shards(task.shards());
+  node->second.link->Send(command);
+  last_resize_[task.task_id()] = now;
+  const double seen = latencies_[task.task_id()][task.batch_size()];
+  AddEvent(job, "BatchResized",
+           absl::StrFormat("task %s: batch %d -> %d (p95 %.1f ms at %d; SLO %.1f ms)",
+                           task.task_id(), task.batch_size(), chosen, seen,
+                           task.batch_size(), spec.latency_slo_ms()));
+  job.set_batch_decision(absl::StrFormat(
+      "%d: the largest batch whose p95 latency stays within %.1f ms (measured and "
+      "extrapolated)",
+      chosen, spec.latency_slo_ms()));
+  task.set_batch_size(chosen);
+  Changed(job);
+}
+
+void Scheduler::WatchQuality(v1::Job& job, v1::Task& task,
+                             absl::optional<double> previous) {
+  const v1::EarlyStop& early = job.spec().early_stop();
+  if (early.patience() <= 0 || !task.has_quality() || task.stopped_early()) return;
+  // A new report is a new value; telemetry repeats the last one.
+  if (previous.has_value() && *previous == task.quality()) return;
+  auto [it, first] = quality_.try_emplace(task.task_id());
+  QualityTrack& track = it->second;
+  const double q = task.quality();
+  const bool improved = first || (early.higher_is_better()
+                                      ? q > track.best + early.min_delta()
+                                      : q < track.best - early.min_delta());
+  if (improved) {
+    track.best = q;
+    track.stale = 0;
+    return;
+  }
+  if (++track.stale < early.patience()) return;
+  auto node = nodes_.find(task.node());
+  if (node == nodes_.end() || node->second.link == nullptr) return;
+  v1::SchedulerCommand command;
+  v1::UpdateHints* hints = command.mutable_update_hints();
+  hints->set_task_id(task.task_id());
+  hints->set_batch_size(task.batch_size());
+  hints->set_shards(task.shards());
+  hints->set_stop(true);
+  node->second.link->Send(command);
+  task.set_stopped_early(true);
+  std::string saved = "the task reports no total work, so the saving is not projected";
+  if (task.samples_total() > task.samples_done() && task.samples_done() > 0) {
+    saved = absl::StrFormat(
+        "about %.0f J saved: %.0f samples left at %.3f J per sample so far",
+        (task.samples_total() - task.samples_done()) * task.energy().total_j() /
+            task.samples_done(),
+        task.samples_total() - task.samples_done(),
+        task.energy().total_j() / task.samples_done());
+  }
+  AddEvent(job, "StoppedEarly",
+           absl::StrFormat("task %s: quality %g has not improved on %g for %d reports; %s",
+                           task.task_id(), q, track.best, track.stale, saved));
+  quality_.erase(it);
+  Changed(job);
+}
+
+void Scheduler::EnforceBudget(v1::Job& job) {
+  const double budget = job.spec().energy_budget_j();
+  if (budget <= 0 || job.over_budget()) return;
+  double samples = 0, total = 0, attempt_j = 0;
+  bool total_known = true;
+  for (const v1::Task& task : job.tasks()) {
+    if (task.attempt() != job.attempts()) continue;
+    samples += task.samples_done();
+    attempt_j += task.energy().total_j();
+    if (task.samples_total() <= 0) total_known = false;
+    total += task.samples_total();
+  }
+  // Spent so far, plus the remaining work at this attempt's joules per
+  // sample; without a reported total, only what is already spent.
+  double projected = job.energy().total_j();
+  if (total_known && samples > 0 && total > samples) {
+    projected += (total - samples) * attempt_j / samples;
+  }
+  if (projected <= budget) return;
+  const absl::Time now = clock_->Now();
+  auto last = last_budget_step_.find(job.id());
+  // One step per few seconds, so the new cap shows in the measurements.
+  if (last != last_budget_step_.end() && now - last->second < absl::Seconds(5)) return;
+  double lowest = 0;
+  bool tightened = false;
+  for (v1::Task& task : *job.mutable_tasks()) {
+    if (task.attempt() != job.attempts() || !IsActive(task.state())) continue;
+    const v1::Device* gpu = TaskGpu(task);
+    if (gpu == nullptr) continue;
+    const double cap =
+        std::max(gpu->power_limit_min_w(), task.power_cap_w() - options_.thermal_step_w);
+    if (cap >= task.power_cap_w()) continue;
+    if (profiling_.erase(task.task_id()) > 0) {
+      job.set_cap_decision("profiling stopped: the energy budget needs lower caps");
+    }
+    ApplyCap(job, task, cap, "budget");
+    lowest = cap;
+    tightened = true;
+  }
+  if (tightened) {
+    last_budget_step_[job.id()] = now;
+    AddEvent(job, "BudgetTightened",
+             absl::StrFormat("projected %.0f J > budget %.0f J: caps lowered to %.0f W",
+                             projected, budget, lowest));
+    Changed(job);
+    return;
+  }
+  job.set_over_budget(true);
+  last_budget_step_.erase(job.id());
+  AddEvent(job, "BudgetCannotBeMet",
+           absl::StrFormat("projected %.0f J > budget %.0f J%s", projected, budget,
+                           total_known ? " even at the lowest caps"
+                                       : " (already spent; the task reports no total)"));
+  Changed(job);
+}
+
+void Scheduler::ThermalBackoff(NodeRecord& node, const v1::NodeSample& sample) {
+  for (const v1::DeviceSample& reading : sample.devices()) {
+    if (reading.kind() != v1::DEVICE_KIND_GPU) continue;
+    const v1::Device* device = nullptr;
+    for (const v1::Device& candidate : node.info.devices()) {
+      if (candidate.kind() == v1::DEVICE_KIND_GPU && candidate.index() == reading.index()) {
+        device = &candidate;
+      }
+    }
+    if (device == nullptr) continue;
+    absl::optional<GpuModelSpec> spec = FindGpuModel(options_.gpu_catalog, device->model());
+    if (!spec || reading.temp_c() < spec->throttle_temp_c - options_.thermal_margin_c) {
+      continue;
+    }
+    // The task running on the GPU, if any: its cap steps down.
+    for (const std::string& task_id : node.task_ids) {
+      v1::Job* job = nullptr;
+      v1::Task* task = FindTask(task_id, &job);
+      if (task == nullptr || !IsActive(task->state())) continue;
+      const auto& gpus = task->gpu_indices();
+      if (std::find(gpus.begin(), gpus.end(), reading.index()) == gpus.end()) continue;
+      const double cap = std::max(device->power_limit_min_w(),
+                                  task->power_cap_w() - options_.thermal_step_w);
+      if (cap >= task->power_cap_w()) break;  // Already at the minimum.
+      // Thermal safety overrides profiling: its measurements would be wrong.
+      if (profiling_.erase(task->task_id()) > 0) {
+        job->set_cap_decision("profiling stopped: the GPU got too hot");
+      }
+      ApplyCap(*job, *task, cap, "thermal");
+      AddEvent(*job, "ThermalBackoff",
+               absl::StrFormat("GPU %d on %s at %.0f C (throttles at %.0f C): cap "
+                               "lowered to %.0f W",
+                               reading.index(), node.info.name(), reading.temp_c(),
+                               spec->throttle_temp_c, cap));
+      Changed(*job);
+      break;
+    }
+  }
+}
+
+void Scheduler::EstimateSavings(v1::Job& job) {
+  double samples = 0, measured_gpu_j = 0;
+  const v1::Task* first = nullptr;
+  for (const v1::Task& task : job.tasks()) {
+    if (task.attempt() != job.attempts()) continue;
+    if (first == nullptr) first = &task;
+    samples += task.samples_done();
+    measured_gpu_j += task.energy().gpu_j();
+  }
+  if (first == nullptr || first->gpu_indices().empty() || samples <= 0) return;
+  const v1::Device* gpu = TaskGpu(*first);
+  if (gpu == nullptr) return;
+  auto profile = profiles_.find(
+      ProfileKey(job.spec().job_class(), gpu->model(), first->gpu_indices_size()));
+  if (profile == profiles_.end() || profile->second.empty()) return;
+  // The profile's highest cap is the maximum power limit, where profiling
+  // starts: its energy per sample, times the samples this job did.
+  const CapPoint& top = profile->second.front();
+  v1::JobSavings* savings = job.mutable_savings();
+  savings->set_measured_gpu_j(measured_gpu_j);
+  savings->set_estimated_uncapped_gpu_j(samples * top.power_w / top.throughput);
+  savings->set_saved_j(savings->estimated_uncapped_gpu_j() - measured_gpu_j);
+  savings->set_basis(absl::StrFormat(
+      "%.0f samples x %.3f GPU J/sample measured at %.0f W while profiling class %s",
+      samples, top.power_w / top.throughput, top.cap_w, job.spec().job_class()));
+}
+
+void Scheduler::SplitShards(v1::Job& job) {
+  const v1::JobSpec& spec = job.spec();
+  if (spec.shard_count() <= 0) return;
+  std::vector<v1::Task*> replicas;
+  for (v1::Task& task : *job.mutable_tasks()) {
+    if (task.attempt() == job.attempts()) replicas.push_back(&task);
+  }
+  // Predicted throughput: the class's measured throughput on each replica's
+  // GPU model where every replica's model has been profiled, else equal.
+  std::vector<double> throughput(replicas.size(), 1.0);
+  bool all_profiled = true;
+  for (size_t i = 0; i < replicas.size(); ++i) {
+    const v1::Device* gpu = TaskGpu(*replicas[i]);
+    auto profile = gpu == nullptr
+                       ? profiles_.end()
+                       : profiles_.find(ProfileKey(spec.job_class(), gpu->model(),
+                                                   replicas[i]->gpu_indices_size()));
+    if (profile == profiles_.end() || profile->second.empty()) {
+      all_profiled = false;
+      break;
+    }
+    throughput[i] = profile->second.front().throughput;
+  }
+  if (!all_profiled) std::fill(throughput.begin(), throughput.end(), 1.0);
+  absl::StatusOr<Sharder> sharder = Sharder::Create(spec.shard_count(), throughput);
+  if (!sharder.ok()) {
+    JLOG(ERROR) << "job " << job.id() << ": cannot split shards: " << sharder.status();
+    return;
+  }
+  // Shards finished by earlier attempts stay finished.
+  for (const v1::Task& task : job.tasks()) {
+    if (task.attempt() == job.attempts() || task.shards_done().empty()) continue;
+    absl::StatusOr<std::set<int>> done = ParseRangeList(task.shards_done());
+    if (!done.ok()) continue;
+    for (int shard : *done) (void)sharder->ShardDone(0, shard);
+  }
+  for (v1::Task* task : replicas) task->set_shards(sharder->ShardsOf(task->replica_index()));
+  job.set_shard_state(sharder->Serialize());
+  sharders_.insert_or_assign(job.id(), *std::move(sharder));
+}
+
+void Scheduler::FeedSharder(v1::Job& job, const v1::Task& task) {
+  auto it = sharders_.find(job.id());
+  if (it == sharders_.end() || task.attempt() != job.attempts()) return;
+  absl::StatusOr<std::set<int>> done = ParseRangeList(task.shards_done());
+  if (!done.ok()) return;
+  Sharder& sharder = it->second;
+  const int before = sharder.done_count();
+  for (int shard : *done) (void)sharder.ShardDone(task.replica_index(), shard);
+  // A replica that ran out gets shards from the slowest others only if it
+  // said it waits for more: a workload may exit as soon as it has no shards,
+  // and a hint racing its exit would strand the shards it carries (they
+  // would come back when it ends, but later). Idle replicas that did not
+  // say so weigh 0 for this rebalance.
+  bool any_waiting = false;
+  const absl::Time now = clock_->Now();
+  for (const v1::Task& sibling : job.tasks()) {
+    if (sibling.attempt() != job.attempts() || !IsActive(sibling.state())) continue;
+    const bool idle = sharder.pending(sibling.replica_index()).empty();
+    if (idle && !sibling.waiting_for_shards()) {
+      (void)sharder.UpdateThroughput(sibling.replica_index(), 0.0);
+      continue;
+    }
+    any_waiting |= idle;
+    // Measured samples per second, so all replicas weigh in one unit.
+    const double seconds =
+        sibling.has_start_time()
+            ? absl::ToDoubleSeconds(now - FromProtoTime(sibling.start_time()))
+            : 0;
+    if (sibling.samples_done() > 0 && seconds > 0) {
+      (void)sharder.UpdateThroughput(sibling.replica_index(),
+                                     sibling.samples_done() / seconds);
+    }
+  }
+  if (any_waiting) ApplyMoves(job, sharder.Rebalance());
+  if (sharder.done_count() != before || any_waiting) job.set_shard_state(sharder.Serialize());
+}
+
+void Scheduler::ReplicaGone(v1::Job& job, const v1::Task& task) {
+  auto it = sharders_.find(job.id());
+  if (it == sharders_.end() || task.attempt() != job.attempts()) return;
+  absl::StatusOr<std::vector<Sharder::Move>> moves =
+      it->second.ReplicaLost(task.replica_index());
+  if (!moves.ok()) return;
+  ApplyMoves(job, *moves);
+  job.set_shard_state(it->second.Serialize());
+}
+
+void Scheduler::ApplyMoves(v1::Job& job, const std::vector<Sharder::Move>& moves) {
+  auto it = sharders_.find(job.id());
+  if (it == sharders_.end()) return;
+  for (const Sharder::Move& move : moves) {
+    for (int replica : {move.from_replica, move.to_replica}) {
+      for (v1::Task& task : *job.mutable_tasks()) {
+        if (task.attempt() != job.attempts() || task.replica_index() != replica ||
+            !IsActive(task.state())) {
+          continue;
+        }
+        task.set_shards(it->second.ShardsOf(replica));
+        auto node = nodes_.find(task.node());
+        if (node == nodes_.end() || node->second.link == nullptr) continue;
+        v1::SchedulerCommand command;
+        v1::UpdateHints* hints = command.mutable_update_hints();
+        hints->set_task_id(task.task_id());
+        hints->set_batch_size(task.batch_size());
+        hints->set_shards(task.shards());
+        node->second.link->Send(command);
+      }
+    }
+    std::set<int> shards(move.shards.begin(), move.shards.end());
+    AddEvent(job, "ShardsMoved",
+             absl::StrFormat("shards %s moved from replica %d to replica %d",
+                             FormatRangeList(shards), move.from_replica, move.to_replica));
+  }
+}
+
+int32_t Scheduler::ChooseBatchSize(v1::Job& job) {
+  const v1::JobSpec& spec = job.spec();
+  const v1::BatchSizeRange& range = spec.batch_size();
+  if (spec.pin_max_cap() || !options_.learn_batch_size ||
+      spec.type() != v1::JOB_TYPE_TRAINING || range.min() >= range.max()) {
+    job.set_batch_decision(absl::StrFormat(
+        "%d: the job's default batch size%s", range.default_size(),
+        range.min() >= range.max() ? " (no range to choose from)" : ""));
+    return range.default_size();
+  }
+  auto it = bandits_.find(spec.job_class());
+  if (it == bandits_.end()) {
+    it = bandits_
+             .emplace(spec.job_class(),
+                      BatchSizeBandit(CandidateBatchSizes(range.min(), range.default_size(),
+                                                          range.max()),
+                                      range.default_size()))
+             .first;
+  }
+  absl::StatusOr<int32_t> chosen = it->second.Choose(absl::BitGenRef(rng_));
+  // A class whose range changed may have arms outside the new range.
+  if (!chosen.ok() || *chosen < range.min() || *chosen > range.max()) {
+    job.set_batch_decision(absl::StrFormat(
+        "%d: the job's default batch size (the class's bandit has no usable arm)",
+        range.default_size()));
+    return range.default_size();
+  }
+  job.set_batch_decision(absl::StrFormat(
+      "%d: the class's batch-size bandit (cost: joules to target where reported, "
+      "else joules per sample); %s",
+      *chosen, it->second.Explain()));
+  return *chosen;
+}
+
+void Scheduler::LearnBatchSize(const v1::Job& job) {
+  auto it = bandits_.find(job.spec().job_class());
+  if (it == bandits_.end()) return;
+  double samples = 0, joules = 0;
+  bool target = false;
+  int32_t batch_size = 0;
+  for (const v1::Task& task : job.tasks()) {
+    if (task.attempt() != job.attempts()) continue;
+    samples += task.samples_done();
+    joules += task.energy().total_j();
+    target |= task.target_reached();
+    batch_size = task.batch_size();
+  }
+  if (joules <= 0 || (!target && samples <= 0)) return;
+  // Energy to the target where the task says it reached it (Zeus's
+  // energy-to-accuracy); otherwise energy per sample.
+  const double cost = target ? joules : joules / samples;
+  absl::Status observed = it->second.Observe(batch_size, cost);
+  if (!observed.ok()) {
+    JLOG(WARNING) << "batch-size bandit of " << job.spec().job_class() << ": " << observed;
+    return;
+  }
+  absl::Status stored = store_->Put(absl::StrCat(kBanditKeyPrefix, job.spec().job_class()),
+                                    it->second.Serialize());
+  if (!stored.ok()) JLOG(ERROR) << "storing the batch-size bandit: " << stored;
+}
+
+}  // namespace joule

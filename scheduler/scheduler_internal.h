@@ -1,0 +1,54 @@
+#ifndef JOULE_SCHEDULER_SCHEDULER_INTERNAL_H_
+#define JOULE_SCHEDULER_SCHEDULER_INTERNAL_H_
+
+// Helpers shared by the scheduler core's two files: scheduler.cc (jobs,
+// nodes, the task life cycle) and energy_brain.cc (caps, batch sizes,
+// shards, thermals, budgets, early stop). Not for use outside the core.
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "joule/v1/job.pb.h"
+#include "spec/job_validation.h"
+
+namespace joule {
+namespace internal {
+
+inline constexpr char kProfileKeyPrefix[] = "profiles/";
+inline constexpr char kBanditKeyPrefix[] = "bandits/";
+
+inline bool IsActive(v1::TaskState state) {
+  return state == v1::TASK_STATE_STARTING || state == v1::TASK_STATE_RUNNING;
+}
+
+// The profile of a job class on a GPU model with a number of GPUs per task:
+// "<class>@<model>x<n>", with the separators kept out of the names.
+inline std::string ProfileKey(const std::string& job_class, const std::string& model, int gpus) {
+  auto clean = [](std::string text) {
+    for (char& c : text) {
+      if (c == '@' || c == '/' || c == ' ') c = '_';
+    }
+    return text;
+  };
+  return absl::StrCat(clean(job_class), "@", clean(model), "x", gpus);
+}
+
+// The objective the cap is chosen for. A deadline needs the job's total
+// work, which a task does not declare: until the energy brain estimates it,
+// such jobs get the default slowdown limit, and the decision says so.
+inline v1::Objective CapObjective(const v1::JobSpec& spec, std::string* note) {
+  v1::Objective objective = spec.objective();
+  if (objective.has_deadline()) {
+    objective.set_max_slowdown(kDefaultMaxSlowdown);
+    *note = absl::StrFormat(
+        "; deadline objective: total work unknown, so at most %.2fx the fastest time",
+        kDefaultMaxSlowdown);
+  }
+  return objective;
+}
+
+}  // namespace internal
+}  // namespace joule
+
+#endif  // JOULE_SCHEDULER_SCHEDULER_INTERNAL_H_
