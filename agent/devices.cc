@@ -145,49 +145,24 @@ std::vector<v1::Device> EstimatedCpu::Describe() const {
 
 absl::StatusOr<CpuReading> EstimatedCpu::Sample(absl::Time now) {
   CpuReading reading;
-  const std::string path = procfs_root_ + "/stat";
-  std::ifstream in(path);
-  std::string line;
-  if (!in || !std::getline(in, line)) {
-    return absl::UnavailableError(absl::StrCat("cannot read ", path));
-  }
-  // "cpu  user nice system idle iowait irq softirq steal guest guest_nice"
-  std::vector<absl::string_view> fields =
-      absl::StrSplit(line, ' ', absl::SkipEmpty());
-  if (fields.size() < 5 || fields[0] != "cpu") {
-    return absl::DataLossError(absl::StrCat(path, ": first line is not the "
-                                                  "aggregate cpu line"));
-  }
-  uint64_t total = 0, idle = 0;
-  // Guest time is already included in user/nice; count fields 1..8.
-  for (size_t i = 1; i < fields.size() && i <= 8; ++i) {
-    uint64_t value = 0;
-    if (!absl::SimpleAtoi(fields[i], &value)) {
-      return absl::DataLossError(absl::StrCat(path, ": field ", i,
-                                              " is not a number: ", fields[i]));
-    }
-    total += value;
-    if (i == 4 || i == 5) idle += value;  // idle, iowait
-  }
-  const uint64_t busy = total - idle;
-  const double dt = have_last_ ? absl::ToDoubleSeconds(now - last_time_) : 0;
-  if (have_last_ && total > last_total_ && busy >= last_busy_) {
-    utilization_ = static_cast<double>(busy - last_busy_) / (total - last_total_);
-    reading.busy_seconds =
-        static_cast<double>(busy - last_busy_) / sysconf(_SC_CLK_TCK);
-  } else {
-    // Baseline, no tick elapsed, or the counters went backwards: nothing
-    // says the CPU was busy.
-    utilization_ = 0;
+  absl::StatusOr<CpuTimes> times = ReadProcStat(procfs_root_);
+  if (!times.ok()) return times.status();
+  const double dt = last_times_ ? absl::ToDoubleSeconds(now - last_time_) : 0;
+  absl::StatusOr<CpuTimesDelta> delta =
+      last_times_ ? CpuTimesBetween(*last_times_, *times)
+                  : absl::StatusOr<CpuTimesDelta>(CpuTimesDelta());
+  // Baseline, no tick elapsed, or counters that went backwards: nothing says
+  // the CPU was busy.
+  utilization_ = delta.ok() ? delta->Utilization() : 0;
+  if (delta.ok()) {
+    reading.busy_seconds = static_cast<double>(delta->busy) / sysconf(_SC_CLK_TCK);
   }
   power_w_ = idle_w_ + (tdp_w_ - idle_w_) * utilization_;
   if (dt > 0) {
     reading.energy_j = power_w_ * dt;
     energy_j_ += reading.energy_j;
   }
-  have_last_ = true;
-  last_busy_ = busy;
-  last_total_ = total;
+  last_times_ = *times;
   last_time_ = now;
 
   v1::DeviceSample sample;

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "agent/cpu/proc_stat.h"
 #include "common/device_catalog.h"
 #include "joule/v1/node.pb.h"
 
@@ -142,9 +143,7 @@ class EstimatedCpu : public CpuSource {
   const std::string procfs_root_;
   const double tdp_w_;
   const double idle_w_;
-  bool have_last_ = false;
-  uint64_t last_busy_ = 0;
-  uint64_t last_total_ = 0;
+  absl::optional<CpuTimes> last_times_;
   absl::Time last_time_;
   double energy_j_ = 0;
   double power_w_ = 0;
