@@ -21,6 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "common/range_list.h"
 #include "common/proto_time.h"
@@ -39,18 +40,6 @@ bool SafeTaskId(const std::string& id) {
   return true;
 }
 
-absl::Status MakeDirs(const std::string& path) {
-  std::string current;
-  for (absl::string_view part : absl::StrSplit(path, '/')) {
-    absl::StrAppend(&current, part, "/");
-    if (part.empty()) continue;
-    if (mkdir(current.c_str(), 0755) != 0 && errno != EEXIST) {
-      return absl::InternalError(
-          absl::StrCat("mkdir ", current, ": ", std::strerror(errno)));
-    }
-  }
-  return absl::OkStatus();
-}
 
 void AddEnergy(v1::Energy* energy, double gpu_j, double cpu_j, double static_j) {
   energy->set_gpu_j(energy->gpu_j() + gpu_j);
@@ -361,7 +350,7 @@ void Agent::StartTask(const v1::StartTask& start) {
   task.shards = start.shards();
   task.usage.set_task_id(start.task_id());
   if (problem.empty()) {
-    absl::Status made = MakeDirs(task.dir);
+    absl::Status made = MakeDirectories(task.dir);
     if (!made.ok()) problem = std::string(made.message());
   }
   if (problem.empty()) {

@@ -30,6 +30,7 @@
 #include "common/clock.h"
 #include "common/device_catalog.h"
 #include "common/health_service.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "grpcpp/grpcpp.h"
 #include "spec/job_yaml.h"
@@ -63,18 +64,6 @@ struct AgentFlags {
   bool verbose = false;
 };
 
-absl::Status MakeDirectories(const std::string& path) {
-  std::string current;
-  for (absl::string_view part : absl::StrSplit(path, '/')) {
-    absl::StrAppend(&current, part, "/");
-    if (part.empty()) continue;
-    if (mkdir(current.c_str(), 0755) != 0 && errno != EEXIST) {
-      return absl::InternalError(
-          absl::StrCat("mkdir ", current, ": ", std::strerror(errno)));
-    }
-  }
-  return absl::OkStatus();
-}
 
 int64_t MemTotalBytes(const std::string& procfs_root) {
   std::ifstream in(procfs_root + "/meminfo");

@@ -307,7 +307,12 @@ void Scheduler::EnforceBudget(v1::Job& job) {
 
 void Scheduler::ThermalBackoff(NodeRecord& node, const v1::NodeSample& sample) {
   for (const v1::DeviceSample& reading : sample.devices()) {
-    if (reading.kind() != v1::DEVICE_KIND_GPU) continue;
+    // Telemetry hot path: a GPU cooler than any model's threshold needs no
+    // catalog lookup.
+    if (reading.kind() != v1::DEVICE_KIND_GPU ||
+        reading.temp_c() < coolest_throttle_c_ - options_.thermal_margin_c) {
+      continue;
+    }
     const v1::Device* device = nullptr;
     for (const v1::Device& candidate : node.info.devices()) {
       if (candidate.kind() == v1::DEVICE_KIND_GPU && candidate.index() == reading.index()) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -113,6 +114,13 @@ Scheduler::Scheduler(Store* store, const Clock* clock, SchedulerOptions options)
       clock_(clock),
       options_(options),
       pipeline_(PlacementPipeline::Default(options.telemetry_freshness)),
+      coolest_throttle_c_([&options] {
+        double coolest = std::numeric_limits<double>::infinity();
+        for (const GpuModelSpec& spec : options.gpu_catalog) {
+          coolest = std::min(coolest, spec.throttle_temp_c);
+        }
+        return coolest;
+      }()),
       rng_(options.random_seed) {}
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(

@@ -246,6 +246,8 @@ class Scheduler {
   const Clock* const clock_;
   const SchedulerOptions options_;
   const std::unique_ptr<PlacementPipeline> pipeline_;
+  // The lowest throttle temperature in the catalog.
+  const double coolest_throttle_c_;
 
   mutable absl::Mutex mu_;
   std::map<std::string, v1::Job> jobs_ ABSL_GUARDED_BY(mu_);
