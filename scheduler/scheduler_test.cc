@@ -445,6 +445,34 @@ class SchedulerTest : public ::testing::Test {
     return job_id;
   }
 
+  // A two-replica sharded inference job, one replica on each of two
+  // 4-CPU nodes, both started. Returns the job id and the tasks on node-a
+  // and node-b.
+  struct TwoReplicas {
+    std::string id;
+    v1::Task on_a;
+    v1::Task on_b;
+  };
+  TwoReplicas StartShardedInference(FakeAgentLink& a, FakeAgentLink& b, int shards) {
+    TwoReplicas out;
+    EXPECT_THAT(Register(a, RegisterBuilder("node-a").Cpus(4).Build()), IsOk());
+    EXPECT_THAT(Register(b, RegisterBuilder("node-b").Cpus(4).Build()), IsOk());
+    v1::JobSpec spec = SpecBuilder().Replicas(2).Shards(shards).Build();
+    spec.set_type(v1::JOB_TYPE_INFERENCE);
+    spec.mutable_resources()->set_cpus(4);
+    out.id = Submit(spec);
+    scheduler_->Tick();
+    const v1::Job job = LookUpJob(out.id);
+    EXPECT_EQ(job.tasks_size(), 2);
+    if (job.tasks_size() != 2) return out;
+    const bool first_on_a = job.tasks(0).node() == "node-a";
+    out.on_a = job.tasks(first_on_a ? 0 : 1);
+    out.on_b = job.tasks(first_on_a ? 1 : 0);
+    EXPECT_THAT(Started(a, out.on_a.task_id(), 10), IsOk());
+    EXPECT_THAT(Started(b, out.on_b.task_id(), 11), IsOk());
+    return out;
+  }
+
   // Most tests follow the life cycle at default caps; the power tests below
   // turn profiling on.
   static SchedulerOptions DefaultCapsOptions() {
@@ -1828,19 +1856,12 @@ TEST_F(BatchSizeTest, NoRangeOrPinnedMeansTheDefault) {
 // still running, through hints, and the job finishes without a re-run.
 TEST_F(SchedulerTest, LostInferenceReplicaHandsItsShardsToTheOthers) {
   FakeAgentLink a, b;
-  ASSERT_THAT(Register(a, RegisterBuilder("node-a").Cpus(4).Build()), IsOk());
-  ASSERT_THAT(Register(b, RegisterBuilder("node-b").Cpus(4).Build()), IsOk());
-  v1::JobSpec spec = SpecBuilder().Replicas(2).Shards(8).Build();
-  spec.set_type(v1::JOB_TYPE_INFERENCE);
-  spec.mutable_resources()->set_cpus(4);
-  const std::string id = Submit(spec);
-  scheduler_->Tick();
-  v1::Job job = LookUpJob(id);
-  ASSERT_EQ(job.tasks_size(), 2);
-  const v1::Task r0 = job.tasks(0).node() == "node-a" ? job.tasks(0) : job.tasks(1);
-  const v1::Task r1 = job.tasks(0).node() == "node-a" ? job.tasks(1) : job.tasks(0);
-  ASSERT_THAT(Started(a, r0.task_id(), 10), IsOk());
-  ASSERT_THAT(Started(b, r1.task_id(), 11), IsOk());
+  const TwoReplicas started = StartShardedInference(a, b, 8);
+  ASSERT_FALSE(HasFailure());
+  const std::string id = started.id;
+  const v1::Task& r0 = started.on_a;
+  const v1::Task& r1 = started.on_b;
+  v1::Job job;
 
   // Replica on node-b finished one of its shards, then node-b goes silent.
   v1::AgentMessage message;
@@ -2079,18 +2100,11 @@ TEST_F(SchedulerTest, QualityThatStopsImprovingStopsTheTaskEarly) {
 // of the slowest replica's remaining shards through hints.
 TEST_F(SchedulerTest, WaitingReplicaTakesShardsFromTheSlowest) {
   FakeAgentLink a, b;
-  ASSERT_THAT(Register(a, RegisterBuilder("node-a").Cpus(4).Build()), IsOk());
-  ASSERT_THAT(Register(b, RegisterBuilder("node-b").Cpus(4).Build()), IsOk());
-  v1::JobSpec spec = SpecBuilder().Replicas(2).Shards(20).Build();
-  spec.set_type(v1::JOB_TYPE_INFERENCE);
-  spec.mutable_resources()->set_cpus(4);
-  const std::string id = Submit(spec);
-  scheduler_->Tick();
-  v1::Job job = LookUpJob(id);
-  const v1::Task fast = job.tasks(0).node() == "node-a" ? job.tasks(0) : job.tasks(1);
-  const v1::Task slow = job.tasks(0).node() == "node-a" ? job.tasks(1) : job.tasks(0);
-  ASSERT_THAT(Started(a, fast.task_id(), 1), IsOk());
-  ASSERT_THAT(Started(b, slow.task_id(), 2), IsOk());
+  const TwoReplicas started = StartShardedInference(a, b, 20);
+  ASSERT_FALSE(HasFailure());
+  const std::string id = started.id;
+  const v1::Task& fast = started.on_a;
+  const v1::Task& slow = started.on_b;
   clock_.Advance(absl::Seconds(10));
   auto report = [&](FakeAgentLink& link, const v1::Task& task, double samples,
                     const std::string& done, bool waiting) {
