@@ -254,13 +254,30 @@ PlacementPipeline::PlacementPipeline(
     std::vector<WeightedScorer> scorers)
     : filters_(std::move(filters)), scorers_(std::move(scorers)) {}
 
-std::unique_ptr<PlacementPipeline> PlacementPipeline::Default(
+namespace {
+
+std::vector<std::unique_ptr<FilterPlugin>> DefaultFilters(
     absl::Duration telemetry_freshness) {
   std::vector<std::unique_ptr<FilterPlugin>> filters;
   filters.push_back(std::make_unique<NodeReadyFilter>());
   filters.push_back(std::make_unique<TelemetryFreshFilter>(telemetry_freshness));
   filters.push_back(std::make_unique<GpuModelFilter>());
   filters.push_back(std::make_unique<FreeResourcesFilter>());
+  return filters;
+}
+
+}  // namespace
+
+std::unique_ptr<PlacementPipeline> PlacementPipeline::FirstFit(
+    absl::Duration telemetry_freshness) {
+  return std::make_unique<PlacementPipeline>(DefaultFilters(telemetry_freshness),
+                                             std::vector<WeightedScorer>());
+}
+
+std::unique_ptr<PlacementPipeline> PlacementPipeline::Default(
+    absl::Duration telemetry_freshness) {
+  std::vector<std::unique_ptr<FilterPlugin>> filters =
+      DefaultFilters(telemetry_freshness);
   std::vector<WeightedScorer> scorers;
   scorers.push_back({std::make_unique<EnergyEfficiencyScorer>(), 2});
   scorers.push_back({std::make_unique<ConsolidationScorer>(), 1});
@@ -315,18 +332,21 @@ PlacementResult PlacementPipeline::Place(const PlacementRequest& request,
     return result;
   }
 
-  // 2. Place each replica on a private copy, reserving as we go.
-  ClusterSnapshot working = snapshot;
+  // 2. Place each replica on a private copy, reserving as we go. The copy is
+  // made only when a later replica needs the reservation (copying every node
+  // per single-replica job dominated long placement cycles).
+  ClusterSnapshot copy;
+  const ClusterSnapshot* working = &snapshot;
   for (int32_t replica = 0; replica < request.replicas; ++replica) {
     std::vector<NodeVerdict> verdicts;
     const NodeView* best = nullptr;
     double best_score = -1;
     std::map<std::string, int> reasons;
-    for (const NodeView& node : working.nodes) {
+    for (const NodeView& node : working->nodes) {
       NodeVerdict verdict;
       verdict.node = node.name;
       for (const auto& filter : filters_) {
-        std::string reason = filter->Filter(request, node, working);
+        std::string reason = filter->Filter(request, node, *working);
         if (!reason.empty()) {
           ++reasons[absl::StrCat(filter->Name(), ": ", reason)];
           verdict.rejected_by.push_back({filter->Name(), std::move(reason)});
@@ -336,7 +356,7 @@ PlacementResult PlacementPipeline::Place(const PlacementRequest& request,
       if (verdict.rejected_by.empty()) {
         for (const WeightedScorer& scorer : scorers_) {
           const double score =
-              std::clamp(scorer.plugin->Score(request, node, working), 0.0, 100.0);
+              std::clamp(scorer.plugin->Score(request, node, *working), 0.0, 100.0);
           verdict.scores.push_back({scorer.plugin->Name(), score, scorer.weight});
           verdict.total_score += score * scorer.weight;
         }
@@ -348,7 +368,7 @@ PlacementResult PlacementPipeline::Place(const PlacementRequest& request,
       }
       verdicts.push_back(std::move(verdict));
     }
-    if (replica == 0) result.verdicts = verdicts;
+    if (replica == 0) result.verdicts = std::move(verdicts);
     if (best == nullptr) {
       // 3. Some replica cannot be placed now: reserve nothing.
       auto most_common = std::max_element(
@@ -363,7 +383,13 @@ PlacementResult PlacementPipeline::Place(const PlacementRequest& request,
       return result;
     }
     ReplicaPlacement placement{best->name, PickGpus(request, *best)};
-    Reserve(request, placement, &working);
+    if (replica + 1 < request.replicas) {
+      if (working == &snapshot) {
+        copy = snapshot;
+        working = &copy;
+      }
+      Reserve(request, placement, &copy);
+    }
     result.replicas.push_back(std::move(placement));
   }
   result.kind = PlacementResult::Kind::kPlaced;

@@ -154,6 +154,10 @@ class PlacementPipeline {
   // scorers EnergyEfficiency, Consolidation, ThermalHeadroom, GpuFit.
   static std::unique_ptr<PlacementPipeline> Default(
       absl::Duration telemetry_freshness);
+  // The same filters and no scorers: the first feasible node in name order
+  // (energy-oblivious first fit, the simulator's baselines).
+  static std::unique_ptr<PlacementPipeline> FirstFit(
+      absl::Duration telemetry_freshness);
 
   PlacementResult Place(const PlacementRequest& request,
                         const ClusterSnapshot& snapshot) const;

@@ -4,6 +4,10 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <memory>
+#include <set>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -113,7 +117,9 @@ Scheduler::Scheduler(Store* store, const Clock* clock, SchedulerOptions options)
     : store_(store),
       clock_(clock),
       options_(options),
-      pipeline_(PlacementPipeline::Default(options.telemetry_freshness)),
+      pipeline_(options.energy_aware_placement
+                    ? PlacementPipeline::Default(options.telemetry_freshness)
+                    : PlacementPipeline::FirstFit(options.telemetry_freshness)),
       coolest_throttle_c_([&options] {
         double coolest = std::numeric_limits<double>::infinity();
         for (const GpuModelSpec& spec : options.gpu_catalog) {
@@ -543,6 +549,13 @@ absl::Status Scheduler::OnAgentRegister(AgentLink* link,
     link_to_node_.erase(node.link);
   }
   node.info = message.node();
+  node.throttle_temp_c.clear();
+  for (const v1::Device& device : node.info.devices()) {
+    if (device.kind() != v1::DEVICE_KIND_GPU) continue;
+    if (auto spec = FindGpuModel(options_.gpu_catalog, device.model())) {
+      node.throttle_temp_c[device.index()] = spec->throttle_temp_c;
+    }
+  }
   node.link = link;
   link_to_node_[link] = name;
   node.ready = true;
@@ -1051,9 +1064,8 @@ ClusterSnapshot Scheduler::Snapshot() const {
       gpu.free = !node.used_gpus.count(device.index());
       gpu.idle_power_w = device.idle_power_w();
       gpu.power_limit_default_w = device.power_limit_default_w();
-      if (auto spec = FindGpuModel(options_.gpu_catalog, device.model())) {
-        gpu.throttle_temp_c = spec->throttle_temp_c;
-      }
+      auto throttle = node.throttle_temp_c.find(device.index());
+      if (throttle != node.throttle_temp_c.end()) gpu.throttle_temp_c = throttle->second;
       for (const v1::DeviceSample& sample : node.last_sample.devices()) {
         if (sample.kind() == v1::DEVICE_KIND_GPU &&
             sample.index() == device.index()) {
@@ -1081,6 +1093,16 @@ void Scheduler::PlacePending() {
   placement_dirty_ = false;
   next_forced_placement_ = now + kPlacementRetryPeriod;
   ClusterSnapshot snapshot = Snapshot();
+  std::set<std::string> models;
+  for (const NodeView& node : snapshot.nodes) {
+    for (const GpuView& gpu : node.gpus) models.insert(gpu.model);
+  }
+  // Within one cycle the cluster only fills up, so a request shape that
+  // found no room finds none later in the cycle either: later jobs of the
+  // same shape share its outcome without another pipeline pass (a long
+  // queue of jobs that do not fit costs one pass per distinct shape).
+  using Shape = std::tuple<int32_t, int32_t, double, int64_t, std::string>;
+  std::map<Shape, std::pair<std::string, std::shared_ptr<const v1::JobExplanation>>> failed;
   const std::vector<std::pair<int64_t, std::string>> order(pending_.begin(),
                                                            pending_.end());
   for (const auto& entry : order) {
@@ -1093,32 +1115,41 @@ void Scheduler::PlacePending() {
     request.cpus = spec.resources().cpus();
     request.memory_bytes = spec.resources().memory_bytes();
     request.gpu_model = spec.resources().gpu_model();
+    const Shape shape{request.replicas, request.gpus, request.cpus,
+                      request.memory_bytes, request.gpu_model};
+    auto known = failed.find(shape);
+    if (known != failed.end()) {
+      explanations_[job.id()] = known->second.second;
+      if (job.message() != known->second.first) {
+        job.set_message(known->second.first);
+        Changed(job);
+      }
+      continue;
+    }
     // The class's learned cost per GPU model, at the cap its objective picks.
     if (request.gpus > 0 && !spec.pin_max_cap()) {
-      for (const NodeView& node : snapshot.nodes) {
-        for (const GpuView& gpu : node.gpus) {
-          if (request.learned_cost.count(gpu.model)) continue;
-          auto profile =
-              profiles_.find(ProfileKey(spec.job_class(), gpu.model, request.gpus));
-          if (profile == profiles_.end() || profile->second.empty()) continue;
-          std::string note;
-          absl::StatusOr<CapDecision> decision =
-              ChooseCap(profile->second, CapObjective(spec, &note),
-                        profile->second.front().cap_w * request.gpus, 0, snapshot.now);
-          if (!decision.ok()) continue;
-          for (const CapPoint& point : profile->second) {
-            if (point.cap_w == decision->cap_w && point.throughput > 0) {
-              request.learned_cost[gpu.model] = {point.power_w / point.throughput,
-                                                 point.throughput};
-            }
+      for (const std::string& model : models) {
+        auto profile = profiles_.find(ProfileKey(spec.job_class(), model, request.gpus));
+        if (profile == profiles_.end() || profile->second.empty()) continue;
+        std::string note;
+        absl::StatusOr<CapDecision> decision =
+            ChooseCap(profile->second, CapObjective(spec, &note),
+                      profile->second.front().cap_w * request.gpus, 0, snapshot.now);
+        if (!decision.ok()) continue;
+        for (const CapPoint& point : profile->second) {
+          if (point.cap_w == decision->cap_w && point.throughput > 0) {
+            request.learned_cost[model] = {point.power_w / point.throughput,
+                                           point.throughput};
           }
         }
       }
     }
     PlacementResult result = pipeline_->Place(request, snapshot);
-    RecordExplanation(job, result);
+    std::shared_ptr<const v1::JobExplanation> explanation = Explain(job, result);
+    explanations_[job.id()] = explanation;
     if (result.kind != PlacementResult::Kind::kPlaced) {
       // Held, not refused: nodes may join or free up later.
+      failed.emplace(shape, std::make_pair(result.reason, explanation));
       if (job.message() != result.reason) {
         job.set_message(result.reason);
         Changed(job);
@@ -1133,9 +1164,10 @@ void Scheduler::PlacePending() {
   }
 }
 
-void Scheduler::RecordExplanation(const v1::Job& job, const PlacementResult& result) {
-  v1::JobExplanation& out = explanations_[job.id()];
-  out.Clear();
+std::shared_ptr<const v1::JobExplanation> Scheduler::Explain(
+    const v1::Job& job, const PlacementResult& result) const {
+  auto explanation = std::make_shared<v1::JobExplanation>();
+  v1::JobExplanation& out = *explanation;
   out.set_job_id(job.id());
   switch (result.kind) {
     case PlacementResult::Kind::kPlaced:
@@ -1169,6 +1201,7 @@ void Scheduler::RecordExplanation(const v1::Job& job, const PlacementResult& res
   for (const ReplicaPlacement& replica : result.replicas) {
     out.add_replica_nodes(replica.node);
   }
+  return explanation;
 }
 
 absl::StatusOr<v1::JobExplanation> Scheduler::ExplainJob(const std::string& job_id) const {
@@ -1180,7 +1213,8 @@ absl::StatusOr<v1::JobExplanation> Scheduler::ExplainJob(const std::string& job_
   v1::JobExplanation out;
   auto it = explanations_.find(job_id);
   if (it != explanations_.end()) {
-    out = it->second;
+    out = *it->second;
+    out.set_job_id(job_id);
   } else {
     out.set_job_id(job_id);
     out.set_note(

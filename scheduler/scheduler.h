@@ -48,6 +48,10 @@ struct SchedulerOptions {
   // Choose training batch sizes within the spec's range by Thompson sampling
   // across recurrences of a job class; off: the spec's default.
   bool learn_batch_size = true;
+  // Placement scores nodes by learned energy efficiency, consolidation,
+  // thermal headroom and GPU fit; off: the first feasible node in name order
+  // (energy-oblivious first fit, for the simulator's baselines).
+  bool energy_aware_placement = true;
   // Seeds the scheduler's random choices (the simulator fixes it).
   uint64_t random_seed = 1;
   // A GPU within this many degrees of its throttle temperature gets its cap
@@ -143,6 +147,9 @@ class Scheduler {
     std::set<int32_t> used_gpus;
     double used_cpus = 0;
     int64_t used_memory_bytes = 0;
+    // GPU index -> its model's throttle temperature (from the catalog at
+    // registration; the snapshot of every placement cycle needs it).
+    absl::flat_hash_map<int32_t, double> throttle_temp_c;
   };
 
   struct PendingLogs {
@@ -178,7 +185,10 @@ class Scheduler {
   ClusterSnapshot Snapshot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Bind(v1::Job& job, const PlacementResult& result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RecordExplanation(const v1::Job& job, const PlacementResult& result)
+  // The explanation of one placement attempt (shared by the jobs of one
+  // cycle that got the same outcome).
+  std::shared_ptr<const v1::JobExplanation> Explain(const v1::Job& job,
+                                                    const PlacementResult& result) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The energy brain's power caps: the cap a new task starts at (pinned,
   // from a stored profile, or the top of a profiling run), the profiler's
@@ -282,8 +292,8 @@ class Scheduler {
   // Shard bookkeeping of running sharded jobs (also in Job.shard_state).
   absl::flat_hash_map<std::string, Sharder> sharders_ ABSL_GUARDED_BY(mu_);
   // The last placement cycle's explanation per job (memory only).
-  absl::flat_hash_map<std::string, v1::JobExplanation> explanations_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<const v1::JobExplanation>>
+      explanations_ ABSL_GUARDED_BY(mu_);
   int64_t next_logs_request_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
