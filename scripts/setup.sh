@@ -18,6 +18,7 @@ PACKAGES=(
   libyaml-cpp-dev
   libcli11-dev
   zlib1g-dev
+  gnuplot-nox                # gnuplot, for the simulator's report plot
 )
 
 missing=()

@@ -3,19 +3,13 @@
 #include <utility>
 
 namespace joule::sim {
-namespace {
 
-// SplitMix64 finalizer (Steele, Lea & Flood, "Fast splittable pseudorandom
-// number generators", OOPSLA 2014): a bijective 64-bit mix, so distinct
-// inputs give well-spread, distinct outputs.
 uint64_t SplitMix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
   return x ^ (x >> 31);
 }
-
-}  // namespace
 
 int32_t ZeusDefaultBatchSize(absl::string_view workload) {
   if (workload == "cifar100/shufflenetv2") return 1024;

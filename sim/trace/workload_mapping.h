@@ -42,6 +42,12 @@ struct MappedJob {
   int32_t default_batch_size = 0;
 };
 
+// SplitMix64 finalizer (Steele, Lea & Flood, "Fast splittable pseudorandom
+// number generators", OOPSLA 2014): a bijective 64-bit mix, so distinct
+// inputs give well-spread, distinct outputs. The simulator's seeded choices
+// all derive from it.
+uint64_t SplitMix64(uint64_t x);
+
 // Zeus's default (initial) batch size b0 per workload, from
 // examples/research_reproducibility/zeus_nsdi23/run_alibaba.py
 // (get_job_with_defaults) in ml-energy/zeus: cifar100 1024, imagenet 256,
