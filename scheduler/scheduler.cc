@@ -981,8 +981,24 @@ void Scheduler::Evaluate(v1::Job& job) {
   }
   *job.mutable_end_time() = ToProtoTime(now);
   sharders_.erase(job.id());
+  TrimExplanation(job.id());
   AddEvent(job, v1::JobState_Name(job.state()).substr(strlen("JOB_STATE_")),
            job.message());
+}
+
+void Scheduler::TrimExplanation(const std::string& job_id) {
+  auto it = explanations_.find(job_id);
+  if (it == explanations_.end()) return;
+  auto trimmed = std::make_shared<v1::JobExplanation>(*it->second);
+  // Swapped out rather than cleared: a cleared repeated field keeps its
+  // elements allocated for reuse.
+  google::protobuf::RepeatedPtrField<v1::PlacementCandidate> all;
+  all.Swap(trimmed->mutable_candidates());
+  for (const v1::PlacementCandidate& candidate : all) {
+    if (candidate.chosen()) *trimmed->add_candidates() = candidate;
+  }
+  trimmed->set_note("the job has ended: only the chosen node's scores are kept");
+  it->second = std::move(trimmed);
 }
 
 void Scheduler::MarkNodeDown(NodeRecord& node, const std::string& reason) {

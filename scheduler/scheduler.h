@@ -185,6 +185,9 @@ class Scheduler {
   ClusterSnapshot Snapshot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Bind(v1::Job& job, const PlacementResult& result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A finished job keeps only its chosen node's verdict: a long-running
+  // scheduler would otherwise hold every node's scores for every job ever run.
+  void TrimExplanation(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The explanation of one placement attempt (shared by the jobs of one
   // cycle that got the same outcome).
   std::shared_ptr<const v1::JobExplanation> Explain(const v1::Job& job,
