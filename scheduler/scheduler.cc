@@ -164,7 +164,7 @@ absl::Status Scheduler::Load() {
       }
       Allocate(job, task);
     }
-    if (job.state() == v1::JOB_STATE_PENDING) pending_.insert({number, job.id()});
+    if (job.state() == v1::JOB_STATE_PENDING) AddPending(job);
     if (job.state() == v1::JOB_STATE_RUNNING && !job.shard_state().empty()) {
       absl::StatusOr<Sharder> sharder = Sharder::Parse(job.shard_state());
       if (sharder.ok()) {
@@ -251,8 +251,8 @@ absl::StatusOr<v1::Job> Scheduler::SubmitJob(v1::JobSpec spec) {
   absl::Status stored = Persist(job);
   if (!stored.ok()) return stored;
   ++next_job_number_;
-  pending_.insert({number, job.id()});
   jobs_[job.id()] = job;
+  AddPending(job);
   placement_dirty_ = true;
   return job;
 }
@@ -860,7 +860,7 @@ void Scheduler::Evaluate(v1::Job& job) {
       job.set_state(v1::JOB_STATE_CANCELLED);
       job.set_message("cancelled before it was placed");
       *job.mutable_end_time() = ToProtoTime(clock_->Now());
-      pending_.erase({JobNumber(job.id()), job.id()});
+      RemovePending(job);
       AddEvent(job, "Cancelled", job.message());
     }
     return;
@@ -935,7 +935,7 @@ void Scheduler::Evaluate(v1::Job& job) {
     job.set_state(v1::JOB_STATE_PENDING);
     job.set_message(absl::StrCat("re-queued: task ", lost->task_id(), " lost (",
                                  lost->message(), ")"));
-    pending_.insert({JobNumber(job.id()), job.id()});
+    AddPending(job);
     placement_dirty_ = true;
     sharders_.erase(job.id());
     AddEvent(job, "Requeued", job.message());
@@ -966,7 +966,7 @@ void Scheduler::Evaluate(v1::Job& job) {
         "re-queued: every task exited but %d of %d shards are not done",
         sharder->second.shard_count() - sharder->second.done_count(),
         sharder->second.shard_count()));
-    pending_.insert({JobNumber(job.id()), job.id()});
+    AddPending(job);
     placement_dirty_ = true;
     sharders_.erase(job.id());
     AddEvent(job, "Requeued", job.message());
@@ -1114,15 +1114,21 @@ void Scheduler::PlacePending() {
     for (const GpuView& gpu : node.gpus) models.insert(gpu.model);
   }
   // Within one cycle the cluster only fills up, so a request shape that
-  // found no room finds none later in the cycle either: later jobs of the
-  // same shape share its outcome without another pipeline pass (a long
-  // queue of jobs that do not fit costs one pass per distinct shape).
-  using Shape = std::tuple<int32_t, int32_t, double, int64_t, std::string>;
-  std::map<Shape, std::pair<std::string, std::shared_ptr<const v1::JobExplanation>>> failed;
-  const std::vector<std::pair<int64_t, std::string>> order(pending_.begin(),
-                                                           pending_.end());
-  for (const auto& entry : order) {
-    v1::Job& job = jobs_[entry.second];
+  // found no room finds none later in the cycle either. The cycle therefore
+  // walks the queue in submission order through the heads of the per-shape
+  // queues, and drops a shape at its first failure: a long queue costs one
+  // pipeline pass per placed job plus one per distinct shape, not one per
+  // job. Jobs behind a failed head keep the message of the last cycle that
+  // examined them; `explain` shows them their shape's verdict.
+  last_failed_.clear();
+  std::set<std::tuple<int64_t, std::string, Shape>> heads;
+  for (const auto& [shape, queue] : pending_by_shape_) {
+    heads.emplace(queue.begin()->first, queue.begin()->second, shape);
+  }
+  while (!heads.empty()) {
+    const auto [number, job_id, shape] = *heads.begin();
+    heads.erase(heads.begin());
+    v1::Job& job = jobs_[job_id];
     const v1::JobSpec& spec = job.spec();
     PlacementRequest request;
     request.job_id = job.id();
@@ -1131,17 +1137,6 @@ void Scheduler::PlacePending() {
     request.cpus = spec.resources().cpus();
     request.memory_bytes = spec.resources().memory_bytes();
     request.gpu_model = spec.resources().gpu_model();
-    const Shape shape{request.replicas, request.gpus, request.cpus,
-                      request.memory_bytes, request.gpu_model};
-    auto known = failed.find(shape);
-    if (known != failed.end()) {
-      explanations_[job.id()] = known->second.second;
-      if (job.message() != known->second.first) {
-        job.set_message(known->second.first);
-        Changed(job);
-      }
-      continue;
-    }
     // The class's learned cost per GPU model, at the cap its objective picks.
     if (request.gpus > 0 && !spec.pin_max_cap()) {
       for (const std::string& model : models) {
@@ -1165,7 +1160,7 @@ void Scheduler::PlacePending() {
     explanations_[job.id()] = explanation;
     if (result.kind != PlacementResult::Kind::kPlaced) {
       // Held, not refused: nodes may join or free up later.
-      failed.emplace(shape, std::make_pair(result.reason, explanation));
+      last_failed_.emplace(shape, explanation);
       if (job.message() != result.reason) {
         job.set_message(result.reason);
         Changed(job);
@@ -1175,9 +1170,32 @@ void Scheduler::PlacePending() {
     for (const ReplicaPlacement& placement : result.replicas) {
       PlacementPipeline::Reserve(request, placement, &snapshot);
     }
-    pending_.erase(entry);
+    RemovePending(job);
     Bind(job, result);
+    auto rest = pending_by_shape_.find(shape);
+    if (rest != pending_by_shape_.end()) {
+      heads.emplace(rest->second.begin()->first, rest->second.begin()->second, shape);
+    }
   }
+}
+
+Scheduler::Shape Scheduler::ShapeOf(const v1::JobSpec& spec) {
+  return Shape{spec.replicas(), spec.resources().gpus(), spec.resources().cpus(),
+               spec.resources().memory_bytes(), spec.resources().gpu_model()};
+}
+
+void Scheduler::AddPending(const v1::Job& job) {
+  const std::pair<int64_t, std::string> entry{JobNumber(job.id()), job.id()};
+  if (pending_.insert(entry).second) pending_by_shape_[ShapeOf(job.spec())].insert(entry);
+}
+
+void Scheduler::RemovePending(const v1::Job& job) {
+  const std::pair<int64_t, std::string> entry{JobNumber(job.id()), job.id()};
+  if (pending_.erase(entry) == 0) return;
+  auto queue = pending_by_shape_.find(ShapeOf(job.spec()));
+  if (queue == pending_by_shape_.end()) return;
+  queue->second.erase(entry);
+  if (queue->second.empty()) pending_by_shape_.erase(queue);
 }
 
 std::shared_ptr<const v1::JobExplanation> Scheduler::Explain(
@@ -1227,9 +1245,16 @@ absl::StatusOr<v1::JobExplanation> Scheduler::ExplainJob(const std::string& job_
     return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
   }
   v1::JobExplanation out;
-  auto it = explanations_.find(job_id);
-  if (it != explanations_.end()) {
-    out = *it->second;
+  std::shared_ptr<const v1::JobExplanation> source;
+  if (auto it = explanations_.find(job_id); it != explanations_.end()) source = it->second;
+  if (job->second.state() == v1::JOB_STATE_PENDING) {
+    // The last cycle's verdict on the job's shape is the newest, also for a
+    // job the cycle stopped before.
+    auto shared = last_failed_.find(ShapeOf(job->second.spec()));
+    if (shared != last_failed_.end()) source = shared->second;
+  }
+  if (source != nullptr) {
+    out = *source;
     out.set_job_id(job_id);
   } else {
     out.set_job_id(job_id);

@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -181,6 +182,13 @@ class Scheduler {
   void Release(const v1::Job& job, const v1::Task& task)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // What placement needs of a job: replicas, GPUs, CPUs and memory per
+  // replica, GPU model. Jobs of one shape fit or do not fit alike.
+  using Shape = std::tuple<int32_t, int32_t, double, int64_t, std::string>;
+  static Shape ShapeOf(const v1::JobSpec& spec);
+  // The queue of pending jobs and its count of jobs per shape, together.
+  void AddPending(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RemovePending(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PlacePending() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ClusterSnapshot Snapshot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Bind(v1::Job& job, const PlacementResult& result)
@@ -266,6 +274,14 @@ class Scheduler {
   std::map<std::string, v1::Job> jobs_ ABSL_GUARDED_BY(mu_);
   // Submission order of pending jobs: (sequence number, job id).
   std::set<std::pair<int64_t, std::string>> pending_ ABSL_GUARDED_BY(mu_);
+  // The same jobs per shape, so that a cycle visits each shape's queue in
+  // submission order without walking jobs of shapes that already failed.
+  std::map<Shape, std::set<std::pair<int64_t, std::string>>> pending_by_shape_
+      ABSL_GUARDED_BY(mu_);
+  // The last cycle's explanation per shape that found no room; a pending
+  // job the cycle did not reach is explained by its shape's.
+  std::map<Shape, std::shared_ptr<const v1::JobExplanation>> last_failed_
+      ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::string> task_to_job_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, NodeRecord> nodes_ ABSL_GUARDED_BY(mu_);
