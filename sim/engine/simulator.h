@@ -55,7 +55,7 @@ struct SimOptions {
   bool record_power_steps = false;
   // Stop after this much virtual time past the last arrival (jobs still
   // running then are reported unfinished).
-  absl::Duration drain_limit = absl::Hours(24 * 365);
+  absl::Duration drain_limit = absl::Hours(24 * 3650);
 };
 
 // One GPU's power history: power_w holds from time_s until the next step.

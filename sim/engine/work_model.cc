@@ -99,6 +99,8 @@ absl::StatusOr<SimJob> WorkModel::Build(const MappedJob& mapped) const {
   if (job.batch_min > job.batch_max) job.batch_max = job.batch_min;
   job.batch_default =
       std::clamp(mapped.default_batch_size, job.batch_min, job.batch_max);
+  job.batch_min = std::max(job.batch_min, job.batch_default / 4);
+  job.batch_max = std::min(job.batch_max, job.batch_default * 4);
 
   // 2. Size at the reference configuration.
   const std::vector<double> limits = tables_->PowerLimits(job.parts, kReferenceGpu);

@@ -21,10 +21,14 @@
 //     replicas step together, so the job advances at G / max_i t_i epochs per
 //     second; a GPU faster than the slowest waits, drawing idle power plus
 //     its measured dynamic power scaled by t_i / t_max.
-//  5. Batch range. The spec allows the batch sizes measured on every GPU
-//     model of the cluster: [largest per-model minimum, smallest per-model
-//     maximum]; the default is Zeus's b0 capped to that maximum (Zeus caps b0
-//     at the largest batch measured on the GPU).
+//  5. Batch range. The default is Zeus's b0 capped to the largest batch
+//     measured on every GPU model of the cluster (Zeus caps b0 at the
+//     largest batch measured on the GPU). The spec allows [b0 / 4, b0 x 4]
+//     within the sizes measured on every model: the neighbourhood a user
+//     would let a scheduler explore (a whole measured range such as
+//     MovieLens's 4..16384 would have the bandit try batches 256x smaller
+//     than the tuned one, each exploration a recurrence run hundreds of
+//     times slower).
 #ifndef JOULE_SIM_ENGINE_WORK_MODEL_H_
 #define JOULE_SIM_ENGINE_WORK_MODEL_H_
 
