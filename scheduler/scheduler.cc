@@ -36,6 +36,8 @@ constexpr int kMaxEventsPerJob = 100;
 constexpr int64_t kDefaultLogBytes = 64 << 10;
 constexpr int64_t kMaxLogBytes = 4 << 20;
 constexpr absl::Duration kPlacementRetryPeriod = absl::Seconds(2);
+// Finished jobs whose explanation keeps every node's verdict.
+constexpr size_t kFullExplanationsKept = 1000;
 
 bool IsFinal(v1::JobState state) {
   return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
@@ -981,7 +983,13 @@ void Scheduler::Evaluate(v1::Job& job) {
   }
   *job.mutable_end_time() = ToProtoTime(now);
   sharders_.erase(job.id());
-  TrimExplanation(job.id());
+  // The most recent finished jobs keep every node's verdict for `explain`;
+  // older ones keep only the chosen node's.
+  finished_explained_.push_back(job.id());
+  if (finished_explained_.size() > kFullExplanationsKept) {
+    TrimExplanation(finished_explained_.front());
+    finished_explained_.pop_front();
+  }
   AddEvent(job, v1::JobState_Name(job.state()).substr(strlen("JOB_STATE_")),
            job.message());
 }
@@ -997,7 +1005,8 @@ void Scheduler::TrimExplanation(const std::string& job_id) {
   for (const v1::PlacementCandidate& candidate : all) {
     if (candidate.chosen()) *trimmed->add_candidates() = candidate;
   }
-  trimmed->set_note("the job has ended: only the chosen node's scores are kept");
+  trimmed->set_note(
+      "an older finished job: only the chosen node's scores are kept");
   it->second = std::move(trimmed);
 }
 

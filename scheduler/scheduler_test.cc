@@ -847,6 +847,33 @@ TEST_F(SchedulerTest, JobLargerThanEveryNodeStaysPending) {
   EXPECT_THAT(small.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
 }
 
+TEST_F(SchedulerTest, QueueKeepsSubmissionOrderPerShapeAndBackfillsOtherShapes) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(4, "V100").Build()), IsOk());
+  const std::string running = Submit(SpecBuilder("first").Gpus(3).Build());
+  scheduler_->Tick();
+  ASSERT_EQ(LookUpJob(running).state(), v1::JOB_STATE_RUNNING);
+  // One GPU is left: two 2-GPU jobs wait, a 1-GPU job behind them runs,
+  // and a second 1-GPU job waits for the first of the 2-GPU jobs' shape.
+  const std::string wide1 = Submit(SpecBuilder("wide1").Gpus(2).Build());
+  const std::string wide2 = Submit(SpecBuilder("wide2").Gpus(2).Build());
+  const std::string narrow1 = Submit(SpecBuilder("narrow1").Gpus(1).Build());
+  const std::string narrow2 = Submit(SpecBuilder("narrow2").Gpus(1).Build());
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpJob(wide1).state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(LookUpJob(wide2).state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(LookUpJob(narrow1).state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(LookUpJob(narrow2).state(), v1::JOB_STATE_PENDING);
+  EXPECT_THAT(LookUpJob(wide1).message(), HasSubstr("waiting for resources"));
+  // The cycle stopped at wide1's failure for its shape; wide2 is explained by
+  // that verdict all the same.
+  absl::StatusOr<v1::JobExplanation> explained = scheduler_->ExplainJob(wide2);
+  ASSERT_THAT(explained, IsOk());
+  EXPECT_EQ(explained->job_id(), wide2);
+  EXPECT_EQ(explained->outcome(), "RETRY_LATER");
+  EXPECT_THAT(explained->reason(), HasSubstr("waiting for resources"));
+}
+
 // ---- 4. Gangs ----
 
 TEST_F(SchedulerTest, GangPlacesOneReplicaPerNodeAndFailsTogether) {
