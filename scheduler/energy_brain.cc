@@ -25,6 +25,7 @@ using internal::CapObjective;
 using internal::IsActive;
 using internal::kBanditKeyPrefix;
 using internal::kProfileKeyPrefix;
+using internal::ProfileClass;
 using internal::ProfileKey;
 
 const v1::Device* Scheduler::TaskGpu(const v1::Task& task) const {
@@ -53,7 +54,7 @@ double Scheduler::InitialCap(v1::Job& job, v1::Task& task, const v1::Device& gpu
     return gpu.power_limit_default_w();
   }
   const int gpus = task.gpu_indices_size();
-  const std::string key = ProfileKey(spec.job_class(), gpu.model(), gpus);
+  const std::string key = ProfileKey(ProfileClass(spec), gpu.model(), gpus);
   auto stored = profiles_.find(key);
   if (stored != profiles_.end()) {
     std::string note;
@@ -363,7 +364,7 @@ void Scheduler::EstimateSavings(v1::Job& job) {
   const v1::Device* gpu = TaskGpu(*first);
   if (gpu == nullptr) return;
   auto profile = profiles_.find(
-      ProfileKey(job.spec().job_class(), gpu->model(), first->gpu_indices_size()));
+      ProfileKey(ProfileClass(job.spec()), gpu->model(), first->gpu_indices_size()));
   if (profile == profiles_.end() || profile->second.empty()) return;
   // The profile's highest cap is the maximum power limit, where profiling
   // starts: its energy per sample, times the samples this job did.
@@ -392,7 +393,7 @@ void Scheduler::SplitShards(v1::Job& job) {
     const v1::Device* gpu = TaskGpu(*replicas[i]);
     auto profile = gpu == nullptr
                        ? profiles_.end()
-                       : profiles_.find(ProfileKey(spec.job_class(), gpu->model(),
+                       : profiles_.find(ProfileKey(ProfileClass(spec), gpu->model(),
                                                    replicas[i]->gpu_indices_size()));
     if (profile == profiles_.end() || profile->second.empty()) {
       all_profiled = false;

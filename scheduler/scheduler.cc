@@ -1149,7 +1149,8 @@ void Scheduler::PlacePending() {
     // The class's learned cost per GPU model, at the cap its objective picks.
     if (request.gpus > 0 && !spec.pin_max_cap()) {
       for (const std::string& model : models) {
-        auto profile = profiles_.find(ProfileKey(spec.job_class(), model, request.gpus));
+        auto profile =
+            profiles_.find(internal::ProfileKey(internal::ProfileClass(spec), model, request.gpus));
         if (profile == profiles_.end() || profile->second.empty()) continue;
         std::string note;
         absl::StatusOr<CapDecision> decision =

@@ -34,6 +34,18 @@ inline std::string ProfileKey(const std::string& job_class, const std::string& m
   return absl::StrCat(clean(job_class), "@", clean(model), "x", gpus);
 }
 
+// The label that names the class whose power profiles a job shares, when
+// that is wider than its job class (e.g. recurrences of one model whose
+// sizes differ: one power curve, separate batch-size bandits).
+inline constexpr char kProfileClassLabel[] = "joule.dev/profile-class";
+
+// The class a job's power profiles are kept under: the label, else the job
+// class.
+inline const std::string& ProfileClass(const v1::JobSpec& spec) {
+  auto it = spec.labels().find(kProfileClassLabel);
+  return it != spec.labels().end() && !it->second.empty() ? it->second : spec.job_class();
+}
+
 // The objective the cap is chosen for. A deadline needs the job's total
 // work, which a task does not declare: until the energy brain estimates it,
 // such jobs get the default slowdown limit, and the decision says so.

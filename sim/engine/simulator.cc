@@ -241,6 +241,8 @@ v1::JobSpec Simulator::Impl::SpecOf(const SimJob& job) const {
       const double gpu_seconds = job.trace.duration_s * job.trace.gpus;
       const int bucket = static_cast<int>(std::floor(std::log2(std::max(1.0, gpu_seconds))));
       spec.set_job_class(absl::StrCat(job.workload, "~2^", bucket, "gpu-s"));
+      // One power curve per workload, whatever the job's size.
+      (*spec.mutable_labels())["joule.dev/profile-class"] = job.workload;
       break;
     }
   }
