@@ -1717,11 +1717,17 @@ class PowerControllerTest : public SchedulerTest {
     }
   }
 
-  // Submits a 1-GPU job of class "mlp", places it, starts it; returns its id.
-  std::string StartJob(FakeAgentLink& link, bool pinned = false) {
+  // Submits a 1-GPU job of class `job_class`, places it, starts it; returns
+  // its id. A non-empty `profile_class` goes into the profile-class label.
+  std::string StartJob(FakeAgentLink& link, bool pinned = false,
+                       const std::string& job_class = "mlp",
+                       const std::string& profile_class = "") {
     v1::JobSpec spec = SpecBuilder().Gpus(1).Build();
-    spec.set_job_class("mlp");
+    spec.set_job_class(job_class);
     spec.set_pin_max_cap(pinned);
+    if (!profile_class.empty()) {
+      (*spec.mutable_labels())["joule.dev/profile-class"] = profile_class;
+    }
     absl::StatusOr<v1::Job> job = scheduler_->SubmitJob(spec);
     EXPECT_THAT(job, IsOk());
     scheduler_->Tick();
@@ -1790,6 +1796,27 @@ TEST_F(PowerControllerTest, ProfilesANewClassThenReusesItsProfile) {
   ASSERT_THAT(Register(again, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()), IsOk());
   const std::string third = StartJob(again);
   EXPECT_EQ(StartCap(again, third), 200);
+}
+
+TEST_F(PowerControllerTest, ProfileClassLabelSharesProfilesAcrossJobClasses) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()), IsOk());
+  const std::string small = StartJob(link, false, "mlp-small", "mlp");
+  Run(link, absl::StrCat(small, ".r0.a1"), 20);
+  EXPECT_THAT(LookUpJob(small).cap_decision(), HasSubstr("profiled 4 caps"));
+  EXPECT_THAT(store_->Get("profiles/mlp@V100x1"), IsOk());
+  EXPECT_FALSE(store_->Get("profiles/mlp-small@V100x1").ok());
+  ASSERT_THAT(Exited(link, absl::StrCat(small, ".r0.a1"), 0), IsOk());
+
+  // Another job class with the same label starts at the chosen cap...
+  const std::string large = StartJob(link, false, "mlp-large", "mlp");
+  EXPECT_EQ(StartCap(link, large), 200);
+  EXPECT_THAT(LookUpJob(large).cap_decision(), HasSubstr("stored profile"));
+  ASSERT_THAT(Exited(link, absl::StrCat(large, ".r0.a1"), 0), IsOk());
+  // ...and one without it is profiled afresh.
+  const std::string other = StartJob(link, false, "mlp-large");
+  EXPECT_EQ(StartCap(link, other), 250);
+  EXPECT_THAT(EventReasons(LookUpJob(other)), Contains("ProfilingStarted"));
 }
 
 TEST_F(PowerControllerTest, PinnedJobRunsAtTheMaximumWithoutProfiling) {
