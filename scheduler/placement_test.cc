@@ -230,6 +230,31 @@ TEST(PlacementTest, ReserveMarksResourcesUsed) {
   EXPECT_EQ(cluster.nodes[0].running_tasks, 1);
 }
 
+// First fit: no scorers, the first feasible node in name order, even where
+// the default pipeline would prefer another (the more efficient A40 with a
+// learned cost, a fuller node).
+TEST(PlacementTest, FirstFitTakesTheFirstFeasibleNodeByName) {
+  auto pipeline = PlacementPipeline::FirstFit(absl::Seconds(30));
+  ClusterSnapshot cluster = Cluster({NodeBuilder("a").Gpus(2, "V100").Used(0).Used(1).Build(),
+                                     NodeBuilder("b").Gpus(2, "V100").Build(),
+                                     NodeBuilder("c").Gpus(2, "A40", 300).Build()});
+  PlacementRequest request = Request(1);
+  request.learned_cost["A40"] = {0.5, 300};
+  request.learned_cost["V100"] = {1.5, 180};
+  PlacementResult result = pipeline->Place(request, cluster);
+  ASSERT_EQ(result.kind, PlacementResult::Kind::kPlaced);
+  EXPECT_EQ(result.replicas[0].node, "b");
+  EXPECT_TRUE(result.verdicts[1].scores.empty());
+  // A gang reserves as it goes: two replicas take b and c.
+  request.replicas = 2;
+  request.gpus = 2;
+  result = pipeline->Place(request, cluster);
+  ASSERT_EQ(result.kind, PlacementResult::Kind::kPlaced);
+  EXPECT_EQ(result.replicas[0].node, "b");
+  EXPECT_EQ(result.replicas[1].node, "c");
+  // The snapshot itself is untouched by a placement.
+  EXPECT_TRUE(cluster.nodes[1].gpus[0].free);
+}
 
 // With the class's learned costs on every candidate model, placement
 // compares predicted joules per sample, not power limits: here the A40

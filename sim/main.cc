@@ -3,6 +3,7 @@
 // core on a virtual clock, and prints the energy/JCT report. See
 // sim/README.md.
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -13,7 +14,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
-#include "common/files.h"
 #include "common/log.h"
 #include "sim/engine/oracle.h"
 #include "sim/engine/simulator.h"

@@ -208,7 +208,6 @@ class Simulator::Impl {
   bool tick_needed_ = false;
   int64_t processed_ = 0;
   int64_t cap_changes_ = 0;
-  int64_t unexpected_stops_ = 0;
   int64_t pid_ = 1000;
   size_t finished_ = 0;
   double end_s_ = 0;
@@ -413,7 +412,6 @@ absl::Status Simulator::Impl::StopTask(int node_index, const std::string& task_i
   if (found == task_by_id_.end() || !tasks_[found->second].alive) return absl::OkStatus();
   Task& task = tasks_[found->second];
   JobRun& run = runs_[task.job];
-  ++unexpected_stops_;
   if (run.running) {
     run.epochs_done = run.EpochsAt(now_s_);
     run.last_s = now_s_;

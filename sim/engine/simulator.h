@@ -85,7 +85,7 @@ class Simulator {
   // After Run(): every GPU's integrated energy (and steps, if recorded), up
   // to the end of the run.
   std::vector<DeviceEnergy> Devices() const;
-  // Scheduler decisions seen, for tests: caps set, distinct batch sizes run.
+  // Cap changes the simulated GPUs received (for tests).
   int64_t cap_changes() const;
 
  private:
