@@ -459,6 +459,13 @@ void Scheduler::FeedSharder(v1::Job& job, const v1::Task& task) {
 void Scheduler::ReplicaGone(v1::Job& job, const v1::Task& task) {
   auto it = sharders_.find(job.id());
   if (it == sharders_.end() || task.attempt() != job.attempts()) return;
+  // A training gang ends with a replica that did not succeed: its siblings
+  // are being stopped, and a retry's split hands out every shard not done.
+  // Moving the shards to the siblings would only race their stop.
+  if (job.spec().type() != v1::JOB_TYPE_INFERENCE &&
+      task.state() != v1::TASK_STATE_SUCCEEDED) {
+    return;
+  }
   absl::StatusOr<std::vector<Sharder::Move>> moves =
       it->second.ReplicaLost(task.replica_index());
   if (!moves.ok()) return;

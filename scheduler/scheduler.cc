@@ -6,6 +6,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <tuple>
 #include <utility>
@@ -33,6 +34,7 @@ namespace {
 
 constexpr char kJobKeyPrefix[] = "jobs/";
 constexpr int kMaxEventsPerJob = 100;
+constexpr size_t kMaxRequestIdBytes = 128;
 constexpr int64_t kDefaultLogBytes = 64 << 10;
 constexpr int64_t kMaxLogBytes = 4 << 20;
 constexpr absl::Duration kPlacementRetryPeriod = absl::Seconds(2);
@@ -132,17 +134,19 @@ Scheduler::Scheduler(Store* store, const Clock* clock, SchedulerOptions options)
       rng_(options.random_seed) {}
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
-    Store* store, const Clock* clock, SchedulerOptions options) {
+    Store* store, const Clock* clock, SchedulerOptions options,
+    const Store* initial_state) {
   std::unique_ptr<Scheduler> scheduler(new Scheduler(store, clock, options));
   absl::MutexLock lock(&scheduler->mu_);
-  absl::Status status = scheduler->Load();
+  absl::Status status =
+      scheduler->Load(initial_state != nullptr ? *initial_state : *store);
   if (!status.ok()) return status;
   return scheduler;
 }
 
-absl::Status Scheduler::Load() {
+absl::Status Scheduler::Load(const Store& source) {
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> entries =
-      store_->List(kJobKeyPrefix);
+      source.List(kJobKeyPrefix);
   if (!entries.ok()) return entries.status();
   const absl::Time now = clock_->Now();
   for (const auto& [key, value] : *entries) {
@@ -153,6 +157,7 @@ absl::Status Scheduler::Load() {
     }
     const int64_t number = JobNumber(job.id());
     next_job_number_ = std::max(next_job_number_, number + 1);
+    if (!job.request_id().empty()) request_to_job_[job.request_id()] = job.id();
     for (const v1::Task& task : job.tasks()) {
       task_to_job_[task.task_id()] = job.id();
       if (!IsActive(task.state())) continue;
@@ -179,7 +184,7 @@ absl::Status Scheduler::Load() {
     jobs_[job.id()] = std::move(job);
   }
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> profiles =
-      store_->List(kProfileKeyPrefix);
+      source.List(kProfileKeyPrefix);
   if (!profiles.ok()) return profiles.status();
   for (const auto& [key, value] : *profiles) {
     absl::StatusOr<std::vector<CapPoint>> profile = ParseProfile(value);
@@ -191,7 +196,7 @@ absl::Status Scheduler::Load() {
     profiles_[key.substr(strlen(kProfileKeyPrefix))] = *std::move(profile);
   }
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> bandits =
-      store_->List(kBanditKeyPrefix);
+      source.List(kBanditKeyPrefix);
   if (!bandits.ok()) return bandits.status();
   for (const auto& [key, value] : *bandits) {
     absl::StatusOr<BatchSizeBandit> bandit = BatchSizeBandit::Parse(value);
@@ -213,13 +218,63 @@ absl::Status Scheduler::Persist(const v1::Job& job) {
 
 void Scheduler::Changed(v1::Job& job) {
   SumEnergy(job);
+  (void)StoreJob(job);
+  Notify(job);
+}
+
+absl::Status Scheduler::StoreJob(const v1::Job& job) {
   absl::Status status = Persist(job);
-  if (!status.ok()) {
-    JLOG(ERROR) << "storing job " << job.id() << " failed: " << status;
+  if (status.ok()) {
+    unstored_.erase(job.id());
+    if (!store_error_.ok() && unstored_.empty()) {
+      JLOG(INFO) << "store writes succeed again; every job is stored";
+      store_error_ = absl::OkStatus();
+    }
+    return status;
   }
+  unstored_.insert(job.id());
+  // Once per failure streak: an etcd restart would otherwise log every job
+  // at every tick.
+  if (store_error_.ok()) {
+    JLOG(ERROR) << "storing job " << job.id() << " failed: " << status
+                << "; jobs are kept in memory, written again at each tick until "
+                   "the store takes them, and no task is started meanwhile";
+  }
+  store_error_ = status;
+  return status;
+}
+
+void Scheduler::Notify(const v1::Job& job) {
   for (auto& [handle, watcher] : watchers_) {
     if (watcher.first == job.id()) watcher.second(job);
   }
+}
+
+bool Scheduler::WriteUnstored() {
+  const std::vector<std::string> ids(unstored_.begin(), unstored_.end());
+  for (const std::string& id : ids) {
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) {
+      unstored_.erase(id);
+      continue;
+    }
+    // The latest state, not the one whose write failed.
+    SumEnergy(it->second);
+    absl::Status status = StoreJob(it->second);
+    // A store that is down refuses every job alike (and each try may wait
+    // out a timeout): one failed write per tick is enough. A value the
+    // store refuses outright concerns only its own job.
+    if (!status.ok() && !absl::IsInvalidArgument(status)) return false;
+  }
+  return true;
+}
+
+Scheduler::StoreHealth Scheduler::GetStoreHealth() const {
+  absl::MutexLock lock(&mu_);
+  StoreHealth health;
+  health.last_error = store_error_;
+  health.unstored_jobs = static_cast<int>(unstored_.size());
+  return health;
 }
 
 void Scheduler::AddEvent(v1::Job& job, const std::string& reason,
@@ -234,13 +289,30 @@ void Scheduler::AddEvent(v1::Job& job, const std::string& reason,
   JLOG(INFO) << job.id() << " " << reason << ": " << message;
 }
 
-absl::StatusOr<v1::Job> Scheduler::SubmitJob(v1::JobSpec spec) {
+absl::StatusOr<v1::Job> Scheduler::SubmitJob(v1::JobSpec spec,
+                                             const std::string& request_id) {
+  if (request_id.size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "request_id: %d bytes, at most %d", request_id.size(), kMaxRequestIdBytes));
+  }
   ApplyJobSpecDefaults(&spec);
   const absl::Time now = clock_->Now();
   absl::Status valid = ValidateJobSpec(spec, now);
   if (!valid.ok()) return valid;
 
   absl::MutexLock lock(&mu_);
+  if (!request_id.empty()) {
+    auto seen = request_to_job_.find(request_id);
+    if (seen != request_to_job_.end()) {
+      const v1::Job& existing = jobs_.at(seen->second);
+      if (existing.spec().SerializeAsString() != spec.SerializeAsString()) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "request_id ", request_id, " already created ", existing.id(),
+            " from a different spec"));
+      }
+      return existing;
+    }
+  }
   const int64_t number = next_job_number_;
   v1::Job job;
   job.set_id(absl::StrCat("job-", number));
@@ -248,11 +320,13 @@ absl::StatusOr<v1::Job> Scheduler::SubmitJob(v1::JobSpec spec) {
   job.set_state(v1::JOB_STATE_PENDING);
   job.set_message("waiting for placement");
   *job.mutable_submit_time() = ToProtoTime(now);
+  job.set_request_id(request_id);
   AddEvent(job, "Submitted", absl::StrCat("job ", job.spec().name(), " accepted"));
   // Durable before the client hears of it; nothing is kept on failure.
   absl::Status stored = Persist(job);
   if (!stored.ok()) return stored;
   ++next_job_number_;
+  if (!request_id.empty()) request_to_job_[request_id] = job.id();
   jobs_[job.id()] = job;
   AddPending(job);
   placement_dirty_ = true;
@@ -863,6 +937,7 @@ void Scheduler::Evaluate(v1::Job& job) {
       job.set_message("cancelled before it was placed");
       *job.mutable_end_time() = ToProtoTime(clock_->Now());
       RemovePending(job);
+      job.clear_not_before();
       AddEvent(job, "Cancelled", job.message());
     }
     return;
@@ -925,23 +1000,15 @@ void Scheduler::Evaluate(v1::Job& job) {
   if (job.cancel_requested()) {
     job.set_state(v1::JOB_STATE_CANCELLED);
     job.set_message("cancelled");
-  } else if (failed != nullptr) {
-    job.set_state(v1::JOB_STATE_FAILED);
-    job.set_message(absl::StrCat("task ", failed->task_id(), " ", failed->message()));
-  } else if (lost != nullptr && replicas_independent && sharder->second.AllDone()) {
+  } else if (lost != nullptr && failed == nullptr && replicas_independent &&
+             sharder->second.AllDone()) {
     job.set_state(v1::JOB_STATE_SUCCEEDED);
     job.set_message(absl::StrCat("all shards done; task ", lost->task_id(),
                                  " was lost on the way"));
-  } else if (lost != nullptr) {
-    // Lost work runs again as a new attempt.
-    job.set_state(v1::JOB_STATE_PENDING);
-    job.set_message(absl::StrCat("re-queued: task ", lost->task_id(), " lost (",
-                                 lost->message(), ")"));
-    AddPending(job);
-    placement_dirty_ = true;
-    sharders_.erase(job.id());
-    AddEvent(job, "Requeued", job.message());
-    return;
+  } else if (failed != nullptr || lost != nullptr) {
+    // A failure decides over a loss in the same attempt: it is the
+    // workload's own verdict.
+    if (RetryOrFail(job, failed != nullptr ? *failed : *lost)) return;
   } else if (succeeded == total && total > 0 && sharder != sharders_.end() &&
              sharder->second.done_count() > 0 && !sharder->second.AllDone()) {
     // The workload reports shards, and some were never done (their replica
@@ -992,6 +1059,51 @@ void Scheduler::Evaluate(v1::Job& job) {
   }
   AddEvent(job, v1::JobState_Name(job.state()).substr(strlen("JOB_STATE_")),
            job.message());
+}
+
+bool Scheduler::RetryOrFail(v1::Job& job, const v1::Task& cause) {
+  // Specs stored before restart policies existed have none: the defaults.
+  v1::RestartPolicy policy = job.spec().restart_policy();
+  ApplyRestartPolicyDefaults(&policy);
+  const bool lost = cause.state() == v1::TASK_STATE_LOST;
+  const std::string what =
+      lost ? absl::StrCat("task ", cause.task_id(), " lost (", cause.message(), ")")
+           : absl::StrCat("task ", cause.task_id(), " ", cause.message());
+  const v1::RetryOn ending = lost ? v1::RETRY_ON_LOST : v1::RETRY_ON_FAILED;
+  if (std::find(policy.retry_on().begin(), policy.retry_on().end(), ending) ==
+      policy.retry_on().end()) {
+    job.set_state(v1::JOB_STATE_FAILED);
+    job.set_message(lost ? absl::StrCat(what, "; lost tasks are not retried "
+                                              "(restart_policy.retry_on)")
+                         : what);
+    return false;
+  }
+  if (job.retries() >= policy.max_retries()) {
+    job.set_state(v1::JOB_STATE_FAILED);
+    job.set_message(policy.max_retries() == 0
+                        ? absl::StrCat(what, "; no retries allowed (restart_policy."
+                                             "max_retries: 0)")
+                        : absl::StrFormat("%s; %d retries exhausted", what,
+                                          policy.max_retries()));
+    return false;
+  }
+  // backoff_s x 2^(retries used), capped; doubling stops at the cap, so the
+  // loop is short and cannot overflow.
+  double wait_s = policy.backoff_s();
+  for (int i = 0; i < job.retries() && wait_s < policy.max_backoff_s(); ++i) wait_s *= 2;
+  const absl::Duration wait = absl::Seconds(std::min(wait_s, policy.max_backoff_s()));
+  job.set_retries(job.retries() + 1);
+  *job.mutable_not_before() = ToProtoTime(clock_->Now() + wait);
+  job.set_state(v1::JOB_STATE_PENDING);
+  job.set_message(absl::StrFormat(
+      "%s; retry %d of %d %s", what, job.retries(), policy.max_retries(),
+      wait == absl::ZeroDuration() ? "now" : absl::StrCat("in ", absl::FormatDuration(wait))));
+  // The next attempt's split starts from the shards every attempt finished.
+  sharders_.erase(job.id());
+  AddPending(job);
+  placement_dirty_ = true;
+  AddEvent(job, "Retrying", job.message());
+  return true;
 }
 
 void Scheduler::TrimExplanation(const std::string& job_id) {
@@ -1050,6 +1162,8 @@ void Scheduler::Tick() {
   std::vector<std::function<void()>> completions;
   {
     absl::MutexLock lock(&mu_);
+    // First, so that the store catches up before anything new is stored.
+    const bool store_up = WriteUnstored();
     const absl::Time now = clock_->Now();
     for (auto& [name, node] : nodes_) {
       if (node.ready || !node.task_ids.empty()) {
@@ -1062,7 +1176,9 @@ void Scheduler::Tick() {
       }
     }
     ExpireLogRequests(&completions);
-    PlacePending();
+    EndBackoffs();
+    // A store that refuses writes would refuse every placement too.
+    if (store_up) PlacePending();
   }
   for (auto& completion : completions) completion();
 }
@@ -1181,7 +1297,14 @@ void Scheduler::PlacePending() {
       PlacementPipeline::Reserve(request, placement, &snapshot);
     }
     RemovePending(job);
-    Bind(job, result);
+    absl::Status bound = Bind(job, result);
+    if (!bound.ok()) {
+      // Not stored, so not started: the job is pending again and waits for
+      // a later cycle. A store that is down would refuse the next job too;
+      // a value it refuses outright concerns only this job's shape.
+      if (absl::IsInvalidArgument(bound)) continue;
+      break;
+    }
     auto rest = pending_by_shape_.find(shape);
     if (rest != pending_by_shape_.end()) {
       heads.emplace(rest->second.begin()->first, rest->second.begin()->second, shape);
@@ -1195,17 +1318,37 @@ Scheduler::Shape Scheduler::ShapeOf(const v1::JobSpec& spec) {
 }
 
 void Scheduler::AddPending(const v1::Job& job) {
+  if (job.has_not_before()) {
+    const absl::Time not_before = FromProtoTime(job.not_before());
+    if (not_before > clock_->Now()) {
+      backoff_.emplace(not_before, job.id());
+      return;
+    }
+  }
   const std::pair<int64_t, std::string> entry{JobNumber(job.id()), job.id()};
   if (pending_.insert(entry).second) pending_by_shape_[ShapeOf(job.spec())].insert(entry);
 }
 
 void Scheduler::RemovePending(const v1::Job& job) {
+  if (job.has_not_before()) backoff_.erase({FromProtoTime(job.not_before()), job.id()});
   const std::pair<int64_t, std::string> entry{JobNumber(job.id()), job.id()};
   if (pending_.erase(entry) == 0) return;
   auto queue = pending_by_shape_.find(ShapeOf(job.spec()));
   if (queue == pending_by_shape_.end()) return;
   queue->second.erase(entry);
   if (queue->second.empty()) pending_by_shape_.erase(queue);
+}
+
+void Scheduler::EndBackoffs() {
+  const absl::Time now = clock_->Now();
+  while (!backoff_.empty() && backoff_.begin()->first <= now) {
+    const std::string job_id = backoff_.begin()->second;
+    backoff_.erase(backoff_.begin());
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end() || it->second.state() != v1::JOB_STATE_PENDING) continue;
+    AddPending(it->second);
+    placement_dirty_ = true;
+  }
 }
 
 std::shared_ptr<const v1::JobExplanation> Scheduler::Explain(
@@ -1271,6 +1414,13 @@ absl::StatusOr<v1::JobExplanation> Scheduler::ExplainJob(const std::string& job_
     out.set_note(
         "no placement cycle has examined this job since the scheduler started");
   }
+  if (job->second.state() == v1::JOB_STATE_PENDING && job->second.has_not_before() &&
+      FromProtoTime(job->second.not_before()) > clock_->Now()) {
+    out.set_note(absl::StrCat(
+        "waiting out its retry backoff: not placed before ",
+        absl::FormatTime(absl::RFC3339_sec, FromProtoTime(job->second.not_before()),
+                         absl::UTCTimeZone())));
+  }
   // Today every task runs at its GPUs' default power limit and the spec's
   // default batch size; the energy brain fills these with its reasoning.
   const v1::Task* last = job->second.tasks().empty() ? nullptr
@@ -1291,18 +1441,23 @@ absl::StatusOr<v1::JobExplanation> Scheduler::ExplainJob(const std::string& job_
   return out;
 }
 
-void Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
+absl::Status Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
+  // What an undo restores if the store refuses the placement.
+  v1::Job before = job;
+  std::optional<Sharder> sharder_before;
+  if (auto it = sharders_.find(job.id()); it != sharders_.end()) sharder_before = it->second;
+
   const v1::JobSpec& spec = job.spec();
   job.set_attempts(job.attempts() + 1);
   job.set_state(v1::JOB_STATE_RUNNING);
   job.set_message("starting");
+  job.clear_not_before();
   const int32_t batch_size = ChooseBatchSize(job);
   std::vector<v1::Task*> started;
   std::string where;
   for (int32_t replica = 0; replica < static_cast<int32_t>(result.replicas.size());
        ++replica) {
     const ReplicaPlacement& placement = result.replicas[replica];
-    const NodeRecord& node = nodes_[placement.node];
     v1::Task* task = job.add_tasks();
     task->set_task_id(absl::StrFormat("%s.r%d.a%d", job.id(), replica, job.attempts()));
     task->set_replica_index(replica);
@@ -1323,8 +1478,31 @@ void Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
   AddEvent(job, "Scheduled",
            absl::StrFormat("attempt %d placed on %s", job.attempts(), where));
   // Stored before any agent hears of it, so a restart knows every task that
-  // might be running.
-  Changed(job);
+  // might be running. Nothing is started unless the store has it.
+  SumEnergy(job);
+  absl::Status stored = StoreJob(job);
+  if (!stored.ok()) {
+    for (v1::Task* task : started) {
+      Release(job, *task);
+      task_to_job_.erase(task->task_id());
+      profiling_.erase(task->task_id());
+    }
+    job = std::move(before);
+    if (sharder_before.has_value()) {
+      sharders_.insert_or_assign(job.id(), *std::move(sharder_before));
+    } else {
+      sharders_.erase(job.id());
+    }
+    job.set_message(absl::StrCat("placed on ", where,
+                                 " but not started: the store refused the write (",
+                                 stored.ToString(), "); placing again later"));
+    // The failed write may still have landed; StoreJob marked the job
+    // unstored, so its pending state is written again at the next tick.
+    AddPending(job);
+    Notify(job);
+    return stored;
+  }
+  Notify(job);
   for (v1::Task* task : started) {
     v1::SchedulerCommand command;
     v1::StartTask* start = command.mutable_start_task();
@@ -1346,6 +1524,7 @@ void Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
     NodeRecord& node = nodes_[task->node()];
     if (node.link != nullptr) node.link->Send(command);
   }
+  return absl::OkStatus();
 }
 
 }  // namespace joule

@@ -79,19 +79,30 @@ struct SchedulerOptions {
 // into these calls, and agents are reached through AgentLink.
 //
 // Job life cycle:
-//  1. SubmitJob validates, stores durably (fsync) and queues the job.
+//  1. SubmitJob validates, stores durably (fsync) and queues the job; a
+//     failed write refuses the job.
 //  2. Tick() places pending jobs in submission order through the placement
 //     pipeline (a gang is placed whole), stores the tasks as STARTING, then
-//     sends StartTask to the agents.
+//     sends StartTask to the agents -- only once that write succeeded. A
+//     failed write undoes the placement in memory (tasks, resources, shard
+//     split, attempt count) and the job waits for a later cycle.
 //  3. Task events from agents move tasks to RUNNING and then to a final
-//     state; the job follows (all succeeded, one failed, cancelled, or a task
-//     lost -> back to PENDING for another attempt).
+//     state; the job follows: all succeeded, cancelled, or an attempt that
+//     ended in a lost or failed task. The job's restart policy decides the
+//     last: retry (back to PENDING, not placed before now + backoff_s x
+//     2^retries used, capped at max_backoff_s) or FAILED once the endings it
+//     retries are exhausted. A lost replica of a sharded inference job does
+//     not end the attempt: its shards move to the replicas still running.
+//     Shards finished by any attempt stay finished; a new attempt gets the
+//     others.
 //  4. Tick() also marks nodes silent beyond the heartbeat timeout down; their
-//     tasks are lost and their jobs re-queued.
+//     tasks are lost.
+// Every other state change is stored as it happens; a write that fails
+// leaves the job marked unstored, and each Tick() writes its latest state
+// again until the store takes it (one log line per failure streak).
 // On restart the store gives back every job; running tasks are adopted when
 // their agent reconnects and reports them, and never started twice: a task
-// the agent does not report is lost and its job placed again as a new
-// attempt.
+// the agent does not report is lost and its job retried as a new attempt.
 //
 // Thread-safe; all state guarded by mu_. Time comes only from the clock.
 class Scheduler {
@@ -100,12 +111,22 @@ class Scheduler {
   using LogsCallback =
       std::function<void(absl::StatusOr<v1::GetTaskLogsResponse>)>;
 
-  // Loads every job from `store`.
+  // Loads every job, power profile and batch-size bandit from
+  // `initial_state` when given, else from `store`; every write goes to
+  // `store`. A hot standby that has been watching the store hands over its
+  // up-to-date copy as `initial_state` and so takes over without reading
+  // the whole store again. `initial_state` is only read during Create and
+  // need not outlive it; `store` and `clock` must outlive the scheduler.
   static absl::StatusOr<std::unique_ptr<Scheduler>> Create(
-      Store* store, const Clock* clock, SchedulerOptions options);
+      Store* store, const Clock* clock, SchedulerOptions options,
+      const Store* initial_state = nullptr);
 
   // Client API.
-  absl::StatusOr<v1::Job> SubmitJob(v1::JobSpec spec);
+  // With a `request_id` already seen, returns the job it created (the same
+  // spec) or ALREADY_EXISTS (another spec); a retried submit never makes a
+  // second job.
+  absl::StatusOr<v1::Job> SubmitJob(v1::JobSpec spec,
+                                    const std::string& request_id = "");
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id) const;
   std::vector<v1::Job> ListJobs(const std::set<v1::JobState>& states) const;
   absl::StatusOr<v1::Job> CancelJob(const std::string& job_id,
@@ -133,8 +154,20 @@ class Scheduler {
   absl::Status OnAgentMessage(AgentLink* link, const v1::AgentMessage& message);
   void OnAgentDisconnect(AgentLink* link);
 
-  // Periodic work: node timeouts, log-request timeouts, placement.
+  // Periodic work: writing unstored jobs again, node timeouts, log-request
+  // timeouts, retries whose backoff has passed, placement.
   void Tick();
+
+  // Whether the store holds the scheduler's state: OK with no unstored jobs
+  // when every write succeeded; otherwise the latest write error (e.g.
+  // UNAVAILABLE while etcd restarts, FAILED_PRECONDITION "fenced: ..." once
+  // this scheduler has been deposed) and how many jobs differ from their
+  // stored state. For health checks and metrics.
+  struct StoreHealth {
+    absl::Status last_error;
+    int unstored_jobs = 0;
+  };
+  StoreHealth GetStoreHealth() const;
 
  private:
   struct NodeRecord {
@@ -164,10 +197,17 @@ class Scheduler {
 
   Scheduler(Store* store, const Clock* clock, SchedulerOptions options);
 
-  absl::Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Load(const Store& source) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Persist(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Persists and notifies watchers after a state change.
   void Changed(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Persists the job; on failure marks it unstored (WriteUnstored writes it
+  // again) and returns the error.
+  absl::Status StoreJob(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Notify(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes every unstored job's current state again. Returns false when
+  // the store still refuses writes (it stops at the first such failure).
+  bool WriteUnstored() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddEvent(v1::Job& job, const std::string& reason,
                 const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -188,11 +228,17 @@ class Scheduler {
   using Shape = std::tuple<int32_t, int32_t, double, int64_t, std::string>;
   static Shape ShapeOf(const v1::JobSpec& spec);
   // The queue of pending jobs and its count of jobs per shape, together.
+  // A job whose not_before lies ahead waits in backoff_ instead.
   void AddPending(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemovePending(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues the jobs whose backoff has passed.
+  void EndBackoffs() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PlacePending() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ClusterSnapshot Snapshot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Bind(v1::Job& job, const PlacementResult& result)
+  // Creates the tasks, stores the job and only then starts the tasks. When
+  // the store refuses the write, undoes the placement (the job is pending
+  // again, as before) and returns the error.
+  absl::Status Bind(v1::Job& job, const PlacementResult& result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // An older finished job keeps only its chosen node's verdict: a
   // long-running scheduler would otherwise hold every node's scores for
@@ -256,6 +302,11 @@ class Scheduler {
                const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Decides the job's state from its latest attempt's tasks.
   void Evaluate(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // An attempt ended with `cause` lost or failed: back to PENDING after the
+  // restart policy's backoff (true), or FAILED with the reason (false; the
+  // caller finishes the job).
+  bool RetryOrFail(v1::Job& job, const v1::Task& cause)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StopTask(const v1::Task& task, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendStop(NodeRecord& node, const std::string& task_id,
@@ -280,12 +331,21 @@ class Scheduler {
   // submission order without walking jobs of shapes that already failed.
   std::map<Shape, std::set<std::pair<int64_t, std::string>>> pending_by_shape_
       ABSL_GUARDED_BY(mu_);
+  // Pending jobs waiting out a retry backoff, by the time it ends; they join
+  // pending_ then.
+  std::set<std::pair<absl::Time, std::string>> backoff_ ABSL_GUARDED_BY(mu_);
+  // Jobs whose in-memory state the store does not have yet (a failed
+  // write), and the latest write error (OK while writes succeed).
+  std::set<std::string> unstored_ ABSL_GUARDED_BY(mu_);
+  absl::Status store_error_ ABSL_GUARDED_BY(mu_);
   // The last cycle's explanation per shape that found no room; a pending
   // job the cycle did not reach is explained by its shape's.
   std::map<Shape, std::shared_ptr<const v1::JobExplanation>> last_failed_
       ABSL_GUARDED_BY(mu_);
   // Finished jobs, oldest first, whose explanations are still whole.
   std::deque<std::string> finished_explained_ ABSL_GUARDED_BY(mu_);
+  // SubmitJobRequest.request_id -> job id, for every stored job that has one.
+  absl::flat_hash_map<std::string, std::string> request_to_job_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::string> task_to_job_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, NodeRecord> nodes_ ABSL_GUARDED_BY(mu_);

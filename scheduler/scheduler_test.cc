@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <set>
@@ -30,6 +31,7 @@
 #include "joule/v1/node.pb.h"
 #include "joule/v1/scheduler.pb.h"
 #include "scheduler/store/local_store.h"
+#include "scheduler/store/store.h"
 
 namespace joule {
 namespace {
@@ -118,6 +120,57 @@ class FakeAgentLink : public AgentLink {
  private:
   mutable absl::Mutex mu_;
   std::vector<v1::SchedulerCommand> sent_ ABSL_GUARDED_BY(mu_);
+};
+
+// A Store that passes everything to another one, except that its writes
+// fail with a chosen status while FailWrites is in force (etcd restarting:
+// UNAVAILABLE; this scheduler deposed: FAILED_PRECONDITION "fenced: ...").
+// Thread-safe; guarded by mu_.
+class FlakyStore : public Store {
+ public:
+  explicit FlakyStore(Store* base) : base_(base) {}
+
+  void FailWrites(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    failure_ = std::move(status);
+  }
+  void Heal() { FailWrites(absl::OkStatus()); }
+  int refused_writes() const {
+    absl::MutexLock lock(&mu_);
+    return refused_;
+  }
+
+  absl::Status Put(absl::string_view key, absl::string_view value) override {
+    if (absl::Status s = Refuse(); !s.ok()) return s;
+    return base_->Put(key, value);
+  }
+  absl::Status Delete(absl::string_view key) override {
+    if (absl::Status s = Refuse(); !s.ok()) return s;
+    return base_->Delete(key);
+  }
+  absl::Status Commit(const std::vector<StoreMutation>& mutations) override {
+    if (absl::Status s = Refuse(); !s.ok()) return s;
+    return base_->Commit(mutations);
+  }
+  absl::StatusOr<std::string> Get(absl::string_view key) const override {
+    return base_->Get(key);
+  }
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> List(
+      absl::string_view prefix) const override {
+    return base_->List(prefix);
+  }
+
+ private:
+  absl::Status Refuse() {
+    absl::MutexLock lock(&mu_);
+    if (!failure_.ok()) ++refused_;
+    return failure_;
+  }
+
+  Store* const base_;
+  mutable absl::Mutex mu_;
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);
+  int refused_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 v1::Energy Joules(double gpu_j, double cpu_j = 0, double static_j = 0) {
@@ -228,6 +281,18 @@ class SpecBuilder {
     spec_.mutable_batch_size()->set_default_size(default_size);
     return *this;
   }
+  SpecBuilder& Retries(int32_t max_retries, double backoff_s, double max_backoff_s) {
+    v1::RestartPolicy* policy = spec_.mutable_restart_policy();
+    policy->set_max_retries(max_retries);
+    policy->set_backoff_s(backoff_s);
+    policy->set_max_backoff_s(max_backoff_s);
+    return *this;
+  }
+  SpecBuilder& RetryOn(const std::vector<v1::RetryOn>& endings) {
+    spec_.mutable_restart_policy()->clear_retry_on();
+    for (v1::RetryOn ending : endings) spec_.mutable_restart_policy()->add_retry_on(ending);
+    return *this;
+  }
   SpecBuilder& Mutate(const std::function<void(v1::JobSpec*)>& mutate) {
     mutate(&spec_);
     return *this;
@@ -286,6 +351,15 @@ bool HasEvent(const v1::Job& job, const std::string& reason) {
     if (event.reason() == reason) return true;
   }
   return false;
+}
+
+// The message of the latest event with `reason` ("" if none).
+std::string EventMessage(const v1::Job& job, const std::string& reason) {
+  std::string message;
+  for (const v1::JobEvent& event : job.events()) {
+    if (event.reason() == reason) message = event.message();
+  }
+  return message;
 }
 
 // ---- Fixture ----
@@ -424,6 +498,27 @@ class SchedulerTest : public ::testing::Test {
   absl::Status Heartbeat(FakeAgentLink& link) {
     v1::AgentMessage message;
     *message.mutable_heartbeat()->mutable_time() = ToProtoTime(clock_.Now());
+    return scheduler_->OnAgentMessage(&link, message);
+  }
+
+  // Advances the clock by `d` in steps of at most 5 s, with a heartbeat on
+  // `link` after each, so that its node stays alive.
+  void AdvanceAlive(FakeAgentLink& link, absl::Duration d) {
+    while (d > absl::ZeroDuration()) {
+      const absl::Duration step = std::min(d, absl::Seconds(5));
+      clock_.Advance(step);
+      d -= step;
+      EXPECT_THAT(Heartbeat(link), IsOk());
+    }
+  }
+
+  // A task's progress report of the shards it finished.
+  absl::Status ShardsDone(FakeAgentLink& link, const std::string& task_id,
+                          const std::string& shards) {
+    v1::AgentMessage message;
+    v1::TaskUsage* usage = message.mutable_telemetry()->add_tasks();
+    usage->set_task_id(task_id);
+    usage->set_shards_done(shards);
     return scheduler_->OnAgentMessage(&link, message);
   }
 
@@ -619,6 +714,32 @@ TEST_F(SchedulerTest, SubmittedJobIsDurable) {
   scheduler_->Tick();
   EXPECT_EQ(LookUpJob(first).state(), v1::JOB_STATE_RUNNING);
   EXPECT_EQ(LookUpJob(second).state(), v1::JOB_STATE_CANCELLED);
+}
+
+TEST_F(SchedulerTest, RetriedSubmitWithTheSameRequestIdMakesOneJob) {
+  const v1::JobSpec spec = SpecBuilder("once").Build();
+  absl::StatusOr<v1::Job> first = scheduler_->SubmitJob(spec, "req-1");
+  ASSERT_THAT(first, IsOk());
+  absl::StatusOr<v1::Job> again = scheduler_->SubmitJob(spec, "req-1");
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->id(), first->id());
+  // The same id with another spec is a client bug, not a retry.
+  EXPECT_THAT(scheduler_->SubmitJob(SpecBuilder("other").Build(), "req-1"),
+              StatusIs(absl::StatusCode::kAlreadyExists, ""));
+  // Other ids and no id make new jobs.
+  EXPECT_NE(scheduler_->SubmitJob(spec, "req-2")->id(), first->id());
+  EXPECT_NE(scheduler_->SubmitJob(spec)->id(), first->id());
+  EXPECT_NE(scheduler_->SubmitJob(spec)->id(), first->id());
+  EXPECT_THAT(scheduler_->SubmitJob(spec, std::string(129, 'r')),
+              StatusIs(absl::StatusCode::kInvalidArgument, ""));
+  EXPECT_THAT(scheduler_->ListJobs({}), SizeIs(4));
+
+  // The ids are remembered across a restart.
+  Restart();
+  absl::StatusOr<v1::Job> after = scheduler_->SubmitJob(spec, "req-1");
+  ASSERT_THAT(after, IsOk());
+  EXPECT_EQ(after->id(), first->id());
+  EXPECT_THAT(scheduler_->ListJobs({}), SizeIs(4));
 }
 
 // ---- 2. Placement and the task life cycle ----
@@ -1037,7 +1158,7 @@ TEST_F(SchedulerTest, ClosedStreamShowsNodeDownUntilReconnect) {
   EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_RUNNING);
 }
 
-TEST_F(SchedulerTest, SilentNodeIsMarkedDownAndJobRequeued) {
+TEST_F(SchedulerTest, SilentNodeIsMarkedDownAndJobRetriedAfterBackoff) {
   FakeAgentLink link_a;
   const std::string job_id =
       RunOneJob(link_a, "gpu-a", 1, SpecBuilder().Gpus(1).Build());
@@ -1045,6 +1166,7 @@ TEST_F(SchedulerTest, SilentNodeIsMarkedDownAndJobRequeued) {
   ASSERT_THAT(scheduler_->WatchJob(job_id, recorder.Watcher()), IsOk());
 
   clock_.Advance(options_.heartbeat_timeout + absl::Seconds(1));
+  const absl::Time lost_at = clock_.Now();
   scheduler_->Tick();
 
   const v1::Node node = LookUpNode("gpu-a");
@@ -1054,23 +1176,44 @@ TEST_F(SchedulerTest, SilentNodeIsMarkedDownAndJobRequeued) {
   EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_LOST);
   v1::Job job = LookUpJob(job_id);
   EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(job.retries(), 1);
+  // The default policy: 3 retries, the first after 10 s.
+  EXPECT_EQ(FromProtoTime(job.not_before()), lost_at + absl::Seconds(10));
   EXPECT_TRUE(HasEvent(job, "TaskLost"));
-  EXPECT_TRUE(HasEvent(job, "Requeued"));
-  // Watchers saw the re-queue with its reason (the same Tick's placement
-  // cycle may then replace the message with why it is still pending).
-  bool saw_requeue = false;
+  // The event says which task, which node, how long it was silent, and
+  // when the retry comes.
+  const std::string why =
+      "task job-1.r0.a1 lost (node gpu-a is down: no heartbeat for 11.0s); "
+      "retry 1 of 3 in 10s";
+  EXPECT_EQ(EventMessage(job, "Retrying"), why);
+  EXPECT_EQ(job.message(), why);
+  bool saw_retry = false;
   for (const v1::Job& seen : recorder.Seen()) {
-    saw_requeue |= seen.state() == v1::JOB_STATE_PENDING &&
-                   absl::StrContains(seen.message(), "re-queued");
+    saw_retry |= seen.state() == v1::JOB_STATE_PENDING && seen.message() == why;
   }
-  EXPECT_TRUE(saw_requeue);
+  EXPECT_TRUE(saw_retry);
   EXPECT_THAT(link_a.Of(v1::SchedulerCommand::kStartTask), SizeIs(1));
 
-  // A second node takes attempt 2.
+  // A second node is free at once, but the job waits out its backoff.
   FakeAgentLink link_b;
   ASSERT_THAT(
       Register(link_b, RegisterBuilder("gpu-b").Gpus(1, "V100").Build()),
       IsOk());
+  scheduler_->Tick();
+  clock_.Advance(absl::Seconds(9));
+  ASSERT_THAT(Heartbeat(link_b), IsOk());
+  scheduler_->Tick();
+  EXPECT_THAT(link_b.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+  job = LookUpJob(job_id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(job.message(), why);
+  absl::StatusOr<v1::JobExplanation> explanation = scheduler_->ExplainJob(job_id);
+  ASSERT_THAT(explanation, IsOk());
+  EXPECT_THAT(explanation->note(), HasSubstr("retry backoff"));
+
+  // At not_before, gpu-b takes attempt 2.
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_THAT(Heartbeat(link_b), IsOk());
   scheduler_->Tick();
   const auto starts = link_b.Of(v1::SchedulerCommand::kStartTask);
   ASSERT_THAT(starts, SizeIs(1));
@@ -1079,6 +1222,8 @@ TEST_F(SchedulerTest, SilentNodeIsMarkedDownAndJobRequeued) {
   job = LookUpJob(job_id);
   EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
   EXPECT_EQ(job.attempts(), 2);
+  EXPECT_EQ(job.retries(), 1);
+  EXPECT_FALSE(job.has_not_before());
   ASSERT_THAT(job.tasks(), SizeIs(2));
   EXPECT_EQ(job.tasks(0).state(), v1::TASK_STATE_LOST);
   EXPECT_EQ(job.tasks(1).task_id(), "job-1.r0.a2");
@@ -1158,7 +1303,7 @@ TEST_F(SchedulerRestartTest, ReportedTaskIsAdoptedNotRestarted) {
   EXPECT_THAT(link_.AckedTaskIds(), ElementsAre("job-1.r0.a1"));
 }
 
-TEST_F(SchedulerRestartTest, UnreportedTaskIsLostAndJobRequeued) {
+TEST_F(SchedulerRestartTest, UnreportedTaskIsLostAndJobRetried) {
   StartThenRestart();
   ASSERT_THAT(Register(link_, RegisterBuilder("gpu-a").Gpus(2, "V100").Build()),
               IsOk());
@@ -1166,17 +1311,49 @@ TEST_F(SchedulerRestartTest, UnreportedTaskIsLostAndJobRequeued) {
   EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_LOST);
   v1::Job job = LookUpJob(job_id_);
   EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING);
-  EXPECT_THAT(job.message(), HasSubstr("re-queued"));
-  EXPECT_TRUE(HasEvent(job, "Requeued"));
+  EXPECT_EQ(job.message(),
+            "task job-1.r0.a1 lost (agent on gpu-a does not run the task); "
+            "retry 1 of 3 in 10s");
+  EXPECT_TRUE(HasEvent(job, "Retrying"));
   EXPECT_EQ(LookUpNode("gpu-a").free_gpus(), 2);
 
   scheduler_->Tick();
-  const auto starts = link_.Of(v1::SchedulerCommand::kStartTask);
+  EXPECT_THAT(link_.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+
+  // Another restart during the backoff keeps the job's retry time.
+  clock_.Advance(absl::Seconds(5));
+  Restart();
+  FakeAgentLink again;
+  ASSERT_THAT(Register(again, RegisterBuilder("gpu-a").Gpus(2, "V100").Build()), IsOk());
+  scheduler_->Tick();
+  EXPECT_THAT(again.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+  EXPECT_EQ(LookUpJob(job_id_).retries(), 1);
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_THAT(Heartbeat(again), IsOk());
+  scheduler_->Tick();
+  const auto starts = again.Of(v1::SchedulerCommand::kStartTask);
   ASSERT_THAT(starts, SizeIs(1));
   EXPECT_EQ(starts[0].start_task().task_id(), "job-1.r0.a2");
   job = LookUpJob(job_id_);
   EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
   EXPECT_EQ(job.attempts(), 2);
+}
+
+// A job cancelled while it waits out its backoff ends at once and is never
+// placed again.
+TEST_F(SchedulerRestartTest, CancelDuringBackoffEndsTheJob) {
+  StartThenRestart();
+  ASSERT_THAT(Register(link_, RegisterBuilder("gpu-a").Gpus(2, "V100").Build()),
+              IsOk());
+  ASSERT_EQ(LookUpJob(job_id_).state(), v1::JOB_STATE_PENDING);
+  absl::StatusOr<v1::Job> cancelled = scheduler_->CancelJob(job_id_, "");
+  ASSERT_THAT(cancelled, IsOk());
+  EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_FALSE(cancelled->has_not_before());
+  AdvanceAlive(link_, absl::Seconds(30));
+  scheduler_->Tick();
+  EXPECT_THAT(link_.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+  EXPECT_EQ(LookUpJob(job_id_).state(), v1::JOB_STATE_CANCELLED);
 }
 
 TEST_F(SchedulerRestartTest, UnknownRunningTaskIsStopped) {
@@ -1258,7 +1435,7 @@ TEST_F(SchedulerRestartTest, TasksOfNodesThatNeverReturnAreLost) {
   EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_LOST);
   const v1::Job job = LookUpJob(job_id_);
   EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING);
-  EXPECT_TRUE(HasEvent(job, "Requeued"));
+  EXPECT_TRUE(HasEvent(job, "Retrying"));
   const v1::Node node = LookUpNode("gpu-a");
   EXPECT_EQ(node.state(), v1::NODE_STATE_DOWN);
   EXPECT_THAT(node.task_ids(), IsEmpty());
@@ -2224,6 +2401,383 @@ TEST_F(SchedulerTest, InferenceBatchFollowsTheLatencySlo) {
   report(128, 130);
   EXPECT_EQ(hinted(), 64);
   EXPECT_THAT(LookUpJob(id).batch_decision(), HasSubstr("within 100.0 ms"));
+}
+
+// ---- 10. Restart policy ----
+
+// An agent that comes back without a task loses it; each loss is retried
+// after backoff_s x 2^(retries used), capped at max_backoff_s, until the
+// retries run out.
+TEST_F(SchedulerTest, LostAttemptsRetryWithDoublingBackoffThenFail) {
+  std::deque<FakeAgentLink> links(1);
+  ASSERT_THAT(Register(links.back(), RegisterBuilder("gpu-a").Gpus(1, "V100").Build()),
+              IsOk());
+  const std::string id = Submit(SpecBuilder().Gpus(1).Retries(3, 10, 25).Build());
+  scheduler_->Tick();
+  const std::vector<std::pair<absl::Duration, std::string>> waits = {
+      {absl::Seconds(10), "10s"}, {absl::Seconds(20), "20s"}, {absl::Seconds(25), "25s"}};
+  for (int retry = 1; retry <= 3; ++retry) {
+    SCOPED_TRACE(absl::StrCat("retry ", retry));
+    const std::string task = absl::StrCat(id, ".r0.a", retry);
+    ASSERT_THAT(Started(links.back(), task, 100 + retry), IsOk());
+    // The agent restarts and no longer runs the task.
+    links.emplace_back();
+    ASSERT_THAT(Register(links.back(), RegisterBuilder("gpu-a").Gpus(1, "V100").Build()),
+                IsOk());
+    const v1::Job job = LookUpJob(id);
+    ASSERT_EQ(job.state(), v1::JOB_STATE_PENDING) << job.message();
+    EXPECT_EQ(job.retries(), retry);
+    const auto& [wait, text] = waits[retry - 1];
+    EXPECT_EQ(FromProtoTime(job.not_before()), clock_.Now() + wait);
+    EXPECT_EQ(job.message(), absl::StrCat("task ", task,
+                                          " lost (agent on gpu-a does not run the task); "
+                                          "retry ",
+                                          retry, " of 3 in ", text));
+    EXPECT_EQ(EventMessage(job, "Retrying"), job.message());
+    // Not placed a second before not_before, placed at it.
+    AdvanceAlive(links.back(), wait - absl::Seconds(1));
+    scheduler_->Tick();
+    EXPECT_THAT(links.back().Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+    EXPECT_EQ(LookUpJob(id).state(), v1::JOB_STATE_PENDING);
+    AdvanceAlive(links.back(), absl::Seconds(1));
+    scheduler_->Tick();
+    const auto starts = links.back().Of(v1::SchedulerCommand::kStartTask);
+    ASSERT_THAT(starts, SizeIs(1));
+    EXPECT_EQ(starts[0].start_task().task_id(), absl::StrCat(id, ".r0.a", retry + 1));
+  }
+
+  // The fourth loss finds the retries exhausted.
+  ASSERT_THAT(Started(links.back(), absl::StrCat(id, ".r0.a4"), 200), IsOk());
+  links.emplace_back();
+  ASSERT_THAT(Register(links.back(), RegisterBuilder("gpu-a").Gpus(1, "V100").Build()),
+              IsOk());
+  const v1::Job job = LookUpJob(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(job.attempts(), 4);
+  EXPECT_EQ(job.retries(), 3);
+  EXPECT_TRUE(job.has_end_time());
+  EXPECT_EQ(job.message(),
+            "task job-1.r0.a4 lost (agent on gpu-a does not run the task); "
+            "3 retries exhausted");
+  EXPECT_EQ(EventMessage(job, "FAILED"), job.message());
+  AdvanceAlive(links.back(), absl::Minutes(10));
+  scheduler_->Tick();
+  EXPECT_THAT(links.back().Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+}
+
+// A failed exit retries only when retry_on lists `failed`; a lost task
+// only when it lists `lost` (the default).
+TEST_F(SchedulerTest, RetryOnDecidesWhichEndingsRetry) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(2, "V100").Build()), IsOk());
+  const std::string plain = Submit(SpecBuilder("plain").Gpus(1).Build());
+  const std::string both = Submit(
+      SpecBuilder("both").Gpus(1).RetryOn({v1::RETRY_ON_LOST, v1::RETRY_ON_FAILED}).Build());
+  scheduler_->Tick();
+  ASSERT_THAT(Started(link, absl::StrCat(plain, ".r0.a1"), 10), IsOk());
+  ASSERT_THAT(Started(link, absl::StrCat(both, ".r0.a1"), 11), IsOk());
+  ASSERT_THAT(Exited(link, absl::StrCat(plain, ".r0.a1"), 1), IsOk());
+  ASSERT_THAT(Exited(link, absl::StrCat(both, ".r0.a1"), 1), IsOk());
+
+  // The default policy: a failed exit fails the job at once.
+  v1::Job job = LookUpJob(plain);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(job.message(), "task job-1.r0.a1 exited with code 1");
+  EXPECT_EQ(job.retries(), 0);
+  EXPECT_FALSE(HasEvent(job, "Retrying"));
+
+  // retry_on [lost, failed]: it runs again after the backoff.
+  job = LookUpJob(both);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(job.retries(), 1);
+  EXPECT_EQ(job.message(), "task job-2.r0.a1 exited with code 1; retry 1 of 3 in 10s");
+  AdvanceAlive(link, absl::Seconds(10));
+  scheduler_->Tick();
+  auto starts = link.Of(v1::SchedulerCommand::kStartTask);
+  ASSERT_THAT(starts, SizeIs(3));
+  EXPECT_EQ(starts[2].start_task().task_id(), "job-2.r0.a2");
+  ASSERT_THAT(Started(link, "job-2.r0.a2", 12), IsOk());
+
+  // retry_on [failed]: a lost task fails the job.
+  const std::string failed_only =
+      Submit(SpecBuilder("failed-only").Gpus(1).RetryOn({v1::RETRY_ON_FAILED}).Build());
+  scheduler_->Tick();
+  ASSERT_THAT(Started(link, "job-3.r0.a1", 13), IsOk());
+  FakeAgentLink restarted;
+  ASSERT_THAT(Register(restarted, RegisterBuilder("gpu-a")
+                                      .Gpus(2, "V100")
+                                      .Running("job-2.r0.a2", 12)
+                                      .Build()),
+              IsOk());
+  job = LookUpJob(failed_only);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(job.message(),
+            "task job-3.r0.a1 lost (agent on gpu-a does not run the task); lost tasks "
+            "are not retried (restart_policy.retry_on)");
+  EXPECT_EQ(LookUpJob(both).state(), v1::JOB_STATE_RUNNING);
+}
+
+// max_retries: 0 fails the job at the first loss.
+TEST_F(SchedulerTest, NoRetriesAllowedFailsAtTheFirstLoss) {
+  FakeAgentLink link;
+  const std::string id =
+      RunOneJob(link, "gpu-a", 1, SpecBuilder().Gpus(1).Retries(0, 10, 300).Build());
+  clock_.Advance(options_.heartbeat_timeout + absl::Seconds(1));
+  scheduler_->Tick();
+  const v1::Job job = LookUpJob(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(job.message(),
+            "task job-1.r0.a1 lost (node gpu-a is down: no heartbeat for 11.0s); no "
+            "retries allowed (restart_policy.max_retries: 0)");
+}
+
+// Training replicas are a gang: a lost one ends the attempt (its shards do
+// not move to the sibling being stopped), and the retry gets exactly the
+// shards no attempt finished.
+TEST_F(SchedulerTest, LostTrainingReplicaSendsItsUnfinishedShardsToTheRetry) {
+  FakeAgentLink a, b;
+  ASSERT_THAT(Register(a, RegisterBuilder("node-a").Cpus(4).Build()), IsOk());
+  ASSERT_THAT(Register(b, RegisterBuilder("node-b").Cpus(4).Build()), IsOk());
+  const std::string id = Submit(SpecBuilder()
+                                    .Replicas(2)
+                                    .Shards(8)
+                                    .Mutate([](v1::JobSpec* spec) {
+                                      spec->mutable_resources()->set_cpus(4);
+                                    })
+                                    .Build());
+  scheduler_->Tick();
+  v1::Job job = LookUpJob(id);
+  ASSERT_THAT(job.tasks(), SizeIs(2));
+  const bool first_on_a = job.tasks(0).node() == "node-a";
+  const v1::Task on_a = job.tasks(first_on_a ? 0 : 1);
+  const v1::Task on_b = job.tasks(first_on_a ? 1 : 0);
+  absl::StatusOr<std::set<int>> shards_a = ParseRangeList(on_a.shards());
+  absl::StatusOr<std::set<int>> shards_b = ParseRangeList(on_b.shards());
+  ASSERT_TRUE(shards_a.ok() && shards_b.ok());
+  ASSERT_EQ(shards_a->size(), 4u);
+  ASSERT_EQ(shards_b->size(), 4u);
+  const std::vector<int> mine_a(shards_a->begin(), shards_a->end());
+  const std::vector<int> mine_b(shards_b->begin(), shards_b->end());
+  ASSERT_THAT(Started(a, on_a.task_id(), 10), IsOk());
+  ASSERT_THAT(Started(b, on_b.task_id(), 11), IsOk());
+
+  // Replica on b finishes one shard, the one on a two; then b goes silent.
+  ASSERT_THAT(ShardsDone(b, on_b.task_id(), absl::StrCat(mine_b[0])), IsOk());
+  ASSERT_THAT(ShardsDone(a, on_a.task_id(), FormatRangeList({mine_a[0], mine_a[1]})), IsOk());
+  AdvanceAlive(a, options_.heartbeat_timeout + absl::Seconds(1));
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpTask(on_b.task_id()).state(), v1::TASK_STATE_LOST);
+  EXPECT_THAT(a.StoppedTaskIds(), ElementsAre(on_a.task_id()));
+  EXPECT_THAT(a.Of(v1::SchedulerCommand::kUpdateHints), IsEmpty());
+  EXPECT_FALSE(HasEvent(LookUpJob(id), "ShardsMoved"));
+
+  // The stopped replica finished a third shard on its way out.
+  v1::TaskEvent stopped = ExitedEvent(on_a.task_id(), 143, v1::Energy(), /*stopped=*/true);
+  stopped.set_signal(15);
+  stopped.mutable_usage()->set_shards_done(
+      FormatRangeList({mine_a[0], mine_a[1], mine_a[2]}));
+  ASSERT_THAT(SendEvent(a, stopped), IsOk());
+  job = LookUpJob(id);
+  ASSERT_EQ(job.state(), v1::JOB_STATE_PENDING) << job.message();
+  EXPECT_EQ(job.retries(), 1);
+  EXPECT_THAT(job.message(),
+              HasSubstr(absl::StrCat("task ", on_b.task_id(), " lost (node node-b")));
+
+  // node-b's agent comes back; after the backoff the retry gets the rest.
+  AdvanceAlive(a, absl::Seconds(10));
+  FakeAgentLink b2;
+  ASSERT_THAT(Register(b2, RegisterBuilder("node-b").Cpus(4).Build()), IsOk());
+  scheduler_->Tick();
+  job = LookUpJob(id);
+  ASSERT_EQ(job.state(), v1::JOB_STATE_RUNNING) << job.message();
+  EXPECT_EQ(job.attempts(), 2);
+  std::set<int> retried;
+  int retry_tasks = 0;
+  for (const v1::Task& task : job.tasks()) {
+    if (task.attempt() != 2) continue;
+    ++retry_tasks;
+    absl::StatusOr<std::set<int>> owned = ParseRangeList(task.shards());
+    ASSERT_TRUE(owned.ok()) << task.shards();
+    EXPECT_FALSE(owned->empty()) << task.task_id();
+    for (int shard : *owned) EXPECT_TRUE(retried.insert(shard).second) << shard;
+  }
+  EXPECT_EQ(retry_tasks, 2);
+  const std::set<int> not_done = {mine_a[3], mine_b[1], mine_b[2], mine_b[3]};
+  EXPECT_EQ(retried, not_done);
+  // What the agents were told matches.
+  std::set<int> started;
+  for (FakeAgentLink* link : {&a, &b2}) {
+    const auto starts = link->Of(v1::SchedulerCommand::kStartTask);
+    ASSERT_FALSE(starts.empty());
+    EXPECT_EQ(starts.back().start_task().attempt(), 2);
+    absl::StatusOr<std::set<int>> owned = ParseRangeList(starts.back().start_task().shards());
+    ASSERT_TRUE(owned.ok());
+    started.insert(owned->begin(), owned->end());
+  }
+  EXPECT_EQ(started, not_done);
+}
+
+// ---- 11. Durability before action ----
+
+// A scheduler whose store can be made to refuse writes.
+class SchedulerDurabilityTest : public SchedulerTest {
+ protected:
+  void SetUp() override {
+    SchedulerTest::SetUp();
+    flaky_ = std::make_unique<FlakyStore>(store_.get());
+    absl::StatusOr<std::unique_ptr<Scheduler>> scheduler =
+        Scheduler::Create(flaky_.get(), &clock_, options_);
+    ASSERT_THAT(scheduler, IsOk());
+    scheduler_ = *std::move(scheduler);
+  }
+  void TearDown() override { scheduler_.reset(); }
+
+  // The job as the store has it.
+  v1::Job StoredJob(const std::string& job_id) {
+    absl::StatusOr<std::string> value = store_->Get(absl::StrCat("jobs/", job_id));
+    EXPECT_THAT(value, IsOk());
+    v1::Job job;
+    if (value.ok()) {
+      EXPECT_TRUE(job.ParseFromString(*value));
+    }
+    return job;
+  }
+
+  std::unique_ptr<FlakyStore> flaky_;
+};
+
+TEST_F(SchedulerDurabilityTest, PlacementNotStoredIsNotStartedAndPlacedLater) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()), IsOk());
+  const std::string id = Submit(SpecBuilder().Gpus(1).Shards(4).Build());
+  flaky_->FailWrites(absl::UnavailableError("etcd: connection refused"));
+  scheduler_->Tick();
+
+  // Nothing started; the placement is undone.
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+  v1::Job job = LookUpJob(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(job.attempts(), 0);
+  EXPECT_THAT(job.tasks(), IsEmpty());
+  EXPECT_TRUE(job.shard_state().empty());
+  EXPECT_FALSE(HasEvent(job, "Scheduled"));
+  EXPECT_THAT(job.message(), HasSubstr("not started: the store refused the write"));
+  v1::Node node = LookUpNode("gpu-a");
+  EXPECT_EQ(node.free_gpus(), 1);
+  EXPECT_THAT(node.task_ids(), IsEmpty());
+  Scheduler::StoreHealth health = scheduler_->GetStoreHealth();
+  EXPECT_EQ(health.unstored_jobs, 1);
+  EXPECT_EQ(health.last_error.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(StoredJob(id).state(), v1::JOB_STATE_PENDING);
+  EXPECT_THAT(StoredJob(id).tasks(), IsEmpty());
+
+  // Still down: the unstored job is tried once per tick, nothing is placed.
+  const int refused = flaky_->refused_writes();
+  AdvanceAlive(link, absl::Seconds(3));
+  scheduler_->Tick();
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+  EXPECT_EQ(flaky_->refused_writes(), refused + 1);
+
+  // Back: attempt 1 is stored, then started once, with every shard.
+  flaky_->Heal();
+  scheduler_->Tick();
+  const auto starts = link.Of(v1::SchedulerCommand::kStartTask);
+  ASSERT_THAT(starts, SizeIs(1));
+  EXPECT_EQ(starts[0].start_task().task_id(), "job-1.r0.a1");
+  EXPECT_EQ(starts[0].start_task().attempt(), 1);
+  EXPECT_EQ(starts[0].start_task().shards(), "0-3");
+  job = LookUpJob(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(job.attempts(), 1);
+  const v1::Job stored = StoredJob(id);
+  EXPECT_EQ(stored.state(), v1::JOB_STATE_RUNNING);
+  ASSERT_THAT(stored.tasks(), SizeIs(1));
+  EXPECT_EQ(stored.tasks(0).state(), v1::TASK_STATE_STARTING);
+  health = scheduler_->GetStoreHealth();
+  EXPECT_THAT(health.last_error, IsOk());
+  EXPECT_EQ(health.unstored_jobs, 0);
+}
+
+// A deposed scheduler's writes are fenced: its jobs stay unstored and are
+// written (latest state) once the store takes writes again.
+TEST_F(SchedulerDurabilityTest, UnstoredChangesAreWrittenAgainAtTheNextTick) {
+  FakeAgentLink link;
+  const std::string id = RunOneJob(link, "gpu-a", 1, SpecBuilder().Gpus(1).Build());
+  ASSERT_EQ(StoredJob(id).tasks(0).state(), v1::TASK_STATE_RUNNING);
+  flaky_->FailWrites(absl::FailedPreconditionError("fenced: lease 7 lost the election"));
+  ASSERT_THAT(Telemetry(link, "job-1.r0.a1", Joules(20), 300), IsOk());
+  ASSERT_THAT(Exited(link, "job-1.r0.a1", 0, Joules(50)), IsOk());
+  EXPECT_EQ(LookUpJob(id).state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(StoredJob(id).state(), v1::JOB_STATE_RUNNING);
+  Scheduler::StoreHealth health = scheduler_->GetStoreHealth();
+  EXPECT_EQ(health.unstored_jobs, 1);
+  EXPECT_EQ(health.last_error.code(), absl::StatusCode::kFailedPrecondition);
+
+  scheduler_->Tick();
+  EXPECT_EQ(StoredJob(id).state(), v1::JOB_STATE_RUNNING);
+
+  flaky_->Heal();
+  scheduler_->Tick();
+  const v1::Job stored = StoredJob(id);
+  EXPECT_EQ(stored.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(stored.tasks(0).state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_DOUBLE_EQ(stored.energy().total_j(), 50);
+  health = scheduler_->GetStoreHealth();
+  EXPECT_THAT(health.last_error, IsOk());
+  EXPECT_EQ(health.unstored_jobs, 0);
+}
+
+// Submission stays all or nothing: a refused write refuses the job.
+TEST_F(SchedulerDurabilityTest, SubmitRefusedWhenTheStoreIs) {
+  flaky_->FailWrites(absl::UnavailableError("etcd: connection refused"));
+  EXPECT_THAT(scheduler_->SubmitJob(SpecBuilder().Build()),
+              StatusIs(absl::StatusCode::kUnavailable, "connection refused"));
+  EXPECT_THAT(scheduler_->ListJobs({}), IsEmpty());
+  flaky_->Heal();
+  absl::StatusOr<v1::Job> job = scheduler_->SubmitJob(SpecBuilder().Build());
+  ASSERT_THAT(job, IsOk());
+  EXPECT_EQ(job->id(), "job-1");
+}
+
+// A hot standby hands over its watched copy: the new scheduler loads it,
+// and writes to the store.
+TEST_F(SchedulerTest, CreateLoadsInitialStateAndWritesToTheStore) {
+  std::string path = ::testing::TempDir() + "/standby_copy_XXXXXX";
+  ASSERT_NE(mkdtemp(path.data()), nullptr) << std::strerror(errno);
+  absl::StatusOr<std::unique_ptr<LocalStore>> copy = LocalStore::Open(path);
+  ASSERT_THAT(copy, IsOk());
+  {
+    absl::StatusOr<std::unique_ptr<Scheduler>> writer =
+        Scheduler::Create(copy->get(), &clock_, options_);
+    ASSERT_THAT(writer, IsOk());
+    ASSERT_THAT((*writer)->SubmitJob(SpecBuilder("handed-over").Build()), IsOk());
+  }
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> listed =
+      store_->List("jobs/");
+  ASSERT_THAT(listed, IsOk());
+  ASSERT_THAT(*listed, IsEmpty());
+
+  scheduler_.reset();
+  absl::StatusOr<std::unique_ptr<Scheduler>> scheduler =
+      Scheduler::Create(store_.get(), &clock_, options_, copy->get());
+  ASSERT_THAT(scheduler, IsOk());
+  scheduler_ = *std::move(scheduler);
+  EXPECT_EQ(LookUpJob("job-1").spec().name(), "handed-over");
+  EXPECT_EQ(LookUpJob("job-1").state(), v1::JOB_STATE_PENDING);
+
+  // Numbering continues from the copy; writes go to the store only.
+  EXPECT_EQ(Submit(SpecBuilder("new").Build()), "job-2");
+  EXPECT_THAT(store_->Get("jobs/job-2"), IsOk());
+  EXPECT_THAT((*copy)->Get("jobs/job-2"), StatusIs(absl::StatusCode::kNotFound, ""));
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("cpu-a").Cpus(8).Build()), IsOk());
+  scheduler_->Tick();
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kStartTask), SizeIs(2));
+  absl::StatusOr<std::string> stored = store_->Get("jobs/job-1");
+  ASSERT_THAT(stored, IsOk());
+  v1::Job job;
+  ASSERT_TRUE(job.ParseFromString(*stored));
+  EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
 }
 
 }  // namespace

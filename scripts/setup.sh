@@ -19,6 +19,9 @@ PACKAGES=(
   libcli11-dev
   zlib1g-dev
   gnuplot-nox                # gnuplot, for the simulator's report plot
+  etcd-server                # etcd, started by the store and fault tests
+  etcd-client                # etcdctl, used by the tests to enable auth
+  openssl                    # test certificates for the etcd TLS test
 )
 
 missing=()

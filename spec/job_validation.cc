@@ -431,7 +431,89 @@ absl::Status ValidateEnergyBudget(const JobSpec& spec) {
   return absl::OkStatus();
 }
 
+// "lost", "failed", or the number of an unknown value.
+std::string RetryOnName(joule::v1::RetryOn value) {
+  switch (value) {
+    case joule::v1::RETRY_ON_LOST:
+      return "lost";
+    case joule::v1::RETRY_ON_FAILED:
+      return "failed";
+    case joule::v1::RETRY_ON_UNSPECIFIED:
+      return "unspecified";
+    default:
+      return absl::StrCat(static_cast<int>(value));
+  }
+}
+
+absl::Status CheckBackoff(absl::string_view path, bool present, double seconds) {
+  if (!present) return Invalid(path, "required");
+  if (!std::isfinite(seconds) || seconds < 0 || seconds > kMaxBackoffS) {
+    return Invalid(path, absl::StrFormat("must be between 0 and %g seconds, got %g",
+                                         kMaxBackoffS, seconds));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRestartPolicy(const JobSpec& spec) {
+  if (!spec.has_restart_policy()) return Invalid("restart_policy", "required");
+  const joule::v1::RestartPolicy& policy = spec.restart_policy();
+  if (!policy.has_max_retries()) {
+    return Invalid("restart_policy.max_retries", "required");
+  }
+  if (policy.max_retries() < 0 || policy.max_retries() > kMaxRetries) {
+    return Invalid("restart_policy.max_retries",
+                   absl::StrCat("must be between 0 and ", kMaxRetries, ", got ",
+                                policy.max_retries()));
+  }
+  if (absl::Status s = CheckBackoff("restart_policy.backoff_s",
+                                    policy.has_backoff_s(), policy.backoff_s());
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          CheckBackoff("restart_policy.max_backoff_s", policy.has_max_backoff_s(),
+                       policy.max_backoff_s());
+      !s.ok()) {
+    return s;
+  }
+  if (policy.backoff_s() > policy.max_backoff_s()) {
+    return Invalid("restart_policy",
+                   absl::StrFormat("backoff_s (%g) must be <= max_backoff_s (%g)",
+                                   policy.backoff_s(), policy.max_backoff_s()));
+  }
+  if (policy.retry_on().empty()) {
+    return Invalid("restart_policy.retry_on",
+                   "required: list lost and/or failed (max_retries: 0 never retries)");
+  }
+  std::vector<int> seen;
+  for (int i = 0; i < policy.retry_on_size(); ++i) {
+    const auto value = static_cast<joule::v1::RetryOn>(policy.retry_on(i));
+    const std::string path = absl::StrCat("restart_policy.retry_on[", i, "]");
+    if (value != joule::v1::RETRY_ON_LOST && value != joule::v1::RETRY_ON_FAILED) {
+      return Invalid(path, absl::StrCat("must be lost or failed, got ", RetryOnName(value)));
+    }
+    if (std::find(seen.begin(), seen.end(), value) != seen.end()) {
+      return Invalid(path, absl::StrCat(RetryOnName(value), " is listed twice"));
+    }
+    seen.push_back(value);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+void ApplyRestartPolicyDefaults(joule::v1::RestartPolicy* policy) {
+  if (!policy->has_max_retries()) policy->set_max_retries(kDefaultMaxRetries);
+  if (!policy->has_backoff_s()) policy->set_backoff_s(kDefaultBackoffS);
+  if (!policy->has_max_backoff_s()) {
+    // std::max would turn a NaN backoff_s into the default; keep it for
+    // validation to refuse.
+    policy->set_max_backoff_s(policy->backoff_s() > kDefaultMaxBackoffS
+                                  ? policy->backoff_s()
+                                  : kDefaultMaxBackoffS);
+  }
+  if (policy->retry_on().empty()) policy->add_retry_on(joule::v1::RETRY_ON_LOST);
+}
 
 void ApplyJobSpecDefaults(joule::v1::JobSpec* spec) {
   // Most jobs are training jobs; an explicit unknown type is still refused.
@@ -467,6 +549,7 @@ void ApplyJobSpecDefaults(joule::v1::JobSpec* spec) {
   if (spec->objective().goal_case() == joule::v1::Objective::GOAL_NOT_SET) {
     spec->mutable_objective()->set_max_slowdown(kDefaultMaxSlowdown);
   }
+  ApplyRestartPolicyDefaults(spec->mutable_restart_policy());
 }
 
 absl::Status ValidateJobSpec(const joule::v1::JobSpec& spec, absl::Time now) {
@@ -506,7 +589,7 @@ absl::Status ValidateJobSpec(const joule::v1::JobSpec& spec, absl::Time now) {
     return Invalid("early_stop.min_delta",
                    absl::StrFormat("must be a finite number >= 0, got %g", early.min_delta()));
   }
-  return absl::OkStatus();
+  return ValidateRestartPolicy(spec);
 }
 
 }  // namespace joule

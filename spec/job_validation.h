@@ -38,6 +38,11 @@ inline constexpr int64_t kDefaultMemoryBytes = int64_t{512} << 20;
 inline constexpr int32_t kDefaultBatchSize = 32;
 // Objective when no goal is set: minimum energy within a 1.10x slowdown.
 inline constexpr double kDefaultMaxSlowdown = 1.10;
+// restart_policy: 3 retries, waiting 10 s before the first and doubling up to
+// 300 s, for lost tasks only (a failed exit does not retry unless asked).
+inline constexpr int32_t kDefaultMaxRetries = 3;
+inline constexpr double kDefaultBackoffS = 10;
+inline constexpr double kDefaultMaxBackoffS = 300;
 
 // ---- Limits (ValidateJobSpec) ----
 
@@ -107,6 +112,13 @@ inline constexpr int kMaxJobClassLength = 253;
 // working_dir: empty, or an absolute path of at most 4096 bytes without NUL.
 inline constexpr int64_t kMaxWorkingDirBytes = 4096;
 
+// restart_policy.max_retries: 0..100.
+inline constexpr int32_t kMaxRetries = 100;
+// restart_policy.backoff_s and max_backoff_s: finite, in [0, 86400] (a day),
+// and backoff_s <= max_backoff_s.
+inline constexpr double kMaxBackoffS = 86400;
+// restart_policy.retry_on: lost and/or failed, each at most once, not empty.
+
 // Fills the fields the user left unset:
 //   replicas                 -> kDefaultReplicas
 //   resources.gpus           -> kDefaultGpus
@@ -122,11 +134,23 @@ inline constexpr int64_t kMaxWorkingDirBytes = 4096;
 //     16/16/256, {default 64, max 256} -> 64/64/256.
 //   job_class (empty)        -> name
 //   objective (no goal)      -> max_slowdown = kDefaultMaxSlowdown
+//   restart_policy           -> see ApplyRestartPolicyDefaults
 // Fields already set are left alone; applying it twice changes nothing.
 // Upper bound on energy_budget_j: 1 PJ, far above any job.
 inline constexpr double kMaxEnergyBudgetJ = 1e15;
 
 void ApplyJobSpecDefaults(joule::v1::JobSpec* spec);
+
+// Fills a restart policy's unset fields:
+//   max_retries              -> kDefaultMaxRetries
+//   backoff_s                -> kDefaultBackoffS
+//   max_backoff_s            -> max(kDefaultMaxBackoffS, backoff_s) (a
+//                               non-finite or negative backoff_s is left for
+//                               ValidateJobSpec to refuse)
+//   retry_on (empty)         -> [RETRY_ON_LOST]
+// The scheduler also applies it to stored specs written before restart
+// policies existed.
+void ApplyRestartPolicyDefaults(joule::v1::RestartPolicy* policy);
 
 // Checks `spec` (after ApplyJobSpecDefaults) against the limits above.
 // `now` is the submit time, used for the deadline check.

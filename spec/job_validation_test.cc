@@ -47,6 +47,11 @@ JobSpec ValidSpec() {
   spec.set_user("alice");
   spec.set_job_class("mnist");
   spec.set_working_dir("/tmp");
+  joule::v1::RestartPolicy* restart = spec.mutable_restart_policy();
+  restart->set_max_retries(3);
+  restart->set_backoff_s(10);
+  restart->set_max_backoff_s(300);
+  restart->add_retry_on(joule::v1::RETRY_ON_LOST);
   return spec;
 }
 
@@ -198,6 +203,27 @@ TEST(ValidateJobSpecTest, BoundaryValuesPass) {
       {"job_class_253",
        [](JobSpec* s) { s->set_job_class(std::string(253, 'j')); }, ""},
       {"working_dir_empty", [](JobSpec* s) { s->clear_working_dir(); }, ""},
+      {"max_retries_0",
+       [](JobSpec* s) { s->mutable_restart_policy()->set_max_retries(0); }, ""},
+      {"max_retries_100",
+       [](JobSpec* s) { s->mutable_restart_policy()->set_max_retries(100); }, ""},
+      {"backoff_0",
+       [](JobSpec* s) {
+         s->mutable_restart_policy()->set_backoff_s(0);
+         s->mutable_restart_policy()->set_max_backoff_s(0);
+       },
+       ""},
+      {"backoff_a_day",
+       [](JobSpec* s) {
+         s->mutable_restart_policy()->set_backoff_s(86400);
+         s->mutable_restart_policy()->set_max_backoff_s(86400);
+       },
+       ""},
+      {"retry_on_both",
+       [](JobSpec* s) {
+         s->mutable_restart_policy()->add_retry_on(joule::v1::RETRY_ON_FAILED);
+       },
+       ""},
       {"working_dir_4096",
        [](JobSpec* s) { s->set_working_dir("/" + std::string(4095, 'd')); },
        ""},
@@ -484,6 +510,58 @@ TEST(ValidateJobSpecTest, EachViolationIsRefusedWithItsFieldPath) {
       {"min_delta_negative",
        [](JobSpec* s) { s->mutable_early_stop()->set_min_delta(-0.1); },
        "early_stop.min_delta: must be a finite number >= 0, got -0.1"},
+      // restart_policy
+      {"restart_policy_required", [](JobSpec* s) { s->clear_restart_policy(); },
+       "restart_policy: required"},
+      {"max_retries_required",
+       [](JobSpec* s) { s->mutable_restart_policy()->clear_max_retries(); },
+       "restart_policy.max_retries: required"},
+      {"max_retries_negative",
+       [](JobSpec* s) { s->mutable_restart_policy()->set_max_retries(-1); },
+       "restart_policy.max_retries: must be between 0 and 100, got -1"},
+      {"max_retries_101",
+       [](JobSpec* s) { s->mutable_restart_policy()->set_max_retries(101); },
+       "restart_policy.max_retries: must be between 0 and 100, got 101"},
+      {"backoff_required",
+       [](JobSpec* s) { s->mutable_restart_policy()->clear_backoff_s(); },
+       "restart_policy.backoff_s: required"},
+      {"backoff_negative",
+       [](JobSpec* s) { s->mutable_restart_policy()->set_backoff_s(-1); },
+       "restart_policy.backoff_s: must be between 0 and 86400 seconds, got -1"},
+      {"backoff_nan",
+       [](JobSpec* s) { s->mutable_restart_policy()->set_backoff_s(kNaN); },
+       "restart_policy.backoff_s: must be between 0 and 86400 seconds, got nan"},
+      {"max_backoff_required",
+       [](JobSpec* s) { s->mutable_restart_policy()->clear_max_backoff_s(); },
+       "restart_policy.max_backoff_s: required"},
+      {"max_backoff_inf",
+       [](JobSpec* s) { s->mutable_restart_policy()->set_max_backoff_s(kInf); },
+       "restart_policy.max_backoff_s: must be between 0 and 86400 seconds, got inf"},
+      {"backoff_above_max",
+       [](JobSpec* s) {
+         s->mutable_restart_policy()->set_backoff_s(600);
+         s->mutable_restart_policy()->set_max_backoff_s(300);
+       },
+       "restart_policy: backoff_s (600) must be <= max_backoff_s (300)"},
+      {"retry_on_required",
+       [](JobSpec* s) { s->mutable_restart_policy()->clear_retry_on(); },
+       "restart_policy.retry_on: required"},
+      {"retry_on_unspecified",
+       [](JobSpec* s) {
+         s->mutable_restart_policy()->add_retry_on(joule::v1::RETRY_ON_UNSPECIFIED);
+       },
+       "restart_policy.retry_on[1]: must be lost or failed, got unspecified"},
+      {"retry_on_unknown_enum",
+       [](JobSpec* s) {
+         s->mutable_restart_policy()->set_retry_on(0, static_cast<joule::v1::RetryOn>(9));
+       },
+       "restart_policy.retry_on[0]: must be lost or failed, got 9"},
+      {"retry_on_twice",
+       [](JobSpec* s) {
+         s->mutable_restart_policy()->add_retry_on(joule::v1::RETRY_ON_FAILED);
+         s->mutable_restart_policy()->add_retry_on(joule::v1::RETRY_ON_LOST);
+       },
+       "restart_policy.retry_on[2]: lost is listed twice"},
   };
   for (const Case& c : cases) {
     JobSpec spec = ValidSpec();
@@ -541,6 +619,12 @@ TEST(ApplyJobSpecDefaultsTest, FillsEveryUnsetField) {
   ASSERT_EQ(spec.objective().goal_case(), joule::v1::Objective::kMaxSlowdown);
   EXPECT_DOUBLE_EQ(spec.objective().max_slowdown(), 1.10);
   EXPECT_EQ(spec.type(), joule::v1::JOB_TYPE_TRAINING);
+  ASSERT_TRUE(spec.restart_policy().has_max_retries());
+  EXPECT_EQ(spec.restart_policy().max_retries(), 3);
+  EXPECT_DOUBLE_EQ(spec.restart_policy().backoff_s(), 10);
+  EXPECT_DOUBLE_EQ(spec.restart_policy().max_backoff_s(), 300);
+  ASSERT_EQ(spec.restart_policy().retry_on_size(), 1);
+  EXPECT_EQ(spec.restart_policy().retry_on(0), joule::v1::RETRY_ON_LOST);
   // Fields without a default stay empty.
   EXPECT_EQ(spec.shard_count(), 0);
   EXPECT_TRUE(spec.resources().gpu_model().empty());
@@ -598,6 +682,32 @@ TEST(ApplyJobSpecDefaultsTest, BatchSize) {
     EXPECT_EQ(spec.batch_size().min(), c.want_min) << given;
     EXPECT_EQ(spec.batch_size().max(), c.want_max) << given;
   }
+}
+
+TEST(ApplyJobSpecDefaultsTest, RestartPolicy) {
+  joule::v1::RestartPolicy policy;
+  policy.set_max_retries(0);
+  ApplyRestartPolicyDefaults(&policy);
+  EXPECT_EQ(policy.max_retries(), 0);  // An explicit zero: never retry.
+  EXPECT_DOUBLE_EQ(policy.backoff_s(), 10);
+  EXPECT_DOUBLE_EQ(policy.max_backoff_s(), 300);
+
+  // A long first wait raises the default ceiling instead of being refused.
+  policy.Clear();
+  policy.set_backoff_s(900);
+  policy.add_retry_on(joule::v1::RETRY_ON_FAILED);
+  ApplyRestartPolicyDefaults(&policy);
+  EXPECT_EQ(policy.max_retries(), 3);
+  EXPECT_DOUBLE_EQ(policy.max_backoff_s(), 900);
+  ASSERT_EQ(policy.retry_on_size(), 1);
+  EXPECT_EQ(policy.retry_on(0), joule::v1::RETRY_ON_FAILED);
+
+  // An explicit ceiling below the first wait is the user's mistake.
+  JobSpec spec = ValidSpec();
+  spec.mutable_restart_policy()->set_backoff_s(900);
+  ApplyJobSpecDefaults(&spec);
+  EXPECT_EQ(std::string(ValidateJobSpec(spec, kNow).message()),
+            "restart_policy: backoff_s (900) must be <= max_backoff_s (300)");
 }
 
 TEST(ApplyJobSpecDefaultsTest, NegativeBatchMinIsReportedAgainstMin) {

@@ -41,7 +41,7 @@ constexpr absl::string_view kJobFields[] = {
     "name",      "type",     "command",    "args",        "env",
     "resources", "replicas", "batch_size", "shard_count", "objective",
     "labels",    "user",     "job_class",  "working_dir", "pin_max_cap",
-    "energy_budget_j", "early_stop", "latency_slo_ms"};
+    "energy_budget_j", "early_stop", "latency_slo_ms", "restart_policy"};
 constexpr absl::string_view kEarlyStopFields[] = {"patience", "min_delta",
                                                   "higher_is_better"};
 constexpr absl::string_view kResourcesFields[] = {"gpus", "cpus", "memory",
@@ -50,6 +50,8 @@ constexpr absl::string_view kBatchSizeFields[] = {"default", "default_size",
                                                   "min", "max"};
 constexpr absl::string_view kObjectiveFields[] = {"max_slowdown", "deadline",
                                                   "energy_time_weight"};
+constexpr absl::string_view kRestartPolicyFields[] = {"max_retries", "backoff_s",
+                                                      "max_backoff_s", "retry_on"};
 
 // google.protobuf.Timestamp's valid range: years 0001 to 9999.
 constexpr int64_t kMinTimestampSeconds = -62135596800;
@@ -487,6 +489,65 @@ absl::Status ParseObjective(const YAML::Node& node,
       });
 }
 
+// retry_on: a list of lost / failed (any case). Duplicates are left for
+// ValidateJobSpec; an empty list is refused here, since the proto cannot tell
+// it from an unset one (which means the default, lost).
+absl::Status ParseRetryOn(const YAML::Node& node,
+                          joule::v1::RestartPolicy* policy) {
+  constexpr absl::string_view kPath = "restart_policy.retry_on";
+  if (!node.IsSequence()) {
+    return ErrorAt(node, kPath,
+                   absl::StrCat("expected a list of lost and/or failed, got ",
+                                Describe(node)));
+  }
+  if (node.size() == 0) {
+    return ErrorAt(node, kPath,
+                   "empty; list lost and/or failed (max_retries: 0 never retries)");
+  }
+  int index = 0;
+  for (auto it = node.begin(); it != node.end(); ++it, ++index) {
+    const std::string path = absl::StrCat(kPath, "[", index, "]");
+    std::string text;
+    if (absl::Status s = ParseString(*it, path, &text); !s.ok()) return s;
+    const std::string lower = absl::AsciiStrToLower(text);
+    if (lower == "lost") {
+      policy->add_retry_on(joule::v1::RETRY_ON_LOST);
+    } else if (lower == "failed") {
+      policy->add_retry_on(joule::v1::RETRY_ON_FAILED);
+    } else {
+      return ErrorAt(*it, path,
+                     absl::StrCat("must be lost or failed, got ", Quote(text)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseRestartPolicy(const YAML::Node& node,
+                                joule::v1::RestartPolicy* policy) {
+  return ForEachEntry(
+      node, "restart_policy", kRestartPolicyFields, /*skip_null_values=*/true,
+      [&](const std::string& key, const YAML::Node&,
+          const YAML::Node& value) -> absl::Status {
+        const std::string path = ChildPath("restart_policy", key);
+        if (key == "max_retries") {
+          int32_t retries;
+          if (absl::Status s = ParseInt32(value, path, &retries); !s.ok()) return s;
+          policy->set_max_retries(retries);
+        } else if (key == "backoff_s" || key == "max_backoff_s") {
+          double seconds;
+          if (absl::Status s = ParseDouble(value, path, &seconds); !s.ok()) return s;
+          if (key == "backoff_s") {
+            policy->set_backoff_s(seconds);
+          } else {
+            policy->set_max_backoff_s(seconds);
+          }
+        } else {  // retry_on
+          return ParseRetryOn(value, policy);
+        }
+        return absl::OkStatus();
+      });
+}
+
 absl::Status ParseJobField(const std::string& key, const YAML::Node& value,
                            JobSpec* spec) {
   if (key == "name") return ParseString(value, key, spec->mutable_name());
@@ -550,6 +611,9 @@ absl::Status ParseJobField(const std::string& key, const YAML::Node& value,
           }
           return absl::OkStatus();
         });
+  }
+  if (key == "restart_policy") {
+    return ParseRestartPolicy(value, spec->mutable_restart_policy());
   }
   if (key == "latency_slo_ms") {
     double ms = 0;

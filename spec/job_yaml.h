@@ -21,6 +21,11 @@
 //   user: alice
 //   job_class: mnist
 //   working_dir: /tmp
+//   restart_policy:           # when a task is lost or fails
+//     max_retries: 3
+//     backoff_s: 10           # doubles per retry...
+//     max_backoff_s: 300      # ...up to this
+//     retry_on: [lost, failed]  # default: [lost]
 //
 // The parser checks the shape of the file, not the limits: a negative or
 // oversized number that fits the proto field is passed through, and the
@@ -31,8 +36,9 @@
 // goal, strings that are not UTF-8.
 //
 // Presence: an `optional` proto field (replicas, resources.gpus/cpus/
-// memory_bytes) is set only when its key appears, so `gpus: 0` is an explicit
-// zero and a missing `gpus` takes the scheduler's default. A key with a null
+// memory_bytes, restart_policy.max_retries/backoff_s/max_backoff_s) is set
+// only when its key appears, so `gpus: 0` is an explicit zero and a missing
+// `gpus` takes the scheduler's default. A key with a null
 // value (`gpus:` or `gpus: ~`) counts as missing.
 //
 // Errors are INVALID_ARGUMENT and start with the position (1-based) and the

@@ -213,7 +213,8 @@ TEST(ParseJobYamlTest, Errors) {
   const std::string kAllowedJobFields =
       "allowed: name, type, command, args, env, resources, replicas, "
       "batch_size, shard_count, objective, labels, user, job_class, "
-      "working_dir, pin_max_cap, energy_budget_j, early_stop, latency_slo_ms";
+      "working_dir, pin_max_cap, energy_budget_j, early_stop, latency_slo_ms, "
+      "restart_policy";
   const std::vector<ErrorCase> cases = {
       {"not_an_integer", "name: a\ncommand: x\nresources:\n  gpus: two\n",
        "line 4, column 9: resources.gpus: expected an integer, got \"two\""},
@@ -330,6 +331,26 @@ TEST(ParseJobYamlTest, Errors) {
        "line 1, column 7: name: not valid UTF-8"},
       {"invalid_utf8_key", "env: {a\xfe: x}\n",
        "line 1, column 7: env: key \"a\\xfe\" is not valid UTF-8"},
+      {"unknown_restart_policy_field", "restart_policy: {retries: 3}\n",
+       "line 1, column 18: restart_policy: unknown field \"retries\"; allowed: "
+       "max_retries, backoff_s, max_backoff_s, retry_on"},
+      {"max_retries_not_an_integer", "restart_policy: {max_retries: many}\n",
+       "line 1, column 31: restart_policy.max_retries: expected an integer, got "
+       "\"many\""},
+      {"backoff_not_a_number", "restart_policy:\n  backoff_s: 10s\n",
+       "line 2, column 14: restart_policy.backoff_s: expected a number, got "
+       "\"10s\""},
+      {"retry_on_scalar", "restart_policy: {retry_on: lost}\n",
+       "line 1, column 28: restart_policy.retry_on: expected a list of lost "
+       "and/or failed, got \"lost\""},
+      {"retry_on_empty", "restart_policy: {retry_on: []}\n",
+       "line 1, column 28: restart_policy.retry_on: empty; list lost and/or "
+       "failed (max_retries: 0 never retries)"},
+      {"retry_on_unknown", "restart_policy:\n  retry_on: [lost, oom]\n",
+       "line 2, column 20: restart_policy.retry_on[1]: must be lost or failed, "
+       "got \"oom\""},
+      {"restart_policy_scalar", "restart_policy: always\n",
+       "line 1, column 17: restart_policy: expected a mapping, got \"always\""},
       {"too_large", std::string(kMaxJobYamlBytes + 1, '#'),
        "job file is 16777217 bytes, at most 16777216 allowed"},
   };
@@ -509,6 +530,45 @@ TEST(ParseJobYamlFileTest, AcceptsFileAtTheLimit) {
   EXPECT_EQ(spec->name(), "a");
 }
 
+
+TEST(ParseJobYamlTest, RestartPolicy) {
+  absl::StatusOr<JobSpec> spec = ParseJobYaml(
+      "restart_policy:\n"
+      "  max_retries: 5\n"
+      "  backoff_s: 2.5\n"
+      "  max_backoff_s: 60\n"
+      "  retry_on: [lost, Failed]\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const joule::v1::RestartPolicy& policy = spec->restart_policy();
+  ASSERT_TRUE(policy.has_max_retries());
+  EXPECT_EQ(policy.max_retries(), 5);
+  EXPECT_DOUBLE_EQ(policy.backoff_s(), 2.5);
+  EXPECT_DOUBLE_EQ(policy.max_backoff_s(), 60);
+  ASSERT_EQ(policy.retry_on_size(), 2);
+  EXPECT_EQ(policy.retry_on(0), joule::v1::RETRY_ON_LOST);
+  EXPECT_EQ(policy.retry_on(1), joule::v1::RETRY_ON_FAILED);
+
+  // An explicit zero is kept (never retry); missing keys take the defaults.
+  spec = ParseJobYaml("restart_policy: {max_retries: 0, backoff_s: ~}\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_TRUE(spec->restart_policy().has_max_retries());
+  EXPECT_EQ(spec->restart_policy().max_retries(), 0);
+  EXPECT_FALSE(spec->restart_policy().has_backoff_s());
+  ApplyJobSpecDefaults(&*spec);
+  EXPECT_EQ(spec->restart_policy().max_retries(), 0);
+  EXPECT_DOUBLE_EQ(spec->restart_policy().backoff_s(), 10);
+  EXPECT_DOUBLE_EQ(spec->restart_policy().max_backoff_s(), 300);
+  ASSERT_EQ(spec->restart_policy().retry_on_size(), 1);
+  EXPECT_EQ(spec->restart_policy().retry_on(0), joule::v1::RETRY_ON_LOST);
+
+  // Limits are the scheduler's: parsed, then refused by validation.
+  spec = ParseJobYaml(
+      "name: a\ncommand: x\nrestart_policy: {max_retries: 101, retry_on: [lost, lost]}\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ApplyJobSpecDefaults(&*spec);
+  EXPECT_EQ(std::string(ValidateJobSpec(*spec, absl::FromUnixSeconds(1800000000)).message()),
+            "restart_policy.max_retries: must be between 0 and 100, got 101");
+}
 
 TEST(JobYamlPinTest, PinMaxCapIsABoolean) {
   absl::StatusOr<joule::v1::JobSpec> spec =

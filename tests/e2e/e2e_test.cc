@@ -245,10 +245,13 @@ TEST(EndToEndTest, LostNodeTasksAreRequeuedElsewhere) {
   cluster.StartScheduler("127.0.0.1:0", {"--heartbeat-timeout=1.5"});
   cluster.StartAgent("gpu-a", "V100:1");
   const std::string marker = cluster.dir() + "/starts";
-  CtlResult submit = cluster.Ctl(
-      {"submit", "-q", "--name", "survivor", "--gpus", "1", "--", "/bin/sh", "-c",
-       absl::StrCat("echo started >> ", marker, "; sleep 2")});
-  ASSERT_EQ(submit.exit_code, 0);
+  const std::string spec = cluster.WriteFile(
+      "survivor.yaml",
+      absl::StrCat("name: survivor\ncommand: /bin/sh\nargs: [\"-c\", \"echo started >> ",
+                   marker, "; sleep 2\"]\nresources: {gpus: 1}\n",
+                   "restart_policy: {max_retries: 2, backoff_s: 0.5}\n"));
+  CtlResult submit = cluster.Ctl({"submit", "-q", "-f", spec});
+  ASSERT_EQ(submit.exit_code, 0) << submit.err;
   const std::string id = JobId(submit);
   const int64_t first_pid = WaitForTaskPid(cluster, id);
   ASSERT_GT(first_pid, 0);
@@ -266,9 +269,12 @@ TEST(EndToEndTest, LostNodeTasksAreRequeuedElsewhere) {
   EXPECT_EQ(job->tasks(0).state(), v1::TASK_STATE_LOST);
   EXPECT_EQ(job->tasks(1).state(), v1::TASK_STATE_SUCCEEDED);
   EXPECT_EQ(job->tasks(1).node(), "gpu-b");
-  bool requeued = false;
-  for (const v1::JobEvent& event : job->events()) requeued |= event.reason() == "Requeued";
-  EXPECT_TRUE(requeued);
+  bool retried = false;
+  for (const v1::JobEvent& event : job->events()) {
+    retried |= event.reason() == "Retrying" &&
+               absl::StrContains(event.message(), "retry 1 of 2");
+  }
+  EXPECT_TRUE(retried);
   CtlResult nodes = cluster.Ctl({"nodes"});
   EXPECT_THAT(nodes.out, HasSubstr("DOWN"));
 }
