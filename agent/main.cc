@@ -254,7 +254,9 @@ int main(int argc, char** argv) {
   if (const char* env = std::getenv("JOULE_SCHEDULER")) flags.scheduler = env;
   CLI::App app{"joule-agent: the Joule node agent"};
   app.add_option("--scheduler", flags.scheduler,
-                 "Scheduler address HOST:PORT (env JOULE_SCHEDULER)")
+                 "Scheduler address HOST:PORT, or the comma-separated addresses of "
+                 "all replicas (HOST:PORT,HOST:PORT,...): the agent registers with "
+                 "the leader, following standbys' redirects (env JOULE_SCHEDULER)")
       ->capture_default_str();
   app.add_option("--listen", flags.listen,
                  "HOST:PORT of the agent's gRPC server (health service); port 0 "

@@ -1,8 +1,12 @@
 // joulectl: the Joule command-line client.
 //
 // Exit codes: 0 success; 1 the scheduler refused or failed the request (its
-// message is printed); 2 bad usage or a bad job file; for `watch`, 1 also
-// when the job ends FAILED or CANCELLED.
+// message is printed), or no scheduler leader answered within --timeout (the
+// addresses tried and the last error are printed); 2 bad usage or a bad job
+// file; for `watch`, 1 also when the job ends FAILED or CANCELLED.
+//
+// --scheduler may list every scheduler replica; each call goes to the leader
+// (cli/leader_channel.h).
 
 #include <cstdlib>
 #include <iostream>
@@ -12,12 +16,14 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "cli/leader_channel.h"
 #include "cli/table.h"
 #include "common/clock.h"
 #include "common/proto_time.h"
@@ -71,45 +77,37 @@ std::string Runtime(const google::protobuf::Timestamp& start,
 
 std::string Joules(double j) { return absl::StrFormat("%.1f", j); }
 
+// The leader among the --scheduler replicas (LeaderChannel), and how
+// results are printed.
 class Client {
  public:
-  explicit Client(const Globals& globals)
-      : globals_(globals),
-        stub_(v1::SchedulerService::NewStub(grpc::CreateCustomChannel(
-            globals.scheduler, grpc::InsecureChannelCredentials(), Args()))) {}
+  using Retry = LeaderChannel::Retry;
+  using Stub = LeaderChannel::Stub;
 
-  v1::SchedulerService::Stub* stub() { return stub_.get(); }
+  Client(const Globals& globals, std::unique_ptr<LeaderChannel> channel)
+      : globals_(globals), channel_(std::move(channel)) {}
 
-  std::unique_ptr<grpc::ClientContext> Context(bool deadline = true) const {
-    auto context = std::make_unique<grpc::ClientContext>();
-    if (deadline) {
-      context->set_deadline(absl::ToChronoTime(
-          RealClock::Get()->Now() + absl::Seconds(globals_.timeout_s)));
-    }
-    return context;
+  static LeaderChannel::Options Options(const Globals& globals) {
+    LeaderChannel::Options options;
+    options.timeout = absl::Seconds(globals.timeout_s);
+    options.channel_args.SetMaxSendMessageSize(64 << 20);
+    options.channel_args.SetMaxReceiveMessageSize(64 << 20);
+    return options;
   }
 
-  // Prints the server's error and returns the exit code for it.
+  LeaderChannel& leader() { return *channel_; }
+
+  // Prints the server's error and returns the exit code for it. The channel
+  // has named the scheduler in UNAVAILABLE and DEADLINE_EXCEEDED messages.
   int Fail(const grpc::Status& status) const {
-    std::cerr << "joulectl: " << status.error_message();
-    if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-        status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-      std::cerr << " (scheduler " << globals_.scheduler << ")";
-    }
-    std::cerr << " [" << CodeName(status.error_code()) << "]\n";
+    std::cerr << "joulectl: " << status.error_message() << " ["
+              << CodeName(status.error_code()) << "]\n";
     return kExitServer;
   }
 
   bool json() const { return globals_.output == "json"; }
 
  private:
-  static grpc::ChannelArguments Args() {
-    grpc::ChannelArguments args;
-    args.SetMaxSendMessageSize(64 << 20);
-    args.SetMaxReceiveMessageSize(64 << 20);
-    return args;
-  }
-
   static const char* CodeName(grpc::StatusCode code) {
     switch (code) {
       case grpc::StatusCode::INVALID_ARGUMENT:
@@ -132,7 +130,7 @@ class Client {
   }
 
   const Globals& globals_;
-  std::unique_ptr<v1::SchedulerService::Stub> stub_;
+  std::unique_ptr<LeaderChannel> channel_;
 };
 
 void PrintJobsTable(const std::vector<const v1::Job*>& jobs) {
@@ -160,6 +158,20 @@ void PrintJobsTable(const std::vector<const v1::Job*>& jobs) {
 
 void PrintJob(const v1::Job& job) {
   const v1::JobSpec& spec = job.spec();
+  // Retries used under the restart policy, and when a waiting retry starts.
+  std::string retries;
+  if (job.retries() > 0 || job.has_not_before()) {
+    absl::StrAppend(&retries, " (retries used: ", job.retries());
+    if (spec.restart_policy().has_max_retries()) {
+      absl::StrAppend(&retries, " of ", spec.restart_policy().max_retries());
+    }
+    if (job.has_not_before()) {
+      absl::StrAppend(&retries, "; next attempt not before ",
+                      absl::FormatTime("%H:%M:%S", FromProtoTime(job.not_before()),
+                                       absl::LocalTimeZone()));
+    }
+    retries += ")";
+  }
   std::cout << "Job:        " << job.id() << " (" << spec.name() << ")\n"
             << "Type:       "
             << (spec.type() == v1::JOB_TYPE_INFERENCE ? "inference" : "training")
@@ -175,7 +187,7 @@ void PrintJob(const v1::Job& job) {
             << ", " << spec.resources().cpus() << " CPU, "
             << spec.resources().memory_bytes() / (1 << 20) << " MiB x "
             << spec.replicas() << " replicas\n"
-            << "Attempts:   " << job.attempts() << "\n"
+            << "Attempts:   " << job.attempts() << retries << "\n"
             << "Runtime:    " << Runtime(job.start_time(), job.end_time()) << "\n"
             << absl::StrFormat(
                    "Energy:     %.1f J (GPU %.1f J, CPU %.1f J, static %.1f J) = "
@@ -248,8 +260,14 @@ int Submit(Client& client, const std::string& file, v1::JobSpec flag_spec,
   }
   v1::SubmitJobRequest request;
   *request.mutable_spec() = spec;
+  // One id for this submission and all its retries: a scheduler that took
+  // the job before the connection broke returns it instead of a second one.
+  absl::BitGen bitgen;
+  request.set_request_id(absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(bitgen),
+                                         absl::Uniform<uint64_t>(bitgen)));
   v1::Job job;
-  grpc::Status status = client.stub()->SubmitJob(client.Context().get(), request, &job);
+  grpc::Status status = client.leader().Call(&Client::Stub::SubmitJob, request, &job,
+                                             Client::Retry::kAlways);
   if (!status.ok()) return client.Fail(status);
   if (client.json()) {
     std::cout << Json(job);
@@ -265,7 +283,8 @@ int Get(Client& client, const std::string& id) {
   v1::GetJobRequest request;
   request.set_job_id(id);
   v1::Job job;
-  grpc::Status status = client.stub()->GetJob(client.Context().get(), request, &job);
+  grpc::Status status =
+      client.leader().Call(&Client::Stub::GetJob, request, &job, Client::Retry::kAlways);
   if (!status.ok()) return client.Fail(status);
   if (client.json()) {
     std::cout << Json(job);
@@ -288,8 +307,8 @@ int List(Client& client, const std::vector<std::string>& states) {
     request.add_states(state);
   }
   v1::ListJobsResponse response;
-  grpc::Status status =
-      client.stub()->ListJobs(client.Context().get(), request, &response);
+  grpc::Status status = client.leader().Call(&Client::Stub::ListJobs, request, &response,
+                                             Client::Retry::kAlways);
   if (!status.ok()) return client.Fail(status);
   if (client.json()) {
     std::cout << Json(response);
@@ -304,12 +323,11 @@ int List(Client& client, const std::vector<std::string>& states) {
 int Watch(Client& client, const std::string& id) {
   v1::WatchJobRequest request;
   request.set_job_id(id);
-  auto context = client.Context(/*deadline=*/false);
-  auto reader = client.stub()->WatchJob(context.get(), request);
   v1::Job job;
   std::string last_line;
   bool any = false;
-  while (reader->Read(&job)) {
+  auto print = [&](const v1::Job& update) {
+    job = update;
     any = true;
     if (client.json()) {
       google::protobuf::util::JsonPrintOptions options;
@@ -317,7 +335,7 @@ int Watch(Client& client, const std::string& id) {
       std::string line;
       (void)google::protobuf::util::MessageToJsonString(job, &line, options);
       std::cout << line << std::endl;
-      continue;
+      return;
     }
     int running = 0;
     for (const v1::Task& task : job.tasks()) {
@@ -333,8 +351,10 @@ int Watch(Client& client, const std::string& id) {
                 << line << std::endl;
       last_line = line;
     }
-  }
-  grpc::Status status = reader->Finish();
+  };
+  // Follows the job across a change of leader: the new leader's stream starts
+  // with the job's current state.
+  grpc::Status status = client.leader().Stream(&Client::Stub::WatchJob, request, print);
   if (!status.ok()) return client.Fail(status);
   if (!any) return kExitServer;
   return job.state() == v1::JOB_STATE_SUCCEEDED ? kExitOk : kExitServer;
@@ -345,7 +365,8 @@ int Cancel(Client& client, const std::string& id, const std::string& reason) {
   request.set_job_id(id);
   request.set_reason(reason);
   v1::Job job;
-  grpc::Status status = client.stub()->CancelJob(client.Context().get(), request, &job);
+  grpc::Status status = client.leader().Call(&Client::Stub::CancelJob, request, &job,
+                                             Client::Retry::kIfNotSent);
   if (!status.ok()) return client.Fail(status);
   if (client.json()) {
     std::cout << Json(job);
@@ -365,8 +386,8 @@ int Logs(Client& client, const std::string& id, const std::string& task,
   request.set_task_id(task);
   request.set_max_bytes(max_bytes);
   v1::GetTaskLogsResponse response;
-  grpc::Status status =
-      client.stub()->GetTaskLogs(client.Context().get(), request, &response);
+  grpc::Status status = client.leader().Call(&Client::Stub::GetTaskLogs, request, &response,
+                                             Client::Retry::kAlways);
   if (!status.ok()) return client.Fail(status);
   if (client.json()) {
     std::cout << Json(response);
@@ -402,8 +423,8 @@ int Cap(Client& client, const std::string& node, int gpu, int package, double wa
   cap->set_min_frequency_mhz(min_mhz);
   cap->set_reason(reason);
   v1::SetNodeCapResponse response;
-  grpc::Status status =
-      client.stub()->SetNodeCap(client.Context().get(), request, &response);
+  grpc::Status status = client.leader().Call(&Client::Stub::SetNodeCap, request, &response,
+                                             Client::Retry::kIfNotSent);
   if (!status.ok()) return client.Fail(status);
   if (client.json()) {
     std::cout << Json(request);
@@ -431,8 +452,8 @@ int Explain(Client& client, const std::string& id) {
   v1::ExplainJobRequest request;
   request.set_job_id(id);
   v1::JobExplanation response;
-  grpc::Status status =
-      client.stub()->ExplainJob(client.Context().get(), request, &response);
+  grpc::Status status = client.leader().Call(&Client::Stub::ExplainJob, request, &response,
+                                             Client::Retry::kAlways);
   if (!status.ok()) return client.Fail(status);
   if (client.json()) {
     std::cout << Json(response);
@@ -491,8 +512,8 @@ int Explain(Client& client, const std::string& id) {
 
 int Nodes(Client& client) {
   v1::ListNodesResponse response;
-  grpc::Status status =
-      client.stub()->ListNodes(client.Context().get(), v1::ListNodesRequest(), &response);
+  grpc::Status status = client.leader().Call(
+      &Client::Stub::ListNodes, v1::ListNodesRequest(), &response, Client::Retry::kAlways);
   if (!status.ok()) return client.Fail(status);
   if (client.json()) {
     std::cout << Json(response);
@@ -567,12 +588,15 @@ int Main(int argc, char** argv) {
   // Global options may also follow the subcommand: `joulectl get JOB -o json`.
   app.fallthrough();
   app.add_option("--scheduler", globals.scheduler,
-                 "Scheduler address HOST:PORT (env JOULE_SCHEDULER)")
+                 "Scheduler address HOST:PORT, or the comma-separated addresses of "
+                 "all replicas (HOST:PORT,HOST:PORT,...): calls go to the leader, "
+                 "following standbys' redirects (env JOULE_SCHEDULER)")
       ->capture_default_str();
   app.add_option("-o,--output", globals.output, "Output format: table or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"table", "json"}));
-  app.add_option("--timeout", globals.timeout_s, "Seconds to wait for the scheduler")
+  app.add_option("--timeout", globals.timeout_s,
+                 "Seconds to wait for the scheduler, finding the leader included")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 3600.0));
 
@@ -707,7 +731,13 @@ int Main(int argc, char** argv) {
     code = app.exit(error);
     return code == 0 ? kExitOk : kExitUsage;
   }
-  Client client(globals);
+  absl::StatusOr<std::unique_ptr<LeaderChannel>> channel =
+      LeaderChannel::Create(globals.scheduler, RealClock::Get(), Client::Options(globals));
+  if (!channel.ok()) {
+    std::cerr << "joulectl: " << channel.status().message() << "\n";
+    return kExitUsage;
+  }
+  Client client(globals, *std::move(channel));
   return action(client);
 }
 

@@ -7,6 +7,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "common/leader_redirect.h"
 #include "common/log.h"
 
 namespace joule {
@@ -29,6 +30,14 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
   }
   return reactor;
 }
+
+// A streaming call refused at once (this replica is a standby).
+template <typename Base>
+class Refused : public Base {
+ public:
+  explicit Refused(const grpc::Status& status) { this->Finish(status); }
+  void OnDone() override { delete this; }
+};
 
 // Streams a job's states to one client until the job ends or the client
 // goes away. Writes are queued because the scheduler calls the watcher with
@@ -208,29 +217,42 @@ class AgentStreamReactor
   grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
 };
 
+grpc::ServerUnaryReactor* RefuseUnary(grpc::CallbackServerContext* context,
+                                      const ServingState& serving) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(NotLeaderStatus(context, serving.leader_address()));
+  return reactor;
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* SchedulerGrpcService::SubmitJob(
     grpc::CallbackServerContext* context, const v1::SubmitJobRequest* request,
     v1::Job* response) {
-  return Reply(context, scheduler_->SubmitJob(request->spec()), response);
+  Scheduler* const scheduler = serving_->scheduler();
+  if (scheduler == nullptr) return RefuseUnary(context, *serving_);
+  return Reply(context, scheduler->SubmitJob(request->spec(), request->request_id()), response);
 }
 
 grpc::ServerUnaryReactor* SchedulerGrpcService::GetJob(
     grpc::CallbackServerContext* context, const v1::GetJobRequest* request,
     v1::Job* response) {
-  return Reply(context, scheduler_->GetJob(request->job_id()), response);
+  Scheduler* const scheduler = serving_->scheduler();
+  if (scheduler == nullptr) return RefuseUnary(context, *serving_);
+  return Reply(context, scheduler->GetJob(request->job_id()), response);
 }
 
 grpc::ServerUnaryReactor* SchedulerGrpcService::ListJobs(
     grpc::CallbackServerContext* context, const v1::ListJobsRequest* request,
     v1::ListJobsResponse* response) {
+  Scheduler* const scheduler = serving_->scheduler();
+  if (scheduler == nullptr) return RefuseUnary(context, *serving_);
   std::set<v1::JobState> states;
   for (int state : request->states()) {
     states.insert(static_cast<v1::JobState>(state));
   }
   v1::ListJobsResponse out;
-  for (v1::Job& job : scheduler_->ListJobs(states)) {
+  for (v1::Job& job : scheduler->ListJobs(states)) {
     *out.add_jobs() = std::move(job);
   }
   return Reply(context, absl::StatusOr<v1::ListJobsResponse>(std::move(out)),
@@ -239,22 +261,31 @@ grpc::ServerUnaryReactor* SchedulerGrpcService::ListJobs(
 
 grpc::ServerWriteReactor<v1::Job>* SchedulerGrpcService::WatchJob(
     grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) {
-  return new WatchReactor(scheduler_, request->job_id());
+  Scheduler* const scheduler = serving_->scheduler();
+  if (scheduler == nullptr) {
+    return new Refused<grpc::ServerWriteReactor<v1::Job>>(
+        NotLeaderStatus(context, serving_->leader_address()));
+  }
+  return new WatchReactor(scheduler, request->job_id());
 }
 
 grpc::ServerUnaryReactor* SchedulerGrpcService::CancelJob(
     grpc::CallbackServerContext* context, const v1::CancelJobRequest* request,
     v1::Job* response) {
+  Scheduler* const scheduler = serving_->scheduler();
+  if (scheduler == nullptr) return RefuseUnary(context, *serving_);
   return Reply(context,
-               scheduler_->CancelJob(request->job_id(), request->reason()),
+               scheduler->CancelJob(request->job_id(), request->reason()),
                response);
 }
 
 grpc::ServerUnaryReactor* SchedulerGrpcService::ListNodes(
     grpc::CallbackServerContext* context, const v1::ListNodesRequest* request,
     v1::ListNodesResponse* response) {
+  Scheduler* const scheduler = serving_->scheduler();
+  if (scheduler == nullptr) return RefuseUnary(context, *serving_);
   v1::ListNodesResponse out;
-  for (v1::Node& node : scheduler_->ListNodes()) {
+  for (v1::Node& node : scheduler->ListNodes()) {
     *out.add_nodes() = std::move(node);
   }
   return Reply(context, absl::StatusOr<v1::ListNodesResponse>(std::move(out)),
@@ -264,28 +295,36 @@ grpc::ServerUnaryReactor* SchedulerGrpcService::ListNodes(
 grpc::ServerUnaryReactor* SchedulerGrpcService::GetNode(
     grpc::CallbackServerContext* context, const v1::GetNodeRequest* request,
     v1::Node* response) {
-  return Reply(context, scheduler_->GetNode(request->name()), response);
+  Scheduler* const scheduler = serving_->scheduler();
+  if (scheduler == nullptr) return RefuseUnary(context, *serving_);
+  return Reply(context, scheduler->GetNode(request->name()), response);
 }
 
 grpc::ServerUnaryReactor* SchedulerGrpcService::ExplainJob(
     grpc::CallbackServerContext* context, const v1::ExplainJobRequest* request,
     v1::JobExplanation* response) {
-  return Reply(context, scheduler_->ExplainJob(request->job_id()), response);
+  Scheduler* const scheduler = serving_->scheduler();
+  if (scheduler == nullptr) return RefuseUnary(context, *serving_);
+  return Reply(context, scheduler->ExplainJob(request->job_id()), response);
 }
 
 grpc::ServerUnaryReactor* SchedulerGrpcService::SetNodeCap(
     grpc::CallbackServerContext* context, const v1::SetNodeCapRequest* request,
     v1::SetNodeCapResponse* response) {
+  Scheduler* const scheduler = serving_->scheduler();
+  if (scheduler == nullptr) return RefuseUnary(context, *serving_);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(scheduler_->SetNodeCap(request->node(), request->cap())));
+  reactor->Finish(ToGrpcStatus(scheduler->SetNodeCap(request->node(), request->cap())));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* SchedulerGrpcService::GetTaskLogs(
     grpc::CallbackServerContext* context, const v1::GetTaskLogsRequest* request,
     v1::GetTaskLogsResponse* response) {
+  Scheduler* const scheduler = serving_->scheduler();
+  if (scheduler == nullptr) return RefuseUnary(context, *serving_);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  scheduler_->GetTaskLogs(
+  scheduler->GetTaskLogs(
       *request, [reactor, response](
                     absl::StatusOr<v1::GetTaskLogsResponse> result) {
         if (result.ok()) {
@@ -300,7 +339,12 @@ grpc::ServerUnaryReactor* SchedulerGrpcService::GetTaskLogs(
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::SchedulerCommand>*
 AgentGrpcService::Connect(grpc::CallbackServerContext* context) {
-  return new AgentStreamReactor(scheduler_, context->peer());
+  Scheduler* const scheduler = serving_->scheduler();
+  if (scheduler == nullptr) {
+    return new Refused<grpc::ServerBidiReactor<v1::AgentMessage, v1::SchedulerCommand>>(
+        NotLeaderStatus(context, serving_->leader_address()));
+  }
+  return new AgentStreamReactor(scheduler, context->peer());
 }
 
 }  // namespace joule

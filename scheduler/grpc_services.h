@@ -1,17 +1,52 @@
 #ifndef JOULE_SCHEDULER_GRPC_SERVICES_H_
 #define JOULE_SCHEDULER_GRPC_SERVICES_H_
 
+#include <atomic>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "joule/v1/agent.grpc.pb.h"
 #include "joule/v1/scheduler.grpc.pb.h"
 #include "scheduler/scheduler.h"
 
 namespace joule {
 
+// Which Scheduler answers the API. With the embedded store it is there from
+// the start. With etcd, a replica is a standby until it wins the election:
+// until then every call is refused with UNAVAILABLE, "not the leader", and
+// the leader's address in the `joule-leader` trailing metadata, which
+// joulectl and agents follow. Once set, the scheduler stays (a deposed
+// leader restarts its process instead).
+class ServingState {
+ public:
+  ServingState() = default;
+  explicit ServingState(Scheduler* scheduler) : scheduler_(scheduler) {}
+
+  Scheduler* scheduler() const { return scheduler_.load(); }
+  void Lead(Scheduler* scheduler) { scheduler_.store(scheduler); }
+
+  // The leader's client address ("" while unknown).
+  std::string leader_address() const {
+    absl::MutexLock lock(&mu_);
+    return leader_address_;
+  }
+  void set_leader_address(std::string address) {
+    absl::MutexLock lock(&mu_);
+    leader_address_ = std::move(address);
+  }
+
+ private:
+  std::atomic<Scheduler*> scheduler_{nullptr};
+  mutable absl::Mutex mu_;
+  std::string leader_address_ ABSL_GUARDED_BY(mu_);
+};
+
 // The client API over gRPC: converts requests, calls the Scheduler, maps
 // absl::Status to grpc::Status. Callback API: no thread per call.
 class SchedulerGrpcService final : public v1::SchedulerService::CallbackService {
  public:
-  explicit SchedulerGrpcService(Scheduler* scheduler) : scheduler_(scheduler) {}
+  explicit SchedulerGrpcService(const ServingState* serving) : serving_(serving) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
                                       const v1::SubmitJobRequest* request,
@@ -46,20 +81,20 @@ class SchedulerGrpcService final : public v1::SchedulerService::CallbackService 
       v1::GetTaskLogsResponse* response) override;
 
  private:
-  Scheduler* const scheduler_;
+  const ServingState* const serving_;
 };
 
 // The agent stream endpoint. One reactor per agent stream; thousands of
 // streams share gRPC's callback threads.
 class AgentGrpcService final : public v1::AgentService::CallbackService {
  public:
-  explicit AgentGrpcService(Scheduler* scheduler) : scheduler_(scheduler) {}
+  explicit AgentGrpcService(const ServingState* serving) : serving_(serving) {}
 
   grpc::ServerBidiReactor<v1::AgentMessage, v1::SchedulerCommand>* Connect(
       grpc::CallbackServerContext* context) override;
 
  private:
-  Scheduler* const scheduler_;
+  const ServingState* const serving_;
 };
 
 }  // namespace joule

@@ -1,10 +1,16 @@
 // joule-scheduler: the central scheduler. Serves the client API and the agent
-// stream on one address, keeps jobs in the embedded store under --data-dir.
+// stream on one address. Keeps its state in the embedded store under
+// --data-dir, or in etcd (--store=etcd://...), where several replicas elect
+// one leader and the others stand by.
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -12,18 +18,22 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/clock.h"
+#include "common/etcd/etcd_client.h"
 #include "common/device_catalog.h"
 #include "common/health_service.h"
 #include "common/log.h"
 #include "grpcpp/grpcpp.h"
 #include "scheduler/grpc_services.h"
 #include "scheduler/scheduler.h"
+#include "scheduler/replica.h"
+#include "scheduler/store/etcd_store.h"
 #include "scheduler/store/local_store.h"
 
 namespace joule {
@@ -41,6 +51,14 @@ struct SchedulerFlags {
   double profile_warmup_s = 5;
   double profile_window_s = 10;
   bool verbose = false;
+  std::string store = "local";
+  std::string etcd_ca;
+  std::string etcd_cert;
+  std::string etcd_key;
+  std::string etcd_user;
+  std::string etcd_password_file;
+  std::string advertise;
+  double leader_lease_s = 5;
 };
 
 // Both sides of the loopback/any address: gRPC reports the bound port only.
@@ -49,22 +67,8 @@ std::string HostOf(const std::string& listen) {
   return colon == std::string::npos ? listen : listen.substr(0, colon);
 }
 
-int Run(const SchedulerFlags& flags) {
-  if (flags.verbose) SetMinLogLevel(LogLevel::kDebug);
-  // Signals are taken by a dedicated thread through sigwait, so block them
-  // before any other thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
-  absl::StatusOr<std::unique_ptr<LocalStore>> store = LocalStore::Open(flags.data_dir);
-  if (!store.ok()) {
-    std::cerr << "joule-scheduler: cannot open the store in " << flags.data_dir
-              << ": " << store.status() << "\n";
-    return 1;
-  }
+// The scheduler options from the flags; an error names the bad flag.
+absl::StatusOr<SchedulerOptions> MakeOptions(const SchedulerFlags& flags) {
   SchedulerOptions options;
   options.heartbeat_timeout = absl::Seconds(flags.heartbeat_timeout_s);
   options.stop_grace = absl::Seconds(flags.stop_grace_s);
@@ -75,9 +79,9 @@ int Run(const SchedulerFlags& flags) {
     text << in.rdbuf();
     absl::StatusOr<std::vector<GpuModelSpec>> overrides = ParseGpuCatalog(text.str());
     if (!in || !overrides.ok()) {
-      std::cerr << "joule-scheduler: --gpu-catalog " << flags.gpu_catalog << ": "
-                << (in ? overrides.status().message() : "cannot read") << "\n";
-      return 2;
+      return absl::InvalidArgumentError(
+          absl::StrCat("--gpu-catalog ", flags.gpu_catalog, ": ",
+                       in ? overrides.status().message() : "cannot read"));
     }
     options.gpu_catalog = MergeGpuCatalog(*overrides);
   }
@@ -87,8 +91,65 @@ int Run(const SchedulerFlags& flags) {
   options.profiler.max_window = std::max(options.profiler.max_window,
                                          4 * options.profiler.window);
   if (absl::Status valid = ValidateProfilerOptions(options.profiler); !valid.ok()) {
-    std::cerr << "joule-scheduler: profiling flags: " << valid.message() << "\n";
-    return 2;
+    return absl::InvalidArgumentError(
+        absl::StrCat("profiling flags: ", valid.message()));
+  }
+  return options;
+}
+
+// The gRPC server of one replica: client API, agent streams and health on
+// one address. `bound` gets "host:port" with the port actually bound.
+std::unique_ptr<grpc::Server> StartServer(const std::string& listen,
+                                          SchedulerGrpcService* client_service,
+                                          AgentGrpcService* agent_service,
+                                          HealthService* health, std::string* bound) {
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  // Large enough that oversized job specs reach validation and get a
+  // field-level error instead of a transport error.
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.RegisterService(client_service);
+  builder.RegisterService(agent_service);
+  builder.RegisterService(health);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) return nullptr;
+  *bound = absl::StrCat(HostOf(listen), ":", port);
+  std::cout << "listening on " << *bound << std::endl;
+  return server;
+}
+
+void SetServing(HealthService& health, bool serving) {
+  const auto status = serving ? grpc::health::v1::HealthCheckResponse::SERVING
+                              : grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+  health.SetStatus("joule.v1.SchedulerService", status);
+  health.SetStatus("joule.v1.AgentService", status);
+}
+
+// Runs Tick() every tick_ms until `stop`.
+void TickLoop(Scheduler* scheduler, int tick_ms, const std::atomic<bool>& stop) {
+  while (!stop.load()) {
+    scheduler->Tick();
+    absl::SleepFor(absl::Milliseconds(tick_ms));
+  }
+}
+
+// Blocks until SIGINT or SIGTERM (blocked in every thread, see Run).
+int WaitForSignal(const sigset_t& signals) {
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  JLOG(INFO) << "signal " << signal_number << ": shutting down";
+  return signal_number;
+}
+
+// One machine, the embedded store: this process is the scheduler.
+int RunLocal(const SchedulerFlags& flags, const SchedulerOptions& options,
+             const sigset_t& signals) {
+  absl::StatusOr<std::unique_ptr<LocalStore>> store = LocalStore::Open(flags.data_dir);
+  if (!store.ok()) {
+    std::cerr << "joule-scheduler: cannot open the store in " << flags.data_dir
+              << ": " << store.status() << "\n";
+    return 1;
   }
   absl::StatusOr<std::unique_ptr<Scheduler>> scheduler =
       Scheduler::Create(store->get(), RealClock::Get(), options);
@@ -96,45 +157,221 @@ int Run(const SchedulerFlags& flags) {
     std::cerr << "joule-scheduler: " << scheduler.status() << "\n";
     return 1;
   }
-
-  SchedulerGrpcService client_service(scheduler->get());
-  AgentGrpcService agent_service(scheduler->get());
+  ServingState serving(scheduler->get());
+  SchedulerGrpcService client_service(&serving);
+  AgentGrpcService agent_service(&serving);
   HealthService health;
-  health.SetStatus("joule.v1.SchedulerService",
-                   grpc::health::v1::HealthCheckResponse::SERVING);
-  health.SetStatus("joule.v1.AgentService",
-                   grpc::health::v1::HealthCheckResponse::SERVING);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &port);
-  // Large enough that oversized job specs reach validation and get a
-  // field-level error instead of a transport error.
-  builder.SetMaxReceiveMessageSize(64 << 20);
-  builder.RegisterService(&client_service);
-  builder.RegisterService(&agent_service);
-  builder.RegisterService(&health);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
+  SetServing(health, true);
+  std::string bound;
+  std::unique_ptr<grpc::Server> server =
+      StartServer(flags.listen, &client_service, &agent_service, &health, &bound);
+  if (server == nullptr) {
     std::cerr << "joule-scheduler: cannot listen on " << flags.listen << "\n";
     return 1;
   }
-  std::cout << "listening on " << HostOf(flags.listen) << ":" << port << std::endl;
-
   std::atomic<bool> stop{false};
-  std::thread loop([&] {
-    while (!stop.load()) {
-      (*scheduler)->Tick();
-      absl::SleepFor(absl::Milliseconds(flags.tick_ms));
-    }
-  });
-
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
-  JLOG(INFO) << "signal " << signal_number << ": shutting down";
+  std::thread loop([&] { TickLoop(scheduler->get(), flags.tick_ms, stop); });
+  WaitForSignal(signals);
   stop = true;
   loop.join();
-  server->Shutdown(absl::ToChronoTime(RealClock::Get()->Now() + absl::Seconds(2)));
+  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   return 0;
+}
+
+// The address other replicas send clients to: --advertise, else the bound
+// address with a wildcard host replaced by this host's name.
+std::string AdvertiseAddress(const SchedulerFlags& flags, const std::string& bound) {
+  if (!flags.advertise.empty()) return flags.advertise;
+  const std::string host = HostOf(bound);
+  if (host != "0.0.0.0" && host != "[::]" && host != "::" && !host.empty()) {
+    return bound;
+  }
+  char name[256] = {};
+  gethostname(name, sizeof(name) - 1);
+  return absl::StrCat(name, bound.substr(bound.rfind(':')));
+}
+
+absl::StatusOr<etcd::EtcdOptions> EtcdOptionsFromFlags(const SchedulerFlags& flags,
+                                                       const etcd::EtcdUrl& url) {
+  etcd::EtcdOptions options;
+  options.endpoints = url.endpoints;
+  options.tls = url.tls;
+  options.ca_file = flags.etcd_ca;
+  options.cert_file = flags.etcd_cert;
+  options.key_file = flags.etcd_key;
+  options.username = flags.etcd_user;
+  if (!flags.etcd_user.empty()) {
+    if (!flags.etcd_password_file.empty()) {
+      std::ifstream in(flags.etcd_password_file);
+      if (!in) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--etcd-password-file ", flags.etcd_password_file, ": cannot read"));
+      }
+      std::getline(in, options.password);
+    } else if (const char* password = std::getenv("JOULE_ETCD_PASSWORD")) {
+      options.password = password;
+    } else {
+      return absl::InvalidArgumentError(
+          "--etcd-user needs a password: --etcd-password-file or "
+          "JOULE_ETCD_PASSWORD");
+    }
+  }
+  return options;
+}
+
+// Several replicas on etcd: this process is a hot standby (its StateMirror
+// follows the state) until it wins the election, then the leader, with every
+// write fenced on its leader key. A leader that loses its lease or finds a
+// write fenced restarts its process and comes back as a standby.
+int RunReplica(const SchedulerFlags& flags, const SchedulerOptions& options,
+               const sigset_t& signals, const std::vector<std::string>& argv) {
+  absl::StatusOr<etcd::EtcdUrl> url = etcd::ParseEtcdUrl(flags.store);
+  if (!url.ok()) {
+    std::cerr << "joule-scheduler: --store: " << url.status().message() << "\n";
+    return 2;
+  }
+  absl::StatusOr<etcd::EtcdOptions> etcd_options = EtcdOptionsFromFlags(flags, *url);
+  if (!etcd_options.ok()) {
+    std::cerr << "joule-scheduler: " << etcd_options.status().message() << "\n";
+    return 2;
+  }
+  absl::StatusOr<std::unique_ptr<etcd::EtcdClient>> client =
+      etcd::EtcdClient::Connect(*etcd_options);
+  if (!client.ok()) {
+    std::cerr << "joule-scheduler: cannot connect to etcd: " << client.status() << "\n";
+    return 1;
+  }
+  EtcdStore store(client->get(), url->prefix);
+  const std::string election = absl::StrCat(url->prefix, "leader");
+
+  ServingState serving;
+  SchedulerGrpcService client_service(&serving);
+  AgentGrpcService agent_service(&serving);
+  HealthService health;
+  SetServing(health, false);
+  std::string bound;
+  std::unique_ptr<grpc::Server> server =
+      StartServer(flags.listen, &client_service, &agent_service, &health, &bound);
+  if (server == nullptr) {
+    std::cerr << "joule-scheduler: cannot listen on " << flags.listen << "\n";
+    return 1;
+  }
+  const std::string advertise = AdvertiseAddress(flags, bound);
+
+  // Losing the lease or a fenced write: everything this process believes may
+  // be stale, so it starts over as a standby.
+  auto deposed = [&argv, bound](const absl::Status& why) {
+    JLOG(WARNING) << "no longer the leader (" << why.message()
+                  << "); restarting as a standby";
+    absl::Status restarted = RestartSelf(argv, bound);
+    JLOG(ERROR) << restarted;
+    std::_Exit(3);
+  };
+
+  const int64_t ttl_s = static_cast<int64_t>(std::ceil(flags.leader_lease_s));
+  absl::StatusOr<etcdserverpb::LeaseGrantResponse> lease = absl::UnavailableError("");
+  for (int attempt = 0; attempt < 30; ++attempt) {
+    lease = (*client)->LeaseGrant(ttl_s);
+    if (lease.ok()) break;
+    JLOG(WARNING) << "cannot get a lease from etcd: " << lease.status() << "; retrying";
+    absl::SleepFor(absl::Seconds(1));
+  }
+  if (!lease.ok()) {
+    std::cerr << "joule-scheduler: cannot get a lease from etcd: " << lease.status() << "\n";
+    return 1;
+  }
+  etcd::LeaseKeeper keeper(client->get(), lease->id(), ttl_s, deposed);
+  StateMirror mirror(client->get(), url->prefix);
+
+  std::atomic<bool> stop{false};
+  std::atomic<bool> leading{false};
+  std::unique_ptr<Scheduler> scheduler;
+  std::thread replica([&] {
+    // Standby: keep the leader's address for redirects, campaign.
+    absl::StatusOr<v3electionpb::CampaignResponse> won =
+        absl::UnavailableError("not campaigned yet");
+    absl::Time next_leader_check;
+    while (!stop.load()) {
+      if (absl::Now() >= next_leader_check) {
+        absl::StatusOr<v3electionpb::LeaderResponse> leader = (*client)->Leader(election);
+        serving.set_leader_address(leader.ok() ? leader->kv().value() : "");
+        next_leader_check = absl::Now() + absl::Milliseconds(500);
+      }
+      won = (*client)->Campaign(election, lease->id(), advertise, absl::Milliseconds(500));
+      if (won.ok()) break;
+      if (won.status().code() != absl::StatusCode::kDeadlineExceeded) {
+        JLOG(WARNING) << "campaign: " << won.status();
+        absl::SleepFor(absl::Milliseconds(500));
+      }
+    }
+    if (stop.load()) return;
+    const absl::Time elected = absl::Now();
+    const v3electionpb::LeaderKey& key = won->leader();
+    store.SetFence(key.key(), key.rev(), deposed);
+    // Earlier leaders wrote nothing after their keys went, which was before
+    // this one won; a Proclaim now is a change after all of theirs. Once the
+    // mirror has applied it, it holds everything they wrote.
+    int64_t caught_up_at = won->header().revision();
+    if (absl::Status proclaimed = (*client)->Proclaim(key, advertise); !proclaimed.ok()) {
+      JLOG(WARNING) << "proclaim: " << proclaimed;
+      caught_up_at = std::numeric_limits<int64_t>::max();
+    } else {
+      absl::StatusOr<v3electionpb::LeaderResponse> leader = (*client)->Leader(election);
+      if (leader.ok()) caught_up_at = leader->kv().mod_revision();
+    }
+    std::unique_ptr<MemoryStore> snapshot;
+    int64_t mirror_revision = 0;
+    if (mirror.WaitForRevision(caught_up_at, absl::Seconds(3))) {
+      snapshot = mirror.Snapshot(&mirror_revision);
+    } else {
+      JLOG(WARNING) << "the state watch is behind; loading the state from etcd";
+    }
+    absl::StatusOr<std::unique_ptr<Scheduler>> created =
+        Scheduler::Create(&store, RealClock::Get(), options, snapshot.get());
+    if (!created.ok()) {
+      (void)(*client)->LeaseRevoke(lease->id());
+      deposed(created.status());
+    }
+    scheduler = *std::move(created);
+    serving.set_leader_address(advertise);
+    serving.Lead(scheduler.get());
+    SetServing(health, true);
+    leading = true;
+    JLOG(INFO) << "leading as " << advertise << " (leader key rev " << key.rev()
+               << "); state loaded "
+               << (snapshot ? absl::StrCat("from the watch at revision ", mirror_revision)
+                            : std::string("from etcd"))
+               << " in " << absl::ToDoubleMilliseconds(absl::Now() - elected) << " ms";
+    TickLoop(scheduler.get(), flags.tick_ms, stop);
+  });
+
+  WaitForSignal(signals);
+  stop = true;
+  replica.join();
+  SetServing(health, false);
+  // Hand over at once instead of after the lease's TTL.
+  if (leading.load()) (void)(*client)->LeaseRevoke(lease->id());
+  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  return 0;
+}
+
+int Run(const SchedulerFlags& flags, const std::vector<std::string>& argv) {
+  if (flags.verbose) SetMinLogLevel(LogLevel::kDebug);
+  // Signals are taken by sigwait, so block them before any other thread
+  // starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<SchedulerOptions> options = MakeOptions(flags);
+  if (!options.ok()) {
+    std::cerr << "joule-scheduler: " << options.status().message() << "\n";
+    return 2;
+  }
+  if (flags.store == "local") return RunLocal(flags, *options, signals);
+  return RunReplica(flags, *options, signals, argv);
 }
 
 }  // namespace
@@ -183,6 +420,28 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0.1, 3600.0));
   app.add_flag("-v,--verbose", flags.verbose, "Debug logging");
+  app.add_option("--store", flags.store,
+                 "Where state lives: 'local' (the embedded store in --data-dir) or "
+                 "etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (etcds:// for TLS); "
+                 "with etcd, several schedulers elect one leader and the others "
+                 "stand by")
+      ->capture_default_str();
+  app.add_option("--etcd-ca", flags.etcd_ca, "PEM CA that signed etcd's certificate");
+  app.add_option("--etcd-cert", flags.etcd_cert, "PEM client certificate for etcd");
+  app.add_option("--etcd-key", flags.etcd_key, "PEM key of --etcd-cert");
+  app.add_option("--etcd-user", flags.etcd_user,
+                 "etcd user (password from --etcd-password-file or "
+                 "JOULE_ETCD_PASSWORD)");
+  app.add_option("--etcd-password-file", flags.etcd_password_file,
+                 "File whose first line is the etcd password");
+  app.add_option("--advertise", flags.advertise,
+                 "HOST:PORT that clients and agents use to reach this replica "
+                 "(default: the bound --listen address)");
+  app.add_option("--leader-lease", flags.leader_lease_s,
+                 "Seconds of the leader's etcd lease: a standby takes over this "
+                 "long after the leader dies")
+      ->capture_default_str()
+      ->check(CLI::Range(2.0, 60.0));
   CLI11_PARSE(app, argc, argv);
-  return joule::Run(flags);
+  return joule::Run(flags, std::vector<std::string>(argv, argv + argc));
 }

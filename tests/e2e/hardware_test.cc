@@ -250,8 +250,12 @@ TEST_F(HardwareTest, BrokenSourcesDegradeVisiblyAndNeverCrash) {
   const v1::Node& node = list.nodes(0);
   EXPECT_EQ(node.state(), v1::NODE_STATE_READY);
   for (const v1::SourceStatus& source : node.info().sources()) {
-    if (source.name() == "nvml") EXPECT_THAT(source.message(), HasSubstr("GPU 1"));
-    if (source.name() == "rapl") EXPECT_THAT(source.message(), HasSubstr("energy_uj"));
+    if (source.name() == "nvml") {
+      EXPECT_THAT(source.message(), HasSubstr("GPU 1"));
+    }
+    if (source.name() == "rapl") {
+      EXPECT_THAT(source.message(), HasSubstr("energy_uj"));
+    }
   }
   // The CPU falls back to the estimate; GPU 0 is still sampled.
   bool gpu0 = false, estimated = false;

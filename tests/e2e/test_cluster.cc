@@ -12,10 +12,13 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/clock.h"
 #include "google/protobuf/util/json_util.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 
 namespace joule {
@@ -105,6 +108,89 @@ TestCluster::TestCluster(std::string name) {
 TestCluster::~TestCluster() {
   for (Agent& agent : agents_) KillAndReap(agent.process.get());
   KillAndReap(scheduler_.get());
+  for (Replica& replica : replicas_) {
+    // A stopped process does not die of SIGKILL until it runs again.
+    if (replica.process != nullptr) kill(replica.process->pid(), SIGCONT);
+    KillAndReap(replica.process.get());
+  }
+}
+
+void TestCluster::StartReplicas(int count, std::vector<std::string> flags) {
+  std::vector<std::string> addresses;
+  for (int i = 0; i < count; ++i) {
+    Replica replica;
+    replica.address = "127.0.0.1:0";
+    replica.flags = flags;
+    replicas_.push_back(std::move(replica));
+    SpawnReplica(i);
+    addresses.push_back(replicas_[i].address);
+  }
+  address_ = absl::StrJoin(addresses, ",");
+}
+
+void TestCluster::SpawnReplica(int index) {
+  Replica& replica = replicas_[index];
+  std::vector<std::string> args = {absl::StrCat("--listen=", replica.address),
+                                   absl::StrCat("--data-dir=", dir_, "/data-", index),
+                                   "--tick-ms=50", "--stop-grace=5"};
+  args.insert(args.end(), replica.flags.begin(), replica.flags.end());
+  const std::string log = absl::StrCat(dir_, "/scheduler-", index);
+  const size_t offset = ReadAll(log + ".out").size();
+  replica.process = Spawn(RunfilePath("scheduler/joule-scheduler"), args, log);
+  ASSERT_NE(replica.process, nullptr);
+  replica.address = WaitForAddress(log + ".out", offset);
+  ASSERT_FALSE(replica.address.empty())
+      << "scheduler replica " << index << " did not start: " << ReadAll(log + ".err");
+}
+
+void TestCluster::RestartReplica(int index) { SpawnReplica(index); }
+
+void TestCluster::SignalReplica(int index, int signal) {
+  Replica& replica = replicas_[index];
+  ASSERT_NE(replica.process, nullptr);
+  kill(replica.process->pid(), signal);
+  if (signal == SIGKILL) {
+    ASSERT_TRUE(WaitFor([&] { return replica.process->Poll().has_value(); }));
+  }
+}
+
+bool TestCluster::ReplicaRunning(int index) {
+  Replica& replica = replicas_[index];
+  return replica.process != nullptr && !replica.process->Poll().has_value();
+}
+
+int TestCluster::LeaderIndex() {
+  for (int i = 0; i < static_cast<int>(replicas_.size()); ++i) {
+    if (!ReplicaRunning(i)) continue;
+    auto channel = grpc::CreateChannel(replicas_[i].address,
+                                       grpc::InsecureChannelCredentials());
+    auto stub = grpc::health::v1::Health::NewStub(channel);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service("joule.v1.SchedulerService");
+    grpc::health::v1::HealthCheckResponse response;
+    if (stub->Check(&context, request, &response).ok() &&
+        response.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+      return i;
+    }
+  }
+  return -1;
+}
+
+int TestCluster::WaitForLeader(int not_index, absl::Duration timeout) {
+  int leader = -1;
+  WaitFor(
+      [&] {
+        leader = LeaderIndex();
+        return leader >= 0 && leader != not_index;
+      },
+      timeout);
+  return leader >= 0 && leader != not_index ? leader : -1;
+}
+
+std::string TestCluster::ReplicaLog(int index) const {
+  return ReadAll(absl::StrCat(dir_, "/scheduler-", index, ".err"));
 }
 
 void TestCluster::StartScheduler(const std::string& listen,

@@ -1,6 +1,7 @@
 #ifndef JOULE_TESTS_E2E_TEST_CLUSTER_H_
 #define JOULE_TESTS_E2E_TEST_CLUSTER_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -55,6 +56,26 @@ class TestCluster {
                 std::vector<std::pair<std::string, std::string>> env = {});
   // kill -9 of the scheduler.
   void KillScheduler();
+
+  // Several schedulers on one etcd: `count` replicas with `flags` (which
+  // name the store, e.g. --store=etcd://...), each on its own port, all
+  // started before any agent. address() becomes the comma-separated list of
+  // every replica, which joulectl and the agents follow to the leader.
+  void StartReplicas(int count, std::vector<std::string> flags);
+  // Starts replica `index` again on its old port (after a kill).
+  void RestartReplica(int index);
+  // Sends `signal`; for SIGKILL also waits for the process to go.
+  void SignalReplica(int index, int signal);
+  // The replica whose health service says it serves the API (the leader),
+  // or -1. Asks each replica with a 1 s deadline.
+  int LeaderIndex();
+  // Waits until some replica other than `not_index` leads; returns it or -1.
+  int WaitForLeader(int not_index, absl::Duration timeout);
+  // Everything replica `index` has logged to stderr.
+  std::string ReplicaLog(int index) const;
+  int replica_count() const { return static_cast<int>(replicas_.size()); }
+  // Whether replica `index`'s process is alive.
+  bool ReplicaRunning(int index);
   // Starts an agent named `node` simulating `simulate` (may be empty) and
   // waits until the scheduler lists the node as READY.
   void StartAgent(const std::string& node, const std::string& simulate);
@@ -77,11 +98,19 @@ class TestCluster {
     std::unique_ptr<TaskProcess> process;
   };
 
+  struct Replica {
+    std::string address;
+    std::vector<std::string> flags;
+    std::unique_ptr<TaskProcess> process;
+  };
+  void SpawnReplica(int index);
+
   std::string dir_;
   std::string address_;
+  std::vector<Replica> replicas_;
   std::unique_ptr<TaskProcess> scheduler_;
   std::vector<Agent> agents_;
-  int ctl_runs_ = 0;
+  std::atomic<int> ctl_runs_{0};
   std::vector<std::string> agent_flags_;
   std::vector<std::pair<std::string, std::string>> agent_env_;
 };
