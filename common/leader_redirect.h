@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 
 namespace joule {
@@ -38,8 +39,16 @@ bool IsNotLeader(const grpc::Status& status);
 // attempt gives up after 2 s (a replica whose host is down must not hold a
 // call for gRPC's default 20 s), and gRPC's own reconnect backoff stays
 // between 100 ms and 1 s (default 1 s growing to 120 s), so a replica that
-// comes back is reached within about a second.
+// comes back is reached within about a second. HTTP/2 keepalive pings every
+// kKeepaliveTime drop a connection to a frozen scheduler after
+// kKeepaliveTimeout more.
+inline constexpr absl::Duration kKeepaliveTime = absl::Seconds(2);
+inline constexpr absl::Duration kKeepaliveTimeout = absl::Seconds(2);
 void SetFailoverChannelArgs(grpc::ChannelArguments* args);
+
+// Server settings that accept those pings (gRPC servers otherwise answer
+// pings more frequent than every 5 minutes with GOAWAY).
+void SetLeaderServerArgs(grpc::ServerBuilder* builder);
 
 }  // namespace joule
 

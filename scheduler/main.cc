@@ -28,6 +28,7 @@
 #include "common/etcd/etcd_client.h"
 #include "common/device_catalog.h"
 #include "common/health_service.h"
+#include "common/leader_redirect.h"
 #include "common/log.h"
 #include "grpcpp/grpcpp.h"
 #include "scheduler/grpc_services.h"
@@ -109,6 +110,7 @@ std::unique_ptr<grpc::Server> StartServer(const std::string& listen,
   // Large enough that oversized job specs reach validation and get a
   // field-level error instead of a transport error.
   builder.SetMaxReceiveMessageSize(64 << 20);
+  SetLeaderServerArgs(&builder);
   builder.RegisterService(client_service);
   builder.RegisterService(agent_service);
   builder.RegisterService(health);
