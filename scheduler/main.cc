@@ -288,25 +288,28 @@ int RunReplica(const SchedulerFlags& flags, const SchedulerOptions& options,
   std::atomic<bool> stop{false};
   std::atomic<bool> leading{false};
   std::unique_ptr<Scheduler> scheduler;
+  // While standing by: the leader's address for redirects, twice a second.
+  std::thread leader_poll([&] {
+    while (!stop.load() && !leading.load()) {
+      absl::StatusOr<v3electionpb::LeaderResponse> leader = (*client)->Leader(election);
+      if (!leading.load()) serving.set_leader_address(leader.ok() ? leader->kv().value() : "");
+      absl::SleepFor(absl::Milliseconds(500));
+    }
+  });
   std::thread replica([&] {
-    // Standby: keep the leader's address for redirects, campaign.
+    // One long campaign: every withdrawn candidacy would be two more
+    // revisions in etcd's history.
     absl::StatusOr<v3electionpb::CampaignResponse> won =
         absl::UnavailableError("not campaigned yet");
-    absl::Time next_leader_check;
     while (!stop.load()) {
-      if (absl::Now() >= next_leader_check) {
-        absl::StatusOr<v3electionpb::LeaderResponse> leader = (*client)->Leader(election);
-        serving.set_leader_address(leader.ok() ? leader->kv().value() : "");
-        next_leader_check = absl::Now() + absl::Milliseconds(500);
-      }
-      won = (*client)->Campaign(election, lease->id(), advertise, absl::Milliseconds(500));
-      if (won.ok()) break;
+      won = (*client)->Campaign(election, lease->id(), advertise, absl::Hours(1));
+      if (won.ok() || stop.load()) break;
       if (won.status().code() != absl::StatusCode::kDeadlineExceeded) {
         JLOG(WARNING) << "campaign: " << won.status();
         absl::SleepFor(absl::Milliseconds(500));
       }
     }
-    if (stop.load()) return;
+    if (stop.load() || !won.ok()) return;
     const absl::Time elected = absl::Now();
     const v3electionpb::LeaderKey& key = won->leader();
     store.SetFence(key.key(), key.rev(), deposed);
@@ -335,10 +338,10 @@ int RunReplica(const SchedulerFlags& flags, const SchedulerOptions& options,
       deposed(created.status());
     }
     scheduler = *std::move(created);
+    leading = true;
     serving.set_leader_address(advertise);
     serving.Lead(scheduler.get());
     SetServing(health, true);
-    leading = true;
     JLOG(INFO) << "leading as " << advertise << " (leader key rev " << key.rev()
                << "); state loaded "
                << (snapshot ? absl::StrCat("from the watch at revision ", mirror_revision)
@@ -349,7 +352,9 @@ int RunReplica(const SchedulerFlags& flags, const SchedulerOptions& options,
 
   WaitForSignal(signals);
   stop = true;
+  (*client)->CancelCampaigns();
   replica.join();
+  leader_poll.join();
   SetServing(health, false);
   // Hand over at once instead of after the lease's TTL.
   if (leading.load()) (void)(*client)->LeaseRevoke(lease->id());

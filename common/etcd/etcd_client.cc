@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "etcd/mvccpb/kv.pb.h"
@@ -267,6 +269,11 @@ struct EtcdClient::Impl {
                                          Response* response)>;
 
   explicit Impl(const EtcdOptions& options) : options(options) {}
+
+  // Campaigns in flight, so that CancelCampaigns can end them.
+  absl::Mutex campaigns_mu;
+  std::set<grpc::ClientContext*> campaigns ABSL_GUARDED_BY(campaigns_mu);
+  bool campaigns_cancelled ABSL_GUARDED_BY(campaigns_mu) = false;
 
   ~Impl() {
     if (connectivity_thread.joinable()) {
@@ -610,7 +617,17 @@ absl::StatusOr<v3electionpb::CampaignResponse> EtcdClient::Campaign(
           "Campaign", deadline, true,
           [&](Endpoint& endpoint, grpc::ClientContext* context,
               v3electionpb::CampaignResponse* out) {
-            return endpoint.election->Campaign(context, request, out);
+            {
+              absl::MutexLock lock(&impl_->campaigns_mu);
+              if (impl_->campaigns_cancelled) {
+                return grpc::Status(grpc::StatusCode::CANCELLED, "campaigns cancelled");
+              }
+              impl_->campaigns.insert(context);
+            }
+            grpc::Status status = endpoint.election->Campaign(context, request, out);
+            absl::MutexLock lock(&impl_->campaigns_mu);
+            impl_->campaigns.erase(context);
+            return status;
           });
   // etcd's own context may run out first and come back as UNKNOWN "context
   // deadline exceeded"; to the caller both mean "not leader within timeout".
@@ -621,6 +638,12 @@ absl::StatusOr<v3electionpb::CampaignResponse> EtcdClient::Campaign(
     return absl::DeadlineExceededError(response.status().message());
   }
   return response;
+}
+
+void EtcdClient::CancelCampaigns() {
+  absl::MutexLock lock(&impl_->campaigns_mu);
+  impl_->campaigns_cancelled = true;
+  for (grpc::ClientContext* context : impl_->campaigns) context->TryCancel();
 }
 
 absl::Status EtcdClient::Proclaim(const v3electionpb::LeaderKey& leader,

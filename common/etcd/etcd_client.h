@@ -109,6 +109,10 @@ class EtcdClient {
   absl::StatusOr<v3electionpb::CampaignResponse> Campaign(
       const std::string& name, int64_t lease_id, const std::string& value,
       absl::Duration timeout);
+  // Ends every Campaign in flight and every later one with CANCELLED (for
+  // shutdown: a standby's Campaign may block for as long as the leader
+  // lives).
+  void CancelCampaigns();
   absl::Status Proclaim(const v3electionpb::LeaderKey& leader,
                         const std::string& value);
   // The current leader's key-value; NOT_FOUND when there is none.

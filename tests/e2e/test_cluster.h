@@ -74,6 +74,7 @@ class TestCluster {
   // Everything replica `index` has logged to stderr.
   std::string ReplicaLog(int index) const;
   int replica_count() const { return static_cast<int>(replicas_.size()); }
+  const std::string& ReplicaAddress(int index) const { return replicas_[index].address; }
   // Whether replica `index`'s process is alive.
   bool ReplicaRunning(int index);
   // Starts an agent named `node` simulating `simulate` (may be empty) and

@@ -235,8 +235,15 @@ TEST(FaultTest, PausedOldLeaderIsFenced) {
       },
       absl::Seconds(15)))
       << cluster.ReplicaLog(first);
-  // It came back as a standby; the new leader still leads.
+  // It came back as a standby on its old address; the new leader still
+  // leads, and the standby sends a client that only knows it to the leader.
+  EXPECT_TRUE(cluster.ReplicaRunning(first));
   EXPECT_TRUE(WaitFor([&] { return cluster.LeaderIndex() == second; }));
+  CtlResult via_standby = cluster.Run(
+      "cli/joulectl",
+      {absl::StrCat("--scheduler=", cluster.ReplicaAddress(first)), "get", id});
+  EXPECT_EQ(via_standby.exit_code, 0) << via_standby.err;
+  EXPECT_THAT(via_standby.out, HasSubstr(id));
 
   ASSERT_TRUE(WaitFor([&] { return AllFinal(cluster, 1); }, absl::Seconds(60)));
   absl::StatusOr<v1::Job> job = cluster.GetJob(id);
