@@ -288,12 +288,19 @@ int RunReplica(const SchedulerFlags& flags, const SchedulerOptions& options,
   std::atomic<bool> stop{false};
   std::atomic<bool> leading{false};
   std::unique_ptr<Scheduler> scheduler;
-  // While standing by: the leader's address for redirects, twice a second.
+  // While standing by: the leader's address for redirects, from etcd's
+  // Observe stream (it ends at this replica's own Proclaim once it leads).
   std::thread leader_poll([&] {
     while (!stop.load() && !leading.load()) {
-      absl::StatusOr<v3electionpb::LeaderResponse> leader = (*client)->Leader(election);
-      if (!leading.load()) serving.set_leader_address(leader.ok() ? leader->kv().value() : "");
-      absl::SleepFor(absl::Milliseconds(500));
+      absl::StatusOr<v3electionpb::LeaderResponse> now = (*client)->Leader(election);
+      if (!leading.load()) serving.set_leader_address(now.ok() ? now->kv().value() : "");
+      absl::Status observed = (*client)->Observe(
+          election, absl::Minutes(10), [&](const v3electionpb::LeaderResponse& leader) {
+            if (leading.load() || stop.load()) return false;
+            serving.set_leader_address(leader.kv().value());
+            return true;
+          });
+      if (!observed.ok() && !stop.load()) absl::SleepFor(absl::Milliseconds(500));
     }
   });
   std::thread replica([&] {

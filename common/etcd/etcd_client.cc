@@ -640,6 +640,41 @@ absl::StatusOr<v3electionpb::CampaignResponse> EtcdClient::Campaign(
   return response;
 }
 
+absl::Status EtcdClient::Observe(
+    const std::string& name, absl::Duration timeout,
+    const std::function<bool(const v3electionpb::LeaderResponse&)>& on_leader) {
+  std::unique_ptr<grpc::ClientContext> context = NewStreamContext();
+  context->set_deadline(absl::ToChronoTime(impl_->DeadlineAfter(timeout)));
+  {
+    absl::MutexLock lock(&impl_->campaigns_mu);
+    if (impl_->campaigns_cancelled) return absl::CancelledError("election calls cancelled");
+    impl_->campaigns.insert(context.get());
+  }
+  v3electionpb::LeaderRequest request;
+  request.set_name(name);
+  auto reader = election_stub()->Observe(context.get(), request);
+  v3electionpb::LeaderResponse response;
+  bool stopped = false;
+  while (reader->Read(&response)) {
+    if (!on_leader(response)) {
+      stopped = true;
+      context->TryCancel();
+      break;
+    }
+  }
+  const grpc::Status status = reader->Finish();
+  {
+    absl::MutexLock lock(&impl_->campaigns_mu);
+    impl_->campaigns.erase(context.get());
+  }
+  if (stopped) return absl::OkStatus();
+  // A stream that fails moves the next Observe to another endpoint.
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) RotateEndpoint();
+  if (status.ok()) return absl::UnavailableError("etcd Observe: stream ended");
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat("etcd Observe: ", status.error_message()));
+}
+
 void EtcdClient::CancelCampaigns() {
   absl::MutexLock lock(&impl_->campaigns_mu);
   impl_->campaigns_cancelled = true;

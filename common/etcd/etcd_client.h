@@ -109,9 +109,15 @@ class EtcdClient {
   absl::StatusOr<v3electionpb::CampaignResponse> Campaign(
       const std::string& name, int64_t lease_id, const std::string& value,
       absl::Duration timeout);
-  // Ends every Campaign in flight and every later one with CANCELLED (for
-  // shutdown: a standby's Campaign may block for as long as the leader
-  // lives).
+  // Streams the leader of `name`: `on_leader` runs (on this thread) with the
+  // current leader's key-value and again at every change, until it returns
+  // false (OK), the stream fails or `timeout` passes (an error). While nobody
+  // leads, etcd sends nothing.
+  absl::Status Observe(
+      const std::string& name, absl::Duration timeout,
+      const std::function<bool(const v3electionpb::LeaderResponse&)>& on_leader);
+  // Ends every Campaign and Observe in flight and every later one with
+  // CANCELLED (for shutdown: they may block for as long as a leader lives).
   void CancelCampaigns();
   absl::Status Proclaim(const v3electionpb::LeaderKey& leader,
                         const std::string& value);

@@ -20,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/files.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/etcd/etcd_server.h"
 
@@ -462,6 +463,68 @@ TEST_F(EtcdClientTest, ElectionHasOneLeaderAtATime) {
   leader = client_->Leader(election);
   ASSERT_TRUE(leader.ok()) << leader.status();
   EXPECT_EQ(leader->kv().value(), "b");
+}
+
+TEST_F(EtcdClientTest, ObserveFollowsTheLeaderUntilTold) {
+  ASSERT_NO_FATAL_FAILURE(StartEtcd());
+  const std::string election = "/joule/election/observed";
+  absl::StatusOr<etcdserverpb::LeaseGrantResponse> lease_a = client_->LeaseGrant(30);
+  absl::StatusOr<etcdserverpb::LeaseGrantResponse> lease_b = client_->LeaseGrant(30);
+  ASSERT_TRUE(lease_a.ok() && lease_b.ok());
+  absl::StatusOr<v3electionpb::CampaignResponse> a =
+      client_->Campaign(election, lease_a->id(), "a", absl::Seconds(5));
+  ASSERT_TRUE(a.ok()) << a.status();
+
+  absl::Mutex mu;
+  std::vector<std::string> seen;
+  absl::Status observed = absl::UnknownError("not run");
+  std::thread observer([&] {
+    observed = client_->Observe(election, absl::Seconds(20),
+                                [&](const v3electionpb::LeaderResponse& leader) {
+                                  absl::MutexLock lock(&mu);
+                                  seen.push_back(leader.kv().value());
+                                  return leader.kv().value() != "b";
+                                });
+  });
+  auto seen_count = [&] {
+    absl::MutexLock lock(&mu);
+    return seen.size();
+  };
+  ASSERT_TRUE(WaitFor([&] { return seen_count() >= 1; }));
+  ASSERT_TRUE(client_->Proclaim(a->leader(), "a2").ok());
+  ASSERT_TRUE(WaitFor([&] { return seen_count() >= 2; }));
+  // A's lease ends; B wins; the callback stops the stream at "b".
+  ASSERT_TRUE(client_->LeaseRevoke(lease_a->id()).ok());
+  ASSERT_TRUE(client_->Campaign(election, lease_b->id(), "b", absl::Seconds(5)).ok());
+  observer.join();
+  EXPECT_TRUE(observed.ok()) << observed;
+  absl::MutexLock lock(&mu);
+  EXPECT_THAT(seen, ::testing::ElementsAre("a", "a2", "b"));
+}
+
+TEST_F(EtcdClientTest, CancelCampaignsEndsBlockedElectionCalls) {
+  ASSERT_NO_FATAL_FAILURE(StartEtcd());
+  const std::string election = "/joule/election/cancelled";
+  absl::StatusOr<etcdserverpb::LeaseGrantResponse> lease_a = client_->LeaseGrant(30);
+  absl::StatusOr<etcdserverpb::LeaseGrantResponse> lease_b = client_->LeaseGrant(30);
+  ASSERT_TRUE(lease_a.ok() && lease_b.ok());
+  ASSERT_TRUE(client_->Campaign(election, lease_a->id(), "a", absl::Seconds(5)).ok());
+  absl::StatusOr<v3electionpb::CampaignResponse> b = absl::UnknownError("not run");
+  std::thread candidate([&] {
+    b = client_->Campaign(election, lease_b->id(), "b", absl::Hours(1));
+  });
+  ASSERT_TRUE(WaitFor([&] {
+    absl::StatusOr<int64_t> candidates = CountPrefix(*client_, election + "/");
+    return candidates.ok() && *candidates == 2;
+  }));
+  const absl::Time cancelled = absl::Now();
+  client_->CancelCampaigns();
+  candidate.join();
+  EXPECT_LT(absl::Now() - cancelled, absl::Seconds(5));
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kCancelled) << b.status();
+  // Later calls are refused at once.
+  EXPECT_EQ(client_->Campaign(election, lease_b->id(), "b", absl::Hours(1)).status().code(),
+            absl::StatusCode::kCancelled);
 }
 
 // Collects what an EtcdWatch reports.
