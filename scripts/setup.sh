@@ -22,6 +22,7 @@ PACKAGES=(
   etcd-server                # etcd, started by the store and fault tests
   etcd-client                # etcdctl, used by the tests to enable auth
   openssl                    # test certificates for the etcd TLS test
+  prometheus                 # prometheus and promtool, for the metrics checks
 )
 
 missing=()
