@@ -52,14 +52,23 @@ void AddEnergy(v1::Energy* energy, double gpu_j, double cpu_j, double static_j) 
 
 Agent::Agent(AgentOptions options, std::vector<std::unique_ptr<GpuDevice>> gpus,
              std::unique_ptr<CpuSource> cpu, const Clock* clock,
-             CapJournal* journal)
+             CapJournal* journal, AgentObserver* observer)
     : options_(std::move(options)),
       clock_(clock),
       journal_(journal),
+      observer_(observer),
       gpus_(std::move(gpus)),
       cpu_(std::move(cpu)) {
   absl::MutexLock lock(&mu_);
   last_account_ = clock_->Now();
+  if (observer_ != nullptr) {
+    std::vector<v1::Device> devices;
+    for (auto& gpu : gpus_) devices.push_back(gpu->Describe());
+    if (cpu_ != nullptr) {
+      for (v1::Device& device : cpu_->Describe()) devices.push_back(std::move(device));
+    }
+    observer_->OnDevices(devices);
+  }
   for (auto& gpu : gpus_) {
     const std::string source = gpu->Describe().source();
     absl::StatusOr<v1::DeviceSample> sample = gpu->Sample(last_account_);
@@ -67,7 +76,7 @@ Agent::Agent(AgentOptions options, std::vector<std::unique_ptr<GpuDevice>> gpus,
       last_gpu_energy_j_[sample->index()] = sample->energy_j();
       SourceOkLocked(source);
     } else {
-      SourceErrorLocked(source, sample.status());
+      ReadErrorLocked(source, sample.status());
     }
   }
   if (cpu_ != nullptr) {
@@ -77,7 +86,7 @@ Agent::Agent(AgentOptions options, std::vector<std::unique_ptr<GpuDevice>> gpus,
       last_cpu_samples_ = reading->samples;
       SourceOkLocked(cpu_->name());
     } else {
-      SourceErrorLocked(cpu_->name(), reading.status());
+      ReadErrorLocked(cpu_->name(), reading.status());
     }
   }
 }
@@ -89,7 +98,7 @@ void Agent::SourceOk(const std::string& name) {
 
 void Agent::SourceError(const std::string& name, const absl::Status& error) {
   absl::MutexLock lock(&mu_);
-  SourceErrorLocked(name, error);
+  ReadErrorLocked(name, error);
 }
 
 void Agent::SourceAbsent(const std::string& name, const std::string& why) {
@@ -120,6 +129,11 @@ void Agent::SourceErrorLocked(const std::string& name, const absl::Status& error
   status.set_state(v1::SourceStatus::STATE_DEGRADED);
   status.set_message(message);
   status.set_errors(status.errors() + 1);
+}
+
+void Agent::ReadErrorLocked(const std::string& name, const absl::Status& error) {
+  SourceErrorLocked(name, error);
+  if (observer_ != nullptr) observer_->OnReadError(name);
 }
 
 std::vector<v1::SourceStatus> Agent::Sources() const {
@@ -732,7 +746,7 @@ void Agent::Account(absl::Time now, v1::NodeSample* sample,
     if (!sampled.ok()) {
       // The energy since the last good reading is counted when the device
       // reads again (its counter is cumulative).
-      SourceErrorLocked(gpu->Describe().source(), sampled.status());
+      ReadErrorLocked(gpu->Describe().source(), sampled.status());
       continue;
     }
     SourceOkLocked(sampled->source());
@@ -766,11 +780,11 @@ void Agent::Account(absl::Time now, v1::NodeSample* sample,
         SourceOkLocked(cpu_->name());
       } else {
         for (const absl::Status& error : reading->errors) {
-          SourceErrorLocked(cpu_->name(), error);
+          ReadErrorLocked(cpu_->name(), error);
         }
       }
     } else {
-      SourceErrorLocked(cpu_->name(), reading.status());
+      ReadErrorLocked(cpu_->name(), reading.status());
     }
     if (sample != nullptr) {
       for (const v1::DeviceSample& device : last_cpu_samples_) *sample->add_devices() = device;
@@ -805,6 +819,7 @@ void Agent::Account(absl::Time now, v1::NodeSample* sample,
   for (auto& [id, task] : tasks_) {
     AddEnergy(task.usage.mutable_energy(), gpu_j[id], cpu_dynamic_j * cpu_share[id],
               static_each);
+    if (observer_ != nullptr) observer_->OnTaskEnergy(task.spec, task.usage.energy());
   }
 }
 
@@ -832,6 +847,8 @@ void Agent::Finish(const std::string& task_id, const ExitStatus& exit,
   JLOG(INFO) << "task " << task_id << " exited with code " << exit.exit_code
              << " after " << task.usage.energy().total_j() << " J";
   std::remove((task.dir + "/pid").c_str());
+  // The Account just before Finish reported the task's final energy.
+  if (observer_ != nullptr) observer_->OnTaskEnded(task_id);
   tasks_.erase(it);
   // CPU caps are node-wide: they go back when no task needs them.
   if (tasks_.empty()) RestoreCpuSettings();
@@ -880,6 +897,7 @@ void Agent::SendTelemetry() {
     *sample->add_tasks() = task.usage;
   }
   for (const auto& [name, status] : sources_) *sample->add_sources() = status;
+  if (observer_ != nullptr) observer_->OnSample(*sample);
   if (sink_ != nullptr) sink_->Send(message);
 }
 

@@ -29,6 +29,26 @@ class MessageSink {
   virtual void Send(const v1::AgentMessage& message) = 0;
 };
 
+// What the agent sees as it runs, for its metrics (agent/metrics.h). The
+// agent calls these with its lock held: an implementation must be quick,
+// thread-safe, and must not call back into the agent.
+class AgentObserver {
+ public:
+  virtual ~AgentObserver() = default;
+  // The node's devices (GPUs, CPU packages, DRAM domains), once, when the
+  // agent is constructed.
+  virtual void OnDevices(const std::vector<v1::Device>& devices) = 0;
+  // Every telemetry sample as it is sent: the devices read this time, the
+  // running tasks' usage, and every source's state.
+  virtual void OnSample(const v1::NodeSample& sample) = 0;
+  // A read of `source` (a device, a counter, a sysfs file) failed.
+  virtual void OnReadError(const std::string& source) = 0;
+  // A running task's energy so far (cumulative), after each accounting step.
+  virtual void OnTaskEnergy(const v1::StartTask& task, const v1::Energy& energy) = 0;
+  // The task has ended; its final energy was reported just before.
+  virtual void OnTaskEnded(const std::string& task_id) = 0;
+};
+
 struct AgentOptions {
   std::string node_name;
   // Per-task directories (logs, progress, hints) live under <work_dir>/tasks.
@@ -65,10 +85,11 @@ struct AgentOptions {
 class Agent {
  public:
   // `journal` (may be null) records every hardware setting changed, so a
-  // successor can undo them after a crash.
+  // successor can undo them after a crash. `observer` (may be null; must
+  // outlive the agent) is told what the agent measures.
   Agent(AgentOptions options, std::vector<std::unique_ptr<GpuDevice>> gpus,
         std::unique_ptr<CpuSource> cpu, const Clock* clock,
-        CapJournal* journal = nullptr);
+        CapJournal* journal = nullptr, AgentObserver* observer = nullptr);
 
   // At start: gives every GPU whose power limit is not its default (a cap
   // a crashed agent left behind) its default back, with a warning, and
@@ -165,6 +186,10 @@ class Agent {
   void Emit(const v1::TaskEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SourceErrorLocked(const std::string& name, const absl::Status& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A failed read (not a failed actuation): degrades the source and tells
+  // the observer.
+  void ReadErrorLocked(const std::string& name, const absl::Status& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SourceOkLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   GpuDevice* Gpu(int32_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Every cap change goes through these: journal, change, restore, forget.
@@ -180,6 +205,7 @@ class Agent {
   const AgentOptions options_;
   const Clock* const clock_;
   CapJournal* const journal_;
+  AgentObserver* const observer_;
 
   mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<GpuDevice>> gpus_ ABSL_GUARDED_BY(mu_);

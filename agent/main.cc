@@ -25,6 +25,7 @@
 #include "agent/cap_journal.h"
 #include "agent/devices.h"
 #include "agent/hardware.h"
+#include "agent/metrics.h"
 #include "agent/probe.h"
 #include "agent/scheduler_link.h"
 #include "common/clock.h"
@@ -32,6 +33,7 @@
 #include "common/health_service.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/metrics_http.h"
 #include "grpcpp/grpcpp.h"
 #include "spec/job_yaml.h"
 
@@ -43,6 +45,8 @@ constexpr char kLinkService[] = "joule.v1.AgentService";
 struct AgentFlags {
   std::string scheduler = "127.0.0.1:7070";
   std::string listen = "0.0.0.0:7071";
+  // Empty: no metrics endpoint.
+  std::string metrics_listen;
   std::string node_name;
   std::string simulate;
   std::string sysfs_root = "/sys";
@@ -155,6 +159,26 @@ int Run(const AgentFlags& flags) {
     std::cerr << "joule-agent: " << journal.status().message() << "\n";
     return 1;
   }
+  // Metrics are served from before the agent exists (it fills them in), so
+  // that a bad --metrics-listen fails before anything runs.
+  std::unique_ptr<AgentMetrics> metrics;
+  std::unique_ptr<prometheus::Exposer> metrics_server;
+  if (!flags.metrics_listen.empty()) {
+    metrics = std::make_unique<AgentMetrics>(options.node_name);
+    std::string bound;
+    absl::StatusOr<std::unique_ptr<prometheus::Exposer>> exposer =
+        StartMetricsServer(flags.metrics_listen, metrics->registry(), &bound);
+    if (!exposer.ok()) {
+      std::cerr << "joule-agent: " << exposer.status().message() << "\n";
+      // A malformed address is a flag error; one that cannot be bound is
+      // like --listen's.
+      return absl::IsInvalidArgument(exposer.status()) ? 2 : 1;
+    }
+    metrics_server = *std::move(exposer);
+    JLOG(INFO) << "metrics on " << bound;
+    std::cout << "metrics on " << bound << std::endl;
+  }
+
   // The agent's own gRPC server carries the standard health service (for
   // Kubernetes gRPC probes): "" is the process, "joule.v1.AgentService" is
   // SERVING while the stream to the scheduler is up.
@@ -173,7 +197,7 @@ int Run(const AgentFlags& flags) {
             << ":" << port << std::endl;
 
   Agent agent(options, std::move(hardware->gpus), std::move(hardware->cpu), clock,
-              &*journal);
+              &*journal, metrics.get());
   agent.SetCpuSettings(std::move(hardware->cpu_settings));
   for (const v1::SourceStatus& source : hardware->sources) {
     if (source.state() == v1::SourceStatus::STATE_ABSENT) {
@@ -203,6 +227,7 @@ int Run(const AgentFlags& flags) {
     while (!stop.load()) {
       agent.Tick();
       const bool connected = link.connected();
+      if (metrics != nullptr) metrics->ObserveLink(connected, link.reconnects());
       if (connected != was_connected) {
         health.SetStatus(kLinkService,
                          connected ? grpc::health::v1::HealthCheckResponse::SERVING
@@ -262,6 +287,9 @@ int main(int argc, char** argv) {
                  "HOST:PORT of the agent's gRPC server (health service); port 0 "
                  "picks a free port, printed as 'listening on ...'")
       ->capture_default_str();
+  app.add_option("--metrics-listen", flags.metrics_listen,
+                 "HOST:PORT to serve Prometheus metrics on at /metrics (default: "
+                 "off); port 0 picks a free port, printed as 'metrics on ...'");
   app.add_option("--node-name", flags.node_name, "Node name (default: hostname)");
   app.add_option("--simulate", flags.simulate,
                  "Simulated GPUs instead of NVML, MODEL:COUNT[,MODEL:COUNT...] "
