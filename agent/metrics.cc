@@ -217,12 +217,10 @@ void AgentMetrics::OnTaskEnergy(const v1::StartTask& task, const v1::Energy& ene
   for (const auto& [component, total_j] : components) {
     prometheus::Counter*& counter = state.energy[component];
     if (counter == nullptr) {
-      // StartTask names no user yet (proto/joule/v1/agent.proto): the label
-      // is empty until the scheduler sends one.
       counter = &task_energy_.Add({{"node", node_},
                                    {"job", task.job_id()},
                                    {"task", task.task_id()},
-                                   {"user", ""},
+                                   {"user", task.user()},
                                    {"component", component}});
     }
     IncrementByGrowth(*counter, total_j, &state.last_energy_j[component]);

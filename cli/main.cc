@@ -8,6 +8,7 @@
 // --scheduler may list every scheduler replica; each call goes to the leader
 // (cli/leader_channel.h).
 
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <map>
@@ -195,6 +196,30 @@ void PrintJob(const v1::Job& job) {
                    job.energy().total_j(), job.energy().gpu_j(),
                    job.energy().cpu_j(), job.energy().static_j(),
                    job.energy().total_j() / 3.6e6);
+  if (job.has_footprint()) {
+    const v1::Footprint& footprint = job.footprint();
+    // Fixed decimals, more for a small figure so that it keeps about 3
+    // significant digits (a short job's kWh and cost).
+    auto figure = [](double value, int decimals) {
+      if (value != 0 && std::abs(value) < 1) {
+        const int needed = static_cast<int>(std::ceil(-std::log10(std::abs(value)))) + 2;
+        decimals = std::max(decimals, std::min(needed, 9));
+      }
+      return absl::StrFormat("%.*f", decimals, value);
+    };
+    std::cout << "Footprint:  " << figure(footprint.kwh(), 4) << " kWh";
+    if (footprint.currency().empty()) {
+      std::cout << "; gCO2e and cost not configured (the scheduler has no --carbon-config)\n";
+    } else {
+      std::cout << ", " << figure(footprint.co2e_g(), 1) << " gCO2e, "
+                << figure(footprint.cost(), 4) << " " << footprint.currency();
+      if (footprint.unpriced_kwh() > 0) {
+        std::cout << " (" << figure(footprint.unpriced_kwh(), 4)
+                  << " kWh of it measured while not configured, counted as 0)";
+      }
+      std::cout << "\n";
+    }
+  }
   if (!job.cap_decision().empty()) std::cout << "Cap:        " << job.cap_decision() << "\n";
   if (!job.batch_decision().empty()) {
     std::cout << "Batch:      " << job.batch_decision() << "\n";

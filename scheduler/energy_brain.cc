@@ -107,8 +107,15 @@ void Scheduler::ApplyCap(v1::Job& job, v1::Task& task, double cap_w,
     cap->set_power_cap_w(cap_w);
     cap->set_reason(reason);
     node->second.link->Send(command);
+    CountCap(reason);
   }
   task.set_power_cap_w(cap_w);
+}
+
+void Scheduler::CountCap(const std::string& reason) const {
+  if (options_.observer == nullptr) return;
+  // Restoring the default after a failed profiling run ends the profiling.
+  options_.observer->OnCapSent(absl::StartsWith(reason, "profiling") ? "profiling" : reason);
 }
 
 void Scheduler::FeedProfiler(v1::Job& job, v1::Task& task) {
@@ -373,6 +380,7 @@ void Scheduler::EstimateSavings(v1::Job& job) {
   savings->set_measured_gpu_j(measured_gpu_j);
   savings->set_estimated_uncapped_gpu_j(samples * top.power_w / top.throughput);
   savings->set_saved_j(savings->estimated_uncapped_gpu_j() - measured_gpu_j);
+  saved_j_total_ += std::max(0.0, savings->saved_j());
   savings->set_basis(absl::StrFormat(
       "%.0f samples x %.3f GPU J/sample measured at %.0f W while profiling class %s",
       samples, top.power_w / top.throughput, top.cap_w, job.spec().job_class()));

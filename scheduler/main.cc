@@ -22,6 +22,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/clock.h"
@@ -30,8 +31,11 @@
 #include "common/health_service.h"
 #include "common/leader_redirect.h"
 #include "common/log.h"
+#include "common/metrics_http.h"
 #include "grpcpp/grpcpp.h"
+#include "scheduler/carbon.h"
 #include "scheduler/grpc_services.h"
+#include "scheduler/metrics.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/replica.h"
 #include "scheduler/store/etcd_store.h"
@@ -60,6 +64,9 @@ struct SchedulerFlags {
   std::string etcd_password_file;
   std::string advertise;
   double leader_lease_s = 5;
+  std::string carbon_config;
+  std::string metrics_listen;
+  double metrics_job_retention_s = 3600;
 };
 
 // Both sides of the loopback/any address: gRPC reports the bound port only.
@@ -95,6 +102,22 @@ absl::StatusOr<SchedulerOptions> MakeOptions(const SchedulerFlags& flags) {
     return absl::InvalidArgumentError(
         absl::StrCat("profiling flags: ", valid.message()));
   }
+  if (flags.carbon_config.empty()) {
+    JLOG(INFO) << "carbon intensity and electricity price not configured "
+                  "(no --carbon-config): jobs' gCO2e and cost are reported as 0";
+  } else {
+    absl::StatusOr<CarbonConfig> carbon = CarbonConfig::Load(flags.carbon_config);
+    if (!carbon.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--carbon-config ", flags.carbon_config, ": ", carbon.status().message()));
+    }
+    options.carbon = *std::move(carbon);
+    const std::vector<std::string> regions = options.carbon.Regions();
+    JLOG(INFO) << "carbon config " << flags.carbon_config << ": prices in "
+               << options.carbon.currency() << "; regions "
+               << (regions.empty() ? std::string("(none: the default everywhere)")
+                                   : absl::StrJoin(regions, ", "));
+  }
   return options;
 }
 
@@ -128,10 +151,19 @@ void SetServing(HealthService& health, bool serving) {
   health.SetStatus("joule.v1.AgentService", status);
 }
 
-// Runs Tick() every tick_ms until `stop`.
-void TickLoop(Scheduler* scheduler, int tick_ms, const std::atomic<bool>& stop) {
+// Runs Tick() every tick_ms until `stop`, and copies the scheduler's
+// state into `metrics` (when serving them) about once a second.
+void TickLoop(Scheduler* scheduler, int tick_ms, const std::atomic<bool>& stop,
+              SchedulerMetrics* metrics) {
+  constexpr absl::Duration kMetricsPeriod = absl::Seconds(1);
+  absl::Time next_refresh = absl::InfinitePast();
   while (!stop.load()) {
     scheduler->Tick();
+    const absl::Time now = RealClock::Get()->Now();
+    if (metrics != nullptr && now >= next_refresh) {
+      metrics->Refresh(*scheduler);
+      next_refresh = now + kMetricsPeriod;
+    }
     absl::SleepFor(absl::Milliseconds(tick_ms));
   }
 }
@@ -146,7 +178,7 @@ int WaitForSignal(const sigset_t& signals) {
 
 // One machine, the embedded store: this process is the scheduler.
 int RunLocal(const SchedulerFlags& flags, const SchedulerOptions& options,
-             const sigset_t& signals) {
+             const sigset_t& signals, SchedulerMetrics* metrics) {
   absl::StatusOr<std::unique_ptr<LocalStore>> store = LocalStore::Open(flags.data_dir);
   if (!store.ok()) {
     std::cerr << "joule-scheduler: cannot open the store in " << flags.data_dir
@@ -171,8 +203,10 @@ int RunLocal(const SchedulerFlags& flags, const SchedulerOptions& options,
     std::cerr << "joule-scheduler: cannot listen on " << flags.listen << "\n";
     return 1;
   }
+  // The embedded store has one scheduler: it always leads.
+  if (metrics != nullptr) metrics->SetLeader(true);
   std::atomic<bool> stop{false};
-  std::thread loop([&] { TickLoop(scheduler->get(), flags.tick_ms, stop); });
+  std::thread loop([&] { TickLoop(scheduler->get(), flags.tick_ms, stop, metrics); });
   WaitForSignal(signals);
   stop = true;
   loop.join();
@@ -226,7 +260,8 @@ absl::StatusOr<etcd::EtcdOptions> EtcdOptionsFromFlags(const SchedulerFlags& fla
 // write fenced on its leader key. A leader that loses its lease or finds a
 // write fenced restarts its process and comes back as a standby.
 int RunReplica(const SchedulerFlags& flags, const SchedulerOptions& options,
-               const sigset_t& signals, const std::vector<std::string>& argv) {
+               const sigset_t& signals, const std::vector<std::string>& argv,
+               SchedulerMetrics* metrics) {
   absl::StatusOr<etcd::EtcdUrl> url = etcd::ParseEtcdUrl(flags.store);
   if (!url.ok()) {
     std::cerr << "joule-scheduler: --store: " << url.status().message() << "\n";
@@ -246,6 +281,8 @@ int RunReplica(const SchedulerFlags& flags, const SchedulerOptions& options,
   EtcdStore store(client->get(), url->prefix);
   const std::string election = absl::StrCat(url->prefix, "leader");
 
+  // Standing by until elected: joule_leader 0, and no scheduler to show.
+  if (metrics != nullptr) metrics->SetLeader(false);
   ServingState serving;
   SchedulerGrpcService client_service(&serving);
   AgentGrpcService agent_service(&serving);
@@ -346,6 +383,7 @@ int RunReplica(const SchedulerFlags& flags, const SchedulerOptions& options,
     }
     scheduler = *std::move(created);
     leading = true;
+    if (metrics != nullptr) metrics->SetLeader(true);
     serving.set_leader_address(advertise);
     serving.Lead(scheduler.get());
     SetServing(health, true);
@@ -354,7 +392,7 @@ int RunReplica(const SchedulerFlags& flags, const SchedulerOptions& options,
                << (snapshot ? absl::StrCat("from the watch at revision ", mirror_revision)
                             : std::string("from etcd"))
                << " in " << absl::ToDoubleMilliseconds(absl::Now() - elected) << " ms";
-    TickLoop(scheduler.get(), flags.tick_ms, stop);
+    TickLoop(scheduler.get(), flags.tick_ms, stop, metrics);
   });
 
   WaitForSignal(signals);
@@ -384,8 +422,26 @@ int Run(const SchedulerFlags& flags, const std::vector<std::string>& argv) {
     std::cerr << "joule-scheduler: " << options.status().message() << "\n";
     return 2;
   }
-  if (flags.store == "local") return RunLocal(flags, *options, signals);
-  return RunReplica(flags, *options, signals, argv);
+  // Prometheus metrics, from before the election on (a standby says it is
+  // not the leader). Declared before the exposer, which must go first.
+  std::unique_ptr<SchedulerMetrics> metrics;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (!flags.metrics_listen.empty()) {
+    metrics = std::make_unique<SchedulerMetrics>(absl::Seconds(flags.metrics_job_retention_s));
+    std::string bound;
+    absl::StatusOr<std::unique_ptr<prometheus::Exposer>> started =
+        StartMetricsServer(flags.metrics_listen, metrics->registry(), &bound);
+    if (!started.ok()) {
+      std::cerr << "joule-scheduler: " << started.status().message() << "\n";
+      return 1;
+    }
+    exposer = *std::move(started);
+    options->observer = metrics.get();
+    JLOG(INFO) << "metrics on " << bound;
+    std::cout << "metrics on " << bound << std::endl;
+  }
+  if (flags.store == "local") return RunLocal(flags, *options, signals, metrics.get());
+  return RunReplica(flags, *options, signals, argv, metrics.get());
 }
 
 }  // namespace
@@ -451,6 +507,18 @@ int main(int argc, char** argv) {
   app.add_option("--advertise", flags.advertise,
                  "HOST:PORT that clients and agents use to reach this replica "
                  "(default: the bound --listen address)");
+  app.add_option("--carbon-config", flags.carbon_config,
+                 "YAML file of carbon intensity (gCO2e/kWh, constant or a CSV time "
+                 "series) and electricity price per region (node label "
+                 "joule.dev/region); without it, jobs' emissions and cost are not "
+                 "configured (reported as 0)");
+  app.add_option("--metrics-listen", flags.metrics_listen,
+                 "HOST:PORT to serve Prometheus metrics at /metrics (port 0 picks "
+                 "one; the address is printed as 'metrics on ...'); empty: off");
+  app.add_option("--metrics-job-retention", flags.metrics_job_retention_s,
+                 "Seconds a finished job keeps its per-job metric series")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 30.0 * 24 * 3600));
   app.add_option("--leader-lease", flags.leader_lease_s,
                  "Seconds of the leader's etcd lease: a standby takes over this "
                  "long after the leader dies")

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/proto_time.h"
 #include "common/range_list.h"
+#include "scheduler/carbon.h"
 #include "scheduler/scheduler_internal.h"
 #include "spec/job_validation.h"
 
@@ -321,6 +322,9 @@ absl::StatusOr<v1::Job> Scheduler::SubmitJob(v1::JobSpec spec,
   job.set_message("waiting for placement");
   *job.mutable_submit_time() = ToProtoTime(now);
   job.set_request_id(request_id);
+  // Present from the start, so that `joulectl get` can tell a job measured
+  // without a carbon config (no currency) from one not yet measured.
+  job.mutable_footprint()->set_currency(options_.carbon.currency());
   AddEvent(job, "Submitted", absl::StrCat("job ", job.spec().name(), " accepted"));
   // Durable before the client hears of it; nothing is kept on failure.
   absl::Status stored = Persist(job);
@@ -568,6 +572,8 @@ absl::Status Scheduler::SetNodeCap(const std::string& node_name, const v1::SetCa
   *command.mutable_set_cap() = cap;
   if (command.set_cap().reason().empty()) command.mutable_set_cap()->set_reason("operator");
   node.link->Send(command);
+  // Whatever reason the operator gave, the metric's label set stays fixed.
+  if (options_.observer != nullptr) options_.observer->OnCapSent("operator");
   JLOG(INFO) << "cap sent to " << node_name << ": " << cap.ShortDebugString();
   return absl::OkStatus();
 }
@@ -637,6 +643,8 @@ absl::Status Scheduler::OnAgentRegister(AgentLink* link,
   node.ready = true;
   node.message = "";
   node.last_seen = clock_->Now();
+  // Telemetry is expected from now on; its age counts from here.
+  if (node.last_telemetry == absl::Time()) node.last_telemetry = node.last_seen;
   placement_dirty_ = true;
   JLOG(INFO) << "node " << name << " registered with "
              << message.node().devices_size() << " devices and "
@@ -714,6 +722,7 @@ absl::Status Scheduler::OnAgentMessage(AgentLink* link,
     switch (message.msg_case()) {
       case v1::AgentMessage::kTelemetry:
         node->last_sample = message.telemetry();
+        node->last_telemetry = node->last_seen;
         if (message.telemetry().sources_size() > 0) {
           *node->info.mutable_sources() = message.telemetry().sources();
         }
@@ -786,7 +795,9 @@ void Scheduler::ApplyUsage(NodeRecord& node, const v1::TaskUsage& usage) {
   const std::string shards_done_before = task->shards_done();
   const absl::optional<double> quality_before =
       task->has_quality() ? absl::optional<double>(task->quality()) : absl::nullopt;
+  const double energy_before_j = task->energy().total_j();
   CopyUsage(usage, task);
+  AccountEnergy(*job, *task, energy_before_j);
   WatchQuality(*job, *task, quality_before);
   if (usage.latency_batch_size() > 0) {
     latencies_[task->task_id()][usage.latency_batch_size()] = usage.latency_ms();
@@ -801,6 +812,89 @@ void Scheduler::ApplyUsage(NodeRecord& node, const v1::TaskUsage& usage) {
     FeedSharder(*job, *task);
     Changed(*job);
   }
+}
+
+void Scheduler::AccountEnergy(v1::Job& job, const v1::Task& task, double before_j) {
+  const double delta_j = task.energy().total_j() - before_j;
+  // Task energy is cumulative; a lower report (which agents do not send)
+  // takes nothing back: emitted carbon stays emitted.
+  if (!(delta_j > 0) || !std::isfinite(delta_j)) return;
+  const double kwh = delta_j / kJoulesPerKwh;
+  v1::Footprint* footprint = job.mutable_footprint();
+  footprint->set_kwh(footprint->kwh() + kwh);
+  energy_j_total_ += delta_j;
+  const CarbonConfig& carbon = options_.carbon;
+  if (!carbon.configured()) {
+    footprint->set_unpriced_kwh(footprint->unpriced_kwh() + kwh);
+    return;
+  }
+  std::string region;
+  if (auto node = nodes_.find(task.node()); node != nodes_.end()) {
+    auto label = node->second.info.labels().find(kRegionLabel);
+    if (label != node->second.info.labels().end()) region = label->second;
+  }
+  // Emissions = energy x carbon intensity of the grid (the method CodeCarbon
+  // popularised, https://mlco2.github.io/codecarbon/methodology.html), here
+  // from the task's measured energy rather than a power model, one
+  // increment at a time at the intensity in force when it is reported, so
+  // that a time series that changes during the job is followed.
+  const double co2e_g = kwh * carbon.IntensityGPerKwh(region, clock_->Now());
+  const double cost = kwh * carbon.PricePerKwh(region);
+  footprint->set_co2e_g(footprint->co2e_g() + co2e_g);
+  footprint->set_cost(footprint->cost() + cost);
+  footprint->set_currency(carbon.currency());
+  co2e_g_total_ += co2e_g;
+  cost_total_ += cost;
+}
+
+MetricsSnapshot Scheduler::Metrics(absl::Duration job_retention) const {
+  absl::MutexLock lock(&mu_);
+  MetricsSnapshot out;
+  const absl::Time now = clock_->Now();
+  out.now = now;
+  for (v1::JobState state : {v1::JOB_STATE_PENDING, v1::JOB_STATE_RUNNING,
+                             v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED,
+                             v1::JOB_STATE_CANCELLED}) {
+    out.jobs_by_state[state] = 0;
+  }
+  for (const auto& [id, job] : jobs_) {
+    ++out.jobs_by_state[job.state()];
+    // Jobs that never ran have nothing to show; finished ones only for a
+    // while, so that the exporter's series stay bounded.
+    if (job.attempts() == 0) continue;
+    if (IsFinal(job.state()) &&
+        (!job.has_end_time() || now - FromProtoTime(job.end_time()) > job_retention)) {
+      continue;
+    }
+    JobMetrics& metrics = out.jobs.emplace_back();
+    metrics.id = id;
+    metrics.user = job.spec().user();
+    metrics.state = job.state();
+    metrics.energy = job.energy();
+    metrics.co2e_g = job.footprint().co2e_g();
+    metrics.cost = job.footprint().cost();
+    metrics.budget_j = job.spec().energy_budget_j();
+    metrics.has_savings = job.has_savings();
+    metrics.saved_j = job.savings().saved_j();
+  }
+  out.queue_length = out.jobs_by_state[v1::JOB_STATE_PENDING];
+  for (const auto& [name, node] : nodes_) {
+    NodeMetrics& metrics = out.nodes.emplace_back();
+    metrics.name = name;
+    metrics.ready = node.ready && node.link != nullptr;
+    metrics.power_w = node.last_sample.node_power_w();
+    const absl::Time since =
+        node.last_telemetry != absl::Time() ? node.last_telemetry : node.last_seen;
+    metrics.telemetry_age =
+        since == absl::Time() ? absl::ZeroDuration() : std::max(absl::ZeroDuration(), now - since);
+  }
+  out.energy_j = energy_j_total_;
+  out.saved_j = saved_j_total_;
+  out.co2e_g = co2e_g_total_;
+  out.cost = cost_total_;
+  out.currency = options_.carbon.currency();
+  out.unstored_jobs = static_cast<int>(unstored_.size());
+  return out;
 }
 
 void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
@@ -843,13 +937,16 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
         // outcome but take the final energy if we had none.
         if (task->energy().total_j() == 0 && event.has_usage()) {
           *task->mutable_energy() = event.usage().energy();
+          AccountEnergy(*job, *task, 0);
           Changed(*job);
         }
         ack();
         return;
       }
       if (event.has_usage()) {
+        const double energy_before_j = task->energy().total_j();
         CopyUsage(event.usage(), task);
+        AccountEnergy(*job, *task, energy_before_j);
         FeedSharder(*job, *task);
       }
       task->set_exit_code(event.exit_code());
@@ -1233,6 +1330,15 @@ void Scheduler::PlacePending() {
   if (!placement_dirty_ && now < next_forced_placement_) return;
   placement_dirty_ = false;
   next_forced_placement_ = now + kPlacementRetryPeriod;
+  // The cycle's duration on the scheduler's clock (0 on a simulated one).
+  struct CycleTimer {
+    const Clock* clock;
+    SchedulerObserver* observer;
+    absl::Time start;
+    ~CycleTimer() {
+      if (observer != nullptr) observer->OnPlacementCycle(clock->Now() - start);
+    }
+  } timer{clock_, options_.observer, now};
   ClusterSnapshot snapshot = Snapshot();
   std::set<std::string> models;
   for (const NodeView& node : snapshot.nodes) {
@@ -1503,6 +1609,9 @@ absl::Status Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
     return stored;
   }
   Notify(job);
+  if (job.attempts() == 1 && options_.observer != nullptr) {
+    options_.observer->OnFirstPlacement(clock_->Now() - FromProtoTime(job.submit_time()));
+  }
   for (v1::Task* task : started) {
     v1::SchedulerCommand command;
     v1::StartTask* start = command.mutable_start_task();
@@ -1521,6 +1630,7 @@ absl::Status Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
     start->set_shards(task->shards());
     start->set_shard_count(spec.shard_count());
     start->set_working_dir(spec.working_dir());
+    start->set_user(spec.user());
     NodeRecord& node = nodes_[task->node()];
     if (node.link != nullptr) node.link->Send(command);
   }

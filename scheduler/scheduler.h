@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -25,6 +26,7 @@
 #include "joule/v1/node.pb.h"
 #include "joule/v1/scheduler.pb.h"
 #include "scheduler/bandit/batch_size_bandit.h"
+#include "scheduler/carbon.h"
 #include "scheduler/placement.h"
 #include "scheduler/profiling/cap_choice.h"
 #include "scheduler/profiling/cap_profiler.h"
@@ -40,6 +42,76 @@ class AgentLink {
  public:
   virtual ~AgentLink() = default;
   virtual void Send(const v1::SchedulerCommand& command) = 0;
+};
+
+// Events the metrics exporter (scheduler/metrics.h) counts as they happen.
+// Called with the scheduler's lock held: implementations must be quick and
+// thread-safe, and must not call into the Scheduler.
+class SchedulerObserver {
+ public:
+  virtual ~SchedulerObserver() = default;
+  // One placement cycle (a pass of the pipeline over the queue) took
+  // `duration` on the scheduler's clock.
+  virtual void OnPlacementCycle(absl::Duration duration) = 0;
+  // A job was placed for the first time, `queue_wait` after its submission.
+  virtual void OnFirstPlacement(absl::Duration queue_wait) = 0;
+  // A SetCap went to an agent; `reason` is one of "profiling", "objective",
+  // "thermal", "budget" (the energy brain) and "operator" (SetNodeCap).
+  virtual void OnCapSent(absl::string_view reason) = 0;
+};
+
+// What the metrics exporter reads of a node.
+struct NodeMetrics {
+  std::string name;
+  // READY: registered, stream open, heard from within the heartbeat timeout.
+  bool ready = false;
+  // The last telemetry sample's node power (0 before the first).
+  double power_w = 0;
+  // Since the last telemetry arrived (or, before the first, since the node
+  // registered).
+  absl::Duration telemetry_age;
+};
+
+// What the metrics exporter reads of a job.
+struct JobMetrics {
+  std::string id;
+  std::string user;
+  v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
+  // Every attempt's measured energy (only grows).
+  v1::Energy energy;
+  // Only grow.
+  double co2e_g = 0;
+  double cost = 0;
+  // spec.energy_budget_j (0: no budget).
+  double budget_j = 0;
+  // The estimated saving of a finished job, where it has one.
+  bool has_savings = false;
+  double saved_j = 0;
+};
+
+// A copy of what the metrics exporter shows, taken under the scheduler's
+// lock (Scheduler::Metrics).
+struct MetricsSnapshot {
+  absl::Time now;
+  // Every job the scheduler holds, by state.
+  std::map<v1::JobState, int> jobs_by_state;
+  // Pending jobs (in the queue or waiting out a retry backoff).
+  int queue_length = 0;
+  std::vector<NodeMetrics> nodes;
+  // Jobs that have run and are not finished, and finished jobs that ended
+  // within the retention asked for; by id.
+  std::vector<JobMetrics> jobs;
+  // Sums since this Scheduler was created; they only grow. saved_j counts
+  // positive savings only (a job that cost more than its estimate shows
+  // that in its own JobMetrics::saved_j).
+  double energy_j = 0;
+  double saved_j = 0;
+  double co2e_g = 0;
+  double cost = 0;
+  // The carbon config's currency; empty when not configured.
+  std::string currency;
+  // Jobs whose latest state the store has not taken yet.
+  int unstored_jobs = 0;
 };
 
 struct SchedulerOptions {
@@ -72,6 +144,12 @@ struct SchedulerOptions {
   absl::Duration stop_grace = absl::Seconds(10);
   // How long GetTaskLogs waits for agents.
   absl::Duration logs_timeout = absl::Seconds(5);
+  // Carbon intensity and electricity price per region (--carbon-config);
+  // not configured by default (0 gCO2e and 0 cost per kWh).
+  CarbonConfig carbon;
+  // Told of placement cycles, first placements and caps sent; may be null.
+  // Must outlive the scheduler.
+  SchedulerObserver* observer = nullptr;
 };
 
 // The scheduler core: cluster state, the job queue, placement and every
@@ -169,6 +247,12 @@ class Scheduler {
   };
   StoreHealth GetStoreHealth() const;
 
+  // What the metrics exporter shows: counts, nodes, and the jobs that have
+  // run and are not finished or that ended within `job_retention` (so the
+  // exporter's per-job series stay bounded). Walks every job under the
+  // lock: meant for about one call a second, not per request.
+  MetricsSnapshot Metrics(absl::Duration job_retention) const;
+
  private:
   struct NodeRecord {
     v1::NodeInfo info;
@@ -177,6 +261,9 @@ class Scheduler {
     std::string message;
     absl::Time last_seen;
     v1::NodeSample last_sample;
+    // When the last telemetry arrived, or the node registered before any
+    // did; unset for a node known only from stored tasks.
+    absl::Time last_telemetry;
     // Active tasks placed here and the GPUs they hold.
     std::set<std::string> task_ids;
     std::set<int32_t> used_gpus;
@@ -297,6 +384,13 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplyUsage(NodeRecord& node, const v1::TaskUsage& usage)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After a task's energy changed from `before_j` joules: the increase, in
+  // kWh, into the job's footprint at the carbon intensity and price in
+  // force now in its node's region, and into the totals since start.
+  void AccountEnergy(v1::Job& job, const v1::Task& task, double before_j)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tells the observer of a cap sent with the energy brain's `reason`.
+  void CountCap(const std::string& reason) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves a task to a final state and releases its resources.
   void EndTask(v1::Job& job, v1::Task& task, v1::TaskState state,
                const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -378,6 +472,11 @@ class Scheduler {
   absl::flat_hash_map<std::string, std::shared_ptr<const v1::JobExplanation>>
       explanations_ ABSL_GUARDED_BY(mu_);
   int64_t next_logs_request_ ABSL_GUARDED_BY(mu_) = 1;
+  // Since this scheduler was created (MetricsSnapshot's sums).
+  double energy_j_total_ ABSL_GUARDED_BY(mu_) = 0;
+  double saved_j_total_ ABSL_GUARDED_BY(mu_) = 0;
+  double co2e_g_total_ ABSL_GUARDED_BY(mu_) = 0;
+  double cost_total_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace joule

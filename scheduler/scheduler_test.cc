@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <set>
@@ -30,6 +31,7 @@
 #include "joule/v1/job.pb.h"
 #include "joule/v1/node.pb.h"
 #include "joule/v1/scheduler.pb.h"
+#include "scheduler/carbon.h"
 #include "scheduler/store/local_store.h"
 #include "scheduler/store/store.h"
 
@@ -232,6 +234,10 @@ class RegisterBuilder {
   }
   RegisterBuilder& Memory(int64_t bytes) {
     register_.mutable_node()->set_memory_bytes(bytes);
+    return *this;
+  }
+  RegisterBuilder& Label(const std::string& key, const std::string& value) {
+    (*register_.mutable_node()->mutable_labels())[key] = value;
     return *this;
   }
   // A task the agent still runs (as the agent reports it: usage carries the
@@ -2778,6 +2784,116 @@ TEST_F(SchedulerTest, CreateLoadsInitialStateAndWritesToTheStore) {
   v1::Job job;
   ASSERT_TRUE(job.ParseFromString(*stored));
   EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+}
+
+// ---- Carbon and cost ----
+
+// Two nodes in different grid regions: eu-north at a constant 45 g/kWh,
+// us-east from a time series that changes while the job runs.
+class CarbonAccountingTest : public SchedulerTest {
+ protected:
+  CarbonAccountingTest() {
+    std::string dir = ::testing::TempDir() + "/carbon_accounting_XXXXXX";
+    EXPECT_NE(mkdtemp(dir.data()), nullptr) << std::strerror(errno);
+    // 300 g/kWh until 30 s after the test's start, then 500.
+    const int64_t start_s = absl::ToUnixSeconds(clock_.Now());
+    std::ofstream(dir + "/us-east.csv")
+        << "time,g_per_kwh\n"
+        << start_s - 3600 << ",300\n"
+        << start_s + 30 << ",500\n";
+    absl::StatusOr<CarbonConfig> carbon = CarbonConfig::Parse(
+        "default: {intensity_g_per_kwh: 400, price_per_kwh: 0.15}\n"
+        "regions:\n"
+        "  eu-north: {intensity_g_per_kwh: 45, price_per_kwh: 0.08}\n"
+        "  us-east: {intensity_file: us-east.csv, price_per_kwh: 0.12}\n",
+        "carbon.yaml", dir);
+    EXPECT_THAT(carbon.status(), IsOk());
+    if (carbon.ok()) options_.carbon = *carbon;
+  }
+};
+
+TEST_F(CarbonAccountingTest, EachEnergyIncreaseIsPricedAtItsRegionsIntensityThen) {
+  FakeAgentLink a, b;
+  ASSERT_THAT(Register(a, RegisterBuilder("node-a").Gpus(1, "V100")
+                              .Label("joule.dev/region", "eu-north").Build()),
+              IsOk());
+  ASSERT_THAT(Register(b, RegisterBuilder("node-b").Gpus(1, "V100")
+                              .Label("joule.dev/region", "us-east").Build()),
+              IsOk());
+  const std::string job_id = Submit(SpecBuilder().Gpus(1).Replicas(2).Build());
+  EXPECT_EQ(LookUpJob(job_id).footprint().currency(), "USD");
+  scheduler_->Tick();
+  v1::Job job = LookUpJob(job_id);
+  ASSERT_EQ(job.tasks_size(), 2);
+  const bool first_on_a = job.tasks(0).node() == "node-a";
+  const std::string on_a = job.tasks(first_on_a ? 0 : 1).task_id();
+  const std::string on_b = job.tasks(first_on_a ? 1 : 0).task_id();
+  ASSERT_THAT(Started(a, on_a, 1), IsOk());
+  ASSERT_THAT(Started(b, on_b, 2), IsOk());
+
+  // Cumulative joules per report: node-a 36 kJ, 72 kJ, then 90 kJ at exit;
+  // node-b 72 kJ (at 300 g/kWh), then 180 kJ and 216 kJ (at 500 g/kWh).
+  clock_.Advance(absl::Seconds(10));
+  ASSERT_THAT(Telemetry(a, on_a, Joules(30000, 4000, 2000)), IsOk());
+  ASSERT_THAT(Telemetry(b, on_b, Joules(60000, 8000, 4000)), IsOk());
+  clock_.Advance(absl::Seconds(30));  // Past the series' change.
+  ASSERT_THAT(Telemetry(a, on_a, Joules(60000, 8000, 4000)), IsOk());
+  ASSERT_THAT(Telemetry(b, on_b, Joules(150000, 20000, 10000)), IsOk());
+  clock_.Advance(absl::Seconds(10));
+  ASSERT_THAT(Exited(a, on_a, 0, Joules(75000, 10000, 5000)), IsOk());
+  ASSERT_THAT(Exited(b, on_b, 0, Joules(180000, 24000, 12000)), IsOk());
+
+  job = LookUpJob(job_id);
+  ASSERT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
+  const double kwh = 1 / 3.6e6;
+  const double expected_g = 90000 * kwh * 45 +                               // node-a
+                            72000 * kwh * 300 + (108000 + 36000) * kwh * 500;  // node-b
+  const double expected_cost = 90000 * kwh * 0.08 + 216000 * kwh * 0.12;
+  EXPECT_DOUBLE_EQ(expected_g, 27.125);
+  EXPECT_NEAR(job.footprint().co2e_g(), expected_g, 1e-9);
+  EXPECT_NEAR(job.footprint().cost(), expected_cost, 1e-12);
+  EXPECT_NEAR(job.footprint().kwh(), job.energy().total_j() * kwh, 1e-12);
+  EXPECT_DOUBLE_EQ(job.energy().total_j(), 306000);
+  EXPECT_EQ(job.footprint().currency(), "USD");
+  EXPECT_EQ(job.footprint().unpriced_kwh(), 0);
+
+  // The sums since start agree; the footprint is stored with the job.
+  const MetricsSnapshot metrics = scheduler_->Metrics(absl::Hours(1));
+  EXPECT_NEAR(metrics.co2e_g, expected_g, 1e-9);
+  EXPECT_NEAR(metrics.cost, expected_cost, 1e-12);
+  EXPECT_DOUBLE_EQ(metrics.energy_j, 306000);
+  EXPECT_EQ(metrics.currency, "USD");
+  Restart();
+  EXPECT_NEAR(LookUpJob(job_id).footprint().co2e_g(), expected_g, 1e-9);
+  EXPECT_NEAR(LookUpJob(job_id).footprint().cost(), expected_cost, 1e-12);
+}
+
+TEST_F(CarbonAccountingTest, NodeWithoutARegionGetsTheDefault) {
+  FakeAgentLink link;
+  const std::string job_id = RunOneJob(link, "gpu-a", 1, SpecBuilder().Gpus(1).Build());
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_THAT(Exited(link, absl::StrCat(job_id, ".r0.a1"), 0, Joules(3.6e6)), IsOk());
+  const v1::Job job = LookUpJob(job_id);
+  EXPECT_DOUBLE_EQ(job.footprint().kwh(), 1);
+  EXPECT_DOUBLE_EQ(job.footprint().co2e_g(), 400);
+  EXPECT_DOUBLE_EQ(job.footprint().cost(), 0.15);
+}
+
+// Without --carbon-config: kWh still add up; emissions and cost stay 0, and
+// the footprint says it was not configured (no currency).
+TEST_F(SchedulerTest, FootprintWithoutCarbonConfigCountsOnlyKwh) {
+  FakeAgentLink link;
+  const std::string job_id = RunOneJob(link, "gpu-a", 1, SpecBuilder().Gpus(1).Build());
+  ASSERT_TRUE(LookUpJob(job_id).has_footprint());
+  ASSERT_THAT(Telemetry(link, absl::StrCat(job_id, ".r0.a1"), Joules(1.8e6)), IsOk());
+  ASSERT_THAT(Exited(link, absl::StrCat(job_id, ".r0.a1"), 0, Joules(3.6e6)), IsOk());
+  const v1::Job job = LookUpJob(job_id);
+  EXPECT_DOUBLE_EQ(job.footprint().kwh(), 1);
+  EXPECT_DOUBLE_EQ(job.footprint().unpriced_kwh(), 1);
+  EXPECT_EQ(job.footprint().co2e_g(), 0);
+  EXPECT_EQ(job.footprint().cost(), 0);
+  EXPECT_EQ(job.footprint().currency(), "");
+  EXPECT_EQ(scheduler_->Metrics(absl::Hours(1)).currency, "");
 }
 
 }  // namespace

@@ -308,6 +308,22 @@ absl::StatusOr<v1::ListJobsResponse> TestCluster::ListJobs() {
   return list;
 }
 
+std::string TestCluster::WaitForLine(const std::string& log, const std::string& prefix) {
+  std::string found;
+  WaitFor(
+      [&] {
+        for (absl::string_view line : absl::StrSplit(ReadAll(absl::StrCat(dir_, "/", log)), '\n')) {
+          if (absl::StartsWith(line, prefix)) {
+            found = std::string(line.substr(prefix.size()));
+            return true;
+          }
+        }
+        return false;
+      },
+      absl::Seconds(10));
+  return found;
+}
+
 std::string TestCluster::WriteFile(const std::string& name, const std::string& contents) {
   const std::string path = absl::StrCat(dir_, "/", name);
   std::ofstream(path) << contents;

@@ -89,6 +89,9 @@ class TestCluster {
   // Runs `joulectl -o json get JOB` and parses the job.
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
   absl::StatusOr<v1::ListJobsResponse> ListJobs();
+  // The rest of the first line of <dir>/<log> that starts with `prefix`,
+  // waiting up to 10 s for it (e.g. ("scheduler.out", "metrics on ")).
+  std::string WaitForLine(const std::string& log, const std::string& prefix);
   // Writes a file under dir() and returns its path.
   std::string WriteFile(const std::string& name, const std::string& contents);
 
