@@ -54,30 +54,33 @@ echo "== starting joule-scheduler (embedded store in $WORK/data)"
 # Short profiling windows so that profiling fits in the demo's small jobs.
 "$BIN/joule-scheduler" --listen=127.0.0.1:0 --data-dir="$WORK/data" \
   --profile-step-w=50 --profile-warmup=1 --profile-window=4 \
+  --carbon-config=examples/carbon.yaml --metrics-listen=127.0.0.1:0 \
   >"$WORK/scheduler.out" 2>"$WORK/scheduler.log" &
 PIDS+=($!)
 for _ in $(seq 1 100); do
-  grep -q "listening on" "$WORK/scheduler.out" 2>/dev/null && break
+  grep -q "listening on" "$WORK/scheduler.out" 2>/dev/null &&
+    grep -q "metrics on" "$WORK/scheduler.out" 2>/dev/null && break
   sleep 0.1
 done
 ADDRESS="$(sed -n 's/^listening on //p' "$WORK/scheduler.out")"
 [ -n "$ADDRESS" ] || { echo "scheduler did not start:"; cat "$WORK/scheduler.log"; exit 1; }
 export JOULE_SCHEDULER="$ADDRESS"
-echo "   listening on $ADDRESS"
+METRICS="$(sed -n 's/^metrics on //p' "$WORK/scheduler.out")"
+echo "   listening on $ADDRESS, metrics on $METRICS"
 
 start_agent() {
-  local node="$1" simulate="$2" static="$3"
+  local node="$1" simulate="$2" static="$3" region="${4:-}"
   # The example workloads are found through the agents' PATH.
   PATH="$BIN:$PATH" "$BIN/joule-agent" --node-name="$node" \
     ${simulate:+--simulate="$simulate"} --static-power-w="$static" \
     --work-dir="$WORK/agent-$node" --cpus=8 --memory=32Gi --listen=127.0.0.1:0 \
-    --telemetry-period=0.5 \
+    --telemetry-period=0.5 ${region:+--label=joule.dev/region="$region"} \
     >"$WORK/agent-$node.out" 2>"$WORK/agent-$node.log" &
   PIDS+=($!)
 }
 echo "== starting three agents"
 start_agent gpu-v100 V100:4 120
-start_agent gpu-a40 A40:2 90
+start_agent gpu-a40 A40:2 90 low-carbon
 start_agent cpu-only "" 60
 for _ in $(seq 1 100); do
   [ "$("$BIN/joulectl" nodes 2>/dev/null | grep -c READY)" -eq 3 ] && break
@@ -124,3 +127,9 @@ for id in "${JOBS[@]}"; do
 done
 echo
 "$BIN/joulectl" list
+
+echo "== the scheduler's Prometheus totals (http://$METRICS/metrics)"
+exec 3<>"/dev/tcp/${METRICS%:*}/${METRICS##*:}"
+printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3
+grep -E '^joule_(energy_joules_total|energy_saved_joules_total|co2e_grams_total|cost_total|jobs)' <&3 || true
+exec 3<&-
