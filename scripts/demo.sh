@@ -129,6 +129,7 @@ echo
 "$BIN/joulectl" list
 
 echo "== the scheduler's Prometheus totals (http://$METRICS/metrics)"
+sleep 2  # the exporter refreshes once a second
 exec 3<>"/dev/tcp/${METRICS%:*}/${METRICS##*:}"
 printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3
 grep -E '^joule_(energy_joules_total|energy_saved_joules_total|co2e_grams_total|cost_total|jobs)' <&3 || true
