@@ -165,9 +165,8 @@ int Run(const AgentFlags& flags) {
   std::unique_ptr<prometheus::Exposer> metrics_server;
   if (!flags.metrics_listen.empty()) {
     metrics = std::make_unique<AgentMetrics>(options.node_name);
-    std::string bound;
     absl::StatusOr<std::unique_ptr<prometheus::Exposer>> exposer =
-        StartMetricsServer(flags.metrics_listen, metrics->registry(), &bound);
+        StartMetricsServer(flags.metrics_listen, metrics->registry());
     if (!exposer.ok()) {
       std::cerr << "joule-agent: " << exposer.status().message() << "\n";
       // A malformed address is a flag error; one that cannot be bound is
@@ -175,8 +174,6 @@ int Run(const AgentFlags& flags) {
       return absl::IsInvalidArgument(exposer.status()) ? 2 : 1;
     }
     metrics_server = *std::move(exposer);
-    JLOG(INFO) << "metrics on " << bound;
-    std::cout << "metrics on " << bound << std::endl;
   }
 
   // The agent's own gRPC server carries the standard health service (for

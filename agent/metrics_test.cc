@@ -42,6 +42,7 @@
 #include "common/device_catalog.h"
 #include "common/metrics_http.h"
 #include "common/proto_time.h"
+#include "common/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "joule/v1/agent.pb.h"
@@ -597,22 +598,6 @@ TEST(AgentMetricsLinkTest, ConnectedFollowsTheLinkAndReconnectsOnlyGrow) {
   EXPECT_EQ(Value(scrape(), "joule_agent_stream_reconnects_total", node), 4);
 }
 
-// `promtool check metrics` on `text`: its exit status and output.
-std::pair<int, std::string> Promtool(const std::string& text) {
-  const std::string path = absl::StrCat(MakeTempDir(), "/metrics.prom");
-  WriteFile(path, text);
-  FILE* pipe = popen(
-      absl::StrCat("/usr/bin/env promtool check metrics < '", path, "' 2>&1").c_str(),
-      "r");
-  if (pipe == nullptr) return {-1, std::strerror(errno)};
-  std::string out;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) out.append(buffer, n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 TEST_F(AgentMetricsTest, EveryFamilyHasHelpAndTypeAndPassesPromtool) {
   // Every family populated: devices, a running task, a failed read, the link.
   auto flaky = std::make_unique<FlakyGpu>(0, clock_.Now());
@@ -665,45 +650,12 @@ TEST_F(AgentMetricsTest, EveryFamilyHasHelpAndTypeAndPassesPromtool) {
   EXPECT_EQ(helped, documented);
   EXPECT_EQ(typed, documented);
 
-  const auto [status, out] = Promtool(text);
-  if (status == 127) {
-    FAIL() << "promtool is not on PATH: run scripts/setup.sh (it installs Debian's "
-              "prometheus package, which has promtool)\n"
-           << out;
-  }
-  EXPECT_EQ(status, 0) << "promtool check metrics:\n" << out << "\non:\n" << text;
+  const absl::Status promtool = PromtoolCheckMetrics(text);
+  EXPECT_TRUE(promtool.ok()) << promtool << "\non:\n" << text;
 }
 
 // ---------------------------------------------------------------------------
 // The real binary.
-
-// GET http://ADDRESS/metrics over a plain socket: the whole response, or ""
-// when nothing answers.
-std::string HttpGetMetrics(const std::string& address) {
-  const size_t colon = address.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
-    return "";
-  }
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return "";
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
-  std::string response;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string request = "GET /metrics HTTP/1.0\r\n\r\n";
-    if (write(fd, request.data(), request.size()) ==
-        static_cast<ssize_t>(request.size())) {
-      char buffer[65536];
-      ssize_t n;
-      while ((n = read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, n);
-    }
-  }
-  close(fd);
-  return response;
-}
 
 // A joule-agent started by the test, stopped (SIGTERM, then SIGKILL) when
 // it goes out of scope.
@@ -775,7 +727,7 @@ TEST(AgentBinaryTest, ServesDeviceSeriesOnTheAddressItPrints) {
 
   std::string response;
   ASSERT_TRUE(PollUntil([&] {
-    response = HttpGetMetrics(address);
+    response = HttpGet(address, "/metrics");
     return absl::StrContains(response, "joule_device_power_watts{");
   })) << response
       << agent.err();

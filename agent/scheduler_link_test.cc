@@ -1,10 +1,5 @@
 #include "agent/scheduler_link.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +10,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/leader_redirect.h"
+#include "common/test_util.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -108,27 +104,6 @@ class FakeScheduler final : public v1::AgentService::Service {
   std::string leader_ ABSL_GUARDED_BY(mu_);
   int connects_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::string> registered_ ABSL_GUARDED_BY(mu_);
-};
-
-// A loopback port that refuses connections: bound, never listening.
-class DeadPort {
- public:
-  DeadPort() {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-    address_ = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
-  }
-  ~DeadPort() { close(fd_); }
-  const std::string& address() const { return address_; }
-
- private:
-  int fd_ = -1;
-  std::string address_;
 };
 
 // A SchedulerLink for node "n1" that records the commands it receives.

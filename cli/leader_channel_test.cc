@@ -1,10 +1,5 @@
 #include "cli/leader_channel.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <memory>
 #include <string>
 #include <utility>
@@ -15,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/leader_redirect.h"
+#include "common/test_util.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -111,27 +107,6 @@ class FakeScheduler final : public v1::SchedulerService::Service {
   std::vector<v1::JobState> watch_states_ ABSL_GUARDED_BY(mu_);
   std::string step_down_to_ ABSL_GUARDED_BY(mu_);
   int calls_ ABSL_GUARDED_BY(mu_) = 0;
-};
-
-// A loopback port that refuses connections: bound, never listening.
-class DeadPort {
- public:
-  DeadPort() {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-    address_ = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
-  }
-  ~DeadPort() { close(fd_); }
-  const std::string& address() const { return address_; }
-
- private:
-  int fd_ = -1;
-  std::string address_;
 };
 
 std::unique_ptr<LeaderChannel> Channel(const std::vector<std::string>& addresses,

@@ -1,10 +1,12 @@
 #include "common/metrics_http.h"
 
 #include <exception>
+#include <iostream>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 #include "prometheus/text_serializer.h"
 
 namespace joule {
@@ -29,7 +31,10 @@ absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsServer(
     return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", listen));
   }
   exposer->RegisterCollectable(registry);
-  if (bound != nullptr) *bound = absl::StrCat(listen.substr(0, colon), ":", ports[0]);
+  const std::string address = absl::StrCat(listen.substr(0, colon), ":", ports[0]);
+  JLOG(INFO) << "metrics on " << address;
+  std::cout << "metrics on " << address << std::endl;
+  if (bound != nullptr) *bound = address;
   return exposer;
 }
 

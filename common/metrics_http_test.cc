@@ -1,10 +1,9 @@
 #include "common/metrics_http.h"
 
-#include <cstdio>
 #include <memory>
 #include <string>
 
-#include "absl/strings/str_cat.h"
+#include "common/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/counter.h"
@@ -13,24 +12,6 @@ namespace joule {
 namespace {
 
 using ::testing::HasSubstr;
-
-// Fetches http://ADDRESS/metrics with a raw HTTP/1.0 request (curl is not
-// a dependency).
-std::string Scrape(const std::string& address) {
-  const std::string command =
-      absl::StrCat("exec 3<>/dev/tcp/", address.substr(0, address.rfind(':')), "/",
-                   address.substr(address.rfind(':') + 1),
-                   "; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
-  FILE* pipe = popen(absl::StrCat("bash -c \"", command, "\"").c_str(), "r");
-  std::string out;
-  char buffer[4096];
-  size_t n;
-  while (pipe != nullptr && (n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) {
-    out.append(buffer, n);
-  }
-  if (pipe != nullptr) pclose(pipe);
-  return out;
-}
 
 TEST(MetricsHttpTest, ServesTheRegistryOnAPickedPort) {
   auto registry = std::make_shared<prometheus::Registry>();
@@ -46,7 +27,7 @@ TEST(MetricsHttpTest, ServesTheRegistryOnAPickedPort) {
   ASSERT_TRUE(exposer.ok()) << exposer.status();
   EXPECT_THAT(bound, ::testing::StartsWith("127.0.0.1:"));
   EXPECT_NE(bound, "127.0.0.1:0");
-  const std::string scraped = Scrape(bound);
+  const std::string scraped = HttpGet(bound, "/metrics");
   EXPECT_THAT(scraped, HasSubstr("200 OK"));
   EXPECT_THAT(scraped, HasSubstr("joule_test_events_total{kind=\"a\"} 3"));
   EXPECT_THAT(RenderMetrics(*registry), HasSubstr("# TYPE joule_test_events_total counter"));

@@ -121,12 +121,32 @@ absl::StatusOr<SchedulerOptions> MakeOptions(const SchedulerFlags& flags) {
   return options;
 }
 
-// The gRPC server of one replica: client API, agent streams and health on
-// one address. `bound` gets "host:port" with the port actually bound.
-std::unique_ptr<grpc::Server> StartServer(const std::string& listen,
-                                          SchedulerGrpcService* client_service,
-                                          AgentGrpcService* agent_service,
-                                          HealthService* health, std::string* bound) {
+void SetServing(HealthService& health, bool serving) {
+  const auto status = serving ? grpc::health::v1::HealthCheckResponse::SERVING
+                              : grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+  health.SetStatus("joule.v1.SchedulerService", status);
+  health.SetStatus("joule.v1.AgentService", status);
+}
+
+// The gRPC face of one replica: the client API, the agent streams and the
+// health service on one address, answering for `serving`'s scheduler.
+struct Frontend {
+  ServingState serving;
+  SchedulerGrpcService client_service{&serving};
+  AgentGrpcService agent_service{&serving};
+  HealthService health;
+  std::unique_ptr<grpc::Server> server;
+  // "host:port" with the port actually bound.
+  std::string bound;
+};
+
+// Starts the frontend on `listen`, serving `scheduler` (nullptr: a standby
+// that refuses every call until it leads) and printing "listening on
+// HOST:PORT". nullptr when the address cannot be bound.
+std::unique_ptr<Frontend> StartFrontend(const std::string& listen, Scheduler* scheduler) {
+  auto frontend = std::make_unique<Frontend>();
+  frontend->serving.Lead(scheduler);
+  SetServing(frontend->health, scheduler != nullptr);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
@@ -134,21 +154,17 @@ std::unique_ptr<grpc::Server> StartServer(const std::string& listen,
   // field-level error instead of a transport error.
   builder.SetMaxReceiveMessageSize(64 << 20);
   SetLeaderServerArgs(&builder);
-  builder.RegisterService(client_service);
-  builder.RegisterService(agent_service);
-  builder.RegisterService(health);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) return nullptr;
-  *bound = absl::StrCat(HostOf(listen), ":", port);
-  std::cout << "listening on " << *bound << std::endl;
-  return server;
-}
-
-void SetServing(HealthService& health, bool serving) {
-  const auto status = serving ? grpc::health::v1::HealthCheckResponse::SERVING
-                              : grpc::health::v1::HealthCheckResponse::NOT_SERVING;
-  health.SetStatus("joule.v1.SchedulerService", status);
-  health.SetStatus("joule.v1.AgentService", status);
+  builder.RegisterService(&frontend->client_service);
+  builder.RegisterService(&frontend->agent_service);
+  builder.RegisterService(&frontend->health);
+  frontend->server = builder.BuildAndStart();
+  if (frontend->server == nullptr || port == 0) {
+    std::cerr << "joule-scheduler: cannot listen on " << listen << "\n";
+    return nullptr;
+  }
+  frontend->bound = absl::StrCat(HostOf(listen), ":", port);
+  std::cout << "listening on " << frontend->bound << std::endl;
+  return frontend;
 }
 
 // Runs Tick() every tick_ms until `stop`, and copies the scheduler's
@@ -191,18 +207,8 @@ int RunLocal(const SchedulerFlags& flags, const SchedulerOptions& options,
     std::cerr << "joule-scheduler: " << scheduler.status() << "\n";
     return 1;
   }
-  ServingState serving(scheduler->get());
-  SchedulerGrpcService client_service(&serving);
-  AgentGrpcService agent_service(&serving);
-  HealthService health;
-  SetServing(health, true);
-  std::string bound;
-  std::unique_ptr<grpc::Server> server =
-      StartServer(flags.listen, &client_service, &agent_service, &health, &bound);
-  if (server == nullptr) {
-    std::cerr << "joule-scheduler: cannot listen on " << flags.listen << "\n";
-    return 1;
-  }
+  std::unique_ptr<Frontend> frontend = StartFrontend(flags.listen, scheduler->get());
+  if (frontend == nullptr) return 1;
   // The embedded store has one scheduler: it always leads.
   if (metrics != nullptr) metrics->SetLeader(true);
   std::atomic<bool> stop{false};
@@ -210,7 +216,7 @@ int RunLocal(const SchedulerFlags& flags, const SchedulerOptions& options,
   WaitForSignal(signals);
   stop = true;
   loop.join();
-  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  frontend->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   return 0;
 }
 
@@ -283,18 +289,10 @@ int RunReplica(const SchedulerFlags& flags, const SchedulerOptions& options,
 
   // Standing by until elected: joule_leader 0, and no scheduler to show.
   if (metrics != nullptr) metrics->SetLeader(false);
-  ServingState serving;
-  SchedulerGrpcService client_service(&serving);
-  AgentGrpcService agent_service(&serving);
-  HealthService health;
-  SetServing(health, false);
-  std::string bound;
-  std::unique_ptr<grpc::Server> server =
-      StartServer(flags.listen, &client_service, &agent_service, &health, &bound);
-  if (server == nullptr) {
-    std::cerr << "joule-scheduler: cannot listen on " << flags.listen << "\n";
-    return 1;
-  }
+  std::unique_ptr<Frontend> frontend = StartFrontend(flags.listen, nullptr);
+  if (frontend == nullptr) return 1;
+  ServingState& serving = frontend->serving;
+  const std::string bound = frontend->bound;
   const std::string advertise = AdvertiseAddress(flags, bound);
 
   // Losing the lease or a fenced write: everything this process believes may
@@ -327,7 +325,7 @@ int RunReplica(const SchedulerFlags& flags, const SchedulerOptions& options,
   std::unique_ptr<Scheduler> scheduler;
   // While standing by: the leader's address for redirects, from etcd's
   // Observe stream (it ends at this replica's own Proclaim once it leads).
-  std::thread leader_poll([&] {
+  std::thread leader_watch([&] {
     while (!stop.load() && !leading.load()) {
       absl::StatusOr<v3electionpb::LeaderResponse> now = (*client)->Leader(election);
       if (!leading.load()) serving.set_leader_address(now.ok() ? now->kv().value() : "");
@@ -386,7 +384,7 @@ int RunReplica(const SchedulerFlags& flags, const SchedulerOptions& options,
     if (metrics != nullptr) metrics->SetLeader(true);
     serving.set_leader_address(advertise);
     serving.Lead(scheduler.get());
-    SetServing(health, true);
+    SetServing(frontend->health, true);
     JLOG(INFO) << "leading as " << advertise << " (leader key rev " << key.rev()
                << "); state loaded "
                << (snapshot ? absl::StrCat("from the watch at revision ", mirror_revision)
@@ -399,11 +397,11 @@ int RunReplica(const SchedulerFlags& flags, const SchedulerOptions& options,
   stop = true;
   (*client)->CancelCampaigns();
   replica.join();
-  leader_poll.join();
-  SetServing(health, false);
+  leader_watch.join();
+  SetServing(frontend->health, false);
   // Hand over at once instead of after the lease's TTL.
   if (leading.load()) (void)(*client)->LeaseRevoke(lease->id());
-  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  frontend->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   return 0;
 }
 
@@ -428,17 +426,16 @@ int Run(const SchedulerFlags& flags, const std::vector<std::string>& argv) {
   std::unique_ptr<prometheus::Exposer> exposer;
   if (!flags.metrics_listen.empty()) {
     metrics = std::make_unique<SchedulerMetrics>(absl::Seconds(flags.metrics_job_retention_s));
-    std::string bound;
     absl::StatusOr<std::unique_ptr<prometheus::Exposer>> started =
-        StartMetricsServer(flags.metrics_listen, metrics->registry(), &bound);
+        StartMetricsServer(flags.metrics_listen, metrics->registry());
     if (!started.ok()) {
       std::cerr << "joule-scheduler: " << started.status().message() << "\n";
-      return 1;
+      // A malformed address is a flag error; one that cannot be bound is
+      // like --listen's.
+      return absl::IsInvalidArgument(started.status()) ? 2 : 1;
     }
     exposer = *std::move(started);
     options->observer = metrics.get();
-    JLOG(INFO) << "metrics on " << bound;
-    std::cout << "metrics on " << bound << std::endl;
   }
   if (flags.store == "local") return RunLocal(flags, *options, signals, metrics.get());
   return RunReplica(flags, *options, signals, argv, metrics.get());

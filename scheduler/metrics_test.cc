@@ -24,6 +24,7 @@
 #include "common/clock.h"
 #include "common/metrics_http.h"
 #include "common/proto_time.h"
+#include "common/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "joule/v1/agent.pb.h"
@@ -413,32 +414,11 @@ TEST_F(SchedulerMetricsTest, RetentionRemovesEndedJobsSeries) {
   EXPECT_EQ(Value(samples, "joule_jobs", {{"state", "succeeded"}}), 1);
 }
 
-// Runs `promtool check metrics` on `text` (stdin); returns its exit status
-// and output. promtool is Debian's `prometheus` package (scripts/setup.sh).
-bool PromtoolCheck(const std::string& text, int* status, std::string* output) {
-  if (std::system("command -v promtool >/dev/null 2>&1") != 0) return false;
-  const std::string out_path = ::testing::TempDir() + "/promtool_out.txt";
-  FILE* pipe = popen(absl::StrCat("promtool check metrics >", out_path, " 2>&1").c_str(), "w");
-  if (pipe == nullptr) return false;
-  fwrite(text.data(), 1, text.size(), pipe);
-  const int raw = pclose(pipe);
-  *status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  std::ifstream in(out_path);
-  std::stringstream read;
-  read << in.rdbuf();
-  *output = read.str();
-  return true;
-}
-
 TEST_F(SchedulerMetricsTest, RenderPassesPromtool) {
   RunScenario();
   RefreshAndRender();
-  int status = 0;
-  std::string output;
-  ASSERT_TRUE(PromtoolCheck(rendered_, &status, &output))
-      << "promtool not found on PATH: run scripts/setup.sh (it installs Debian's "
-         "prometheus package, which has promtool)";
-  EXPECT_EQ(status, 0) << "promtool check metrics:\n" << output << "\non:\n" << rendered_;
+  const absl::Status promtool = PromtoolCheckMetrics(rendered_);
+  EXPECT_TRUE(promtool.ok()) << promtool << "\non:\n" << rendered_;
   // Kept for a look (bazel-testlogs/.../test.outputs).
   if (const char* dir = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR")) {
     std::ofstream(absl::StrCat(dir, "/metrics.txt")) << rendered_;

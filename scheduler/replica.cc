@@ -72,16 +72,10 @@ bool StateMirror::WaitForRevision(int64_t revision, absl::Duration timeout) {
 std::unique_ptr<MemoryStore> StateMirror::Snapshot(int64_t* revision) const {
   auto store = std::make_unique<MemoryStore>();
   absl::MutexLock lock(&mu_);
-  std::vector<StoreMutation> all;
   for (const auto& [key, value] : entries_) {
-    // Keys that are not valid Store keys (none are written by the scheduler)
-    // are left out rather than failing the whole copy.
-    if (ValidateStoreKey(key).ok()) {
-      all.push_back({StoreMutation::Op::kPut, key, value});
-    }
-  }
-  for (const StoreMutation& mutation : all) {
-    (void)store->Put(mutation.key, mutation.value);
+    // A key that is not a valid Store key (the scheduler writes none) is
+    // left out rather than failing the whole copy.
+    (void)store->Put(key, value);
   }
   if (revision != nullptr) *revision = revision_;
   return store;

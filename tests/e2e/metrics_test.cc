@@ -5,19 +5,13 @@
 // and every PromQL expression of the Grafana dashboard returns data (the
 // alert rules' expressions parse and every series they read exists).
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <regex>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -31,6 +25,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "agent/process/task_process.h"
+#include "common/test_util.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -42,35 +37,6 @@ namespace joule {
 namespace {
 
 using ::testing::HasSubstr;
-
-// GET http://ADDRESS/PATH_AND_QUERY over a plain socket; the body, or "" on
-// any failure.
-std::string HttpGet(const std::string& address, const std::string& path) {
-  const size_t colon = address.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
-    return "";
-  }
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return "";
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
-  std::string response;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string request =
-        absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", address, "\r\n\r\n");
-    if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
-      char buffer[65536];
-      ssize_t n;
-      while ((n = read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, n);
-    }
-  }
-  close(fd);
-  const size_t body = response.find("\r\n\r\n");
-  return body == std::string::npos ? "" : response.substr(body + 4);
-}
 
 std::string UrlEncode(absl::string_view text) {
   std::string out;
@@ -93,7 +59,7 @@ struct Sample {
 absl::StatusOr<std::vector<Sample>> Query(const std::string& prometheus,
                                           const std::string& expr) {
   const std::string body =
-      HttpGet(prometheus, absl::StrCat("/api/v1/query?query=", UrlEncode(expr)));
+      HttpBody(HttpGet(prometheus, absl::StrCat("/api/v1/query?query=", UrlEncode(expr))));
   google::protobuf::Struct json;
   if (body.empty() || !google::protobuf::util::JsonStringToMessage(body, &json).ok()) {
     return absl::UnavailableError(absl::StrCat("no JSON answer for ", expr, ": ", body));
@@ -133,23 +99,6 @@ double One(const std::string& prometheus, const std::string& expr) {
   if (!samples.ok()) return NAN;
   EXPECT_EQ(samples->size(), 1u) << expr;
   return samples->empty() ? NAN : samples->front().value;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-// Runs `promtool check metrics` on `text`; its output, or "" when it passed.
-std::string PromtoolCheckMetrics(const std::string& dir, const std::string& text,
-                                 const std::string& name) {
-  const std::string path = absl::StrCat(dir, "/", name, ".prom");
-  std::ofstream(path) << text;
-  absl::StatusOr<std::string> out = etcd::RunProgram(
-      {"sh", "-c", absl::StrCat("promtool check metrics < '", path, "'")});
-  return out.ok() ? "" : std::string(out.status().message());
 }
 
 // (source, expression) pairs of the dashboard or the alert rules ("dashboard"
@@ -202,9 +151,10 @@ TEST(MetricsEndToEndTest, PrometheusScrapesBothBinariesAndEveryPanelHasData) {
   for (const auto& [name, address] :
        std::vector<std::pair<std::string, std::string>>{
            {"scheduler", scheduler_metrics}, {"agent", agent_a}}) {
-    const std::string text = HttpGet(address, "/metrics");
+    const std::string text = HttpBody(HttpGet(address, "/metrics"));
     ASSERT_THAT(text, HasSubstr("# TYPE joule_")) << name;
-    EXPECT_EQ(PromtoolCheckMetrics(cluster.dir(), text, name), "") << name;
+    const absl::Status promtool = PromtoolCheckMetrics(text);
+    EXPECT_TRUE(promtool.ok()) << name << ": " << promtool;
   }
 
   // Prometheus scrapes all three every second and evaluates the alert rules.
@@ -246,7 +196,7 @@ TEST(MetricsEndToEndTest, PrometheusScrapesBothBinariesAndEveryPanelHasData) {
         return up.ok() && up->size() == 3;
       },
       absl::Seconds(30)))
-      << ReadFile(cluster.dir() + "/prometheus.err");
+      << ReadAll(cluster.dir() + "/prometheus.err");
 
   // A training job, profiled (a saving), with a budget it stays within.
   const std::string job_file = cluster.WriteFile(

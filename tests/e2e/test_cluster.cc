@@ -22,14 +22,14 @@
 #include "gtest/gtest.h"
 
 namespace joule {
-namespace {
-
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path);
   std::stringstream buffer;
   buffer << in.rdbuf();
   return buffer.str();
 }
+
+namespace {
 
 std::vector<std::pair<std::string, std::string>> BaseEnv() {
   std::vector<std::pair<std::string, std::string>> env;

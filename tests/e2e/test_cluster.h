@@ -15,6 +15,9 @@
 
 namespace joule {
 
+// The contents of the file at `path` ("" when it cannot be read).
+std::string ReadAll(const std::string& path);
+
 // Path of a binary in this test's runfiles, e.g. "scheduler/joule-scheduler".
 std::string RunfilePath(const std::string& relative);
 

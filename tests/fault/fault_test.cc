@@ -14,12 +14,10 @@
 #include <sys/stat.h>
 
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,13 +41,6 @@ namespace joule {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 // A real etcd in the test's temporary directory, and the --store flag for it.
 class EtcdFixture {
@@ -116,7 +107,7 @@ Tally Count(const v1::ListJobsResponse& jobs, int submitted,
       const std::string file = entry->d_name;
       if (file == "." || file == "..") continue;
       const std::vector<std::string> lines = absl::StrSplit(
-          ReadFile(absl::StrCat(runs_dir, "/", file)), '\n', absl::SkipEmpty());
+          ReadAll(absl::StrCat(runs_dir, "/", file)), '\n', absl::SkipEmpty());
       if (lines.size() > 1) ++tally.duplicated;
     }
     closedir(dir);
@@ -305,7 +296,7 @@ TEST(FaultTest, TwoHundredJobsThroughThreeSchedulerRestarts) {
   for (const v1::Job& job : jobs->jobs()) {
     for (const v1::Task& task : job.tasks()) {
       if (task.state() != v1::TASK_STATE_SUCCEEDED) continue;
-      EXPECT_EQ(ReadFile(absl::StrCat(runs, "/", task.task_id())),
+      EXPECT_EQ(ReadAll(absl::StrCat(runs, "/", task.task_id())),
                 absl::StrCat(task.task_id(), "\n"));
     }
   }
