@@ -34,6 +34,12 @@ SchedulerLink::SchedulerLink(std::string targets, const Clock* clock,
       targets_(AddressList(targets)) {}
 SchedulerLink::~SchedulerLink() { Stop(); }
 
+void SchedulerLink::UseCredentials(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                                   std::string server_name) {
+  credentials_ = std::move(credentials);
+  server_name_ = std::move(server_name);
+}
+
 void SchedulerLink::Start() { thread_ = std::thread([this] { Run(); }); }
 
 void SchedulerLink::Stop() {
@@ -79,8 +85,10 @@ v1::AgentService::Stub* SchedulerLink::StubFor(const std::string& target) {
   if (stub == nullptr) {
     grpc::ChannelArguments args;
     SetFailoverChannelArgs(&args);
-    stub = v1::AgentService::NewStub(
-        grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+    if (!server_name_.empty()) args.SetSslTargetNameOverride(server_name_);
+    stub = v1::AgentService::NewStub(grpc::CreateCustomChannel(
+        target, credentials_ != nullptr ? credentials_ : grpc::InsecureChannelCredentials(),
+        args));
   }
   return stub.get();
 }

@@ -52,6 +52,13 @@ class SchedulerLink : public MessageSink {
                 RegisterFn make_register, CommandFn on_command);
   ~SchedulerLink() override;
 
+  // How to reach the scheduler: TLS credentials (MakeClientTlsCredentials:
+  // the scheduler's CA and this node's certificate) and the name expected
+  // in the scheduler's certificate ("" for the target's host). Plaintext
+  // when never called. Call before Start.
+  void UseCredentials(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                      std::string server_name);
+
   void Start();
   // Closes the stream and joins the threads.
   void Stop();
@@ -70,6 +77,8 @@ class SchedulerLink : public MessageSink {
   v1::AgentService::Stub* StubFor(const std::string& target);
 
   const Clock* const clock_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
+  std::string server_name_;
   const RegisterFn make_register_;
   const CommandFn on_command_;
   std::atomic<bool> stopping_{false};

@@ -61,8 +61,11 @@ LeaderChannel::Endpoint& LeaderChannel::EndpointFor(const std::string& address) 
   if (endpoint.stub == nullptr) {
     grpc::ChannelArguments args = options_.channel_args;
     SetFailoverChannelArgs(&args);
-    endpoint.channel =
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    endpoint.channel = grpc::CreateCustomChannel(
+        address,
+        options_.credentials != nullptr ? options_.credentials
+                                        : grpc::InsecureChannelCredentials(),
+        args);
     endpoint.stub = v1::SchedulerService::NewStub(endpoint.channel);
   }
   return endpoint;
@@ -91,6 +94,9 @@ grpc::Status LeaderChannel::Run(Retry retry, bool with_deadline, const Attempt& 
     } else {
       grpc::ClientContext context;
       if (with_deadline) context.set_deadline(absl::ToChronoTime(call_deadline));
+      if (!options_.bearer_token.empty()) {
+        context.AddMetadata("authorization", "Bearer " + options_.bearer_token);
+      }
       sent = true;
       status = attempt(*endpoint.stub, context, &progressed);
       hint = LeaderHint(context);

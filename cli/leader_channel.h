@@ -57,6 +57,11 @@ class LeaderChannel {
     absl::Duration max_backoff = absl::Seconds(1);
     // Extra channel arguments (message sizes); failover settings are added.
     grpc::ChannelArguments channel_args;
+    // TLS (MakeClientTlsCredentials) or, for --insecure, plaintext; null
+    // means plaintext.
+    std::shared_ptr<grpc::ChannelCredentials> credentials;
+    // Sent as "authorization: Bearer TOKEN" on every call when not empty.
+    std::string bearer_token;
   };
 
   enum class Retry {

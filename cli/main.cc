@@ -32,6 +32,9 @@
 #include "grpcpp/grpcpp.h"
 #include "joule/v1/scheduler.grpc.pb.h"
 #include "spec/job_yaml.h"
+#include "cli/client_config.h"
+#include "cli/token.h"
+#include "common/tls_credentials.h"
 
 namespace joule {
 namespace {
@@ -41,10 +44,53 @@ constexpr int kExitServer = 1;
 constexpr int kExitUsage = 2;
 
 struct Globals {
-  std::string scheduler = "127.0.0.1:7070";
   std::string output = "table";
   double timeout_s = 30;
+  // --config, else DefaultClientConfigPath().
+  std::string config_path;
+  // From the flags; merged over the environment and the config file.
+  ClientConfig flags;
+  // The result of that merge.
+  ClientConfig connection;
+  std::string token;
 };
+
+// Config file, then environment, then flags. Without any address the
+// scheduler is 127.0.0.1:7070.
+absl::Status ResolveConnection(Globals* globals) {
+  const bool explicit_file = !globals->config_path.empty();
+  const std::string path = explicit_file ? globals->config_path : DefaultClientConfigPath();
+  ClientConfig merged;
+  if (!path.empty()) {
+    absl::StatusOr<ClientConfig> file = LoadClientConfig(path, explicit_file);
+    if (!file.ok()) return file.status();
+    merged = *std::move(file);
+  }
+  ClientConfig env;
+  if (const char* value = std::getenv("JOULE_SCHEDULER")) env.scheduler = value;
+  if (const char* value = std::getenv("JOULE_TOKEN")) env.token = value;
+  merged.MergeFrom(env);
+  merged.MergeFrom(globals->flags);
+  if (merged.scheduler.empty()) merged.scheduler = "127.0.0.1:7070";
+  absl::StatusOr<std::string> token = ResolveToken(merged);
+  if (!token.ok()) return token.status();
+  globals->token = *std::move(token);
+  if (merged.insecure && (!globals->token.empty() || !merged.cert_file.empty())) {
+    return absl::InvalidArgumentError(
+        "--insecure sends credentials in the clear: drop the token/certificate, or use TLS");
+  }
+  if (!merged.insecure) {
+    TlsFiles files;
+    files.ca_file = merged.ca_file;
+    files.cert_file = merged.cert_file;
+    files.key_file = merged.key_file;
+    if (absl::Status checked = CheckTlsFiles(files, "--tls", false); !checked.ok()) {
+      return checked;
+    }
+  }
+  globals->connection = std::move(merged);
+  return absl::OkStatus();
+}
 
 std::string Json(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
@@ -93,6 +139,16 @@ class Client {
     options.timeout = absl::Seconds(globals.timeout_s);
     options.channel_args.SetMaxSendMessageSize(64 << 20);
     options.channel_args.SetMaxReceiveMessageSize(64 << 20);
+    const ClientConfig& c = globals.connection;
+    if (!c.insecure) {
+      TlsFiles files;
+      files.ca_file = c.ca_file;
+      files.cert_file = c.cert_file;
+      files.key_file = c.key_file;
+      options.credentials = MakeClientTlsCredentials(files);
+      SetTlsServerName(c.server_name, &options.channel_args);
+    }
+    options.bearer_token = globals.token;
     return options;
   }
 
@@ -125,6 +181,12 @@ class Client {
         return "RESOURCE_EXHAUSTED";
       case grpc::StatusCode::OUT_OF_RANGE:
         return "OUT_OF_RANGE";
+      case grpc::StatusCode::UNAUTHENTICATED:
+        return "UNAUTHENTICATED";
+      case grpc::StatusCode::PERMISSION_DENIED:
+        return "PERMISSION_DENIED";
+      case grpc::StatusCode::ALREADY_EXISTS:
+        return "ALREADY_EXISTS";
       default:
         return "ERROR";
     }
@@ -607,16 +669,30 @@ absl::Status BuildFlagSpec(const std::string& type, const std::vector<std::strin
 
 int Main(int argc, char** argv) {
   Globals globals;
-  if (const char* env = std::getenv("JOULE_SCHEDULER")) globals.scheduler = env;
   CLI::App app{"joulectl: submit and follow jobs on a Joule cluster"};
   app.require_subcommand(1);
   // Global options may also follow the subcommand: `joulectl get JOB -o json`.
   app.fallthrough();
-  app.add_option("--scheduler", globals.scheduler,
+  app.add_option("--scheduler", globals.flags.scheduler,
                  "Scheduler address HOST:PORT, or the comma-separated addresses of "
                  "all replicas (HOST:PORT,HOST:PORT,...): calls go to the leader, "
-                 "following standbys' redirects (env JOULE_SCHEDULER)")
-      ->capture_default_str();
+                 "following standbys' redirects (env JOULE_SCHEDULER; default "
+                 "127.0.0.1:7070)");
+  app.add_option("--config", globals.config_path,
+                 "Client config file (YAML: scheduler, ca, token-file or token, cert, key, "
+                 "server-name, insecure); default $JOULE_CONFIG or "
+                 "~/.config/joule/config.yaml");
+  app.add_option("--ca", globals.flags.ca_file,
+                 "PEM CA that verifies the scheduler's certificate (default: the system's)");
+  app.add_option("--token-file", globals.flags.token_file,
+                 "File holding the bearer token (env JOULE_TOKEN holds the token itself)");
+  app.add_option("--cert", globals.flags.cert_file, "PEM client certificate (instead of a token)");
+  app.add_option("--key", globals.flags.key_file, "PEM key of --cert");
+  app.add_option("--server-name", globals.flags.server_name,
+                 "Name to expect in the scheduler's certificate (default: the address's host)");
+  app.add_flag("--insecure", globals.flags.insecure,
+               "Plaintext, no credentials: only for a scheduler run with --insecure on "
+               "loopback");
   app.add_option("-o,--output", globals.output, "Output format: table or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"table", "json"}));
@@ -750,14 +826,52 @@ int Main(int argc, char** argv) {
   CLI::App* nodes = app.add_subcommand("nodes", "List nodes and their devices");
   nodes->callback([&] { action = [&](Client& c) { return Nodes(c); }; });
 
+  // token create: local, no scheduler involved.
+  std::function<int()> local_action;
+  std::string token_user;
+  std::string token_role = "user";
+  double token_valid_h = 0;
+  CLI::App* token = app.add_subcommand(
+      "token", "Make API tokens for the scheduler's --tokens-file");
+  token->require_subcommand(1);
+  CLI::App* token_create = token->add_subcommand(
+      "create", "Print a new token and the line for the scheduler's --tokens-file");
+  token_create->add_option("--user", token_user, "Who the token is for")->required();
+  token_create->add_option("--role", token_role, "user, operator or admin")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"user", "operator", "admin"}));
+  token_create->add_option("--valid-for", token_valid_h,
+                           "Hours until it expires (0: never)")
+      ->check(CLI::Range(0.0, 24.0 * 3650));
+  token_create->callback([&] {
+    local_action = [&] {
+      absl::StatusOr<std::string> made = NewApiToken();
+      if (!made.ok()) {
+        std::cerr << "joulectl: " << made.status().message() << "\n";
+        return kExitServer;
+      }
+      std::optional<absl::Time> expires;
+      if (token_valid_h > 0) expires = absl::Now() + absl::Hours(token_valid_h);
+      std::cout << "token: " << *made << "\n"
+                << "tokens-file line: " << TokenFileLine(*made, token_user, token_role, expires)
+                << "\n";
+      return kExitOk;
+    };
+  });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     code = app.exit(error);
     return code == 0 ? kExitOk : kExitUsage;
   }
-  absl::StatusOr<std::unique_ptr<LeaderChannel>> channel =
-      LeaderChannel::Create(globals.scheduler, RealClock::Get(), Client::Options(globals));
+  if (local_action) return local_action();
+  if (absl::Status resolved = ResolveConnection(&globals); !resolved.ok()) {
+    std::cerr << "joulectl: " << resolved.message() << "\n";
+    return kExitUsage;
+  }
+  absl::StatusOr<std::unique_ptr<LeaderChannel>> channel = LeaderChannel::Create(
+      globals.connection.scheduler, RealClock::Get(), Client::Options(globals));
   if (!channel.ok()) {
     std::cerr << "joulectl: " << channel.status().message() << "\n";
     return kExitUsage;

@@ -42,7 +42,7 @@ void SetFailoverChannelArgs(grpc::ChannelArguments* args) {
   // connections open, so only HTTP/2 pings notice it: one every
   // kKeepaliveTime, and the connection is dropped when the answer takes
   // longer than kKeepaliveTimeout. Servers must allow it
-  // (SetLeaderServerArgs).
+  // (ApplyServerLimits).
   args->SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, absl::ToInt64Milliseconds(kKeepaliveTime));
   args->SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
                absl::ToInt64Milliseconds(kKeepaliveTimeout));
@@ -50,11 +50,5 @@ void SetFailoverChannelArgs(grpc::ChannelArguments* args) {
   args->SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
 }
 
-void SetLeaderServerArgs(grpc::ServerBuilder* builder) {
-  builder->AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
-                              absl::ToInt64Milliseconds(kKeepaliveTime) / 2);
-  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder->AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
-}
 
 }  // namespace joule

@@ -41,14 +41,11 @@ bool IsNotLeader(const grpc::Status& status);
 // between 100 ms and 1 s (default 1 s growing to 120 s), so a replica that
 // comes back is reached within about a second. HTTP/2 keepalive pings every
 // kKeepaliveTime drop a connection to a frozen scheduler after
-// kKeepaliveTimeout more.
+// kKeepaliveTimeout more. Servers accept those pings (ApplyServerLimits in
+// common/server_options.h).
 inline constexpr absl::Duration kKeepaliveTime = absl::Seconds(2);
 inline constexpr absl::Duration kKeepaliveTimeout = absl::Seconds(2);
 void SetFailoverChannelArgs(grpc::ChannelArguments* args);
-
-// Server settings that accept those pings (gRPC servers otherwise answer
-// pings more frequent than every 5 minutes with GOAWAY).
-void SetLeaderServerArgs(grpc::ServerBuilder* builder);
 
 }  // namespace joule
 

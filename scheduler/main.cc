@@ -32,7 +32,11 @@
 #include "common/leader_redirect.h"
 #include "common/log.h"
 #include "common/metrics_http.h"
+#include "common/server_options.h"
+#include "common/tls_credentials.h"
 #include "grpcpp/grpcpp.h"
+#include "scheduler/auth/authenticator.h"
+#include "scheduler/auth/token_file.h"
 #include "scheduler/carbon.h"
 #include "scheduler/grpc_services.h"
 #include "scheduler/metrics.h"
@@ -67,7 +71,66 @@ struct SchedulerFlags {
   std::string carbon_config;
   std::string metrics_listen;
   double metrics_job_retention_s = 3600;
+  // Security (README, "Security").
+  bool insecure = false;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
+  std::string tokens_file;
+  std::string trust_domain = "joule";
+  double register_timeout_s = 5;
 };
+
+// How the scheduler proves itself and checks its callers, from the flags.
+struct Security {
+  bool insecure = false;
+  TlsFiles tls;
+  std::unique_ptr<TokenFile> tokens;
+  std::string trust_domain;
+};
+
+// Checks the security flags and loads the token file; an error names the
+// flag. TLS is the default: plaintext needs --insecure and a loopback
+// --listen.
+absl::StatusOr<Security> LoadSecurity(const SchedulerFlags& flags) {
+  Security security;
+  security.insecure = flags.insecure;
+  security.trust_domain = flags.trust_domain;
+  if (flags.insecure) {
+    if (!flags.tls_cert.empty() || !flags.tls_key.empty() || !flags.tls_ca.empty() ||
+        !flags.tokens_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--insecure turns TLS and tokens off: drop it, or drop --tls-* and --tokens-file");
+    }
+    if (absl::Status loopback = RequireLoopback(flags.listen, "--listen"); !loopback.ok()) {
+      return loopback;
+    }
+    JLOG(WARNING) << "--insecure: plaintext on loopback; every client is the admin \"local\" "
+                     "and any agent may speak for any node";
+    return security;
+  }
+  if (flags.tls_cert.empty() || flags.tls_key.empty() || flags.tls_ca.empty()) {
+    return absl::InvalidArgumentError(
+        "TLS needs --tls-cert, --tls-key (the scheduler's certificate) and --tls-ca (the CA "
+        "of agents' and users' certificates); for plaintext on one machine, use --insecure "
+        "with a loopback --listen");
+  }
+  security.tls.cert_file = flags.tls_cert;
+  security.tls.key_file = flags.tls_key;
+  security.tls.ca_file = flags.tls_ca;
+  if (absl::Status files = CheckTlsFiles(security.tls, "--tls", true); !files.ok()) {
+    return files;
+  }
+  if (!flags.tokens_file.empty()) {
+    absl::StatusOr<std::unique_ptr<TokenFile>> tokens =
+        TokenFile::Load(flags.tokens_file, RealClock::Get());
+    if (!tokens.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--tokens-file: ", tokens.status().message()));
+    }
+    security.tokens = *std::move(tokens);
+  }
+  return security;
+}
 
 // Both sides of the loopback/any address: gRPC reports the bound port only.
 std::string HostOf(const std::string& listen) {
@@ -131,9 +194,13 @@ void SetServing(HealthService& health, bool serving) {
 // The gRPC face of one replica: the client API, the agent streams and the
 // health service on one address, answering for `serving`'s scheduler.
 struct Frontend {
+  Frontend(AuthOptions auth_options, absl::Duration register_timeout)
+      : auth(std::move(auth_options)), agent_service(&serving, &auth, register_timeout) {}
+
   ServingState serving;
-  SchedulerGrpcService client_service{&serving};
-  AgentGrpcService agent_service{&serving};
+  Authenticator auth;
+  SchedulerGrpcService client_service{&serving, &auth};
+  AgentGrpcService agent_service;
   HealthService health;
   std::unique_ptr<grpc::Server> server;
   // "host:port" with the port actually bound.
@@ -143,17 +210,24 @@ struct Frontend {
 // Starts the frontend on `listen`, serving `scheduler` (nullptr: a standby
 // that refuses every call until it leads) and printing "listening on
 // HOST:PORT". nullptr when the address cannot be bound.
-std::unique_ptr<Frontend> StartFrontend(const std::string& listen, Scheduler* scheduler) {
-  auto frontend = std::make_unique<Frontend>();
+std::unique_ptr<Frontend> StartFrontend(const SchedulerFlags& flags,
+                                        const Security& security, Scheduler* scheduler) {
+  const std::string& listen = flags.listen;
+  AuthOptions auth;
+  auth.insecure = security.insecure;
+  auth.trust_domain = security.trust_domain;
+  auth.tokens = security.tokens.get();
+  auto frontend = std::make_unique<Frontend>(std::move(auth),
+                                             absl::Seconds(flags.register_timeout_s));
   frontend->serving.Lead(scheduler);
   SetServing(frontend->health, scheduler != nullptr);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  // Large enough that oversized job specs reach validation and get a
-  // field-level error instead of a transport error.
-  builder.SetMaxReceiveMessageSize(64 << 20);
-  SetLeaderServerArgs(&builder);
+  builder.AddListeningPort(listen,
+                           security.insecure ? grpc::InsecureServerCredentials()
+                                             : MakeServerTlsCredentials(security.tls),
+                           &port);
+  ApplyServerLimits(&builder, kMaxServerReceiveBytes);
   builder.RegisterService(&frontend->client_service);
   builder.RegisterService(&frontend->agent_service);
   builder.RegisterService(&frontend->health);
@@ -193,8 +267,9 @@ int WaitForSignal(const sigset_t& signals) {
 }
 
 // One machine, the embedded store: this process is the scheduler.
-int RunLocal(const SchedulerFlags& flags, const SchedulerOptions& options,
-             const sigset_t& signals, SchedulerMetrics* metrics) {
+int RunLocal(const SchedulerFlags& flags, const Security& security,
+             const SchedulerOptions& options, const sigset_t& signals,
+             SchedulerMetrics* metrics) {
   absl::StatusOr<std::unique_ptr<LocalStore>> store = LocalStore::Open(flags.data_dir);
   if (!store.ok()) {
     std::cerr << "joule-scheduler: cannot open the store in " << flags.data_dir
@@ -207,7 +282,7 @@ int RunLocal(const SchedulerFlags& flags, const SchedulerOptions& options,
     std::cerr << "joule-scheduler: " << scheduler.status() << "\n";
     return 1;
   }
-  std::unique_ptr<Frontend> frontend = StartFrontend(flags.listen, scheduler->get());
+  std::unique_ptr<Frontend> frontend = StartFrontend(flags, security, scheduler->get());
   if (frontend == nullptr) return 1;
   // The embedded store has one scheduler: it always leads.
   if (metrics != nullptr) metrics->SetLeader(true);
@@ -265,9 +340,9 @@ absl::StatusOr<etcd::EtcdOptions> EtcdOptionsFromFlags(const SchedulerFlags& fla
 // follows the state) until it wins the election, then the leader, with every
 // write fenced on its leader key. A leader that loses its lease or finds a
 // write fenced restarts its process and comes back as a standby.
-int RunReplica(const SchedulerFlags& flags, const SchedulerOptions& options,
-               const sigset_t& signals, const std::vector<std::string>& argv,
-               SchedulerMetrics* metrics) {
+int RunReplica(const SchedulerFlags& flags, const Security& security,
+               const SchedulerOptions& options, const sigset_t& signals,
+               const std::vector<std::string>& argv, SchedulerMetrics* metrics) {
   absl::StatusOr<etcd::EtcdUrl> url = etcd::ParseEtcdUrl(flags.store);
   if (!url.ok()) {
     std::cerr << "joule-scheduler: --store: " << url.status().message() << "\n";
@@ -289,7 +364,7 @@ int RunReplica(const SchedulerFlags& flags, const SchedulerOptions& options,
 
   // Standing by until elected: joule_leader 0, and no scheduler to show.
   if (metrics != nullptr) metrics->SetLeader(false);
-  std::unique_ptr<Frontend> frontend = StartFrontend(flags.listen, nullptr);
+  std::unique_ptr<Frontend> frontend = StartFrontend(flags, security, nullptr);
   if (frontend == nullptr) return 1;
   ServingState& serving = frontend->serving;
   const std::string bound = frontend->bound;
@@ -415,6 +490,11 @@ int Run(const SchedulerFlags& flags, const std::vector<std::string>& argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  absl::StatusOr<Security> security = LoadSecurity(flags);
+  if (!security.ok()) {
+    std::cerr << "joule-scheduler: " << security.status().message() << "\n";
+    return 2;
+  }
   absl::StatusOr<SchedulerOptions> options = MakeOptions(flags);
   if (!options.ok()) {
     std::cerr << "joule-scheduler: " << options.status().message() << "\n";
@@ -437,8 +517,10 @@ int Run(const SchedulerFlags& flags, const std::vector<std::string>& argv) {
     exposer = *std::move(started);
     options->observer = metrics.get();
   }
-  if (flags.store == "local") return RunLocal(flags, *options, signals, metrics.get());
-  return RunReplica(flags, *options, signals, argv, metrics.get());
+  if (flags.store == "local") {
+    return RunLocal(flags, *security, *options, signals, metrics.get());
+  }
+  return RunReplica(flags, *security, *options, signals, argv, metrics.get());
 }
 
 }  // namespace
@@ -521,6 +603,25 @@ int main(int argc, char** argv) {
                  "long after the leader dies")
       ->capture_default_str()
       ->check(CLI::Range(2.0, 60.0));
+  app.add_flag("--insecure", flags.insecure,
+               "Plaintext without authentication, for one machine: --listen must be a "
+               "loopback address; every client is the admin \"local\"");
+  app.add_option("--tls-cert", flags.tls_cert,
+                 "PEM certificate chain the scheduler serves (re-read when the file changes)");
+  app.add_option("--tls-key", flags.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-ca", flags.tls_ca,
+                 "PEM CA bundle that verifies agents' and users' client certificates");
+  app.add_option("--tokens-file", flags.tokens_file,
+                 "File of hashed bearer tokens and certificate roles (see README, "
+                 "\"Security\"; re-read when it changes)");
+  app.add_option("--trust-domain", flags.trust_domain,
+                 "SPIFFE trust domain of certificates: spiffe://DOMAIN/node/NAME for "
+                 "agents, spiffe://DOMAIN/user/NAME for users")
+      ->capture_default_str();
+  app.add_option("--agent-register-timeout", flags.register_timeout_s,
+                 "Seconds an agent stream may stay open without registering")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 600.0));
   CLI11_PARSE(app, argc, argv);
   return joule::Run(flags, std::vector<std::string>(argv, argv + argc));
 }

@@ -1,0 +1,30 @@
+#ifndef JOULE_COMMON_SERVER_OPTIONS_H_
+#define JOULE_COMMON_SERVER_OPTIONS_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "grpcpp/grpcpp.h"
+
+namespace joule {
+
+// Settings every Joule gRPC server gets, so that what a peer sends is
+// bounded before it costs memory:
+//  - `max_receive_bytes` per message (gRPC refuses larger ones before
+//    decoding them);
+//  - HTTP/2 keepalive and ping policy: clients may ping every second
+//    (Joule's own clients ping every 2 s, SetFailoverChannelArgs), a third
+//    ping faster than that closes the connection with GOAWAY (a ping flood
+//    costs nothing), and the server pings idle clients itself every 30 s;
+//  - at most 64 concurrent streams per connection and one memory quota for
+//    the whole server (gRPC sheds load past it instead of growing).
+void ApplyServerLimits(grpc::ServerBuilder* builder, int max_receive_bytes);
+
+// For plaintext servers: OK when `listen` ("HOST:PORT") binds a loopback
+// address only (127.0.0.0/8, ::1, localhost); otherwise INVALID_ARGUMENT
+// naming `flag` and saying why.
+absl::Status RequireLoopback(const std::string& listen, const std::string& flag);
+
+}  // namespace joule
+
+#endif  // JOULE_COMMON_SERVER_OPTIONS_H_

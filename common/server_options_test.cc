@@ -1,0 +1,21 @@
+#include "common/server_options.h"
+
+#include "gtest/gtest.h"
+
+namespace joule {
+namespace {
+
+TEST(RequireLoopbackTest, AcceptsOnlyLoopbackHosts) {
+  for (const char* ok : {"127.0.0.1:7070", "127.3.4.5:0", "[::1]:7070", "localhost:1"}) {
+    EXPECT_TRUE(RequireLoopback(ok, "--listen").ok()) << ok;
+  }
+  for (const char* bad : {"0.0.0.0:7070", "10.0.0.1:7070", "[::]:7070", "example.com:1",
+                          ":7070", "128.0.0.1:1"}) {
+    absl::Status status = RequireLoopback(bad, "--listen");
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(status.message().find("--listen"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace joule
