@@ -44,6 +44,7 @@
 #include "scheduler/replica.h"
 #include "scheduler/store/etcd_store.h"
 #include "scheduler/store/local_store.h"
+#include "scheduler/store/local_store_repair.h"
 
 namespace joule {
 namespace {
@@ -70,6 +71,7 @@ struct SchedulerFlags {
   double leader_lease_s = 5;
   std::string carbon_config;
   std::string metrics_listen;
+  std::string metrics_auth_file;
   double metrics_job_retention_s = 3600;
   // Security (README, "Security").
   bool insecure = false;
@@ -79,6 +81,7 @@ struct SchedulerFlags {
   std::string tokens_file;
   std::string trust_domain = "joule";
   double register_timeout_s = 5;
+  bool repair_store = false;
 };
 
 // How the scheduler proves itself and checks its callers, from the flags.
@@ -480,8 +483,27 @@ int RunReplica(const SchedulerFlags& flags, const Security& security,
   return 0;
 }
 
+// --repair-store: cuts the embedded store's log at its first bad record,
+// keeping a copy of the damaged file, prints what it did and exits.
+int RepairStore(const SchedulerFlags& flags) {
+  if (flags.store != "local") {
+    std::cerr << "joule-scheduler: --repair-store is for the embedded store (--store=local); "
+                 "etcd keeps its own checksums\n";
+    return 2;
+  }
+  absl::StatusOr<RepairReport> report = RepairLocalStore(flags.data_dir);
+  if (!report.ok()) {
+    std::cerr << "joule-scheduler: cannot repair the store in " << flags.data_dir << ": "
+              << report.status() << "\n";
+    return 1;
+  }
+  std::cout << FormatRepairReport(*report) << std::endl;
+  return 0;
+}
+
 int Run(const SchedulerFlags& flags, const std::vector<std::string>& argv) {
   if (flags.verbose) SetMinLogLevel(LogLevel::kDebug);
+  if (flags.repair_store) return RepairStore(flags);
   // Signals are taken by sigwait, so block them before any other thread
   // starts.
   sigset_t signals;
@@ -506,8 +528,10 @@ int Run(const SchedulerFlags& flags, const std::vector<std::string>& argv) {
   std::unique_ptr<prometheus::Exposer> exposer;
   if (!flags.metrics_listen.empty()) {
     metrics = std::make_unique<SchedulerMetrics>(absl::Seconds(flags.metrics_job_retention_s));
-    absl::StatusOr<std::unique_ptr<prometheus::Exposer>> started =
-        StartMetricsServer(flags.metrics_listen, metrics->registry());
+    MetricsServerOptions metrics_options;
+    metrics_options.auth_file = flags.metrics_auth_file;
+    absl::StatusOr<std::unique_ptr<prometheus::Exposer>> started = StartMetricsServer(
+        flags.metrics_listen, metrics->registry(), nullptr, metrics_options);
     if (!started.ok()) {
       std::cerr << "joule-scheduler: " << started.status().message() << "\n";
       // A malformed address is a flag error; one that cannot be bound is
@@ -594,6 +618,9 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", flags.metrics_listen,
                  "HOST:PORT to serve Prometheus metrics at /metrics (port 0 picks "
                  "one; the address is printed as 'metrics on ...'); empty: off");
+  app.add_option("--metrics-auth-file", flags.metrics_auth_file,
+                 "Require HTTP basic auth on /metrics: lines 'USER sha256:HEX' (HEX: "
+                 "sha256sum of the password), re-read when the file changes");
   app.add_option("--metrics-job-retention", flags.metrics_job_retention_s,
                  "Seconds a finished job keeps its per-job metric series")
       ->capture_default_str()
@@ -603,6 +630,10 @@ int main(int argc, char** argv) {
                  "long after the leader dies")
       ->capture_default_str()
       ->check(CLI::Range(2.0, 60.0));
+  app.add_flag("--repair-store", flags.repair_store,
+               "Repair the embedded store in --data-dir after it refused to start: keep a "
+               "copy of the damaged log, cut it at the first bad record, say how many "
+               "records were dropped, and exit");
   app.add_flag("--insecure", flags.insecure,
                "Plaintext without authentication, for one machine: --listen must be a "
                "loopback address; every client is the admin \"local\"");

@@ -17,10 +17,12 @@
 #include "absl/strings/str_format.h"
 #include "common/device_catalog.h"
 #include "common/log.h"
+#include "common/node_name.h"
 #include "common/proto_time.h"
 #include "common/range_list.h"
 #include "scheduler/carbon.h"
 #include "scheduler/scheduler_internal.h"
+#include "scheduler/store/job_id_floor.h"
 #include "spec/job_validation.h"
 
 namespace joule {
@@ -35,7 +37,8 @@ namespace {
 
 constexpr char kJobKeyPrefix[] = "jobs/";
 constexpr int kMaxEventsPerJob = 100;
-constexpr size_t kMaxRequestIdBytes = 128;
+// Client ids are at most 128 bytes; the API scopes them by "USER/".
+constexpr size_t kMaxRequestIdBytes = 128 + 65;
 constexpr int64_t kDefaultLogBytes = 64 << 10;
 constexpr int64_t kMaxLogBytes = 4 << 20;
 constexpr absl::Duration kPlacementRetryPeriod = absl::Seconds(2);
@@ -85,9 +88,8 @@ void SumEnergy(v1::Job& job) {
 
 absl::Status ValidateRegister(const v1::Register& message) {
   const v1::NodeInfo& node = message.node();
-  if (node.name().empty() || node.name().size() > 253) {
-    return absl::InvalidArgumentError(
-        "register.node.name: required, at most 253 characters");
+  if (absl::Status name = ValidateNodeName(node.name()); !name.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("register.node.name: ", name.message()));
   }
   if (!(node.cpus() >= 0) || !(node.static_power_w() >= 0) ||
       node.memory_bytes() < 0) {
@@ -146,6 +148,11 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
 }
 
 absl::Status Scheduler::Load(const Store& source) {
+  // A store repair may have dropped the newest jobs; it stores the highest
+  // job number that may have been handed out, and no id is handed out twice.
+  absl::StatusOr<int64_t> id_floor = ReadJobIdFloor(source);
+  if (!id_floor.ok()) return id_floor.status();
+  next_job_number_ = std::max(next_job_number_, *id_floor + 1);
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> entries =
       source.List(kJobKeyPrefix);
   if (!entries.ok()) return entries.status();
@@ -631,6 +638,9 @@ absl::Status Scheduler::OnAgentRegister(AgentLink* link,
     link_to_node_.erase(node.link);
   }
   node.info = message.node();
+  // Ceilings from the devices, and fresh counter baselines (the agent may
+  // have started again).
+  telemetry_guard_.Register(node.info);
   node.throttle_temp_c.clear();
   for (const v1::Device& device : node.info.devices()) {
     if (device.kind() != v1::DEVICE_KIND_GPU) continue;
@@ -721,6 +731,12 @@ absl::Status Scheduler::OnAgentMessage(AgentLink* link,
     }
     switch (message.msg_case()) {
       case v1::AgentMessage::kTelemetry:
+        // Impossible samples are dropped whole: the task usages in them are
+        // attributed from the same readings.
+        if (Refused(*node, telemetry_guard_.CheckSample(node->info.name(), message.telemetry(),
+                                                        node->last_seen))) {
+          break;
+        }
         node->last_sample = message.telemetry();
         node->last_telemetry = node->last_seen;
         if (message.telemetry().sources_size() > 0) {
@@ -747,6 +763,12 @@ absl::Status Scheduler::OnAgentMessage(AgentLink* link,
         auto slot = pending->second.outstanding.find(reply.request_id());
         if (slot == pending->second.outstanding.end()) break;
         v1::TaskLogs* logs = pending->second.response.mutable_logs(slot->second);
+        // Only the node that runs the task may answer for it.
+        if (logs->node() != node->info.name()) {
+          JLOG(WARNING) << "node " << node->info.name() << " answered a logs request for "
+                        << reply.task_id() << " on " << logs->node() << "; ignored";
+          break;
+        }
         logs->set_stdout(reply.stdout());
         logs->set_stderr(reply.stderr());
         logs->set_truncated(reply.truncated());
@@ -796,7 +818,7 @@ void Scheduler::ApplyUsage(NodeRecord& node, const v1::TaskUsage& usage) {
   const absl::optional<double> quality_before =
       task->has_quality() ? absl::optional<double>(task->quality()) : absl::nullopt;
   const double energy_before_j = task->energy().total_j();
-  CopyUsage(usage, task);
+  TakeUsage(node, *job, usage, task);
   AccountEnergy(*job, *task, energy_before_j);
   WatchQuality(*job, *task, quality_before);
   if (usage.latency_batch_size() > 0) {
@@ -812,6 +834,32 @@ void Scheduler::ApplyUsage(NodeRecord& node, const v1::TaskUsage& usage) {
     FeedSharder(*job, *task);
     Changed(*job);
   }
+}
+
+void Scheduler::TakeUsage(const NodeRecord& node, const v1::Job& job,
+                          const v1::TaskUsage& usage, v1::Task* task) {
+  const absl::Duration since_submit = clock_->Now() - FromProtoTime(job.submit_time());
+  const bool energy_ok = !Refused(node, telemetry_guard_.CheckTaskEnergy(
+                                            node.info.name(), usage.energy(), task->energy(),
+                                            since_submit));
+  const v1::Energy accounted = task->energy();
+  CopyUsage(usage, task);
+  if (!energy_ok) *task->mutable_energy() = accounted;
+}
+
+bool Scheduler::Refused(const NodeRecord& node,
+                        const absl::optional<TelemetryProblem>& problem) {
+  if (!problem.has_value()) return false;
+  const std::string& name = node.info.name();
+  const absl::string_view reason = TelemetryRejectionLabel(problem->reason);
+  if (telemetry_guard_.FirstOf(name, problem->reason)) {
+    JLOG(WARNING) << "node " << name << ": dropped impossible telemetry (" << reason
+                  << "): " << problem->detail
+                  << "; more for this reason are only counted in "
+                     "joule_telemetry_rejected_total";
+  }
+  if (options_.observer != nullptr) options_.observer->OnTelemetryRejected(name, reason);
+  return true;
 }
 
 void Scheduler::AccountEnergy(v1::Job& job, const v1::Task& task, double before_j) {
@@ -935,7 +983,10 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
       if (!IsActive(task->state())) {
         // Already final (e.g. a duplicate after reconnect): keep the first
         // outcome but take the final energy if we had none.
-        if (task->energy().total_j() == 0 && event.has_usage()) {
+        if (task->energy().total_j() == 0 && event.has_usage() &&
+            !Refused(node, telemetry_guard_.CheckTaskEnergy(
+                               node.info.name(), event.usage().energy(), task->energy(),
+                               clock_->Now() - FromProtoTime(job->submit_time())))) {
           *task->mutable_energy() = event.usage().energy();
           AccountEnergy(*job, *task, 0);
           Changed(*job);
@@ -945,7 +996,7 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
       }
       if (event.has_usage()) {
         const double energy_before_j = task->energy().total_j();
-        CopyUsage(event.usage(), task);
+        TakeUsage(node, *job, event.usage(), task);
         AccountEnergy(*job, *task, energy_before_j);
         FeedSharder(*job, *task);
       }

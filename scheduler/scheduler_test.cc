@@ -736,7 +736,7 @@ TEST_F(SchedulerTest, RetriedSubmitWithTheSameRequestIdMakesOneJob) {
   EXPECT_NE(scheduler_->SubmitJob(spec, "req-2")->id(), first->id());
   EXPECT_NE(scheduler_->SubmitJob(spec)->id(), first->id());
   EXPECT_NE(scheduler_->SubmitJob(spec)->id(), first->id());
-  EXPECT_THAT(scheduler_->SubmitJob(spec, std::string(129, 'r')),
+  EXPECT_THAT(scheduler_->SubmitJob(spec, std::string(194, 'r')),
               StatusIs(absl::StatusCode::kInvalidArgument, ""));
   EXPECT_THAT(scheduler_->ListJobs({}), SizeIs(4));
 

@@ -2,11 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -17,263 +15,51 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "scheduler/store/local_store_io.h"
 
 namespace joule {
+
+using local_store_internal::AnalyzeLogDamage;
+using local_store_internal::AppendRecord;
+using local_store_internal::EncodeMutations;
+using local_store_internal::ErrnoError;
+using local_store_internal::FileSize;
+using local_store_internal::FsyncDir;
+using local_store_internal::JoinPath;
+using local_store_internal::kFileMode;
+using local_store_internal::kLogPrefix;
+using local_store_internal::kMagicBytes;
+using local_store_internal::kRecordHeaderBytes;
+using local_store_internal::kSnapshotFile;
+using local_store_internal::kSnapshotMagic;
+using local_store_internal::kSnapshotTmpFile;
+using local_store_internal::kSnapshotVersion;
+using local_store_internal::LogCorruptionError;
+using local_store_internal::LogDamage;
+using local_store_internal::LogFileName;
+using local_store_internal::ReadAt;
+using local_store_internal::ReadRecordAt;
+using local_store_internal::ReadSnapshotFile;
+using local_store_internal::RecordCheck;
+using local_store_internal::RecordCheckText;
+using local_store_internal::RemoveIfExists;
+using local_store_internal::SnapshotContents;
+using local_store_internal::TightenMode;
+using local_store_internal::WriteFull;
+
 namespace {
-
-constexpr char kLockFile[] = "LOCK";
-constexpr char kSnapshotFile[] = "snapshot";
-constexpr char kSnapshotTmpFile[] = "snapshot.tmp";
-constexpr char kLogPrefix[] = "wal.";
-
-constexpr char kSnapshotMagic[] = "JOULESNP";  // 8 bytes, no terminator
-constexpr size_t kMagicBytes = 8;
-constexpr uint32_t kSnapshotVersion = 1;
-// magic, version, generation, entry count, crc of the preceding bytes.
-constexpr size_t kSnapshotHeaderBytes = kMagicBytes + 4 + 8 + 8 + 4;
-
-constexpr size_t kRecordHeaderBytes = 8;  // u32 length, u32 crc
-// A valid payload is at most this long: kMaxCommitBytes of keys and values
-// plus at most 9 bytes of framing per mutation (each has a key of >= 1 byte)
-// plus the count. Anything longer is corruption, not a real record.
-constexpr uint64_t kMaxRecordPayloadBytes = 4 + 10 * uint64_t{kMaxCommitBytes};
-
-constexpr uint8_t kOpPut = 1;
-constexpr uint8_t kOpDelete = 2;
 
 constexpr size_t kSnapshotWriteChunkBytes = 1 << 20;
 
-absl::Status ErrnoError(int error_number, absl::string_view op,
-                        absl::string_view path) {
-  return absl::ErrnoToStatus(error_number, absl::StrCat(op, " ", path));
-}
-
-std::string JoinPath(absl::string_view dir, absl::string_view name) {
-  return absl::StrCat(dir, "/", name);
-}
-
-std::string ParentDir(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-uint32_t Crc32(absl::string_view data) {
-  return static_cast<uint32_t>(
-      crc32_z(0, reinterpret_cast<const Bytef*>(data.data()), data.size()));
-}
-
-void AppendU32(std::string* out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
-}
-
-void AppendU64(std::string* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
-}
-
-uint32_t LoadU32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i)
-    v |= uint32_t{static_cast<uint8_t>(p[i])} << (8 * i);
-  return v;
-}
-
-uint64_t LoadU64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i)
-    v |= uint64_t{static_cast<uint8_t>(p[i])} << (8 * i);
-  return v;
-}
-
-std::string EncodeMutations(const std::vector<StoreMutation>& mutations) {
-  size_t size = 4;
-  for (const StoreMutation& m : mutations) {
-    size += 1 + 4 + m.key.size() + 4 + m.value.size();
+// Closes a file descriptor when it goes out of scope.
+struct FdCloser {
+  int fd;
+  ~FdCloser() {
+    if (fd >= 0) close(fd);
   }
-  std::string payload;
-  payload.reserve(size);
-  AppendU32(&payload, static_cast<uint32_t>(mutations.size()));
-  for (const StoreMutation& m : mutations) {
-    const bool put = m.op == StoreMutation::Op::kPut;
-    payload.push_back(static_cast<char>(put ? kOpPut : kOpDelete));
-    AppendU32(&payload, static_cast<uint32_t>(m.key.size()));
-    payload.append(m.key);
-    if (put) {
-      AppendU32(&payload, static_cast<uint32_t>(m.value.size()));
-      payload.append(m.value);
-    }
-  }
-  return payload;
-}
-
-// Reads the mutations back; fails if the payload is not exactly an encoding.
-absl::StatusOr<std::vector<StoreMutation>> DecodeMutations(
-    absl::string_view payload) {
-  auto take_u32 = [&payload](uint32_t* v) {
-    if (payload.size() < 4) return false;
-    *v = LoadU32(payload.data());
-    payload.remove_prefix(4);
-    return true;
-  };
-  auto take_bytes = [&payload, &take_u32](std::string* out) {
-    uint32_t size;
-    if (!take_u32(&size) || payload.size() < size) return false;
-    out->assign(payload.data(), size);
-    payload.remove_prefix(size);
-    return true;
-  };
-  uint32_t count;
-  // Every mutation takes at least 5 bytes, which bounds `count` before we
-  // reserve memory for it.
-  if (!take_u32(&count) || count > payload.size() / 5) {
-    return absl::DataLossError("bad mutation count");
-  }
-  std::vector<StoreMutation> mutations(count);
-  for (StoreMutation& m : mutations) {
-    if (payload.empty()) return absl::DataLossError("truncated mutation");
-    const uint8_t op = static_cast<uint8_t>(payload[0]);
-    payload.remove_prefix(1);
-    if (op != kOpPut && op != kOpDelete) {
-      return absl::DataLossError(absl::StrCat("unknown mutation op ", op));
-    }
-    m.op = op == kOpPut ? StoreMutation::Op::kPut : StoreMutation::Op::kDelete;
-    if (!take_bytes(&m.key) || (op == kOpPut && !take_bytes(&m.value))) {
-      return absl::DataLossError("truncated mutation");
-    }
-  }
-  if (!payload.empty()) {
-    return absl::DataLossError("trailing bytes after mutations");
-  }
-  return mutations;
-}
-
-void AppendRecord(std::string* out, absl::string_view payload) {
-  AppendU32(out, static_cast<uint32_t>(payload.size()));
-  AppendU32(out, Crc32(payload));
-  out->append(payload.data(), payload.size());
-}
-
-// Reads up to `size` bytes; fewer only at end of file.
-absl::StatusOr<size_t> ReadFull(int fd, const std::string& path, char* buf,
-                                size_t size) {
-  size_t done = 0;
-  while (done < size) {
-    const ssize_t n = read(fd, buf + done, size - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError(errno, "read", path);
-    }
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  return done;
-}
-
-absl::Status WriteFull(int fd, const std::string& path,
-                       absl::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError(errno, "write", path);
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status FsyncDir(const std::string& dir) {
-  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, "open directory", dir);
-  absl::Status status;
-  if (fsync(fd) != 0) status = ErrnoError(errno, "fsync directory", dir);
-  close(fd);
-  return status;
-}
-
-// mkdir -p, fsyncing the parent of every directory it creates so that the new
-// entries survive a crash.
-absl::Status MakeDirs(const std::string& dir) {
-  for (size_t end = dir.find('/', 1);; end = dir.find('/', end + 1)) {
-    const std::string prefix = dir.substr(0, end);
-    if (mkdir(prefix.c_str(), 0755) == 0) {
-      if (absl::Status s = FsyncDir(ParentDir(prefix)); !s.ok()) return s;
-    } else if (errno == EEXIST) {
-      struct stat st;
-      if (stat(prefix.c_str(), &st) != 0)
-        return ErrnoError(errno, "stat", prefix);
-      if (!S_ISDIR(st.st_mode)) {
-        return absl::FailedPreconditionError(
-            absl::StrCat(prefix, " exists and is not a directory"));
-      }
-    } else {
-      return ErrnoError(errno, "mkdir", prefix);
-    }
-    if (end == std::string::npos) return absl::OkStatus();
-  }
-}
-
-absl::Status RemoveIfExists(const std::string& path) {
-  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return ErrnoError(errno, "unlink", path);
-  }
-  return absl::OkStatus();
-}
-
-enum class RecordRead { kRecord, kEnd, kBad };
-
-// Reads the record starting at `offset`, which must be the fd's position, in
-// a file of `file_size` bytes. kEnd: clean end of file. kBad: a torn or
-// corrupt record, with the reason in `problem`.
-absl::StatusOr<RecordRead> ReadRecord(int fd, const std::string& path,
-                                      int64_t offset, int64_t file_size,
-                                      std::string* payload,
-                                      std::string* problem) {
-  const uint64_t remaining = static_cast<uint64_t>(file_size - offset);
-  if (remaining == 0) return RecordRead::kEnd;
-  char header[kRecordHeaderBytes];
-  if (remaining < sizeof(header)) {
-    *problem = "short record header";
-    return RecordRead::kBad;
-  }
-  absl::StatusOr<size_t> got = ReadFull(fd, path, header, sizeof(header));
-  if (!got.ok()) return got.status();
-  if (*got < sizeof(header)) {
-    *problem = "short record header";
-    return RecordRead::kBad;
-  }
-  const uint32_t length = LoadU32(header);
-  const uint32_t crc = LoadU32(header + 4);
-  if (length > kMaxRecordPayloadBytes) {
-    *problem = absl::StrCat("implausible record length ", length);
-    return RecordRead::kBad;
-  }
-  // Checked before allocating, so garbage lengths cost nothing.
-  if (length > remaining - kRecordHeaderBytes) {
-    *problem = "short record payload";
-    return RecordRead::kBad;
-  }
-  payload->resize(length);
-  got = ReadFull(fd, path, payload->data(), length);
-  if (!got.ok()) return got.status();
-  if (*got < length) {
-    *problem = "short record payload";
-    return RecordRead::kBad;
-  }
-  if (Crc32(*payload) != crc) {
-    *problem = "record crc mismatch";
-    return RecordRead::kBad;
-  }
-  return RecordRead::kRecord;
-}
-
-absl::StatusOr<int64_t> FileSize(int fd, const std::string& path) {
-  struct stat st;
-  if (fstat(fd, &st) != 0) return ErrnoError(errno, "fstat", path);
-  return static_cast<int64_t>(st.st_size);
-}
+};
 
 }  // namespace
 
@@ -287,28 +73,35 @@ absl::StatusOr<std::unique_ptr<LocalStore>> LocalStore::Open(
   if (options.compact_log_bytes <= 0) {
     return absl::InvalidArgumentError("compact_log_bytes must be positive");
   }
-  if (absl::Status s = MakeDirs(clean_dir); !s.ok()) return s;
-
-  const std::string lock_path = JoinPath(clean_dir, kLockFile);
-  const int lock_fd =
-      open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd < 0) return ErrnoError(errno, "open", lock_path);
-  // flock() locks belong to the open file description, so this also fails for
-  // a second Open of the same directory within this process.
-  if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    const int error_number = errno;
-    close(lock_fd);
-    if (error_number == EWOULDBLOCK) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "data directory ", clean_dir, " is in use by another process (",
-          lock_path, " is locked)"));
-    }
-    return ErrnoError(error_number, "flock", lock_path);
+  if (absl::Status s = local_store_internal::MakeDirs(clean_dir); !s.ok()) {
+    return s;
+  }
+  // A directory made by an older version, or by hand, may be open to others.
+  std::vector<std::string> mode_notes;
+  {
+    const int dir_fd =
+        open(clean_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0) return ErrnoError(errno, "open directory", clean_dir);
+    FdCloser closer{dir_fd};
+    std::string note = TightenMode(dir_fd, clean_dir);
+    if (!note.empty()) mode_notes.push_back(std::move(note));
   }
 
+  absl::StatusOr<int> lock_fd = local_store_internal::LockDataDir(clean_dir);
+  if (!lock_fd.ok()) return lock_fd.status();
+  std::string note = TightenMode(*lock_fd, JoinPath(clean_dir, local_store_internal::kLockFile));
+  if (!note.empty()) mode_notes.push_back(std::move(note));
+
   std::unique_ptr<LocalStore> store(
-      new LocalStore(std::move(clean_dir), options, lock_fd));
-  if (absl::Status s = store->Recover(); !s.ok()) return s;
+      new LocalStore(std::move(clean_dir), options, *lock_fd));
+  absl::Status recovered = store->Recover(&mode_notes);
+  if (!mode_notes.empty()) {
+    std::fprintf(stderr,
+                 "joule store: %s was open to other users; permissions "
+                 "tightened: %s\n",
+                 store->dir_.c_str(), absl::StrJoin(mode_notes, ", ").c_str());
+  }
+  if (!recovered.ok()) return recovered;
   return store;
 }
 
@@ -322,10 +115,10 @@ LocalStore::~LocalStore() {
 }
 
 std::string LocalStore::LogPath(uint64_t generation) const {
-  return JoinPath(dir_, absl::StrCat(kLogPrefix, generation));
+  return JoinPath(dir_, LogFileName(generation));
 }
 
-absl::Status LocalStore::Recover() {
+absl::Status LocalStore::Recover(std::vector<std::string>* mode_notes) {
   absl::MutexLock lock(&write_mu_);
   // A leftover snapshot.tmp is an unfinished compaction: never renamed into
   // place, so the current snapshot and log do not depend on it.
@@ -335,85 +128,33 @@ absl::Status LocalStore::Recover() {
   }
   const std::string snapshot_path = JoinPath(dir_, kSnapshotFile);
   if (access(snapshot_path.c_str(), F_OK) == 0) {
-    if (absl::Status s = LoadSnapshot(snapshot_path); !s.ok()) return s;
+    if (absl::Status s = LoadSnapshot(snapshot_path, mode_notes); !s.ok()) {
+      return s;
+    }
   } else if (errno != ENOENT) {
     return ErrnoError(errno, "access", snapshot_path);
   }
   if (absl::Status s = RemoveStaleFiles(); !s.ok()) return s;
-  if (absl::Status s = OpenAndReplayLog(); !s.ok()) return s;
+  if (absl::Status s = OpenAndReplayLog(mode_notes); !s.ok()) return s;
   compact_at_bytes_ = options_.compact_log_bytes;
+  stats_.loose_modes_tightened = static_cast<int64_t>(mode_notes->size());
   return absl::OkStatus();
 }
 
-absl::Status LocalStore::LoadSnapshot(const std::string& path) {
+absl::Status LocalStore::LoadSnapshot(const std::string& path,
+                                      std::vector<std::string>* mode_notes) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoError(errno, "open", path);
-  struct Closer {
-    int fd;
-    ~Closer() { close(fd); }
-  } closer{fd};
-  // The snapshot was fsync'd before being renamed into place, so any damage
-  // here is real data loss, not a torn write.
-  auto corrupt = [&path](absl::string_view what) {
-    return absl::DataLossError(
-        absl::StrCat("corrupt snapshot ", path, ": ", what));
-  };
+  FdCloser closer{fd};
+  absl::StatusOr<SnapshotContents> snapshot = ReadSnapshotFile(fd, path);
+  if (!snapshot.ok()) return snapshot.status();
+  std::string note = TightenMode(fd, path);
+  if (!note.empty()) mode_notes->push_back(std::move(note));
 
-  absl::StatusOr<int64_t> file_size = FileSize(fd, path);
-  if (!file_size.ok()) return file_size.status();
-  char header[kSnapshotHeaderBytes];
-  absl::StatusOr<size_t> got = ReadFull(fd, path, header, sizeof(header));
-  if (!got.ok()) return got.status();
-  if (*got < sizeof(header)) return corrupt("short header");
-  if (std::memcmp(header, kSnapshotMagic, kMagicBytes) != 0) {
-    return corrupt("bad magic");
-  }
-  const char* p = header + kMagicBytes;
-  const uint32_t version = LoadU32(p);
-  const uint64_t generation = LoadU64(p + 4);
-  const uint64_t entry_count = LoadU64(p + 12);
-  const uint32_t header_crc = LoadU32(p + 20);
-  if (Crc32(absl::string_view(header, kSnapshotHeaderBytes - 4)) !=
-      header_crc) {
-    return corrupt("header crc mismatch");
-  }
-  if (version != kSnapshotVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("snapshot ", path, " has unsupported version ", version));
-  }
-
-  std::map<std::string, std::string> data;
-  int64_t offset = kSnapshotHeaderBytes;
-  std::string payload;
-  std::string problem;
-  for (uint64_t i = 0;; ++i) {
-    absl::StatusOr<RecordRead> read =
-        ReadRecord(fd, path, offset, *file_size, &payload, &problem);
-    if (!read.ok()) return read.status();
-    if (*read == RecordRead::kBad) return corrupt(problem);
-    if (*read == RecordRead::kEnd) {
-      if (i != entry_count) {
-        return corrupt(
-            absl::StrCat("has ", i, " entries, header says ", entry_count));
-      }
-      break;
-    }
-    offset += kRecordHeaderBytes + payload.size();
-    absl::StatusOr<std::vector<StoreMutation>> mutations =
-        DecodeMutations(payload);
-    if (!mutations.ok()) return corrupt(mutations.status().message());
-    if (mutations->size() != 1 ||
-        (*mutations)[0].op != StoreMutation::Op::kPut) {
-      return corrupt("entry is not a single put");
-    }
-    data.insert_or_assign(std::move((*mutations)[0].key),
-                          std::move((*mutations)[0].value));
-  }
-
-  generation_ = generation;
-  stats_.snapshot_entries_loaded = static_cast<int64_t>(data.size());
+  generation_ = snapshot->generation;
+  stats_.snapshot_entries_loaded = static_cast<int64_t>(snapshot->data.size());
   absl::MutexLock data_lock(&mu_);
-  data_ = std::move(data);
+  data_ = std::move(snapshot->data);
   return absl::OkStatus();
 }
 
@@ -459,12 +200,13 @@ absl::Status LocalStore::RemoveStaleFiles() {
   return removed ? FsyncDir(dir_) : absl::OkStatus();
 }
 
-absl::Status LocalStore::OpenAndReplayLog() {
+absl::Status LocalStore::OpenAndReplayLog(
+    std::vector<std::string>* mode_notes) {
   const std::string path = LogPath(generation_);
   int fd = open(path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) {
     fd = open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC,
-              0644);
+              kFileMode);
     if (fd < 0) return ErrnoError(errno, "create", path);
     if (absl::Status s = FsyncDir(dir_); !s.ok()) {
       close(fd);
@@ -473,41 +215,46 @@ absl::Status LocalStore::OpenAndReplayLog() {
   }
   if (fd < 0) return ErrnoError(errno, "open", path);
   log_fd_ = fd;  // closed by the destructor from here on
+  std::string note = TightenMode(fd, path);
+  if (!note.empty()) mode_notes->push_back(std::move(note));
 
   absl::StatusOr<int64_t> file_size = FileSize(fd, path);
   if (!file_size.ok()) return file_size.status();
   int64_t offset = 0;
-  std::string payload;
-  std::string problem;
   while (true) {
-    absl::StatusOr<RecordRead> read =
-        ReadRecord(fd, path, offset, *file_size, &payload, &problem);
+    uint64_t record_bytes = 0;
+    std::vector<StoreMutation> mutations;
+    absl::StatusOr<RecordCheck> read = ReadRecordAt(
+        fd, path, offset, *file_size, &record_bytes, &mutations);
     if (!read.ok()) return read.status();
-    if (*read == RecordRead::kEnd) break;
-    absl::StatusOr<std::vector<StoreMutation>> mutations;
-    if (*read == RecordRead::kRecord) {
-      mutations = DecodeMutations(payload);
-      if (!mutations.ok()) problem = std::string(mutations.status().message());
+    if (*read == RecordCheck::kEnd) break;
+    if (*read == RecordCheck::kOk) {
+      Apply(mutations);
+      ++stats_.records_replayed;
+      offset += static_cast<int64_t>(record_bytes);
+      continue;
     }
-    if (*read == RecordRead::kBad || !mutations.ok()) {
-      // A crash mid-append leaves a torn last record; drop it and anything
-      // after it so that new records are appended to a clean log.
-      if (ftruncate(fd, offset) != 0)
-        return ErrnoError(errno, "ftruncate", path);
-      if (fdatasync(fd) != 0) return ErrnoError(errno, "fdatasync", path);
-      stats_.bytes_truncated = *file_size - offset;
-      std::fprintf(stderr,
-                   "joule store: %s: %s at offset %lld; dropped %lld trailing "
-                   "bytes, kept %lld records\n",
-                   path.c_str(), problem.c_str(),
-                   static_cast<long long>(offset),
-                   static_cast<long long>(stats_.bytes_truncated),
-                   static_cast<long long>(stats_.records_replayed));
-      break;
-    }
-    Apply(*mutations);
-    ++stats_.records_replayed;
-    offset += kRecordHeaderBytes + payload.size();
+    // The first bad record. Only a torn last write (a crash or short write
+    // mid-append, never acknowledged) is cut off here; anything else is
+    // damage to acknowledged data, left exactly as found for an explicit
+    // repair.
+    absl::StatusOr<std::string> tail =
+        ReadAt(fd, path, offset, static_cast<size_t>(*file_size - offset));
+    if (!tail.ok()) return tail.status();
+    const LogDamage damage = AnalyzeLogDamage(*tail, offset);
+    if (!damage.torn) return LogCorruptionError(path, damage);
+    if (ftruncate(fd, offset) != 0) return ErrnoError(errno, "ftruncate", path);
+    if (fdatasync(fd) != 0) return ErrnoError(errno, "fdatasync", path);
+    stats_.bytes_truncated = *file_size - offset;
+    std::fprintf(stderr,
+                 "joule store: %s: torn last write (%s) at offset %lld; "
+                 "dropped %lld trailing bytes, kept %lld records\n",
+                 path.c_str(),
+                 std::string(RecordCheckText(damage.problem)).c_str(),
+                 static_cast<long long>(offset),
+                 static_cast<long long>(stats_.bytes_truncated),
+                 static_cast<long long>(stats_.records_replayed));
+    break;
   }
   log_bytes_ = offset;
   return absl::OkStatus();
@@ -619,7 +366,7 @@ absl::Status LocalStore::Compact() {
   // (b) The empty log it refers to.
   const int new_log_fd =
       open(new_log_path.c_str(),
-           O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+           O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, kFileMode);
   if (new_log_fd < 0) {
     return abandon(ErrnoError(errno, "create", new_log_path), -1);
   }
@@ -653,22 +400,20 @@ absl::Status LocalStore::Compact() {
 absl::Status LocalStore::WriteSnapshot(const std::string& path,
                                        uint64_t generation) {
   const int fd =
-      open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, kFileMode);
   if (fd < 0) return ErrnoError(errno, "create", path);
-  struct Closer {
-    int fd;
-    ~Closer() { close(fd); }
-  } closer{fd};
+  FdCloser closer{fd};
 
   // Readers may continue; writers are excluded by write_mu_, so the map does
   // not change while it is written out.
   absl::ReaderMutexLock lock(&mu_);
   std::string buffer;
   buffer.append(kSnapshotMagic, kMagicBytes);
-  AppendU32(&buffer, kSnapshotVersion);
-  AppendU64(&buffer, generation);
-  AppendU64(&buffer, data_.size());
-  AppendU32(&buffer, Crc32(buffer));
+  local_store_internal::AppendU32(&buffer, kSnapshotVersion);
+  local_store_internal::AppendU64(&buffer, generation);
+  local_store_internal::AppendU64(&buffer, data_.size());
+  local_store_internal::AppendU32(&buffer,
+                                  local_store_internal::Crc32(buffer));
 
   std::vector<StoreMutation> entry(1);
   for (const auto& [key, value] : data_) {

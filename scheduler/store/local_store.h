@@ -27,13 +27,18 @@ struct LocalStoreOptions {
 // key space lives in memory (an ordered map) and every mutation is made
 // durable in a write-ahead log before it becomes visible.
 //
-// Files in the data directory:
+// Files in the data directory (mode 0700; files 0600, because stored job
+// specs carry environment values. Open tightens looser modes it finds, logs
+// that once and counts it in Stats):
 //   LOCK          exclusive flock() held while open; a second Open of the same
 //                 directory (from any process) fails with FAILED_PRECONDITION.
 //   snapshot      full state as of the start of log generation G (optional;
 //                 absent means "empty state, G = 0").
 //   wal.<G>       the log of generation G: mutations since that snapshot.
 //   snapshot.tmp  a compaction in progress; removed by Open.
+//   wal.<G>.corrupt-<unix seconds>  a damaged log kept by RepairLocalStore
+//                 (local_store_repair.h); never read by Open.
+//   wal.<G>.repair  a repair's new log before its rename; ignored by Open.
 //
 // Record format (log and snapshot), little-endian:
 //   [u32 payload length][u32 crc32 of payload][payload]
@@ -52,11 +57,24 @@ struct LocalStoreOptions {
 //     work) until it is reopened, because after a failed write or fsync the
 //     log's contents are unknown.
 //  2. Open takes the lock, removes snapshot.tmp, loads the snapshot (a corrupt
-//     snapshot is DATA_LOSS: it was fsync'd before it was renamed into place,
-//     so damage is not a torn write), removes stale logs, and replays wal.<G>.
-//     A torn or corrupt record (short header, short payload, implausible
-//     length, crc mismatch) ends replay: the log is truncated there and
-//     fsync'd, and the dropped byte count goes to stderr and Stats.
+//     snapshot is DATA_LOSS naming the file and the offset: it was fsync'd
+//     before it was renamed into place, so damage is not a torn write),
+//     removes stale logs, and replays wal.<G> up to its first bad record.
+//     The store fails closed there (see AnalyzeLogDamage in
+//     local_store_io.h for the exact rule):
+//       - a torn last write (an interrupted append: a short header, or a
+//         record that runs past the end of the file or into zeroed sectors
+//         and whose bytes are the start of a valid record, with no intact
+//         record after it) was never acknowledged: the log is truncated
+//         there and fsync'd, and the dropped byte count goes to stderr and
+//         Stats;
+//       - anything else (a complete record whose crc fails or that does not
+//         decode, the last one included; a length no record can have; a
+//         length running past the end while intact records follow) is
+//         damage to acknowledged data: Open fails with DATA_LOSS naming the
+//         file, the offset and how many intact records follow, and leaves
+//         the file untouched. RepairLocalStore cuts the log there
+//         explicitly, after keeping a copy.
 //  3. When the log exceeds compact_log_bytes after a commit, compaction runs
 //     with writers blocked:
 //       a. write snapshot.tmp naming generation G+1, fsync it;
@@ -90,7 +108,9 @@ class LocalStore : public Store {
     // Recovery at Open.
     int64_t snapshot_entries_loaded = 0;
     int64_t records_replayed = 0;
-    int64_t bytes_truncated = 0;  // torn or corrupt log tail dropped
+    int64_t bytes_truncated = 0;  // torn last write dropped
+    // Data directory and files found readable or writable by others.
+    int64_t loose_modes_tightened = 0;
     // Since Open.
     int64_t compactions = 0;
     int64_t compaction_failures = 0;  // abandoned, old log kept
@@ -100,7 +120,10 @@ class LocalStore : public Store {
     std::string log_path;
   };
 
-  // Opens (creating if needed) the store in `dir`.
+  // Opens (creating if needed) the store in `dir`. DATA_LOSS when the
+  // snapshot or the log is damaged beyond a torn last write (nothing is
+  // changed on disk then); FAILED_PRECONDITION when another process has it
+  // open.
   static absl::StatusOr<std::unique_ptr<LocalStore>> Open(
       const std::string& dir, LocalStoreOptions options = {});
 
@@ -121,11 +144,14 @@ class LocalStore : public Store {
   LocalStore(std::string dir, LocalStoreOptions options, int lock_fd);
 
   // Open's steps after the lock is held.
-  absl::Status Recover();
-  absl::Status LoadSnapshot(const std::string& path)
+  // `mode_notes` collects the files whose modes were tightened.
+  absl::Status Recover(std::vector<std::string>* mode_notes);
+  absl::Status LoadSnapshot(const std::string& path,
+                            std::vector<std::string>* mode_notes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::Status RemoveStaleFiles() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  absl::Status OpenAndReplayLog() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::Status OpenAndReplayLog(std::vector<std::string>* mode_notes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
 
   // Validated mutations -> one durable log record -> map.
   absl::Status CommitValidated(const std::vector<StoreMutation>& mutations);

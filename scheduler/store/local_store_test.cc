@@ -1,6 +1,5 @@
 #include "scheduler/store/local_store.h"
 
-#include <dirent.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -8,15 +7,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
 #include <set>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,52 +25,20 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "scheduler/store/store_conformance.h"
+#include "scheduler/store/testing/store_files.h"
 
 namespace joule {
 namespace {
 
 using KeyValueMap = std::map<std::string, std::string>;
 
-std::string NewTempDir() {
-  const char* base = std::getenv("TEST_TMPDIR");
-  std::string path =
-      absl::StrCat(base != nullptr ? base : "/tmp", "/local_store_XXXXXX");
-  if (mkdtemp(path.data()) == nullptr) {
-    ADD_FAILURE() << "mkdtemp " << path << ": " << std::strerror(errno);
-  }
-  return path;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::stringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
-}
-
-void WriteFile(const std::string& path, const std::string& contents) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << contents;
-  ASSERT_TRUE(out.good()) << path;
-}
-
-bool FileExists(const std::string& path) {
-  struct stat st;
-  return stat(path.c_str(), &st) == 0;
-}
-
-std::set<std::string> DirEntries(const std::string& dir) {
-  std::set<std::string> names;
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return names;
-  while (struct dirent* entry = readdir(d)) {
-    const std::string name = entry->d_name;
-    if (name != "." && name != "..") names.insert(name);
-  }
-  closedir(d);
-  return names;
-}
+using store_testing::DirEntries;
+using store_testing::FileExists;
+using store_testing::FileMode;
+using store_testing::ModificationTime;
+using store_testing::NewTempDir;
+using store_testing::ReadFile;
+using store_testing::WriteFile;
 
 std::unique_ptr<LocalStore> MustOpen(const std::string& dir,
                                      LocalStoreOptions options = {}) {
@@ -193,8 +159,8 @@ TEST_F(LocalStoreTest, CompactionKeepsEverythingAndRemovesOldFiles) {
   EXPECT_GT(store->GetStats().snapshot_entries_loaded, 0);
 }
 
-// Damage done to the log after kGoodCommits commits, as a crash (torn write)
-// or bad media would.
+// An interrupted append (torn write) after kGoodCommits commits, as a crash
+// or a short write leaves it: never acknowledged, so Open cuts it off.
 struct LogDamage {
   std::string name;
   // Whether one more commit is made first, for the damage to hit.
@@ -271,8 +237,6 @@ INSTANTIATE_TEST_SUITE_P(
         LogDamage{
             "ShortHeaderGarbage", false,
             [](std::string* log, size_t) { log->append("\x07\x00\x01", 3); }},
-        LogDamage{"LongGarbage", false,
-                  [](std::string* log, size_t) { log->append(300, '\xab'); }},
         LogDamage{"ZeroFilledTail", false,
                   [](std::string* log, size_t) { log->append(4096, '\0'); }},
         LogDamage{"TruncatedHeader", true,
@@ -282,26 +246,203 @@ INSTANTIATE_TEST_SUITE_P(
         LogDamage{
             "TruncatedPayload", true,
             [](std::string* log, size_t) { log->resize(log->size() - 3); }},
-        LogDamage{"FlippedPayloadByte", true,
-                  [](std::string* log, size_t) { log->back() ^= 0x20; }},
-        LogDamage{"FlippedCrcByte", true,
+        LogDamage{"TruncatedInsideKey", true,
                   [](std::string* log, size_t good_end) {
-                    (*log)[good_end + 4] ^= 0x01;
-                  }},
-        LogDamage{"FlippedLengthByte", true,
-                  [](std::string* log, size_t good_end) {
-                    (*log)[good_end + 3] ^= 0x80;
-                  }},
-        LogDamage{"FlippedByteThenMoreRecords", true,
-                  [](std::string* log, size_t good_end) {
-                    // Records after a corrupt one are dropped too.
-                    const std::string good_record = log->substr(good_end);
-                    (*log)[good_end + 9] ^= 0x01;
-                    log->append(good_record);
+                    log->resize(good_end + 8 + 4 + 1 + 4 + 2);
                   }}),
     [](const ::testing::TestParamInfo<LogDamage>& info) {
       return info.param.name;
     });
+
+// An extending write whose later sectors never reached the disk reads back
+// as zeros from a sector boundary on: still a torn write.
+TEST_F(LocalStoreTest, UnwrittenSectorsOfLastRecordAreATornWrite) {
+  std::string log_path;
+  size_t good_end = 0;
+  {
+    std::unique_ptr<LocalStore> store = MustOpen(dir_);
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < kGoodCommits; ++i) {
+      ASSERT_TRUE(CommitNumber(*store, i).ok());
+    }
+    good_end = store->GetStats().log_bytes;
+    log_path = store->GetStats().log_path;
+    ASSERT_TRUE(store->Put("big", std::string(3000, 'v')).ok());
+  }
+  std::string log = ReadFile(log_path);
+  ASSERT_LT(good_end, 512);
+  std::fill(log.begin() + 1024, log.end(), '\0');
+  WriteFile(log_path, log);
+
+  std::unique_ptr<LocalStore> store = MustOpen(dir_);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(Contents(*store), CommitsUpTo(kGoodCommits));
+  EXPECT_EQ(store->GetStats().bytes_truncated, log.size() - good_end);
+}
+
+void SetU32(std::string* bytes, size_t at, uint32_t v) {
+  for (int i = 0; i < 4; ++i) (*bytes)[at + i] = static_cast<char>(v >> (8 * i));
+}
+
+uint32_t GetU32(const std::string& bytes, size_t at) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) {
+    v |= uint32_t{static_cast<uint8_t>(bytes[at + i])} << (8 * i);
+  }
+  return v;
+}
+
+// Damage to acknowledged records, anywhere: Open refuses with DATA_LOSS,
+// names the file, the offset and what follows, and changes nothing.
+struct LogCorruption {
+  std::string name;
+  // Commits made after the kGoodCommits; the damage hits the first of them
+  // (which starts at `good_end`), or comes after them all when 0.
+  int more_commits;
+  std::function<void(std::string* log, size_t good_end)> apply;
+  // What the error says follows the bad record.
+  std::string follows;
+};
+
+void PrintTo(const LogCorruption& damage, std::ostream* os) {
+  *os << damage.name;
+}
+
+class LocalStoreCorruptLogTest
+    : public LocalStoreTest,
+      public ::testing::WithParamInterface<LogCorruption> {};
+
+TEST_P(LocalStoreCorruptLogTest, OpenRefusesAndLeavesTheFileUnchanged) {
+  std::string log_path;
+  size_t good_end = 0;
+  {
+    std::unique_ptr<LocalStore> store = MustOpen(dir_);
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < kGoodCommits; ++i) {
+      ASSERT_TRUE(CommitNumber(*store, i).ok());
+    }
+    good_end = store->GetStats().log_bytes;
+    log_path = store->GetStats().log_path;
+    for (int i = 0; i < GetParam().more_commits; ++i) {
+      ASSERT_TRUE(CommitNumber(*store, kGoodCommits + i).ok());
+    }
+  }
+  std::string log = ReadFile(log_path);
+  GetParam().apply(&log, good_end);
+  WriteFile(log_path, log);
+  const struct timespec mtime = ModificationTime(log_path);
+
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    absl::StatusOr<std::unique_ptr<LocalStore>> store =
+        LocalStore::Open(dir_);
+    ASSERT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
+        << store.status();
+    const std::string message(store.status().message());
+    EXPECT_THAT(message, ::testing::HasSubstr(log_path));
+    EXPECT_THAT(message,
+                ::testing::HasSubstr(absl::StrCat("at offset ", good_end, " ")));
+    EXPECT_THAT(message, ::testing::HasSubstr(GetParam().follows));
+    EXPECT_EQ(ReadFile(log_path), log);
+    const struct timespec after = ModificationTime(log_path);
+    EXPECT_EQ(after.tv_sec, mtime.tv_sec);
+    EXPECT_EQ(after.tv_nsec, mtime.tv_nsec);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Damage, LocalStoreCorruptLogTest,
+    ::testing::Values(
+        LogCorruption{"MidLogFlippedPayloadByte", 4,
+                      [](std::string* log, size_t good_end) {
+                        (*log)[good_end + 20] ^= 0x01;
+                      },
+                      "; 3 intact records follow it"},
+        LogCorruption{"MidLogFlippedCrcByte", 4,
+                      [](std::string* log, size_t good_end) {
+                        (*log)[good_end + 4] ^= 0x01;
+                      },
+                      "; 3 intact records follow it"},
+        LogCorruption{"MidLogImplausibleLength", 4,
+                      [](std::string* log, size_t good_end) {
+                        (*log)[good_end + 3] ^= 0x80;
+                      },
+                      "; at least 3 intact records follow it"},
+        LogCorruption{"MidLogLengthPastEnd", 4,
+                      [](std::string* log, size_t good_end) {
+                        SetU32(log, good_end, 1 << 20);
+                      },
+                      "; at least 3 intact records follow it"},
+        LogCorruption{"MidLogLengthOneLonger", 4,
+                      [](std::string* log, size_t good_end) {
+                        SetU32(log, good_end, GetU32(*log, good_end) + 1);
+                      },
+                      "; at least 3 intact records follow it"},
+        LogCorruption{"MidLogLengthOneShorter", 4,
+                      [](std::string* log, size_t good_end) {
+                        SetU32(log, good_end, GetU32(*log, good_end) - 1);
+                      },
+                      "; at least 3 intact records follow it"},
+        LogCorruption{"MidLogZeroedRecord", 4,
+                      [](std::string* log, size_t good_end) {
+                        const size_t size = 8 + GetU32(*log, good_end);
+                        std::fill(log->begin() + good_end,
+                                  log->begin() + good_end + size, '\0');
+                      },
+                      "; at least 3 intact records follow it"},
+        LogCorruption{"LastRecordFlippedPayloadByte", 1,
+                      [](std::string* log, size_t) { log->back() ^= 0x20; },
+                      "; 0 intact records follow it"},
+        LogCorruption{"LastRecordFlippedCrcByte", 1,
+                      [](std::string* log, size_t good_end) {
+                        (*log)[good_end + 4] ^= 0x01;
+                      },
+                      "; 0 intact records follow it"},
+        LogCorruption{"LastRecordLengthPastEnd", 1,
+                      [](std::string* log, size_t good_end) {
+                        SetU32(log, good_end, GetU32(*log, good_end) + 1000);
+                      },
+                      "; 0 intact records follow it"},
+        LogCorruption{"LastRecordImplausibleLength", 1,
+                      [](std::string* log, size_t good_end) {
+                        (*log)[good_end + 3] ^= 0x80;
+                      },
+                      "; no intact record was found after it"},
+        LogCorruption{"GarbageAfterLastRecord", 0,
+                      [](std::string* log, size_t) {
+                        log->append(300, '\xab');
+                      },
+                      "; no intact record was found after it"},
+        LogCorruption{"ZeroLengthRecordBeforeMoreRecords", 3,
+                      [](std::string* log, size_t good_end) {
+                        log->insert(good_end, 8, '\0');
+                      },
+                      "; 3 intact records follow it"}),
+    [](const ::testing::TestParamInfo<LogCorruption>& info) {
+      return info.param.name;
+    });
+
+// No single flipped bit, anywhere in a log, passes for a torn write.
+TEST_F(LocalStoreTest, EverySingleBitFlipIsRefused) {
+  std::string log_path;
+  {
+    std::unique_ptr<LocalStore> store = MustOpen(dir_);
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(CommitNumber(*store, i).ok());
+    log_path = store->GetStats().log_path;
+  }
+  const std::string log = ReadFile(log_path);
+  for (size_t at = 0; at < log.size(); ++at) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string flipped = log;
+      flipped[at] ^= static_cast<char>(1 << bit);
+      WriteFile(log_path, flipped);
+      EXPECT_EQ(LocalStore::Open(dir_).status().code(),
+                absl::StatusCode::kDataLoss)
+          << "byte " << at << " bit " << bit;
+      ASSERT_EQ(ReadFile(log_path), flipped);
+    }
+  }
+}
 
 // Compaction step (a) or (b) done, (c) not: snapshot.tmp and an empty next
 // log beside the real snapshot/log.
@@ -377,20 +518,75 @@ TEST_F(LocalStoreTest, CorruptSnapshotIsDataLoss) {
   }
   const std::string snapshot = ReadFile(Path("snapshot"));
 
+  // 32-byte header, then one 23-byte record per entry: "b" starts at 55.
+  constexpr int kLastEntryOffset = 32 + 23;
+  ASSERT_EQ(snapshot.size(), kLastEntryOffset + 23);
   std::string flipped = snapshot;
   flipped[flipped.size() - 2] ^= 0x01;
   WriteFile(Path("snapshot"), flipped);
-  EXPECT_EQ(LocalStore::Open(dir_).status().code(),
-            absl::StatusCode::kDataLoss);
+  absl::Status status = LocalStore::Open(dir_).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(status.message(), ::testing::HasSubstr(Path("snapshot")));
+  EXPECT_THAT(status.message(), ::testing::HasSubstr(absl::StrCat(
+                                    "at offset ", kLastEntryOffset, ":")));
+  EXPECT_EQ(ReadFile(Path("snapshot")), flipped);
 
   WriteFile(Path("snapshot"), snapshot.substr(0, snapshot.size() - 1));
-  EXPECT_EQ(LocalStore::Open(dir_).status().code(),
-            absl::StatusCode::kDataLoss);
+  status = LocalStore::Open(dir_).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(status.message(), ::testing::HasSubstr(absl::StrCat(
+                                    "at offset ", kLastEntryOffset, ":")));
+
+  flipped = snapshot;
+  flipped[9] ^= 0x01;  // the header's version
+  WriteFile(Path("snapshot"), flipped);
+  status = LocalStore::Open(dir_).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(status.message(), ::testing::HasSubstr("at offset 0:"));
 
   WriteFile(Path("snapshot"), snapshot);
   std::unique_ptr<LocalStore> store = MustOpen(dir_);
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(Contents(*store), (KeyValueMap{{"a", "1"}, {"b", "2"}}));
+}
+
+TEST_F(LocalStoreTest, DataIsPrivateToItsOwner) {
+  const std::string dir = Path("data");
+  {
+    std::unique_ptr<LocalStore> store = MustOpen(dir, CompactAt(64));
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Put("a", std::string(100, 'x')).ok());
+    ASSERT_TRUE(store->Put("b", "2").ok());
+    ASSERT_EQ(store->GetStats().log_generation, 1);
+    EXPECT_EQ(store->GetStats().loose_modes_tightened, 0);
+  }
+  EXPECT_EQ(FileMode(dir), 0700);
+  EXPECT_EQ(FileMode(dir + "/LOCK"), 0600);
+  EXPECT_EQ(FileMode(dir + "/snapshot"), 0600);
+  EXPECT_EQ(FileMode(dir + "/wal.1"), 0600);
+}
+
+TEST_F(LocalStoreTest, OpenTightensLooseModes) {
+  {
+    std::unique_ptr<LocalStore> store = MustOpen(dir_);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Put("a", "1").ok());
+  }
+  ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);
+  ASSERT_EQ(chmod(Path("wal.0").c_str(), 0644), 0);
+  ASSERT_EQ(chmod(Path("LOCK").c_str(), 0666), 0);
+  {
+    std::unique_ptr<LocalStore> store = MustOpen(dir_);
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->GetStats().loose_modes_tightened, 3);
+    EXPECT_EQ(Contents(*store), (KeyValueMap{{"a", "1"}}));
+  }
+  EXPECT_EQ(FileMode(dir_), 0700);
+  EXPECT_EQ(FileMode(Path("wal.0")), 0600);
+  EXPECT_EQ(FileMode(Path("LOCK")), 0600);
+  std::unique_ptr<LocalStore> store = MustOpen(dir_);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->GetStats().loose_modes_tightened, 0);
 }
 
 TEST_F(LocalStoreTest, LogNewerThanSnapshotIsDataLoss) {

@@ -688,7 +688,7 @@ int Run(const BenchFlags& flags, const std::string& argv0) {
   auto measured_flags = [&](const std::string& scheduler) {
     return std::vector<std::string>{absl::StrCat("--scheduler=", scheduler),
                                     "--node-name=bench",
-                                    "--listen=127.0.0.1:0",
+                                    "--listen=127.0.0.1:0", "--insecure",
                                     absl::StrCat("--work-dir=", dir, "/agent"),
                                     period,
                                     absl::StrCat("--sysfs-root=", sys),
@@ -698,7 +698,7 @@ int Run(const BenchFlags& flags, const std::string& argv0) {
     return std::vector<std::string>{
         absl::StrCat("--scheduler=", scheduler),
         "--node-name=bench-baseline",
-        "--listen=127.0.0.1:0",
+        "--listen=127.0.0.1:0", "--insecure",
         absl::StrCat("--work-dir=", dir, "/agent-baseline"),
         period,
         absl::StrCat("--sysfs-root=", sys_empty),
@@ -723,7 +723,8 @@ int Run(const BenchFlags& flags, const std::string& argv0) {
   // 3-4. Scheduler, agents (the counters already move).
   absl::StatusOr<std::unique_ptr<Child>> scheduler =
       Child::Start("joule-scheduler", *scheduler_binary,
-                   {"--listen=127.0.0.1:0", absl::StrCat("--data-dir=", dir, "/scheduler")},
+                   {"--listen=127.0.0.1:0", "--insecure",
+                    absl::StrCat("--data-dir=", dir, "/scheduler")},
                    ChildEnv(), dir + "/scheduler");
   if (!scheduler.ok()) {
     std::cerr << "agent_overhead: " << scheduler.status().message() << "\n";

@@ -391,6 +391,9 @@ grpc::health::v1::HealthCheckResponse::ServingStatus Health(
 
 TEST(EndToEndTest, BothServersServeTheStandardHealthService) {
   TestCluster cluster("health");
+  // Plaintext, so the probes below need no certificate; the TLS port's
+  // health service is checked by the security test.
+  cluster.UseInsecure();
   cluster.StartScheduler();
   cluster.StartAgent("gpu-a", "V100:1");
   const auto kServing = grpc::health::v1::HealthCheckResponse::SERVING;

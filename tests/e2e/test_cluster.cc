@@ -16,6 +16,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/clock.h"
+#include "common/sha256.h"
+#include "common/tls_credentials.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -103,6 +105,60 @@ TestCluster::TestCluster(std::string name) {
   char* made = mkdtemp(templ.data());
   EXPECT_NE(made, nullptr);
   dir_ = templ;
+  absl::StatusOr<TestPki> pki = TestPki::Create(dir_ + "/pki");
+  EXPECT_TRUE(pki.ok()) << pki.status();
+  if (pki.ok()) pki_ = *std::move(pki);
+  if (pki_.has_value()) {
+    absl::StatusOr<CertFiles> cert = pki_->Scheduler();
+    EXPECT_TRUE(cert.ok()) << cert.status();
+    if (cert.ok()) scheduler_cert_ = *cert;
+  }
+  tokens_file_ = dir_ + "/tokens";
+  std::ofstream(tokens_file_) << "# made by TestCluster\n";
+  chmod(tokens_file_.c_str(), 0600);
+  admin_token_file_ = AddToken("admin", "admin");
+  // joulectl must not pick up a config file from the machine.
+  setenv("JOULE_CONFIG", (dir_ + "/no-joulectl-config.yaml").c_str(), 1);
+}
+
+std::string TestCluster::AddToken(const std::string& user, const std::string& role,
+                                  const std::string& extra) {
+  const int n = ++tokens_made_;
+  const std::string token = absl::StrCat("jt_test_", user, "_", n, "_",
+                                         absl::ToUnixNanos(absl::Now()));
+  std::ofstream(tokens_file_, std::ios::app)
+      << "token sha256:" << Sha256Hex(token) << " " << user << " " << role
+      << (extra.empty() ? "" : " ") << extra << "\n";
+  const std::string path = absl::StrCat(dir_, "/token-", user, "-", n);
+  std::ofstream(path) << token << "\n";
+  return path;
+}
+
+std::vector<std::string> TestCluster::SchedulerSecurityFlags() const {
+  if (insecure_) return {"--insecure"};
+  return {absl::StrCat("--tls-cert=", scheduler_cert_.cert),
+          absl::StrCat("--tls-key=", scheduler_cert_.key),
+          absl::StrCat("--tls-ca=", pki_->ca()), absl::StrCat("--tokens-file=", tokens_file_)};
+}
+
+std::vector<std::string> TestCluster::CtlFlags() const {
+  std::vector<std::string> flags = {absl::StrCat("--scheduler=", address_)};
+  if (insecure_) {
+    flags.push_back("--insecure");
+  } else {
+    flags.push_back(absl::StrCat("--ca=", pki_->ca()));
+    flags.push_back(absl::StrCat("--token-file=", admin_token_file_));
+  }
+  return flags;
+}
+
+CtlResult TestCluster::CtlWithToken(const std::string& token_file,
+                                    std::vector<std::string> args) {
+  std::vector<std::string> flags = {absl::StrCat("--scheduler=", address_),
+                                    absl::StrCat("--ca=", pki_->ca()),
+                                    absl::StrCat("--token-file=", token_file)};
+  args.insert(args.begin(), flags.begin(), flags.end());
+  return Run("cli/joulectl", std::move(args));
 }
 
 TestCluster::~TestCluster() {
@@ -133,6 +189,8 @@ void TestCluster::SpawnReplica(int index) {
   std::vector<std::string> args = {absl::StrCat("--listen=", replica.address),
                                    absl::StrCat("--data-dir=", dir_, "/data-", index),
                                    "--tick-ms=50", "--stop-grace=5"};
+  const std::vector<std::string> security = SchedulerSecurityFlags();
+  args.insert(args.end(), security.begin(), security.end());
   args.insert(args.end(), replica.flags.begin(), replica.flags.end());
   const std::string log = absl::StrCat(dir_, "/scheduler-", index);
   const size_t offset = ReadAll(log + ".out").size();
@@ -162,8 +220,11 @@ bool TestCluster::ReplicaRunning(int index) {
 int TestCluster::LeaderIndex() {
   for (int i = 0; i < static_cast<int>(replicas_.size()); ++i) {
     if (!ReplicaRunning(i)) continue;
+    TlsFiles files;
+    if (!insecure_) files.ca_file = pki_->ca();
     auto channel = grpc::CreateChannel(replicas_[i].address,
-                                       grpc::InsecureChannelCredentials());
+                                       insecure_ ? grpc::InsecureChannelCredentials()
+                                                 : MakeClientTlsCredentials(files));
     auto stub = grpc::health::v1::Health::NewStub(channel);
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
@@ -198,6 +259,8 @@ void TestCluster::StartScheduler(const std::string& listen,
   std::vector<std::string> args = {absl::StrCat("--listen=", listen),
                                    absl::StrCat("--data-dir=", dir_, "/data"),
                                    "--tick-ms=50", "--stop-grace=5"};
+  const std::vector<std::string> security = SchedulerSecurityFlags();
+  args.insert(args.end(), security.begin(), security.end());
   args.insert(args.end(), extra_flags.begin(), extra_flags.end());
   const std::string log = absl::StrCat(dir_, "/scheduler");
   // Each start appends to the same log; remember where this one begins.
@@ -220,6 +283,25 @@ void TestCluster::StartAgent(const std::string& node, const std::string& simulat
       absl::StrCat("--scheduler=", address_), absl::StrCat("--node-name=", node),
       absl::StrCat("--work-dir=", dir_, "/agent-", node), "--telemetry-period=0.2",
       "--cpus=8", "--memory=16Gi", "--stop-grace=2", "--listen=127.0.0.1:0"};
+  // Jobs of the test's users run as root here (the tests' files are
+  // root's); the security tests map their users to unprivileged uids.
+  const std::string task_users = absl::StrCat(dir_, "/task-users");
+  if (ReadAll(task_users).empty()) {
+    std::ofstream(task_users) << "admin 0 0\nlocal 0 0\n";
+  }
+  args.push_back(absl::StrCat("--task-users=", task_users));
+  args.push_back("--allow-root-tasks");
+  if (insecure_) {
+    args.push_back("--insecure");
+  } else {
+    absl::StatusOr<CertFiles> cert = pki_->Node(node);
+    EXPECT_TRUE(cert.ok()) << cert.status();
+    if (cert.ok()) {
+      args.push_back(absl::StrCat("--tls-ca=", pki_->ca()));
+      args.push_back(absl::StrCat("--tls-cert=", cert->cert));
+      args.push_back(absl::StrCat("--tls-key=", cert->key));
+    }
+  }
   // Flags set with SetAgentFlags replace the defaults of the same name.
   for (const std::string& flag : agent_flags_) {
     const std::string name = flag.substr(0, flag.find('='));
@@ -268,7 +350,8 @@ std::string TestCluster::AgentAddress(const std::string& node) const {
 }
 
 CtlResult TestCluster::Ctl(std::vector<std::string> args) {
-  args.insert(args.begin(), absl::StrCat("--scheduler=", address_));
+  const std::vector<std::string> flags = CtlFlags();
+  args.insert(args.begin(), flags.begin(), flags.end());
   return Run("cli/joulectl", std::move(args));
 }
 

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "agent/process/task_process.h"
 #include "joule/v1/job.pb.h"
 #include "joule/v1/scheduler.pb.h"
+#include "tests/e2e/test_pki.h"
 
 namespace joule {
 
@@ -35,6 +37,13 @@ struct CtlResult {
 // A real cluster on loopback for one test: a joule-scheduler binary, any
 // number of joule-agent binaries with simulated devices, and joulectl runs.
 // Everything it started is killed (whole process groups) when it goes away.
+//
+// Secure by default, as in production: a CA made for the test (TestPki)
+// signs the scheduler's certificate and one certificate per agent node;
+// joulectl uses a bearer token of the admin "admin" from the scheduler's
+// --tokens-file. Jobs run as their owner, mapped to uid 0 on the agents
+// (--task-users; the tests write into their own root-owned directories).
+// UseInsecure() before starting anything gives the --insecure setup.
 class TestCluster {
  public:
   explicit TestCluster(std::string name);
@@ -42,6 +51,28 @@ class TestCluster {
 
   const std::string& dir() const { return dir_; }
   const std::string& address() const { return address_; }
+
+  // Plaintext on loopback for everything started from now on.
+  void UseInsecure() { insecure_ = true; }
+  bool insecure() const { return insecure_; }
+  TestPki& pki() { return *pki_; }
+  // Adds a token for `user` with `role` ("user", "operator", "admin") to
+  // the scheduler's token file, with extra words (e.g. "expires=...") and
+  // returns the path of a file holding the token, for joulectl
+  // --token-file. The scheduler re-reads the file within 2 s.
+  std::string AddToken(const std::string& user, const std::string& role,
+                       const std::string& extra = "");
+  const std::string& admin_token_file() const { return admin_token_file_; }
+  // The pid of the scheduler started by StartScheduler (0 if none).
+  int64_t scheduler_pid() const { return scheduler_ != nullptr ? scheduler_->pid() : 0; }
+  // Runs joulectl with `token_file` instead of the admin's token.
+  CtlResult CtlWithToken(const std::string& token_file, std::vector<std::string> args);
+  // The joulectl flags that reach this cluster's scheduler as the admin
+  // (address, CA, token), for tests that run joulectl themselves.
+  std::vector<std::string> CtlFlags() const;
+  // The scheduler flags for this cluster's security (TLS files and tokens,
+  // or --insecure).
+  std::vector<std::string> SchedulerSecurityFlags() const;
 
   // Starts the scheduler on `listen` (port 0 picks one) with the data
   // directory <dir>/data, and waits for its "listening on" line.
@@ -120,6 +151,12 @@ class TestCluster {
   std::atomic<int> ctl_runs_{0};
   std::vector<std::string> agent_flags_;
   std::vector<std::pair<std::string, std::string>> agent_env_;
+  bool insecure_ = false;
+  std::optional<TestPki> pki_;
+  CertFiles scheduler_cert_;
+  std::string tokens_file_;
+  std::string admin_token_file_;
+  int tokens_made_ = 0;
 };
 
 }  // namespace joule

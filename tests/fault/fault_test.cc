@@ -230,9 +230,10 @@ TEST(FaultTest, PausedOldLeaderIsFenced) {
   // leads, and the standby sends a client that only knows it to the leader.
   EXPECT_TRUE(cluster.ReplicaRunning(first));
   EXPECT_TRUE(WaitFor([&] { return cluster.LeaderIndex() == second; }));
-  CtlResult via_standby = cluster.Run(
-      "cli/joulectl",
-      {absl::StrCat("--scheduler=", cluster.ReplicaAddress(first)), "get", id});
+  std::vector<std::string> standby_only = cluster.CtlFlags();
+  standby_only[0] = absl::StrCat("--scheduler=", cluster.ReplicaAddress(first));
+  standby_only.insert(standby_only.end(), {"get", id});
+  CtlResult via_standby = cluster.Run("cli/joulectl", standby_only);
   EXPECT_EQ(via_standby.exit_code, 0) << via_standby.err;
   EXPECT_THAT(via_standby.out, HasSubstr(id));
 

@@ -153,7 +153,7 @@ class AgentSwarmTest : public ::testing::Test {
   void StartScheduler() {
     scheduler_ = std::make_unique<Child>(
         RunfilePath("scheduler/joule-scheduler"),
-        std::vector<std::string>{"--listen=127.0.0.1:0",
+        std::vector<std::string>{"--listen=127.0.0.1:0", "--insecure",
                                  absl::StrCat("--data-dir=", dir_, "/data"),
                                  // Longer than the whole run: no node may go
                                  // down for silence while the swarm is busy.
@@ -178,7 +178,7 @@ class AgentSwarmTest : public ::testing::Test {
   // fails.
   std::optional<v1::ListNodesResponse> ListNodes() {
     Child ctl(RunfilePath("cli/joulectl"),
-              {absl::StrCat("--scheduler=", address_), "-o", "json", "nodes"},
+              {absl::StrCat("--scheduler=", address_), "--insecure", "-o", "json", "nodes"},
               absl::StrCat(dir_, "/ctl-", ++ctl_runs_));
     if (!ctl.started()) return std::nullopt;
     std::optional<ExitStatus> exit = ctl.WaitForExit(absl::Seconds(60));
