@@ -21,6 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "agent/process/task_cgroup.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "common/range_list.h"
@@ -41,6 +42,27 @@ bool SafeTaskId(const std::string& id) {
 }
 
 
+// Sets `key` in a task's environment, replacing an earlier entry: later
+// sources win (the agent's, then the user's, the job's, the contract's).
+void SetEnv(std::vector<std::pair<std::string, std::string>>& env, const std::string& key,
+            const std::string& value) {
+  for (auto& [k, v] : env) {
+    if (k == key) {
+      v = value;
+      return;
+    }
+  }
+  env.emplace_back(key, value);
+}
+
+TaskUserPolicy UserPolicy(const AgentOptions& options) {
+  TaskUserPolicy policy;
+  policy.min_uid = options.min_task_uid;
+  policy.allow_root = options.allow_root_tasks;
+  policy.agent_uid = geteuid();
+  return policy;
+}
+
 void AddEnergy(v1::Energy* energy, double gpu_j, double cpu_j, double static_j) {
   energy->set_gpu_j(energy->gpu_j() + gpu_j);
   energy->set_cpu_j(energy->cpu_j() + cpu_j);
@@ -54,6 +76,9 @@ Agent::Agent(AgentOptions options, std::vector<std::unique_ptr<GpuDevice>> gpus,
              std::unique_ptr<CpuSource> cpu, const Clock* clock,
              CapJournal* journal, AgentObserver* observer)
     : options_(std::move(options)),
+      users_(options_.task_users, UserPolicy(options_)),
+      workspace_(options_.work_dir),
+      reaper_(options_.procfs_root),
       clock_(clock),
       journal_(journal),
       observer_(observer),
@@ -219,7 +244,7 @@ int Agent::running_tasks() const {
 }
 
 std::string Agent::TaskDir(const std::string& task_id) const {
-  return absl::StrCat(options_.work_dir, "/tasks/", task_id);
+  return workspace_.TaskDir(task_id);
 }
 
 GpuDevice* Agent::Gpu(int32_t index) {
@@ -309,15 +334,7 @@ absl::Status Agent::WriteHints(const Task& task) {
                        : std::min(speed, *gpu->SimulatedSpeed());
   }
   if (speed > 0) absl::StrAppendFormat(&text, "device_speed=%.4f\n", speed);
-  const std::string tmp = task.hints_path + ".tmp";
-  std::ofstream out(tmp, std::ios::trunc);
-  out << text;
-  out.close();
-  if (!out || std::rename(tmp.c_str(), task.hints_path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("writing ", task.hints_path, ": ",
-                                            std::strerror(errno)));
-  }
-  return absl::OkStatus();
+  return workspace_.WriteHints(task.spec.task_id(), task.identity.gid, text);
 }
 
 void Agent::StartTask(const v1::StartTask& start) {
@@ -352,19 +369,26 @@ void Agent::StartTask(const v1::StartTask& start) {
   Account(now, nullptr);
 
   std::string problem;
-  for (int32_t index : start.gpu_indices()) {
-    if (Gpu(index) == nullptr) problem = absl::StrCat("no GPU with index ", index);
+  absl::StatusOr<TaskIdentity> identity = users_.Resolve(start.user());
+  if (!identity.ok()) {
+    problem = absl::StrCat("refusing to start the task: ", identity.status().message());
+  } else {
+    for (int32_t index : start.gpu_indices()) {
+      if (Gpu(index) == nullptr) problem = absl::StrCat("no GPU with index ", index);
+    }
   }
   Task task;
   task.spec = start;
-  task.dir = TaskDir(start.task_id());
+  if (identity.ok()) task.identity = *identity;
+  task.dir = workspace_.TaskDir(start.task_id());
   task.progress_path = task.dir + "/progress";
-  task.hints_path = task.dir + "/hints";
+  task.hints_path = workspace_.HintsPath(start.task_id());
   task.batch_size = start.batch_size();
   task.shards = start.shards();
   task.usage.set_task_id(start.task_id());
   if (problem.empty()) {
-    absl::Status made = MakeDirectories(task.dir);
+    absl::Status made =
+        workspace_.MakeTaskDir(start.task_id(), task.identity.uid, task.identity.gid);
     if (!made.ok()) problem = std::string(made.message());
   }
   if (problem.empty()) {
@@ -389,7 +413,10 @@ void Agent::StartTask(const v1::StartTask& start) {
     spawn.path = start.command();
     spawn.args.assign(start.args().begin(), start.args().end());
     spawn.env = options_.base_env;
-    for (const auto& [key, value] : start.env()) spawn.env.emplace_back(key, value);
+    SetEnv(spawn.env, "USER", task.identity.user);
+    SetEnv(spawn.env, "LOGNAME", task.identity.user);
+    if (!task.identity.home.empty()) SetEnv(spawn.env, "HOME", task.identity.home);
+    for (const auto& [key, value] : start.env()) SetEnv(spawn.env, key, value);
     const std::vector<std::pair<std::string, std::string>> contract = {
         {"JOULE_JOB_ID", start.job_id()},
         {"JOULE_TASK_ID", start.task_id()},
@@ -402,19 +429,28 @@ void Agent::StartTask(const v1::StartTask& start) {
         {"JOULE_HINTS_FILE", task.hints_path},
         {"CUDA_VISIBLE_DEVICES", absl::StrJoin(start.gpu_indices(), ",")},
     };
-    spawn.env.insert(spawn.env.end(), contract.begin(), contract.end());
+    for (const auto& [key, value] : contract) SetEnv(spawn.env, key, value);
     spawn.working_dir = start.working_dir().empty() ? task.dir : start.working_dir();
     spawn.stdout_path = task.dir + "/stdout.log";
     spawn.stderr_path = task.dir + "/stderr.log";
+    if (users_.switches_user()) {
+      spawn.credentials =
+          ProcessCredentials{task.identity.uid, task.identity.gid, task.identity.groups};
+    }
+    spawn.no_new_privs = true;
+    spawn.cgroup_dir = MakeTaskCgroup(start.task_id());
     absl::StatusOr<std::unique_ptr<TaskProcess>> process = TaskProcess::Spawn(spawn);
     if (!process.ok()) {
       problem = std::string(process.status().message());
+      if (!spawn.cgroup_dir.empty()) (void)TaskCgroup(spawn.cgroup_dir).Remove();
     } else {
       task.process = *std::move(process);
+      task.cgroup_dir = spawn.cgroup_dir;
     }
   }
   if (!problem.empty()) {
     JLOG(WARNING) << "task " << start.task_id() << " could not start: " << problem;
+    workspace_.RemoveHints(start.task_id());
     ReleaseGpus(start, now);
     event.set_kind(v1::TaskEvent::KIND_START_FAILED);
     event.set_exit_code(127);
@@ -423,15 +459,14 @@ void Agent::StartTask(const v1::StartTask& start) {
     return;
   }
   task.start_time = now;
-  JoinTaskCgroup(task);
+  if (!task.cgroup_dir.empty()) SourceOkLocked("cgroup");
   absl::StatusOr<double> cpu = TaskCpuSeconds(task);
   task.last_cpu_seconds = cpu.ok() ? *cpu : 0;
   event.set_kind(v1::TaskEvent::KIND_STARTED);
   event.set_pid(task.process->pid());
   JLOG(INFO) << "started task " << start.task_id() << " (pid "
-             << task.process->pid() << ")";
-  // Lets a later agent on this node find the process if this one dies.
-  std::ofstream(task.dir + "/pid") << task.process->pid() << "\n";
+             << task.process->pid() << ", user " << task.identity.user << ", uid "
+             << task.identity.uid << ")";
   tasks_.emplace(start.task_id(), std::move(task));
   Emit(event);
 }
@@ -634,49 +669,70 @@ int Agent::RestoreLeftoverCaps() {
   return restored;
 }
 
-void Agent::JoinTaskCgroup(Task& task) {
-  if (options_.task_cgroup_root.empty()) return;
-  const std::string dir =
-      absl::StrCat(options_.task_cgroup_root, "/", task.spec.task_id());
-  absl::Status status;
-  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    status = absl::UnavailableError(absl::StrCat("mkdir ", dir, ": ", std::strerror(errno)));
-  } else {
-    // Moving the leader right after fork: its children from now on are born
-    // in the cgroup; anything forked before is still in the process group.
-    const std::string procs = dir + "/cgroup.procs";
-    const int fd = open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-    const std::string pid = absl::StrCat(task.process->pid());
-    if (fd < 0 || write(fd, pid.data(), pid.size()) != static_cast<ssize_t>(pid.size())) {
-      status = absl::UnavailableError(
-          absl::StrCat("joining ", procs, ": ", std::strerror(errno)));
-    }
-    if (fd >= 0) close(fd);
+std::string Agent::MakeTaskCgroup(const std::string& task_id) {
+  if (options_.task_cgroup_root.empty()) return "";
+  absl::StatusOr<TaskCgroup> cgroup = TaskCgroup::Create(options_.task_cgroup_root, task_id);
+  absl::Status status = cgroup.status();
+  if (status.ok() && access((cgroup->dir() + "/cgroup.procs").c_str(), F_OK) != 0) {
+    status = absl::FailedPreconditionError(
+        absl::StrCat(cgroup->dir(), " has no cgroup.procs: ", options_.task_cgroup_root,
+                     " is not a cgroup v2 directory"));
+    rmdir(cgroup->dir().c_str());
   }
   if (!status.ok()) {
+    // The task runs without: its leftovers are found by its task id.
     SourceErrorLocked("cgroup", status);
-    rmdir(dir.c_str());
-    return;
+    return "";
   }
-  SourceOkLocked("cgroup");
-  task.cgroup_dir = dir;
+  return cgroup->dir();
+}
+
+void Agent::KillLeftovers(const Task& task) {
+  const std::string& id = task.spec.task_id();
+  if (!task.cgroup_dir.empty()) {
+    dead_cgroups_.push_back(task.cgroup_dir);
+    absl::Status killed = TaskCgroup(task.cgroup_dir).Kill();
+    if (killed.ok()) return;
+    JLOG(WARNING) << "task " << id << ": cannot kill its cgroup (" << killed
+                  << "); looking for its processes by " << kTaskIdEnv;
+  }
+  absl::StatusOr<int> killed = reaper_.Kill(id, SIGKILL);
+  if (!killed.ok()) {
+    JLOG(WARNING) << "task " << id << ": cannot look for processes it left: "
+                  << killed.status();
+  } else if (*killed > 0) {
+    JLOG(INFO) << "task " << id << ": killed " << *killed << " processes it left running";
+  }
+}
+
+void Agent::RemoveDeadCgroups() {
+  std::vector<std::string> remaining;
+  for (const std::string& dir : dead_cgroups_) {
+    absl::Status removed = TaskCgroup(dir).Remove();
+    // Killed processes leave the cgroup as they exit: try again later.
+    if (absl::IsFailedPrecondition(removed)) {
+      remaining.push_back(dir);
+    } else if (!removed.ok()) {
+      JLOG(WARNING) << "cannot remove " << dir << ": " << removed;
+    }
+  }
+  dead_cgroups_ = std::move(remaining);
 }
 
 absl::StatusOr<double> Agent::TaskCpuSeconds(const Task& task) const {
   if (!task.cgroup_dir.empty()) {
-    std::ifstream in(task.cgroup_dir + "/cpu.stat");
-    std::string key;
-    uint64_t value = 0;
-    while (in >> key >> value) {
-      if (key == "usage_usec") return value / 1e6;
-    }
+    absl::StatusOr<double> seconds = TaskCgroup(task.cgroup_dir).CpuSeconds();
+    if (seconds.ok()) return seconds;
     // Fall through: a cgroup without CPU accounting.
   }
   return task.process->CpuSeconds(options_.procfs_root);
 }
 
 void Agent::ReadProgress(Task& task) {
-  const int fd = open(task.progress_path.c_str(), O_RDONLY | O_CLOEXEC);
+  // The file is in the task's directory: never follow a link the task put
+  // there, never block on a FIFO.
+  const int fd =
+      open(task.progress_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) return;  // The task reports nothing (yet).
   std::string chunk(kMaxProgressReadBytes, '\0');
   const ssize_t n = pread(fd, chunk.data(), chunk.size(), task.progress_offset);
@@ -830,9 +886,8 @@ void Agent::Finish(const std::string& task_id, const ExitStatus& exit,
   ReadProgress(task);
   // Nothing of the task may outlive it.
   task.process->KillGroup();
-  if (!task.cgroup_dir.empty() && rmdir(task.cgroup_dir.c_str()) != 0) {
-    JLOG(WARNING) << "cannot remove " << task.cgroup_dir << ": " << std::strerror(errno);
-  }
+  KillLeftovers(task);
+  workspace_.RemoveHints(task_id);
   ReleaseGpus(task.spec, now);
   v1::TaskEvent event;
   event.set_task_id(task_id);
@@ -846,7 +901,6 @@ void Agent::Finish(const std::string& task_id, const ExitStatus& exit,
   *event.mutable_usage() = task.usage;
   JLOG(INFO) << "task " << task_id << " exited with code " << exit.exit_code
              << " after " << task.usage.energy().total_j() << " J";
-  std::remove((task.dir + "/pid").c_str());
   // The Account just before Finish reported the task's final energy.
   if (observer_ != nullptr) observer_->OnTaskEnded(task_id);
   tasks_.erase(it);
@@ -857,6 +911,7 @@ void Agent::Finish(const std::string& task_id, const ExitStatus& exit,
 
 void Agent::Tick() {
   absl::MutexLock lock(&mu_);
+  if (!dead_cgroups_.empty()) RemoveDeadCgroups();
   const absl::Time now = clock_->Now();
   std::vector<std::pair<std::string, ExitStatus>> exited;
   for (auto& [id, task] : tasks_) {
@@ -902,38 +957,89 @@ void Agent::SendTelemetry() {
 }
 
 int Agent::KillLeftoverTasks() {
-  const std::string tasks_dir = options_.work_dir + "/tasks";
-  DIR* dir = opendir(tasks_dir.c_str());
-  if (dir == nullptr) return 0;
-  int killed = 0;
-  while (struct dirent* entry = readdir(dir)) {
-    const std::string task_id = entry->d_name;
-    if (!SafeTaskId(task_id)) continue;
-    const std::string pid_path = absl::StrCat(tasks_dir, "/", task_id, "/pid");
-    std::ifstream pid_file(pid_path);
-    int64_t pid = 0;
-    if (!(pid_file >> pid) || pid <= 1) continue;
-    // The pid may have been reused: only a process whose environment names
-    // this task is the task.
-    std::ifstream environ(absl::StrCat(options_.procfs_root, "/", pid, "/environ"),
-                          std::ios::binary);
-    const std::string env((std::istreambuf_iterator<char>(environ)),
-                          std::istreambuf_iterator<char>());
-    // Whole entries only: "\0JOULE_TASK_ID=<id>\0" (the first entry has no
-    // leading NUL, hence the one prepended).
-    const std::string marker = absl::StrCat(std::string(1, '\0'), "JOULE_TASK_ID=",
-                                            task_id, std::string(1, '\0'));
-    if ((std::string(1, '\0') + env).find(marker) != std::string::npos) {
-      JLOG(WARNING) << "killing task " << task_id << " (pid " << pid
-                    << ") left running by a previous agent; the scheduler "
-                       "runs it again as a new attempt";
-      kill(-static_cast<pid_t>(pid), SIGKILL);
-      ++killed;
-    }
-    std::remove(pid_path.c_str());
+  absl::MutexLock lock(&mu_);
+  std::set<std::string> ids;
+  for (const std::string& id : workspace_.TaskIds()) {
+    if (SafeTaskId(id) && !tasks_.count(id)) ids.insert(id);
   }
-  closedir(dir);
-  return killed;
+  std::map<std::string, int> killed;
+  if (!options_.task_cgroup_root.empty()) {
+    for (const std::string& id : ids) {
+      TaskCgroup cgroup(absl::StrCat(options_.task_cgroup_root, "/", id));
+      absl::StatusOr<std::vector<pid_t>> pids = cgroup.Pids();
+      if (!pids.ok()) continue;  // No cgroup left for this task.
+      dead_cgroups_.push_back(cgroup.dir());
+      if (pids->empty()) continue;
+      absl::Status status = cgroup.Kill();
+      if (status.ok()) {
+        killed[id] += static_cast<int>(pids->size());
+      } else {
+        JLOG(WARNING) << "cannot kill the cgroup of task " << id << ": " << status;
+      }
+    }
+  }
+  // Without a cgroup (or where killing it failed): by the task id in the
+  // processes' environment.
+  absl::StatusOr<std::map<std::string, int>> scanned = reaper_.KillAll(ids, SIGKILL);
+  if (!scanned.ok()) {
+    JLOG(WARNING) << "cannot look for tasks a previous agent left: " << scanned.status();
+  } else {
+    for (const auto& [id, count] : *scanned) killed[id] += count;
+  }
+  for (const auto& [id, count] : killed) {
+    JLOG(WARNING) << "killed task " << id << " (" << count
+                  << " processes) left running by a previous agent; the scheduler "
+                     "runs it again as a new attempt";
+  }
+  workspace_.RemoveAllHints();
+  return static_cast<int>(killed.size());
+}
+
+int Agent::RecoverFromLostJournal(const CapJournal::Reset& reset) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  const std::string what = absl::StrCat(
+      "caps journal unreadable (", reset.error, ")",
+      reset.kept_as.empty() ? "" : absl::StrCat("; kept as ", reset.kept_as),
+      "; every device reset to its default and a new journal started");
+  JLOG(ERROR) << what << ". The original power limits and clocks it held are lost.";
+  int count = 0;
+  for (auto& gpu : gpus_) {
+    const v1::Device device = gpu->Describe();
+    absl::Status clocks = gpu->ResetClocks();
+    if (!clocks.ok() && !absl::IsUnimplemented(clocks)) {
+      JLOG(ERROR) << "cannot reset GPU " << device.index() << "'s clocks: " << clocks;
+      SourceErrorLocked(device.source(), clocks);
+    }
+    if (gpu->power_limit_w() != device.power_limit_default_w()) {
+      absl::Status set = gpu->SetPowerLimit(device.power_limit_default_w(), now);
+      if (!set.ok()) {
+        JLOG(ERROR) << "cannot give GPU " << device.index() << " its default power limit: "
+                    << set;
+        SourceErrorLocked(device.source(), set);
+        continue;
+      }
+      JLOG(WARNING) << "GPU " << device.index() << " (" << device.uuid()
+                    << ") reset to its default power limit "
+                    << device.power_limit_default_w() << " W";
+    }
+    ++count;
+  }
+  for (const auto& [key, setting] : cpu_settings_) {
+    if (!setting.hardware_default) {
+      JLOG(WARNING) << key << " has no hardware default to go back to; left as it is";
+      continue;
+    }
+    absl::StatusOr<double> value = setting.hardware_default();
+    absl::Status written = value.ok() ? setting.write(*value) : value.status();
+    if (!written.ok()) {
+      JLOG(ERROR) << "cannot reset " << key << " to its default: " << written;
+      continue;
+    }
+    ++count;
+  }
+  SourceErrorLocked("caps-journal", absl::DataLossError(what));
+  return count;
 }
 
 void Agent::StopAllTasks(absl::Duration grace) {

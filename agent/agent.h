@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -15,6 +16,9 @@
 #include "agent/cap_journal.h"
 #include "agent/devices.h"
 #include "agent/process/task_process.h"
+#include "agent/process/task_reaper.h"
+#include "agent/task_users.h"
+#include "agent/task_workspace.h"
 #include "common/clock.h"
 #include "joule/v1/agent.pb.h"
 
@@ -51,7 +55,8 @@ class AgentObserver {
 
 struct AgentOptions {
   std::string node_name;
-  // Per-task directories (logs, progress, hints) live under <work_dir>/tasks.
+  // The agent's state and the tasks' directories; layout and permissions in
+  // agent/task_workspace.h.
   std::string work_dir;
   std::string procfs_root = "/proc";
   std::map<std::string, std::string> labels;
@@ -63,9 +68,19 @@ struct AgentOptions {
   std::vector<std::pair<std::string, std::string>> base_env;
   // A cgroup v2 directory the agent may create children in (delegated to
   // it, e.g. /sys/fs/cgroup/joule). When set, each task runs in
-  // <root>/<task id> and its CPU time is that cgroup's cpu.stat usage_usec;
-  // otherwise it is its process group's.
+  // <root>/<task id>, is stopped with cgroup.kill, and its CPU time is that
+  // cgroup's cpu.stat usage_usec; otherwise its leftovers are found by
+  // their JOULE_TASK_ID and its CPU time is its process group's.
   std::string task_cgroup_root;
+  // Who tasks run as (StartTask.user; see agent/task_users.h): only the
+  // users of this map (--task-users), or with nullopt the system user
+  // database.
+  std::optional<TaskUserMap> task_users;
+  // Users below this uid are refused; 0 disables the floor
+  // (--min-task-uid).
+  int64_t min_task_uid = 1000;
+  // Whether tasks may run as uid 0 (--allow-root-tasks).
+  bool allow_root_tasks = false;
 };
 
 // The node agent's core: runs tasks as child processes, samples devices,
@@ -81,6 +96,19 @@ struct AgentOptions {
 //  3. The static pool (node static power, CPU idle power, energy of GPUs no
 //     task owns) is split evenly among the running tasks.
 //
+// Tasks run as their owner, isolated:
+//  1. StartTask.user maps to a uid, gid and groups (TaskUsers); root, low
+//     uids and unknown users fail the start. An agent that is root starts
+//     the task with that identity; every task gets no_new_privs.
+//  2. The task's directory is its user's alone, its hints file is the
+//     agent's and readable by the task only, and the agent's own files
+//     cannot be written by tasks (TaskWorkspace has the layout).
+//  3. Nothing of a task outlives it: when its main process has exited (by
+//     itself, or killed after a stop's grace period) the agent kills its
+//     process group, then everything else of it: with cgroup.kill where the
+//     task has a cgroup, else every process whose environment carries its
+//     JOULE_TASK_ID (TaskReaper).
+//
 // Thread-safe; state guarded by mu_.
 class Agent {
  public:
@@ -95,6 +123,15 @@ class Agent {
   // a crashed agent left behind) its default back, with a warning, and
   // drops journal entries of GPUs that are gone. Returns how many were reset.
   int RestoreLeftoverCaps();
+
+  // At start, when the caps journal could not be parsed (CapJournal::
+  // OpenOrReset): the originals it held are lost, so every device found
+  // goes back to its hardware default (GPUs: default power limit and
+  // clocks; cpufreq policies: their maximum). Logs an error naming the
+  // journal and where it was kept, and marks the "caps-journal" source
+  // DEGRADED (visible in Register, telemetry and the source metric).
+  // Returns how many settings were reset.
+  int RecoverFromLostJournal(const CapJournal::Reset& reset);
 
   void SetSink(MessageSink* sink);
   // The CPU settings SetCap may change (RAPL package limits, cpufreq
@@ -128,16 +165,19 @@ class Agent {
   std::vector<v1::SourceStatus> Sources() const;
 
   // Kills the tasks a previous agent on this node left running (it died
-  // without stopping them), found through the pid files in the work
-  // directory. This agent cannot watch or adopt them (they are not its
-  // children), and the scheduler marks them lost and runs them again, so
-  // killing them is what keeps a task from running twice. Call before
-  // connecting. Returns how many were killed.
+  // without stopping them): every task with a directory in the work
+  // directory that is not running here, through its cgroup where it has
+  // one and by its JOULE_TASK_ID otherwise. This agent cannot watch or
+  // adopt them (they are not its children), and the scheduler marks them
+  // lost and runs them again, so killing them is what keeps a task from
+  // running twice. Also drops stale hints files. Call before connecting.
+  // Returns how many tasks had processes left.
   int KillLeftoverTasks();
 
  private:
   struct Task {
     v1::StartTask spec;
+    TaskIdentity identity;
     std::unique_ptr<TaskProcess> process;
     absl::Time start_time;
     std::string dir;
@@ -176,7 +216,13 @@ class Agent {
   // process group's.
   absl::StatusOr<double> TaskCpuSeconds(const Task& task) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void JoinTaskCgroup(Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A cgroup for the task about to start, when a root is configured; "" if
+  // none (the source is degraded and the task runs without).
+  std::string MakeTaskCgroup(const std::string& task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Kills whatever of the task is left after its main process is gone.
+  void KillLeftovers(const Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes the cgroups of ended tasks once their processes are gone.
+  void RemoveDeadCgroups() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WriteHints(const Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks the task's GPUs idle and gives them their default power limit.
   void ReleaseGpus(const v1::StartTask& spec, absl::Time now)
@@ -203,6 +249,9 @@ class Agent {
   std::string TaskDir(const std::string& task_id) const;
 
   const AgentOptions options_;
+  const TaskUsers users_;
+  const TaskWorkspace workspace_;
+  const TaskReaper reaper_;
   const Clock* const clock_;
   CapJournal* const journal_;
   AgentObserver* const observer_;
@@ -223,6 +272,8 @@ class Agent {
   std::vector<v1::DeviceSample> last_cpu_samples_ ABSL_GUARDED_BY(mu_);
   // State of every telemetry/actuator source, by name.
   std::map<std::string, v1::SourceStatus> sources_ ABSL_GUARDED_BY(mu_);
+  // Cgroups of ended tasks, killed, to be removed once empty.
+  std::vector<std::string> dead_cgroups_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace joule

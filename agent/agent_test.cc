@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -31,7 +32,11 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "agent/devices.h"
+#include "agent/process/process_test_util.h"
+#include "agent/process/task_cgroup.h"
 #include "agent/process/task_process.h"
+#include "agent/process/task_reaper.h"
+#include "agent/task_users.h"
 #include "common/clock.h"
 #include "common/device_catalog.h"
 #include "common/proto_time.h"
@@ -78,6 +83,13 @@ std::string V100SpeedHint(double cap_w) {
       std::cbrt((power - kV100IdleW) / (kV100BusyW - kV100IdleW)),
       kV100MinClockFraction, 1.0);
   return absl::StrFormat("%.4f", 1.0 / (0.35 + 0.65 / f));
+}
+
+// A task id no other test process on this machine uses: for tests whose
+// agent finds processes by task id in the real /proc, where a concurrent
+// run of the same test would otherwise see (and kill) this one's tasks.
+std::string UniqueTaskId(const std::string& base) {
+  return absl::StrCat(base, "-", getpid());
 }
 
 // Polls `done` until it returns true or kDeadline passes.
@@ -218,11 +230,16 @@ class ProcStatFixture {
   uint64_t idle_ = 9000;
 };
 
+// The user tasks run as unless a test says otherwise: mapped to root, so
+// that they may write into the test's own (root-only) temp directory.
+constexpr char kRootUser[] = "local";
+
 // Fluent builder for a StartTask command.
 class StartBuilder {
  public:
   explicit StartBuilder(const std::string& task_id) {
     start_.set_task_id(task_id);
+    start_.set_user(kRootUser);
     start_.set_job_id("job-1");
     start_.set_attempt(1);
     start_.set_replica_index(0);
@@ -231,6 +248,10 @@ class StartBuilder {
   }
   StartBuilder& Job(const std::string& job_id) {
     start_.set_job_id(job_id);
+    return *this;
+  }
+  StartBuilder& User(const std::string& user) {
+    start_.set_user(user);
     return *this;
   }
   StartBuilder& Shell(const std::string& script) {
@@ -385,6 +406,10 @@ class AgentTest : public ::testing::Test {
     options.memory_bytes = int64_t{64} << 30;
     options.static_power_w = kStaticPowerW;
     options.base_env = {{"PATH", "/usr/bin:/bin"}, {"HOME", "/home/joule"}};
+    options.task_users = task_users_;
+    options.allow_root_tasks = allow_root_tasks_;
+    options.min_task_uid = min_task_uid_;
+    options.task_cgroup_root = task_cgroup_root_;
     agent_ = std::make_unique<Agent>(
         std::move(options), std::move(devices),
         std::make_unique<EstimatedCpu>(cpu_stat_->root(), kCpuTdpW, kCpuIdleW),
@@ -395,6 +420,10 @@ class AgentTest : public ::testing::Test {
 
   std::string TaskDir(const std::string& task_id) const {
     return absl::StrCat(work_dir_, "/tasks/", task_id);
+  }
+
+  std::string HintsPath(const std::string& task_id) const {
+    return absl::StrCat(work_dir_, "/hints/", task_id);
   }
 
   // Lets a task running kWaitForGo finish.
@@ -428,6 +457,12 @@ class AgentTest : public ::testing::Test {
   FakeSink sink_;
   std::string work_dir_;
   std::unique_ptr<ProcStatFixture> cpu_stat_;
+  // Who tasks may run as, for MakeAgent.
+  std::optional<TaskUserMap> task_users_ =
+      TaskUserMap{{kRootUser, TaskIdentity{kRootUser, 0, 0, {}, ""}}};
+  bool allow_root_tasks_ = true;
+  int64_t min_task_uid_ = 1000;
+  std::string task_cgroup_root_;
   std::unique_ptr<Agent> agent_;
 };
 
@@ -440,7 +475,7 @@ TEST_F(AgentTest, StartTaskPassesTheTaskContractEnvironment) {
   ASSERT_EQ(setenv("JOULE_AGENT_TEST_LEAK", "1", 1), 0);
   agent.HandleCommand(StartBuilder("task-env")
                           .Job("job-env")
-                          .Shell("env > env.txt")
+                          .Shell("env > env.txt; cat \"$JOULE_HINTS_FILE\" > hints.txt")
                           .Gpus({0, 1})
                           .Replica(1, 4)
                           .Batch(48)
@@ -467,14 +502,16 @@ TEST_F(AgentTest, StartTaskPassesTheTaskContractEnvironment) {
   EXPECT_EQ(env["JOULE_SHARDS"], "2,5");
   EXPECT_EQ(env["JOULE_SHARD_COUNT"], "8");
   EXPECT_EQ(env["JOULE_PROGRESS_FILE"], dir + "/progress");
-  EXPECT_EQ(env["JOULE_HINTS_FILE"], dir + "/hints");
+  EXPECT_EQ(env["JOULE_HINTS_FILE"], HintsPath("task-env"));
   EXPECT_EQ(env["CUDA_VISIBLE_DEVICES"], "0,1");
   EXPECT_EQ(env["MY_SETTING"], "a b=c");
   EXPECT_EQ(env["PATH"], "/usr/bin:/bin");
   EXPECT_EQ(env["HOME"], "/home/joule");
+  EXPECT_EQ(env["USER"], kRootUser);
   EXPECT_EQ(env.count("JOULE_AGENT_TEST_LEAK"), 0u);
-  // The hints file exists before the task runs.
-  std::map<std::string, std::string> hints = ReadKeyValues(dir + "/hints");
+  // The hints file exists before the task runs; it goes with the task.
+  EXPECT_FALSE(FileExists(HintsPath("task-env")));
+  std::map<std::string, std::string> hints = ReadKeyValues(dir + "/hints.txt");
   EXPECT_EQ(hints["batch_size"], "48");
   EXPECT_EQ(hints["shards"], "2,5");
   EXPECT_EQ(hints["stop"], "0");
@@ -504,8 +541,8 @@ TEST_F(AgentTest, ExitIsReportedWithItsCodeAndKeptUntilAcked) {
   EXPECT_EQ(three->job_id(), "job-3");
   EXPECT_EQ(three->usage().task_id(), "t-three");
   EXPECT_EQ(agent.running_tasks(), 0);
-  // The pid file is gone with the task.
-  EXPECT_FALSE(FileExists(TaskDir("t-zero") + "/pid"));
+  // The hints file is gone with the task.
+  EXPECT_FALSE(FileExists(HintsPath("t-zero")));
 
   // Final events stay in every registration until acknowledged; STARTED
   // events are never kept.
@@ -678,7 +715,7 @@ TEST_F(AgentTest, OutOfRangeStartCapKeepsTheDefaultAndStillStarts) {
 TEST_F(AgentTest, SetCapChangesTheLimitAndRewritesTheDeviceSpeedHint) {
   Agent& agent = MakeAgent(2);
   agent.HandleCommand(StartBuilder("t-set").Shell(kWaitForGo).Gpus({0}).Build());
-  const std::string hints_path = TaskDir("t-set") + "/hints";
+  const std::string hints_path = HintsPath("t-set");
 
   agent.HandleCommand(SetCapCommand(0, 200));
   std::map<std::string, std::string> at_200 = ReadKeyValues(hints_path);
@@ -719,9 +756,9 @@ TEST_F(AgentTest, InitialHintsCarryTheDeviceSpeedOfTheBusyDevice) {
   agent.HandleCommand(
       StartBuilder("t-capped").Shell(kWaitForGo).Gpus({1}).Cap(150).Build());
   ASSERT_EQ(agent.running_tasks(), 2);
-  EXPECT_EQ(ReadKeyValues(TaskDir("t-full") + "/hints")["device_speed"],
+  EXPECT_EQ(ReadKeyValues(HintsPath("t-full"))["device_speed"],
             V100SpeedHint(kV100DefaultCapW));  // "1.0000"
-  EXPECT_EQ(ReadKeyValues(TaskDir("t-capped") + "/hints")["device_speed"],
+  EXPECT_EQ(ReadKeyValues(HintsPath("t-capped"))["device_speed"],
             V100SpeedHint(150));
 }
 
@@ -733,7 +770,7 @@ TEST_F(AgentTest, UpdateHintsRewritesBatchSizeShardsAndStop) {
                           .Batch(32)
                           .Shards("0-7", 8)
                           .Build());
-  const std::string hints_path = TaskDir("t-hints") + "/hints";
+  const std::string hints_path = HintsPath("t-hints");
   EXPECT_EQ(ReadAll(hints_path), "batch_size=32\nshards=0-7\nstop=0\n");
 
   agent.HandleCommand(HintsCommand("t-hints", 64, "0-3", false));
@@ -742,7 +779,7 @@ TEST_F(AgentTest, UpdateHintsRewritesBatchSizeShardsAndStop) {
   // batch_size 0 keeps the current one.
   agent.HandleCommand(HintsCommand("t-hints", 0, "4-7", true));
   EXPECT_EQ(ReadAll(hints_path), "batch_size=64\nshards=4-7\nstop=1\n");
-  EXPECT_FALSE(FileExists(hints_path + ".tmp"));
+  EXPECT_FALSE(FileExists(hints_path + "~"));
 
   // Hints for a task that is not running are ignored.
   agent.HandleCommand(HintsCommand("no-such-task", 8, "0", true));
@@ -908,7 +945,8 @@ TEST_F(AgentTest, CpuDynamicEnergyFollowsTheTasksCpuTime) {
   // from the fixture: 1 s busy, 1 s idle, so 50% utilization and 400 J of
   // dynamic CPU energy over 10 s.
   Agent& agent = MakeAgent(1, "/proc");
-  agent.HandleCommand(StartBuilder("t-cpu")
+  const std::string id = UniqueTaskId("t-cpu");
+  agent.HandleCommand(StartBuilder(id)
                           .Shell(absl::StrCat(
                               kWaitForGo,
                               "; i=0; while [ $i -lt 20000 ]; do "
@@ -918,9 +956,8 @@ TEST_F(AgentTest, CpuDynamicEnergyFollowsTheTasksCpuTime) {
   clock_.Advance(absl::Seconds(10));
   const uint64_t ticks_per_second = sysconf(_SC_CLK_TCK);
   cpu_stat_->AddTicks(ticks_per_second, ticks_per_second);
-  Release("t-cpu");
-  std::optional<v1::TaskEvent> exited =
-      WaitForEvent("t-cpu", v1::TaskEvent::KIND_EXITED);
+  Release(id);
+  std::optional<v1::TaskEvent> exited = WaitForEvent(id, v1::TaskEvent::KIND_EXITED);
   ASSERT_TRUE(exited.has_value());
   const v1::Energy& energy = exited->usage().energy();
   const double dynamic_j = (60 - kCpuIdleW) * 10;  // 400 J
@@ -1083,41 +1120,46 @@ TEST_F(AgentTest, FetchLogsForAnUnknownTaskIsAnError) {
 // ---------------------------------------------------------------------------
 // Restart and shutdown.
 
-TEST_F(AgentTest, KillLeftoverTasksKillsOnlyProcessesThatAreTheTask) {
-  // A task a previous agent started and left running.
-  auto spawn_sleep = [](const std::string& task_id) {
-    SpawnOptions options;
-    options.path = "/bin/sleep";
-    options.args = {"1000"};
-    options.env = {{"PATH", "/usr/bin:/bin"}, {"JOULE_TASK_ID", task_id}};
-    return TaskProcess::Spawn(options);
-  };
-  absl::StatusOr<std::unique_ptr<TaskProcess>> leftover = spawn_sleep("left-1");
-  ASSERT_TRUE(leftover.ok()) << leftover.status();
-  // A live process that is some other task: its pid was reused.
-  absl::StatusOr<std::unique_ptr<TaskProcess>> other = spawn_sleep("someone-else");
-  ASSERT_TRUE(other.ok()) << other.status();
+// Spawns what a previous agent left running of task `task_id`: a shell
+// with a `setsid` child, both carrying the task's JOULE_TASK_ID.
+absl::StatusOr<std::unique_ptr<TaskProcess>> SpawnLeftover(const std::string& task_id,
+                                                           const std::string& cgroup = "") {
+  SpawnOptions options;
+  options.path = "/bin/sh";
+  options.args = {"-c", "setsid sleep 1000 & exec sleep 1000"};
+  options.env = {{"PATH", "/usr/bin:/bin"}, {"JOULE_TASK_ID", task_id}};
+  options.cgroup_dir = cgroup;
+  return TaskProcess::Spawn(options);
+}
 
-  auto write_pid = [&](const std::string& task_id, int64_t pid) {
-    mkdir((work_dir_ + "/tasks").c_str(), 0755);
-    ASSERT_EQ(mkdir(TaskDir(task_id).c_str(), 0755), 0) << std::strerror(errno);
-    WriteFile(TaskDir(task_id) + "/pid", absl::StrCat(pid, "\n"));
-  };
-  write_pid("left-1", (*leftover)->pid());
-  write_pid("reused", (*other)->pid());
-  write_pid("myself", getpid());  // The test process: no JOULE_TASK_ID.
+TEST_F(AgentTest, KillLeftoverTasksKillsEveryProcessOfTheWorkDirsTasksOnly) {
+  const std::string left = UniqueTaskId("left");
+  const std::string other_id = UniqueTaskId("someone-else");
+  absl::StatusOr<std::unique_ptr<TaskProcess>> leftover = SpawnLeftover(left);
+  ASSERT_TRUE(leftover.ok()) << leftover.status();
+  // A task of another agent on this machine (another work directory).
+  absl::StatusOr<std::unique_ptr<TaskProcess>> other = SpawnLeftover(other_id);
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_TRUE(PollUntil([&] { return LiveTaskProcesses(left).size() == 2; }));
+  ASSERT_TRUE(PollUntil([&] { return LiveTaskProcesses(other_id).size() == 2; }));
+  for (const std::string& dir :
+       std::vector<std::string>{"tasks", "tasks/" + left, "tasks/ended", "hints"}) {
+    ASSERT_EQ(mkdir(absl::StrCat(work_dir_, "/", dir).c_str(), 0755), 0) << dir;
+  }
+  WriteFile(HintsPath(left), "stop=0\n");
 
   Agent& agent = MakeAgent(1, "/proc");
   EXPECT_EQ(agent.KillLeftoverTasks(), 1);
-
   std::optional<ExitStatus> status;
   ASSERT_TRUE(PollUntil([&] { return (status = (*leftover)->Poll()).has_value(); }));
   EXPECT_EQ(status->signal, SIGKILL);
-  EXPECT_FALSE(FileExists(TaskDir("left-1") + "/pid"));
+  // Its `setsid` child too.
+  EXPECT_TRUE(PollUntil([&] { return LiveTaskProcesses(left).empty(); }));
+  EXPECT_FALSE(FileExists(HintsPath(left)));
 
   EXPECT_FALSE((*other)->Poll().has_value());
-  EXPECT_EQ(kill((*other)->pid(), 0), 0);
-  (*other)->KillGroup();
+  EXPECT_THAT(LiveTaskProcesses(other_id), SizeIs(2));
+  ASSERT_TRUE(TaskReaper().Kill(other_id, SIGKILL).ok());
   ASSERT_TRUE(PollUntil([&] { return (*other)->Poll().has_value(); }));
   // Nothing is left to kill a second time.
   EXPECT_EQ(agent.KillLeftoverTasks(), 0);
@@ -1319,6 +1361,8 @@ TEST_F(AgentTest, TaskCgroupCpuTimeDrivesTheShare) {
   options.procfs_root = cpu_stat_->root();
   options.static_power_w = 0;
   options.task_cgroup_root = cgroups;
+  options.task_users = task_users_;
+  options.allow_root_tasks = true;
   // cgroup.procs must exist for the agent to write it, as in cgroupfs.
   ASSERT_EQ(mkdir((cgroups + "/t-cg").c_str(), 0755), 0);
   WriteFile(cgroups + "/t-cg/cgroup.procs", "");
@@ -1345,6 +1389,343 @@ TEST_F(AgentTest, TaskCgroupCpuTimeDrivesTheShare) {
   }
   EXPECT_TRUE(cgroup_ok);
   Release("t-cg");
+}
+
+// ---------------------------------------------------------------------------
+// Tasks run as their owner, isolated (issue 12, item 4). Real processes, run
+// as unprivileged uids from the map that need no passwd entry; the work
+// directory is one every uid can traverse into.
+
+// For failure messages: each process's stat line and cgroup.
+std::string DescribeProcesses(const std::vector<pid_t>& pids) {
+  std::string out = absl::StrCat(pids.size(), " processes left:");
+  for (pid_t pid : pids) {
+    absl::StrAppend(&out, "\n  ", ReadAll(absl::StrCat("/proc/", pid, "/stat")), "  cgroup ",
+                    ReadAll(absl::StrCat("/proc/", pid, "/cgroup")));
+  }
+  return out;
+}
+
+class AgentIsolationTest : public AgentTest {
+ protected:
+  void SetUp() override {
+    work_dir_ = MakeTraversableTempDir("agent_isolation");
+    cpu_stat_ = std::make_unique<ProcStatFixture>(work_dir_ + "/procfs");
+    task_users_ = *ParseTaskUsers(
+        "alice 60001 60001 60100,60101\n"
+        "bob   60002 60002\n"
+        "root-user 0 0\n"
+        "daemon-user 500 500\n",
+        "test map");
+    allow_root_tasks_ = false;
+  }
+  void TearDown() override {
+    AgentTest::TearDown();
+    agent_.reset();
+    if (!cgroup_.empty()) RemoveTestCgroup(cgroup_);
+    RemoveTree(work_dir_);
+  }
+
+  // Uses a fresh cgroup v2 subtree for tasks; false (and the test skips)
+  // where the sandbox has none that is writable.
+  bool UseTestCgroup() {
+    std::string why_not;
+    std::optional<std::string> cgroup = MakeTestCgroup(&why_not);
+    if (!cgroup.has_value()) {
+      std::cout << "skipping: no writable cgroup v2 here: " << why_not << "\n";
+      return false;
+    }
+    cgroup_ = task_cgroup_root_ = *cgroup;
+    return true;
+  }
+
+  // Ends the task by `cancel` (a stop; the main process ignores SIGTERM, so
+  // it takes the grace period and SIGKILL) or by letting it exit, and
+  // expects nothing of it to be left.
+  void ExpectNothingLeftAfter(bool cancel) {
+    const std::string id = UniqueTaskId(cancel ? "t-cancel" : "t-exit");
+    // A `setsid` child, and a daemon (fork, setsid, fork): both out of the
+    // task's process group, each saying so once it is.
+    agent_->HandleCommand(
+        StartBuilder(id)
+            .User("alice")
+            .Shell(absl::StrCat(
+                "trap '' TERM; setsid sh -c 'touch child-ready; exec sleep 1000' & "
+                "(setsid sh -c 'sleep 1000 & touch daemon-ready' &); ",
+                kWaitForGo))
+            .Build());
+    ASSERT_TRUE(sink_.FirstEvent(id, v1::TaskEvent::KIND_STARTED).has_value())
+        << sink_.Events(id).back().message();
+    ASSERT_TRUE(WaitForFile(TaskDir(id) + "/child-ready"));
+    ASSERT_TRUE(WaitForFile(TaskDir(id) + "/daemon-ready"));
+    // The main shell and the two escapees.
+    ASSERT_GE(LiveTaskProcesses(id).size(), 3u);
+    if (!task_cgroup_root_.empty()) {
+      ASSERT_TRUE(FileExists(absl::StrCat(task_cgroup_root_, "/", id)));
+    }
+    if (cancel) {
+      agent_->HandleCommand(StopCommand(id, absl::Seconds(30)));
+      clock_.Advance(absl::Seconds(30));
+    } else {
+      Release(id);
+    }
+    std::optional<v1::TaskEvent> exited = WaitForEvent(id, v1::TaskEvent::KIND_EXITED);
+    ASSERT_TRUE(exited.has_value());
+    EXPECT_EQ(exited->stopped(), cancel);
+    EXPECT_TRUE(PollUntil([&] { return LiveTaskProcesses(id).empty(); }))
+        << DescribeProcesses(LiveTaskProcesses(id));
+    if (!task_cgroup_root_.empty()) {
+      // The emptied cgroup goes too.
+      EXPECT_TRUE(PollUntil([&] {
+        agent_->Tick();
+        return !FileExists(absl::StrCat(task_cgroup_root_, "/", id));
+      }));
+    }
+  }
+
+  std::string cgroup_;
+};
+
+TEST_F(AgentIsolationTest, TaskRunsAsItsUserWithItsGroupsAndNoNewPrivs) {
+  Agent& agent = MakeAgent(1);
+  agent.HandleCommand(StartBuilder("t-alice")
+                          .User("alice")
+                          .Shell(absl::StrCat("echo out; ", kWaitForGo))
+                          .Gpus({0})
+                          .Build());
+  std::optional<v1::TaskEvent> started =
+      sink_.FirstEvent("t-alice", v1::TaskEvent::KIND_STARTED);
+  ASSERT_TRUE(started.has_value()) << sink_.Events("t-alice").back().message();
+  absl::StatusOr<ProcStatus> status = ReadProcStatus(started->pid());
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_THAT(status->uid, ElementsAre(60001, 60001, 60001, 60001));
+  EXPECT_THAT(status->gid, ElementsAre(60001, 60001, 60001, 60001));
+  EXPECT_THAT(status->groups, ElementsAre(60100, 60101));
+  EXPECT_EQ(status->no_new_privs, 1);
+
+  struct stat st;
+  ASSERT_EQ(stat(TaskDir("t-alice").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 60001u);
+  EXPECT_EQ(st.st_gid, 60001u);
+  EXPECT_EQ(st.st_mode & 07777, 0700);
+  ASSERT_TRUE(WaitForFile(TaskDir("t-alice") + "/stdout.log"));
+  ASSERT_EQ(stat((TaskDir("t-alice") + "/stdout.log").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 60001u);
+  EXPECT_EQ(st.st_mode & 07777, 0600);
+  ASSERT_EQ(stat(HintsPath("t-alice").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_gid, 60001u);
+  EXPECT_EQ(st.st_mode & 07777, 0640);
+  for (const std::string dir : {"", "/tasks", "/hints"}) {
+    ASSERT_EQ(stat((work_dir_ + dir).c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 0u) << dir;
+    EXPECT_EQ(st.st_mode & 07777, 0711) << dir;
+  }
+  Release("t-alice");
+  std::optional<v1::TaskEvent> exited = WaitForEvent("t-alice", v1::TaskEvent::KIND_EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->exit_code(), 0);
+  // The agent (root) still reads the user's logs.
+  agent.HandleCommand(FetchLogsCommand("req", "t-alice", 100));
+  ASSERT_THAT(sink_.Logs(), SizeIs(1));
+  EXPECT_EQ(sink_.Logs()[0].stdout(), "out\n");
+}
+
+TEST_F(AgentIsolationTest, ATaskCannotReadAnotherTasksFilesOrWriteItsHintsOrTheJournal) {
+  CapJournal journal = CapJournal::OpenOrReset(work_dir_ + "/caps.journal", clock_.Now(), nullptr);
+  Agent& agent = MakeAgent(1, "", &journal);
+  agent.HandleCommand(StartBuilder("t-bob")
+                          .User("bob")
+                          .Shell(absl::StrCat("echo secret > secret; ", kWaitForGo))
+                          .Gpus({0})
+                          .Cap(150)  // Journaled: the journal has an entry.
+                          .Build());
+  ASSERT_TRUE(WaitForFile(TaskDir("t-bob") + "/secret"));
+  const std::string journal_before = ReadAll(work_dir_ + "/caps.journal");
+  ASSERT_THAT(journal_before, HasSubstr("power_limit_w"));
+  const std::string hints_before = ReadAll(HintsPath("t-bob"));
+
+  // Alice's task tries everything and writes down what worked.
+  const std::string bob = TaskDir("t-bob");
+  const std::string hints = HintsPath("t-bob");
+  const std::string attempts = absl::StrCat(
+      "try() { if sh -c \"$2\" 2>/dev/null; then echo \"$1 allowed\"; "
+      "else echo \"$1 denied\"; fi; }; {",
+      " try read-dir 'ls ", bob, "';",
+      " try read-file 'cat ", bob, "/secret';",
+      " try read-hints 'cat ", hints, "';",
+      " try write-hints 'echo stop=1 > ", hints, "';",
+      " try replace-hints 'echo stop=1 > h && mv -f h ", hints, "';",
+      " try remove-hints 'rm -f ", hints, "';",
+      " try write-journal 'echo junk >> ", work_dir_, "/caps.journal';",
+      " try replace-journal 'echo junk > j && mv -f j ", work_dir_, "/caps.journal';",
+      " try write-work-dir 'touch ", work_dir_, "/x';",
+      " try list-work-dir 'ls ", work_dir_, "';",
+      " try read-own-hints 'cat \"$JOULE_HINTS_FILE\" > /dev/null';",
+      " try write-own-hints 'echo stop=1 > \"$JOULE_HINTS_FILE\"';",
+      " try write-progress 'echo progress samples=1 steps=1 >> \"$JOULE_PROGRESS_FILE\"';",
+      " } > results");
+  agent.HandleCommand(StartBuilder("t-alice").User("alice").Shell(attempts).Build());
+  ASSERT_TRUE(sink_.FirstEvent("t-alice", v1::TaskEvent::KIND_STARTED).has_value())
+      << sink_.Events("t-alice").back().message();
+  ASSERT_TRUE(WaitForEvent("t-alice", v1::TaskEvent::KIND_EXITED).has_value());
+  EXPECT_EQ(ReadAll(TaskDir("t-alice") + "/results"),
+            "read-dir denied\n"
+            "read-file denied\n"
+            "read-hints denied\n"
+            "write-hints denied\n"
+            "replace-hints denied\n"
+            "remove-hints denied\n"
+            "write-journal denied\n"
+            "replace-journal denied\n"
+            "write-work-dir denied\n"
+            "list-work-dir denied\n"
+            "read-own-hints allowed\n"
+            "write-own-hints denied\n"
+            "write-progress allowed\n");
+  EXPECT_EQ(ReadAll(HintsPath("t-bob")), hints_before);
+  EXPECT_EQ(ReadAll(work_dir_ + "/caps.journal"), journal_before);
+  EXPECT_TRUE(CapJournal::Open(work_dir_ + "/caps.journal").ok());
+  // Ended before `journal` goes out of scope.
+  Release("t-bob");
+  ASSERT_TRUE(WaitForEvent("t-bob", v1::TaskEvent::KIND_EXITED).has_value());
+}
+
+TEST_F(AgentIsolationTest, RootLowUidsAndUnknownUsersAreRefusedUnlessAllowed) {
+  Agent& agent = MakeAgent(1);
+  const struct {
+    const char* user;
+    const char* reason;
+  } refused[] = {
+      {"root-user", "\"root-user\" (uid 0): tasks may not run as root"},
+      {"daemon-user", "\"daemon-user\" (uid 500): uid below this node's minimum task uid 1000"},
+      {"mallory", "\"mallory\" is not in the agent's task user map"},
+      {"", "names no user"},
+  };
+  for (const auto& c : refused) {
+    const std::string id = absl::StrCat("t-refused-", c.user);
+    agent.HandleCommand(StartBuilder(id).User(c.user).Shell("touch ran").Gpus({0}).Build());
+    std::vector<v1::TaskEvent> events = sink_.Events(id);
+    ASSERT_THAT(events, SizeIs(1)) << c.user;
+    EXPECT_EQ(events[0].kind(), v1::TaskEvent::KIND_START_FAILED) << c.user;
+    EXPECT_THAT(events[0].message(), HasSubstr(c.reason)) << c.user;
+    EXPECT_FALSE(FileExists(TaskDir(id))) << c.user;
+  }
+  EXPECT_EQ(agent.running_tasks(), 0);
+  // The GPU was never taken.
+  EXPECT_DOUBLE_EQ(FindGpu(Telemetry(), 0)->utilization(), 0);
+
+  // Allowed explicitly: root, and no floor.
+  allow_root_tasks_ = true;
+  min_task_uid_ = 0;
+  MakeAgent(0);
+  for (const char* user : {"root-user", "daemon-user"}) {
+    const std::string id = absl::StrCat("t-allowed-", user);
+    agent_->HandleCommand(StartBuilder(id).User(user).Command("/bin/sleep", {"1000"}).Build());
+    std::optional<v1::TaskEvent> started = sink_.FirstEvent(id, v1::TaskEvent::KIND_STARTED);
+    ASSERT_TRUE(started.has_value()) << user;
+    absl::StatusOr<ProcStatus> status = ReadProcStatus(started->pid());
+    ASSERT_TRUE(status.ok());
+    EXPECT_EQ(status->uid[0], std::string(user) == "root-user" ? 0 : 500) << user;
+    EXPECT_EQ(status->no_new_privs, 1) << user;
+  }
+}
+
+TEST_F(AgentIsolationTest, NothingOfATaskSurvivesItsExitFoundByTaskId) {
+  MakeAgent(0, "/proc");
+  ExpectNothingLeftAfter(/*cancel=*/false);
+}
+
+TEST_F(AgentIsolationTest, NothingOfATaskSurvivesACancelFoundByTaskId) {
+  MakeAgent(0, "/proc");
+  ExpectNothingLeftAfter(/*cancel=*/true);
+}
+
+// With a cgroup the fixture procfs is the task procfs: no /proc scan can
+// find anything, so cgroup.kill alone must do it.
+TEST_F(AgentIsolationTest, NothingOfATaskSurvivesItsExitWithACgroup) {
+  if (!UseTestCgroup()) GTEST_SKIP() << "no writable cgroup v2";
+  MakeAgent(0);
+  ExpectNothingLeftAfter(/*cancel=*/false);
+}
+
+TEST_F(AgentIsolationTest, NothingOfATaskSurvivesACancelWithACgroup) {
+  if (!UseTestCgroup()) GTEST_SKIP() << "no writable cgroup v2";
+  MakeAgent(0);
+  ExpectNothingLeftAfter(/*cancel=*/true);
+}
+
+TEST_F(AgentIsolationTest, KillLeftoverTasksEmptiesTheirCgroups) {
+  if (!UseTestCgroup()) GTEST_SKIP() << "no writable cgroup v2";
+  // Left by a crashed agent, in its cgroup, with no JOULE_TASK_ID to find it
+  // by: only the cgroup knows it.
+  const std::string cgroup = task_cgroup_root_ + "/left-cg";
+  ASSERT_EQ(mkdir(cgroup.c_str(), 0755), 0);
+  absl::StatusOr<std::unique_ptr<TaskProcess>> leftover = SpawnLeftover("", cgroup);
+  ASSERT_TRUE(leftover.ok()) << leftover.status();
+  ASSERT_TRUE(PollUntil([&] { return TaskCgroup(cgroup).Pids()->size() == 2; }));
+  ASSERT_EQ(mkdir((work_dir_ + "/tasks").c_str(), 0711), 0);
+  ASSERT_EQ(mkdir(TaskDir("left-cg").c_str(), 0700), 0);
+
+  Agent& agent = MakeAgent(0);
+  EXPECT_EQ(agent.KillLeftoverTasks(), 1);
+  EXPECT_TRUE(PollUntil([&] { return (*leftover)->Poll().has_value(); }));
+  EXPECT_TRUE(PollUntil([&] {
+    agent.Tick();
+    return !FileExists(cgroup);
+  }));
+}
+
+TEST_F(AgentTest, JunkCapsJournalResetsEveryDeviceAndStartsANewJournal) {
+  // A crashed agent left GPU 0 capped; then something wrote junk into the
+  // journal, so the original is lost.
+  const std::string path = work_dir_ + "/caps.journal";
+  WriteFile(path, "gpu/GPU-sim-node-a-0/power_limit_w\t250\n\x7f junk line\n");
+  std::optional<CapJournal::Reset> reset;
+  CapJournal journal = CapJournal::OpenOrReset(path, clock_.Now(), &reset);
+  ASSERT_TRUE(reset.has_value());
+  std::vector<std::unique_ptr<GpuDevice>> devices;
+  for (int i = 0; i < 2; ++i) {
+    devices.push_back(std::make_unique<SimulatedGpu>(i, *FindGpuModel("V100"), "node-a",
+                                                     clock_.Now()));
+  }
+  ASSERT_TRUE(devices[0]->SetPowerLimit(150, clock_.Now()).ok());
+  GpuDevice* capped = devices[0].get();
+  FakeSetting policy{2'000'000};
+  CpuSetting with_default = policy.Setting();
+  with_default.hardware_default = []() -> absl::StatusOr<double> { return 3'600'000; };
+  FakeSetting rapl{60e6};  // No hardware default: left alone.
+  Agent& agent = MakeAgent(0, "", &journal, std::move(devices));
+  agent.SetCpuSettings({{"cpu/policy0/max_freq_khz", with_default},
+                        {"cpu/package0/power_limit_uw", rapl.Setting()}});
+
+  EXPECT_EQ(agent.RecoverFromLostJournal(*reset), 3);
+  EXPECT_EQ(capped->power_limit_w(), kV100DefaultCapW);
+  EXPECT_EQ(policy.value, 3'600'000);
+  EXPECT_EQ(rapl.value, 60e6);
+  v1::NodeSample sample = Telemetry();
+  for (int32_t index : {0, 1}) {
+    EXPECT_DOUBLE_EQ(FindGpu(sample, index)->power_cap_w(), kV100DefaultCapW) << index;
+  }
+  // Visible: the caps-journal source is degraded, naming where the junk went.
+  bool degraded = false;
+  const v1::Register reg = agent.MakeRegister();
+  for (const v1::SourceStatus& source : reg.node().sources()) {
+    if (source.name() != "caps-journal") continue;
+    degraded = source.state() == v1::SourceStatus::STATE_DEGRADED;
+    EXPECT_THAT(source.message(), HasSubstr(reset->kept_as));
+  }
+  EXPECT_TRUE(degraded);
+  EXPECT_THAT(ReadAll(reset->kept_as), HasSubstr("junk line"));
+
+  // The new journal works: a cap is journaled and forgotten as usual.
+  agent.HandleCommand(StartBuilder("t-cap").Shell(kWaitForGo).Gpus({1}).Cap(150).Build());
+  absl::StatusOr<CapJournal> on_disk = CapJournal::Open(path);
+  ASSERT_TRUE(on_disk.ok()) << on_disk.status();
+  EXPECT_EQ(on_disk->entries().size(), 1u);
+  Release("t-cap");
+  ASSERT_TRUE(WaitForEvent("t-cap", v1::TaskEvent::KIND_EXITED).has_value());
+  EXPECT_TRUE(CapJournal::Open(path)->entries().empty());
 }
 
 }  // namespace

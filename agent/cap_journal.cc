@@ -1,14 +1,18 @@
 #include "agent/cap_journal.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -43,13 +47,43 @@ absl::StatusOr<CapJournal> CapJournal::Open(const std::string& path) {
     std::vector<std::string> fields = absl::StrSplit(line, '\t');
     double value = 0;
     if (fields.size() != 2 || fields[0].empty() ||
-        !absl::SimpleAtod(fields[1], &value)) {
+        !absl::SimpleAtod(fields[1], &value) || !std::isfinite(value)) {
       return absl::DataLossError(absl::StrFormat(
           "%s line %d: expected KEY<tab>NUMBER, got \"%s\"", path, number,
-          line.substr(0, 200)));
+          absl::CHexEscape(line.substr(0, 200))));
     }
     journal.entries_[fields[0]] = value;
   }
+  return journal;
+}
+
+CapJournal CapJournal::OpenOrReset(const std::string& path, absl::Time now,
+                                   std::optional<Reset>* reset) {
+  if (reset != nullptr) reset->reset();
+  // Older agents wrote it 0644.
+  chmod(path.c_str(), 0600);
+  absl::StatusOr<CapJournal> opened = Open(path);
+  if (opened.ok()) return *std::move(opened);
+  Reset what;
+  what.error = std::string(opened.status().message());
+  const std::string base =
+      absl::StrCat(path, ".corrupt-", absl::FormatTime("%Y%m%dT%H%M%SZ", now, absl::UTCTimeZone()));
+  std::string kept = base;
+  struct stat st;
+  for (int n = 1; lstat(kept.c_str(), &st) == 0 && n < 1000; ++n) {
+    kept = absl::StrCat(base, "-", n);
+  }
+  if (std::rename(path.c_str(), kept.c_str()) == 0) {
+    what.kept_as = kept;
+  } else {
+    absl::StrAppend(&what.error, "; could not keep it as ", kept, ": ", std::strerror(errno));
+  }
+  CapJournal journal(path);
+  // A fresh, empty journal on disk; if this fails, so will every Record,
+  // each saying why.
+  absl::Status written = journal.Write();
+  if (!written.ok()) absl::StrAppend(&what.error, "; starting a new journal: ", written.message());
+  if (reset != nullptr) *reset = std::move(what);
   return journal;
 }
 
@@ -72,8 +106,9 @@ absl::Status CapJournal::Write() const {
     absl::StrAppend(&text, key, "\t", absl::StrFormat("%.17g", value), "\n");
   }
   const std::string tmp = path_ + ".tmp";
-  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Errno("open", tmp);
+  fchmod(fd, 0600);  // A temp file an older agent left may be 0644.
   const ssize_t n = write(fd, text.data(), text.size());
   const bool ok = n == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
   close(fd);

@@ -2,10 +2,12 @@
 #define JOULE_AGENT_CAP_JOURNAL_H_
 
 #include <map>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace joule {
 
@@ -21,6 +23,9 @@ namespace joule {
 //  3. A new agent opens the journal; whatever is still in it was left
 //     behind by a predecessor that crashed.
 //
+// The file is the agent's alone (mode 0600, in the agent's 0711 work
+// directory): no task can add a line to it.
+//
 // Keys name the setting, e.g. "gpu/GPU-8f2c.../power_limit_w",
 // "rapl/intel-rapl:0/constraint_0_power_limit_uw",
 // "cpufreq/policy0/scaling_max_freq". Values are numbers.
@@ -28,9 +33,28 @@ namespace joule {
 // Not thread-safe; owned by the agent.
 class CapJournal {
  public:
+  // What OpenOrReset found wrong with the journal on disk.
+  struct Reset {
+    // Why it could not be used: the parse error, naming the file and line.
+    std::string error;
+    // Where the unparseable journal was kept; empty if it could not be
+    // moved (then `error` says why too).
+    std::string kept_as;
+  };
+
   // Loads the journal at `path` (missing file: empty). A corrupt journal is
-  // DATA_LOSS naming the line.
+  // DATA_LOSS naming the line (a key without a finite number).
   static absl::StatusOr<CapJournal> Open(const std::string& path);
+
+  // What the agent opens at start: never fails, so that a damaged journal
+  // never keeps the agent down. A journal that cannot be parsed is renamed
+  // to <path>.corrupt-<UTC time of `now`> (for whoever investigates) and an
+  // empty journal is written in its place; `*reset` (when not null) then
+  // says so, and is nullopt otherwise. The originals it held are lost, so
+  // the caller must put every device back to its default. An existing
+  // journal is made mode 0600.
+  static CapJournal OpenOrReset(const std::string& path, absl::Time now,
+                                std::optional<Reset>* reset);
 
   absl::Status Record(const std::string& key, double original);
   absl::Status Forget(const std::string& key);

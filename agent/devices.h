@@ -93,6 +93,9 @@ class SimulatedGpu : public GpuDevice {
 struct CpuSetting {
   std::function<absl::StatusOr<double>()> read;
   std::function<absl::Status(double)> write;
+  // The hardware's own value, for when the original is lost (a corrupt caps
+  // journal): cpufreq's cpuinfo_max_freq. Empty where there is none (RAPL).
+  std::function<absl::StatusOr<double>()> hardware_default;
 };
 
 // One reading of a node's CPU power source.

@@ -213,6 +213,11 @@ absl::StatusOr<Hardware> DiscoverHardware(const HardwareOptions& options,
           },
           [control, id](double khz) {
             return control->SetMaxFrequency(id, static_cast<uint64_t>(khz + 0.5));
+          },
+          [control, id]() -> absl::StatusOr<double> {
+            absl::StatusOr<CpufreqState> state = control->Read(id);
+            if (!state.ok()) return state.status();
+            return static_cast<double>(state->cpuinfo_max_khz);
           }};
     }
     hardware.sources.push_back(Source(

@@ -12,11 +12,13 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -28,12 +30,17 @@
 #include "agent/metrics.h"
 #include "agent/probe.h"
 #include "agent/scheduler_link.h"
+#include "agent/task_users.h"
+#include "agent/task_workspace.h"
 #include "common/clock.h"
 #include "common/device_catalog.h"
 #include "common/health_service.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "common/metrics_http.h"
+#include "common/node_name.h"
+#include "common/server_options.h"
+#include "common/tls_credentials.h"
 #include "grpcpp/grpcpp.h"
 #include "spec/job_yaml.h"
 
@@ -47,6 +54,7 @@ struct AgentFlags {
   std::string listen = "0.0.0.0:7071";
   // Empty: no metrics endpoint.
   std::string metrics_listen;
+  std::string metrics_auth_file;
   std::string node_name;
   std::string simulate;
   std::string sysfs_root = "/sys";
@@ -66,7 +74,57 @@ struct AgentFlags {
   std::vector<std::string> labels;
   double stop_grace_s = 10;
   bool verbose = false;
+  // Who tasks run as (README, "Security").
+  std::string task_users;
+  int64_t min_task_uid = 1000;
+  bool allow_root_tasks = false;
+  // Security (README, "Security"): mutual TLS to the scheduler unless
+  // --insecure.
+  bool insecure = false;
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_server_name;
 };
+
+// The credentials for the scheduler link: mutual TLS with this node's
+// certificate, or plaintext with --insecure (then the agent's own ports
+// must be on loopback). An error names the flag.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> LinkCredentials(
+    const AgentFlags& flags) {
+  if (flags.insecure) {
+    if (!flags.tls_ca.empty() || !flags.tls_cert.empty() || !flags.tls_key.empty()) {
+      return absl::InvalidArgumentError(
+          "--insecure turns TLS off: drop it, or drop --tls-ca/--tls-cert/--tls-key");
+    }
+    if (absl::Status loopback = RequireLoopback(flags.listen, "--listen"); !loopback.ok()) {
+      return loopback;
+    }
+    // A malformed address is left for the metrics server to name.
+    if (flags.metrics_listen.find(':') != std::string::npos) {
+      if (absl::Status loopback = RequireLoopback(flags.metrics_listen, "--metrics-listen");
+          !loopback.ok()) {
+        return loopback;
+      }
+    }
+    JLOG(WARNING) << "--insecure: plaintext to the scheduler; nothing proves this node";
+    return grpc::InsecureChannelCredentials();
+  }
+  TlsFiles files;
+  files.ca_file = flags.tls_ca;
+  files.cert_file = flags.tls_cert;
+  files.key_file = flags.tls_key;
+  if (files.ca_file.empty() || files.cert_file.empty() || files.key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "the scheduler link needs --tls-ca (the scheduler's CA), --tls-cert and --tls-key "
+        "(this node's certificate, naming spiffe://TRUST-DOMAIN/node/NODE); for plaintext "
+        "on one machine, use --insecure");
+  }
+  if (absl::Status checked = CheckTlsFiles(files, "--tls", true); !checked.ok()) {
+    return checked;
+  }
+  return MakeClientTlsCredentials(files);
+}
 
 
 int64_t MemTotalBytes(const std::string& procfs_root) {
@@ -88,19 +146,43 @@ int Run(const AgentFlags& flags) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> link_credentials =
+      LinkCredentials(flags);
+  if (!link_credentials.ok()) {
+    std::cerr << "joule-agent: " << link_credentials.status().message() << "\n";
+    return 2;
+  }
   const Clock* clock = RealClock::Get();
   AgentOptions options;
   options.node_name = flags.node_name;
   if (options.node_name.empty()) {
     char host[256] = {};
     gethostname(host, sizeof(host) - 1);
-    options.node_name = host;
+    options.node_name = absl::AsciiStrToLower(host);
+  }
+  if (absl::Status valid = ValidateNodeName(options.node_name); !valid.ok()) {
+    std::cerr << "joule-agent: "
+              << (flags.node_name.empty() ? "the hostname is not a valid node name (set "
+                                            "--node-name): "
+                                          : "--node-name: ")
+              << valid.message() << "\n";
+    return 2;
   }
   options.work_dir = flags.work_dir.empty()
                          ? absl::StrCat("/tmp/joule-agent-", options.node_name)
                          : flags.work_dir;
   options.procfs_root = flags.procfs_root;
   options.task_cgroup_root = flags.task_cgroup_root;
+  if (!flags.task_users.empty()) {
+    absl::StatusOr<TaskUserMap> users = LoadTaskUsersFile(flags.task_users);
+    if (!users.ok()) {
+      std::cerr << "joule-agent: --task-users: " << users.status().message() << "\n";
+      return 2;
+    }
+    options.task_users = *std::move(users);
+  }
+  options.min_task_uid = flags.min_task_uid;
+  options.allow_root_tasks = flags.allow_root_tasks;
   options.cpus = flags.cpus > 0 ? flags.cpus : std::thread::hardware_concurrency();
   options.memory_bytes = MemTotalBytes(flags.procfs_root);
   if (!flags.memory.empty()) {
@@ -149,24 +231,28 @@ int Run(const AgentFlags& flags) {
                  << source.message();
     }
   }
-  absl::Status made = MakeDirectories(options.work_dir);
+  // The agent's state, owned by it, which no task can write.
+  const TaskWorkspace workspace(options.work_dir);
+  absl::Status made = workspace.Prepare();
   if (!made.ok()) {
     std::cerr << "joule-agent: --work-dir: " << made.message() << "\n";
     return 1;
   }
-  absl::StatusOr<CapJournal> journal = CapJournal::Open(options.work_dir + "/caps.journal");
-  if (!journal.ok()) {
-    std::cerr << "joule-agent: " << journal.status().message() << "\n";
-    return 1;
-  }
+  // A journal that cannot be parsed never keeps the agent down: it is kept
+  // aside, and every device goes back to its default below.
+  std::optional<CapJournal::Reset> journal_reset;
+  CapJournal journal =
+      CapJournal::OpenOrReset(workspace.JournalPath(), clock->Now(), &journal_reset);
   // Metrics are served from before the agent exists (it fills them in), so
   // that a bad --metrics-listen fails before anything runs.
   std::unique_ptr<AgentMetrics> metrics;
   std::unique_ptr<prometheus::Exposer> metrics_server;
   if (!flags.metrics_listen.empty()) {
     metrics = std::make_unique<AgentMetrics>(options.node_name);
-    absl::StatusOr<std::unique_ptr<prometheus::Exposer>> exposer =
-        StartMetricsServer(flags.metrics_listen, metrics->registry());
+    MetricsServerOptions metrics_options;
+    metrics_options.auth_file = flags.metrics_auth_file;
+    absl::StatusOr<std::unique_ptr<prometheus::Exposer>> exposer = StartMetricsServer(
+        flags.metrics_listen, metrics->registry(), nullptr, metrics_options);
     if (!exposer.ok()) {
       std::cerr << "joule-agent: " << exposer.status().message() << "\n";
       // A malformed address is a flag error; one that cannot be bound is
@@ -181,9 +267,12 @@ int Run(const AgentFlags& flags) {
   // SERVING while the stream to the scheduler is up.
   HealthService health;
   health.SetStatus(kLinkService, grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  // Plaintext, health only: the one kind of port that needs no
+  // authentication.
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &port);
+  ApplyServerLimits(&builder, 64 << 10);
   builder.RegisterService(&health);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
@@ -194,7 +283,7 @@ int Run(const AgentFlags& flags) {
             << ":" << port << std::endl;
 
   Agent agent(options, std::move(hardware->gpus), std::move(hardware->cpu), clock,
-              &*journal, metrics.get());
+              &journal, metrics.get());
   agent.SetCpuSettings(std::move(hardware->cpu_settings));
   for (const v1::SourceStatus& source : hardware->sources) {
     if (source.state() == v1::SourceStatus::STATE_ABSENT) {
@@ -206,11 +295,13 @@ int Run(const AgentFlags& flags) {
     }
   }
   // Give the hardware back as we found it before anything else runs.
+  if (journal_reset.has_value()) agent.RecoverFromLostJournal(*journal_reset);
   agent.RestoreLeftoverCaps();
   agent.KillLeftoverTasks();
   SchedulerLink link(
       flags.scheduler, clock, [&agent] { return agent.MakeRegister(); },
       [&agent](const v1::SchedulerCommand& command) { agent.HandleCommand(command); });
+  link.UseCredentials(*link_credentials, flags.tls_server_name);
   agent.SetSink(&link);
   link.Start();
 
@@ -287,7 +378,12 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", flags.metrics_listen,
                  "HOST:PORT to serve Prometheus metrics on at /metrics (default: "
                  "off); port 0 picks a free port, printed as 'metrics on ...'");
-  app.add_option("--node-name", flags.node_name, "Node name (default: hostname)");
+  app.add_option("--metrics-auth-file", flags.metrics_auth_file,
+                 "Require HTTP basic auth on /metrics: lines 'USER sha256:HEX' (HEX: "
+                 "sha256sum of the password), re-read when the file changes");
+  app.add_option("--node-name", flags.node_name,
+                 "Node name, a DNS-1123 subdomain as Kubernetes node names are "
+                 "(default: the hostname, lower-cased)");
   app.add_option("--simulate", flags.simulate,
                  "Simulated GPUs instead of NVML, MODEL:COUNT[,MODEL:COUNT...] "
                  "(e.g. V100:4); models: V100, A40, RTX6000, A100, H100");
@@ -337,11 +433,32 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 10000.0));
   app.add_option("--label", flags.labels, "Node label KEY=VALUE (repeatable)");
+  app.add_option("--task-users", flags.task_users,
+                 "Users tasks may run as, one a line: 'NAME UID GID [GID,GID...]' ('#' "
+                 "comments); only these users then (default: the system user database)");
+  app.add_option("--min-task-uid", flags.min_task_uid,
+                 "Refuse tasks whose user has a smaller uid (0: no floor; uid 0 still "
+                 "needs --allow-root-tasks)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{4294967294}));
+  app.add_flag("--allow-root-tasks", flags.allow_root_tasks,
+               "Let tasks run as uid 0 (refused by default)");
   app.add_option("--stop-grace", flags.stop_grace_s,
                  "Seconds between SIGTERM and SIGKILL for tasks at agent shutdown")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 3600.0));
   app.add_flag("-v,--verbose", flags.verbose, "Debug logging");
+  app.add_flag("--insecure", flags.insecure,
+               "Plaintext to the scheduler with no node identity, for one machine: "
+               "--listen and --metrics-listen must be loopback addresses");
+  app.add_option("--tls-ca", flags.tls_ca, "PEM CA that verifies the scheduler's certificate");
+  app.add_option("--tls-cert", flags.tls_cert,
+                 "PEM certificate of this node (URI SAN spiffe://TRUST-DOMAIN/node/NODE; "
+                 "re-read when the file changes)");
+  app.add_option("--tls-key", flags.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-server-name", flags.tls_server_name,
+                 "Name to expect in the scheduler's certificate (default: the host of "
+                 "--scheduler)");
   CLI11_PARSE(app, argc, argv);
   if (flags.cpu_idle_w > flags.cpu_tdp_w) {
     std::cerr << "joule-agent: --cpu-idle-w must be <= --cpu-tdp-w\n";

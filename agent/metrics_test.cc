@@ -304,6 +304,9 @@ class AgentMetricsTest : public ::testing::Test {
     options.memory_bytes = int64_t{64} << 30;
     options.static_power_w = kStaticPowerW;
     options.base_env = {{"PATH", "/usr/bin:/bin"}};
+    // Tasks run as root, in the test's own temp directory.
+    options.task_users = TaskUserMap{{"local", TaskIdentity{"local", 0, 0, {}, ""}}};
+    options.allow_root_tasks = true;
     agent_ = std::make_unique<Agent>(
         std::move(options), std::move(devices),
         std::make_unique<EstimatedCpu>(procfs_, kCpuTdpW, kCpuIdleW), &clock_,
@@ -322,6 +325,7 @@ class AgentMetricsTest : public ::testing::Test {
     v1::StartTask* start = command.mutable_start_task();
     start->set_task_id(task_id);
     start->set_job_id(job_id);
+    start->set_user("local");
     start->set_attempt(1);
     start->set_replica_count(1);
     start->set_command("/bin/sh");
@@ -511,7 +515,7 @@ TEST_F(AgentMetricsTest, TaskSeriesExistWhileTheTaskRunsAndGoAfterItEnds) {
   for (const v1::TaskUsage& usage : sample->tasks()) {
     const std::string job = usage.task_id() == "task-a" ? "job-1" : "job-2";
     const Labels task = {
-        {"node", "node-a"}, {"task", usage.task_id()}, {"job", job}, {"user", ""}};
+        {"node", "node-a"}, {"task", usage.task_id()}, {"job", job}, {"user", "local"}};
     EXPECT_EQ(Select(all, "joule_task_energy_joules_total", task).size(), 3u);
     for (const auto& [component, joules] : std::vector<std::pair<std::string, double>>{
              {"gpu", usage.energy().gpu_j()},
@@ -719,7 +723,7 @@ class AgentProcess {
 
 TEST(AgentBinaryTest, ServesDeviceSeriesOnTheAddressItPrints) {
   AgentProcess agent({"--simulate=V100:2", "--metrics-listen=127.0.0.1:0",
-                      "--listen=127.0.0.1:0", "--scheduler=127.0.0.1:1",
+                      "--listen=127.0.0.1:0", "--scheduler=127.0.0.1:1", "--insecure",
                       "--node-name=metrics-test", "--telemetry-period=0.1"});
   const std::string address = agent.WaitForAddress("metrics on ");
   ASSERT_THAT(address, ::testing::StartsWith("127.0.0.1:")) << agent.err();
@@ -749,7 +753,7 @@ TEST(AgentBinaryTest, ServesDeviceSeriesOnTheAddressItPrints) {
 
 TEST(AgentBinaryTest, MalformedMetricsAddressFailsStartup) {
   AgentProcess agent({"--simulate=V100:1", "--metrics-listen=no-port",
-                      "--listen=127.0.0.1:0", "--scheduler=127.0.0.1:1"});
+                      "--listen=127.0.0.1:0", "--scheduler=127.0.0.1:1", "--insecure"});
   EXPECT_EQ(agent.Wait(), 2);
   EXPECT_THAT(agent.err(), HasSubstr("--metrics-listen no-port: want HOST:PORT"));
 }

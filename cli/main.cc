@@ -8,6 +8,8 @@
 // --scheduler may list every scheduler replica; each call goes to the leader
 // (cli/leader_channel.h).
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
@@ -26,6 +28,7 @@
 #include "absl/time/time.h"
 #include "cli/leader_channel.h"
 #include "cli/table.h"
+#include "cli/terminal_text.h"
 #include "common/clock.h"
 #include "common/proto_time.h"
 #include "google/protobuf/util/json_util.h"
@@ -467,7 +470,7 @@ int Cancel(Client& client, const std::string& id, const std::string& reason) {
 }
 
 int Logs(Client& client, const std::string& id, const std::string& task,
-         bool stderr_too, int64_t max_bytes) {
+         bool stderr_too, int64_t max_bytes, bool raw) {
   v1::GetTaskLogsRequest request;
   request.set_job_id(id);
   request.set_task_id(task);
@@ -481,6 +484,11 @@ int Logs(Client& client, const std::string& id, const std::string& task,
     return kExitOk;
   }
   int code = kExitOk;
+  // A task's bytes could drive the terminal: escaped there unless --raw.
+  const bool escape = !raw && isatty(STDOUT_FILENO);
+  const auto shown = [escape](const std::string& text) {
+    return escape ? EscapeForTerminal(text) : text;
+  };
   for (const v1::TaskLogs& logs : response.logs()) {
     if (response.logs_size() > 1) {
       std::cout << "==> " << logs.task_id() << " on " << logs.node() << " <==\n";
@@ -490,9 +498,9 @@ int Logs(Client& client, const std::string& id, const std::string& task,
       code = kExitServer;
     }
     if (logs.truncated()) std::cout << "[... earlier output omitted ...]\n";
-    std::cout << logs.stdout();
+    std::cout << shown(logs.stdout());
     if (stderr_too && !logs.stderr().empty()) {
-      std::cout << "--- stderr ---\n" << logs.stderr();
+      std::cout << "--- stderr ---\n" << shown(logs.stderr());
     }
   }
   return code;
@@ -784,15 +792,21 @@ int Main(int argc, char** argv) {
 
   std::string task_id;
   bool with_stderr = false;
+  bool raw_logs = false;
   int64_t max_bytes = 0;
   CLI::App* logs = app.add_subcommand("logs", "Print a job's task output");
   logs->add_option("JOB", job_id, "Job id")->required();
   logs->add_option("--task", task_id, "Only this task (default: latest attempt's tasks)");
   logs->add_flag("--stderr", with_stderr, "Also print standard error");
+  logs->add_flag("--raw", raw_logs,
+                 "Write the output's bytes as they are (default on a terminal: control "
+                 "characters and invalid UTF-8 shown as \\xNN escapes)");
   logs->add_option("--max-bytes", max_bytes, "Tail size per stream (default 64 KiB)")
       ->check(CLI::Range(int64_t{0}, int64_t{4} << 20));
   logs->callback([&] {
-    action = [&](Client& c) { return Logs(c, job_id, task_id, with_stderr, max_bytes); };
+    action = [&](Client& c) {
+      return Logs(c, job_id, task_id, with_stderr, max_bytes, raw_logs);
+    };
   });
 
   std::string cap_node;

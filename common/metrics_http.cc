@@ -1,11 +1,13 @@
 #include "common/metrics_http.h"
 
+#include <algorithm>
 #include <exception>
 #include <iostream>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/basic_auth_file.h"
 #include "common/log.h"
 #include "prometheus/text_serializer.h"
 
@@ -13,15 +15,35 @@ namespace joule {
 
 absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsServer(
     const std::string& listen, const std::shared_ptr<prometheus::Registry>& registry,
-    std::string* bound) {
+    std::string* bound, const MetricsServerOptions& options) {
   const size_t colon = listen.rfind(':');
   if (colon == std::string::npos || colon + 1 == listen.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--metrics-listen ", listen, ": want HOST:PORT"));
   }
+  std::shared_ptr<BasicAuthFile> auth;
+  if (!options.auth_file.empty()) {
+    absl::StatusOr<std::unique_ptr<BasicAuthFile>> loaded = BasicAuthFile::Load(
+        options.auth_file, options.clock != nullptr ? options.clock : RealClock::Get(),
+        options.auth_reload_interval);
+    if (!loaded.ok()) {
+      return absl::Status(loaded.status().code(),
+                          absl::StrCat("--metrics-auth-file: ", loaded.status().message()));
+    }
+    auth = *std::move(loaded);
+  }
+  // civetweb's options (prometheus-cpp passes them through).
+  const std::vector<std::string> civetweb = {
+      "listening_ports",    listen,
+      "num_threads",        absl::StrCat(std::max(1, options.worker_threads)),
+      "request_timeout_ms", absl::StrCat(absl::ToInt64Milliseconds(options.request_timeout)),
+      "enable_keep_alive",  "no",
+      // Request headers beyond this are refused before they cost memory.
+      "max_request_size",   "16384",
+  };
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
-    exposer = std::make_unique<prometheus::Exposer>(listen, /*num_threads=*/2);
+    exposer = std::make_unique<prometheus::Exposer>(civetweb);
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrCat("cannot serve metrics on ", listen, ": ", e.what()));
@@ -31,8 +53,16 @@ absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsServer(
     return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", listen));
   }
   exposer->RegisterCollectable(registry);
+  if (auth != nullptr) {
+    exposer->RegisterAuth(
+        [auth](const std::string& user, const std::string& password) {
+          return auth->Check(user, password);
+        },
+        "joule metrics");
+  }
   const std::string address = absl::StrCat(listen.substr(0, colon), ":", ports[0]);
-  JLOG(INFO) << "metrics on " << address;
+  JLOG(INFO) << "metrics on " << address
+             << (auth != nullptr ? " (basic auth)" : " (no authentication)");
   std::cout << "metrics on " << address << std::endl;
   if (bound != nullptr) *bound = address;
   return exposer;

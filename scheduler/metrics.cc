@@ -116,6 +116,11 @@ SchedulerMetrics::SchedulerMetrics(absl::Duration job_retention)
                        "1 on the replica that leads, else 0.")),
       unstored_jobs_(Register(prometheus::BuildGauge(), *registry_, "joule_unstored_jobs",
                               "Jobs whose latest state the store has not taken yet.")),
+      telemetry_rejected_(Register(prometheus::BuildCounter(), *registry_,
+                                   "joule_telemetry_rejected_total",
+                                   "Agent telemetry dropped as impossible (NaN, power above "
+                                   "the device's ceiling, counters going back...), by node "
+                                   "and reason.")),
       cluster_power_w_(cluster_power_.Add({})),
       queue_length_n_(queue_length_.Add({})),
       queue_wait_s_(queue_wait_.Add({}, QueueWaitBuckets())),
@@ -257,6 +262,14 @@ void SchedulerMetrics::OnPlacementCycle(absl::Duration duration) {
 
 void SchedulerMetrics::OnFirstPlacement(absl::Duration queue_wait) {
   queue_wait_s_.Observe(absl::ToDoubleSeconds(queue_wait));
+}
+
+void SchedulerMetrics::OnTelemetryRejected(absl::string_view node, absl::string_view reason) {
+  // Family::Add is thread-safe and returns the existing series. Node names
+  // are validated at registration and reasons are a fixed set, so the
+  // series stay bounded by nodes x reasons.
+  telemetry_rejected_.Add({{"node", std::string(node)}, {"reason", std::string(reason)}})
+      .Increment();
 }
 
 void SchedulerMetrics::OnCapSent(absl::string_view reason) {

@@ -31,8 +31,8 @@ namespace joule {
 //     and loses them (Family::Remove) once it no longer does: it ended more
 //     than job_retention ago. Per-job cardinality stays bounded by the jobs
 //     running plus those ended within the retention.
-//  3. The observer hooks feed the histograms (placement cycles, queue wait)
-//     and the cap counter as events happen.
+//  3. The observer hooks feed the histograms (placement cycles, queue wait),
+//     the cap counter and the dropped-telemetry counter as events happen.
 //
 // Thread-safe: Refresh and SetLeader are serialized by mu_; the observer
 // hooks (called under the scheduler's lock) touch only prometheus-cpp's
@@ -62,6 +62,8 @@ class SchedulerMetrics : public SchedulerObserver {
   void OnPlacementCycle(absl::Duration duration) override;
   void OnFirstPlacement(absl::Duration queue_wait) override;
   void OnCapSent(absl::string_view reason) override;
+  // joule_telemetry_rejected_total{node, reason}.
+  void OnTelemetryRejected(absl::string_view node, absl::string_view reason) override;
 
  private:
   struct NodeSeries {
@@ -110,6 +112,7 @@ class SchedulerMetrics : public SchedulerObserver {
   prometheus::Family<prometheus::Gauge>& currency_info_;
   prometheus::Family<prometheus::Gauge>& leader_;
   prometheus::Family<prometheus::Gauge>& unstored_jobs_;
+  prometheus::Family<prometheus::Counter>& telemetry_rejected_;
 
   // Series without job or node labels, made once.
   prometheus::Gauge& cluster_power_w_;

@@ -414,6 +414,28 @@ TEST_F(SchedulerMetricsTest, RetentionRemovesEndedJobsSeries) {
   EXPECT_EQ(Value(samples, "joule_jobs", {{"state", "succeeded"}}), 1);
 }
 
+TEST_F(SchedulerMetricsTest, DroppedTelemetryIsCountedByNodeAndReason) {
+  RunScenario();
+  std::vector<Sample> samples = RefreshAndRender();
+  EXPECT_TRUE(Find(samples, "joule_telemetry_rejected_total").empty());
+  // A NaN and a terawatt from gpu-a: dropped, so its power stays at 420 W.
+  Telemetry(std::nan(""), {});
+  Telemetry(1e12, {});
+  Telemetry(1e12, {});
+  samples = RefreshAndRender();
+  EXPECT_EQ(Value(samples, "joule_telemetry_rejected_total",
+                  {{"node", "gpu-a"}, {"reason", "not_finite"}}),
+            1);
+  EXPECT_EQ(Value(samples, "joule_telemetry_rejected_total",
+                  {{"node", "gpu-a"}, {"reason", "power_above_max"}}),
+            2);
+  EXPECT_EQ(Find(samples, "joule_telemetry_rejected_total").size(), 2u);
+  EXPECT_EQ(Value(samples, "joule_node_power_watts", {{"node", "gpu-a"}}), 420);
+  EXPECT_THAT(rendered_, HasSubstr("# TYPE joule_telemetry_rejected_total counter"));
+  const absl::Status promtool = PromtoolCheckMetrics(rendered_);
+  EXPECT_TRUE(promtool.ok()) << promtool;
+}
+
 TEST_F(SchedulerMetricsTest, RenderPassesPromtool) {
   RunScenario();
   RefreshAndRender();

@@ -32,6 +32,7 @@
 #include "scheduler/profiling/cap_profiler.h"
 #include "scheduler/sharding/sharder.h"
 #include "scheduler/store/store.h"
+#include "scheduler/telemetry_guard.h"
 
 namespace joule {
 
@@ -58,6 +59,9 @@ class SchedulerObserver {
   // A SetCap went to an agent; `reason` is one of "profiling", "objective",
   // "thermal", "budget" (the energy brain) and "operator" (SetNodeCap).
   virtual void OnCapSent(absl::string_view reason) = 0;
+  // Telemetry from `node` was dropped as impossible; `reason` is a
+  // TelemetryRejectionLabel ("not_finite", "power_above_max", ...).
+  virtual void OnTelemetryRejected(absl::string_view node, absl::string_view reason) {}
 };
 
 // What the metrics exporter reads of a node.
@@ -384,6 +388,14 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplyUsage(NodeRecord& node, const v1::TaskUsage& usage)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // CopyUsage, but the task keeps its energy when the telemetry guard
+  // refuses the reported one.
+  void TakeUsage(const NodeRecord& node, const v1::Job& job, const v1::TaskUsage& usage,
+                 v1::Task* task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True when the guard found a problem: counted (observer) and logged the
+  // first time per node and reason.
+  bool Refused(const NodeRecord& node, const absl::optional<TelemetryProblem>& problem)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After a task's energy changed from `before_j` joules: the increase, in
   // kWh, into the job's footprint at the carbon intensity and price in
   // force now in its node's region, and into the totals since start.
@@ -477,6 +489,8 @@ class Scheduler {
   double saved_j_total_ ABSL_GUARDED_BY(mu_) = 0;
   double co2e_g_total_ ABSL_GUARDED_BY(mu_) = 0;
   double cost_total_ ABSL_GUARDED_BY(mu_) = 0;
+  // Drops impossible telemetry before it reaches accounting.
+  TelemetryGuard telemetry_guard_ ABSL_GUARDED_BY(mu_){options_.gpu_catalog};
 };
 
 }  // namespace joule

@@ -8,6 +8,8 @@
 #include <deque>
 #include <fstream>
 #include <functional>
+#include <limits>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -1683,6 +1685,9 @@ TEST_F(SchedulerTest, InvalidRegisterIsRefused) {
   const std::vector<BadRegisterCase> cases = {
       {"empty name", RegisterBuilder("").Gpus(1, "V100").Build(),
        "register.node.name"},
+      {"upper-case name", RegisterBuilder("Gpu-A").Build(), "DNS-1123"},
+      {"underscore in name", RegisterBuilder("gpu_a").Build(), "register.node.name"},
+      {"name too long", RegisterBuilder(std::string(254, 'a')).Build(), "254 characters"},
       {"duplicate gpu index",
        RegisterBuilder("gpu-a").Gpus(2, "V100").Device(duplicate).Build(),
        "duplicate"},
@@ -2795,12 +2800,12 @@ class CarbonAccountingTest : public SchedulerTest {
   CarbonAccountingTest() {
     std::string dir = ::testing::TempDir() + "/carbon_accounting_XXXXXX";
     EXPECT_NE(mkdtemp(dir.data()), nullptr) << std::strerror(errno);
-    // 300 g/kWh until 30 s after the test's start, then 500.
+    // 300 g/kWh until 300 s after the test's start, then 500.
     const int64_t start_s = absl::ToUnixSeconds(clock_.Now());
     std::ofstream(dir + "/us-east.csv")
         << "time,g_per_kwh\n"
         << start_s - 3600 << ",300\n"
-        << start_s + 30 << ",500\n";
+        << start_s + 300 << ",500\n";
     absl::StatusOr<CarbonConfig> carbon = CarbonConfig::Parse(
         "default: {intensity_g_per_kwh: 400, price_per_kwh: 0.15}\n"
         "regions:\n"
@@ -2833,13 +2838,14 @@ TEST_F(CarbonAccountingTest, EachEnergyIncreaseIsPricedAtItsRegionsIntensityThen
 
   // Cumulative joules per report: node-a 36 kJ, 72 kJ, then 90 kJ at exit;
   // node-b 72 kJ (at 300 g/kWh), then 180 kJ and 216 kJ (at 500 g/kWh).
-  clock_.Advance(absl::Seconds(10));
+  // (Over minutes: what one V100 node can draw.)
+  clock_.Advance(absl::Seconds(100));
   ASSERT_THAT(Telemetry(a, on_a, Joules(30000, 4000, 2000)), IsOk());
   ASSERT_THAT(Telemetry(b, on_b, Joules(60000, 8000, 4000)), IsOk());
-  clock_.Advance(absl::Seconds(30));  // Past the series' change.
+  clock_.Advance(absl::Seconds(300));  // Past the series' change.
   ASSERT_THAT(Telemetry(a, on_a, Joules(60000, 8000, 4000)), IsOk());
   ASSERT_THAT(Telemetry(b, on_b, Joules(150000, 20000, 10000)), IsOk());
-  clock_.Advance(absl::Seconds(10));
+  clock_.Advance(absl::Seconds(100));
   ASSERT_THAT(Exited(a, on_a, 0, Joules(75000, 10000, 5000)), IsOk());
   ASSERT_THAT(Exited(b, on_b, 0, Joules(180000, 24000, 12000)), IsOk());
 
@@ -2871,7 +2877,7 @@ TEST_F(CarbonAccountingTest, EachEnergyIncreaseIsPricedAtItsRegionsIntensityThen
 TEST_F(CarbonAccountingTest, NodeWithoutARegionGetsTheDefault) {
   FakeAgentLink link;
   const std::string job_id = RunOneJob(link, "gpu-a", 1, SpecBuilder().Gpus(1).Build());
-  clock_.Advance(absl::Seconds(5));
+  clock_.Advance(absl::Hours(1));  // 1 kWh takes one V100 node that long.
   ASSERT_THAT(Exited(link, absl::StrCat(job_id, ".r0.a1"), 0, Joules(3.6e6)), IsOk());
   const v1::Job job = LookUpJob(job_id);
   EXPECT_DOUBLE_EQ(job.footprint().kwh(), 1);
@@ -2885,7 +2891,10 @@ TEST_F(SchedulerTest, FootprintWithoutCarbonConfigCountsOnlyKwh) {
   FakeAgentLink link;
   const std::string job_id = RunOneJob(link, "gpu-a", 1, SpecBuilder().Gpus(1).Build());
   ASSERT_TRUE(LookUpJob(job_id).has_footprint());
+  // 1 kWh over an hour: what one V100 node can draw.
+  clock_.Advance(absl::Minutes(30));
   ASSERT_THAT(Telemetry(link, absl::StrCat(job_id, ".r0.a1"), Joules(1.8e6)), IsOk());
+  clock_.Advance(absl::Minutes(30));
   ASSERT_THAT(Exited(link, absl::StrCat(job_id, ".r0.a1"), 0, Joules(3.6e6)), IsOk());
   const v1::Job job = LookUpJob(job_id);
   EXPECT_DOUBLE_EQ(job.footprint().kwh(), 1);
@@ -2894,6 +2903,143 @@ TEST_F(SchedulerTest, FootprintWithoutCarbonConfigCountsOnlyKwh) {
   EXPECT_EQ(job.footprint().cost(), 0);
   EXPECT_EQ(job.footprint().currency(), "");
   EXPECT_EQ(scheduler_->Metrics(absl::Hours(1)).currency, "");
+}
+
+// ---- Impossible telemetry (scheduler/telemetry_guard.h) ----
+
+// Counts the observer's dropped-telemetry calls. Thread-safe; guarded by mu_.
+class RejectionRecorder : public SchedulerObserver {
+ public:
+  void OnPlacementCycle(absl::Duration) override {}
+  void OnFirstPlacement(absl::Duration) override {}
+  void OnCapSent(absl::string_view) override {}
+  void OnTelemetryRejected(absl::string_view node, absl::string_view reason) override {
+    absl::MutexLock lock(&mu_);
+    ++counts_[{std::string(node), std::string(reason)}];
+  }
+  std::map<std::pair<std::string, std::string>, int> Counts() const {
+    absl::MutexLock lock(&mu_);
+    return counts_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::map<std::pair<std::string, std::string>, int> counts_ ABSL_GUARDED_BY(mu_);
+};
+
+class ImpossibleTelemetryTest : public SchedulerTest {
+ protected:
+  ImpossibleTelemetryTest() { options_.observer = &rejections_; }
+  void TearDown() override { scheduler_.reset(); }
+
+  // A sample from gpu-a's one V100 (limit 250 W: ceiling 500 W) with the
+  // task's cumulative usage.
+  absl::Status Sample(FakeAgentLink& link, const std::string& task_id, double gpu_power_w,
+                      double gpu_energy_j, const v1::Energy& task_energy,
+                      const std::function<void(v1::NodeSample*)>& mutate = nullptr) {
+    v1::AgentMessage message;
+    v1::NodeSample* sample = message.mutable_telemetry();
+    *sample->mutable_time() = ToProtoTime(clock_.Now());
+    v1::DeviceSample* gpu = sample->add_devices();
+    gpu->set_kind(v1::DEVICE_KIND_GPU);
+    gpu->set_index(0);
+    gpu->set_power_w(gpu_power_w);
+    gpu->set_energy_j(gpu_energy_j);
+    gpu->set_temp_c(60);
+    gpu->set_utilization(0.9);
+    gpu->set_power_cap_w(250);
+    sample->set_node_power_w(400);
+    v1::TaskUsage* usage = sample->add_tasks();
+    usage->set_task_id(task_id);
+    *usage->mutable_energy() = task_energy;
+    usage->set_steps_done(12);
+    if (mutate) mutate(sample);
+    return scheduler_->OnAgentMessage(&link, message);
+  }
+
+  RejectionRecorder rejections_;
+};
+
+TEST_F(ImpossibleTelemetryTest, NeverReachesAJobsEnergyAndIsCounted) {
+  FakeAgentLink link;
+  const std::string job_id = RunOneJob(link, "gpu-a", 1, SpecBuilder().Gpus(1).Build());
+  const std::string task_id = absl::StrCat(job_id, ".r0.a1");
+  clock_.Advance(absl::Seconds(10));
+  ASSERT_THAT(Sample(link, task_id, 200, 1e6, Joules(1000)), IsOk());
+  ASSERT_DOUBLE_EQ(LookUpJob(job_id).energy().total_j(), 1000);
+  EXPECT_THAT(rejections_.Counts(), IsEmpty());
+
+  // Whole samples that are impossible, each claiming plausible task energy
+  // that must not count either.
+  clock_.Advance(absl::Seconds(1));
+  const double kNaN = std::numeric_limits<double>::quiet_NaN();
+  const double kInf = std::numeric_limits<double>::infinity();
+  ASSERT_THAT(Sample(link, task_id, 1e12, 1e6, Joules(5000),
+                     [](v1::NodeSample* s) { s->set_node_power_w(1e12); }),
+              IsOk());
+  ASSERT_THAT(Sample(link, task_id, kNaN, 1e6, Joules(5000)), IsOk());
+  ASSERT_THAT(Sample(link, task_id, 200, 1e6, Joules(5000),
+                     [&](v1::NodeSample* s) { s->mutable_devices(0)->set_temp_c(kInf); }),
+              IsOk());
+  ASSERT_THAT(Sample(link, task_id, 200, 1e6, Joules(5000),
+                     [&](v1::NodeSample* s) { s->set_node_power_w(kInf); }),
+              IsOk());
+  // The GPU's counter goes back, far from a restart near zero.
+  ASSERT_THAT(Sample(link, task_id, 200, 5e5, Joules(5000)), IsOk());
+  // Plausible samples whose task energy is not: only the energy is dropped.
+  ASSERT_THAT(Sample(link, task_id, 200, 1e6 + 200, Joules(1e12)), IsOk());
+  ASSERT_THAT(Sample(link, task_id, 200, 1e6 + 400, Joules(kNaN)), IsOk());
+  ASSERT_THAT(Sample(link, task_id, 200, 1e6 + 600, Joules(500)), IsOk());
+
+  v1::Job job = LookUpJob(job_id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_DOUBLE_EQ(job.tasks(0).energy().total_j(), 1000);
+  EXPECT_DOUBLE_EQ(job.energy().total_j(), 1000);
+  EXPECT_DOUBLE_EQ(job.footprint().kwh(), 1000 / 3.6e6);
+  MetricsSnapshot metrics = scheduler_->Metrics(absl::Hours(1));
+  EXPECT_DOUBLE_EQ(metrics.energy_j, 1000);
+  ASSERT_THAT(metrics.nodes, SizeIs(1));
+  EXPECT_DOUBLE_EQ(metrics.nodes[0].power_w, 400);
+  EXPECT_DOUBLE_EQ(LookUpNode("gpu-a").last_sample().devices(0).power_w(), 200);
+  using Key = std::pair<std::string, std::string>;
+  EXPECT_EQ(rejections_.Counts(), (std::map<Key, int>{
+                                      {{"gpu-a", "power_above_max"}, 1},
+                                      {{"gpu-a", "not_finite"}, 4},
+                                      {{"gpu-a", "energy_backwards"}, 2},
+                                      {{"gpu-a", "energy_above_max"}, 1},
+                                  }));
+
+  // Good telemetry still counts, and an impossible final report does not.
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_THAT(Sample(link, task_id, 220, 1e6 + 800, Joules(3000)), IsOk());
+  EXPECT_DOUBLE_EQ(LookUpJob(job_id).energy().total_j(), 3000);
+  ASSERT_THAT(Exited(link, task_id, 0, Joules(1e12)), IsOk());
+  job = LookUpJob(job_id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_DOUBLE_EQ(job.energy().total_j(), 3000);
+  EXPECT_DOUBLE_EQ(scheduler_->Metrics(absl::Hours(1)).energy_j, 3000);
+  EXPECT_EQ(rejections_.Counts().at({"gpu-a", "energy_above_max"}), 2);
+}
+
+TEST_F(ImpossibleTelemetryTest, AnAgentThatStartedAgainCountsFromZero) {
+  FakeAgentLink link;
+  const std::string job_id = RunOneJob(link, "gpu-a", 1, SpecBuilder().Gpus(1).Build());
+  const std::string task_id = absl::StrCat(job_id, ".r0.a1");
+  clock_.Advance(absl::Seconds(10));
+  ASSERT_THAT(Sample(link, task_id, 200, 1e6, Joules(1000)), IsOk());
+  // The counter restarts near zero: a new baseline, not a rejection.
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_THAT(Sample(link, task_id, 200, 150, Joules(1200)), IsOk());
+  EXPECT_DOUBLE_EQ(LookUpJob(job_id).energy().total_j(), 1200);
+  // So does a registration (the agent process started again).
+  clock_.Advance(absl::Seconds(1));
+  FakeAgentLink again;
+  ASSERT_THAT(Register(again, RegisterBuilder("gpu-a").Gpus(1, "V100")
+                                  .Running(task_id, 1000, 1300).Build()),
+              IsOk());
+  ASSERT_THAT(Sample(again, task_id, 200, 10, Joules(1400)), IsOk());
+  EXPECT_DOUBLE_EQ(LookUpJob(job_id).energy().total_j(), 1400);
+  EXPECT_THAT(rejections_.Counts(), IsEmpty());
 }
 
 }  // namespace

@@ -18,11 +18,14 @@ PACKAGES=(
   libyaml-cpp-dev
   libcli11-dev
   zlib1g-dev
+  libssl-dev                 # libcrypto: SHA-256 of passwords and tokens
   gnuplot-nox                # gnuplot, for the simulator's report plot
   etcd-server                # etcd, started by the store and fault tests
   etcd-client                # etcdctl, used by the tests to enable auth
   openssl                    # test certificates for the etcd TLS test
   prometheus                 # prometheus and promtool, for the metrics checks
+  clang                      # scripts/fuzz.sh: libFuzzer targets
+  libclang-rt-14-dev         # libFuzzer and the sanitizer runtimes for clang
 )
 
 missing=()

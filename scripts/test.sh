@@ -59,6 +59,15 @@ for target in $(bazel query 'tests(//...)' 2>/dev/null); do
   skipped=$((skipped + skips))
 done
 
+# The libFuzzer targets, 5 s each: one pass or failure per target.
+fuzz_log="$(mktemp)"
+./scripts/fuzz.sh 5 2>&1 | tee "$fuzz_log"
+fuzz_counts="$(sed -n 's/^fuzz: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$fuzz_log" | tail -1)"
+rm -f "$fuzz_log"
+read -r fuzz_passed fuzz_failed <<<"${fuzz_counts:-0 1}"
+passed=$((passed + fuzz_passed))
+failed=$((failed + fuzz_failed))
+
 if [ $status -ne 0 ] && [ $failed -eq 0 ]; then
   failed=1
 fi

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -42,6 +43,11 @@ enum class ChildStep : int32_t {
   kStderr,
   kCloseFds,
   kExec,
+  kCgroup,
+  kSetgroups,
+  kSetgid,
+  kSetuid,
+  kNoNewPrivs,
 };
 
 struct ChildFailure {
@@ -62,6 +68,13 @@ struct ChildPlan {
   const char* stdout_path = kDevNull;
   const char* stderr_path = kDevNull;
   int error_fd = -1;
+  // <cgroup_dir>/cgroup.procs, open for writing; -1: no cgroup.
+  int cgroup_procs_fd = -1;
+  bool set_credentials = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+  bool no_new_privs = false;
 };
 
 std::string ErrnoText(int error) {
@@ -90,7 +103,7 @@ bool HasNul(const std::string& s) { return s.find('\0') != std::string::npos; }
 
 // Opens `path` and puts it on fd `target`, without the close-on-exec flag.
 bool OpenOnto(const char* path, int flags, int target) {
-  int fd = open(path, flags | O_CLOEXEC, 0644);
+  int fd = open(path, flags | O_CLOEXEC, 0600);
   if (fd < 0) return false;
   if (fd == target) return fcntl(fd, F_SETFD, 0) == 0;
   if (dup2(fd, target) < 0) {
@@ -153,6 +166,24 @@ bool MarkFdsCloexec() {
   return true;
 }
 
+// Writes getpid() in decimal to `fd` (a cgroup.procs file).
+bool WritePid(int fd) {
+  char digits[24];
+  char* end = digits + sizeof(digits);
+  char* p = end;
+  for (long pid = static_cast<long>(getpid()); pid > 0 || p == end; pid /= 10) {
+    *--p = static_cast<char>('0' + pid % 10);
+  }
+  const ssize_t length = end - p;
+  ssize_t n;
+  do {
+    n = write(fd, p, static_cast<size_t>(length));
+  } while (n < 0 && errno == EINTR);
+  if (n == length) return true;
+  if (n >= 0) errno = EIO;
+  return false;
+}
+
 // The errors after which execvp moves on to the next PATH entry.
 bool IsSearchMiss(int error) {
   return error == ENOENT || error == ENOTDIR || error == ELOOP ||
@@ -179,6 +210,28 @@ bool IsSearchMiss(int error) {
   sigemptyset(&empty);
   if (sigprocmask(SIG_SETMASK, &empty, nullptr) != 0) {
     FailChild(efd, ChildStep::kSignals, errno);
+  }
+
+  // Into the task's cgroup first, while still privileged, so everything the
+  // task forks is born there.
+  if (plan.cgroup_procs_fd >= 0 && !WritePid(plan.cgroup_procs_fd)) {
+    FailChild(efd, ChildStep::kCgroup, errno);
+  }
+  // Raw system calls: the libc wrappers synchronise every thread of the
+  // process (setxid), which is neither needed nor async-signal-safe here.
+  if (plan.set_credentials) {
+    if (syscall(SYS_setgroups, plan.groups.size(), plan.groups.data()) != 0) {
+      FailChild(efd, ChildStep::kSetgroups, errno);
+    }
+    if (syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0) {
+      FailChild(efd, ChildStep::kSetgid, errno);
+    }
+    if (syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0) {
+      FailChild(efd, ChildStep::kSetuid, errno);
+    }
+  }
+  if (plan.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    FailChild(efd, ChildStep::kNoNewPrivs, errno);
   }
 
   if (plan.working_dir != nullptr && chdir(plan.working_dir) != 0) {
@@ -276,6 +329,22 @@ absl::Status ChildFailureToStatus(const ChildFailure& failure,
     case ChildStep::kExec:
       what = absl::StrFormat("exec \"%s\"", options.path);
       break;
+    case ChildStep::kCgroup:
+      what = absl::StrFormat("join cgroup \"%s\"", options.cgroup_dir);
+      break;
+    case ChildStep::kSetgroups:
+      what = "setgroups";
+      break;
+    case ChildStep::kSetgid:
+      what = absl::StrFormat("setgid %d", options.credentials->gid);
+      break;
+    case ChildStep::kSetuid:
+      what = absl::StrFormat("setuid %d", options.credentials->uid);
+      break;
+    case ChildStep::kNoNewPrivs:
+      what = "set no_new_privs";
+      code = absl::StatusCode::kInternal;
+      break;
     default:
       return absl::InternalError(
           absl::StrFormat("spawn \"%s\": child reported unknown step %d",
@@ -289,7 +358,8 @@ absl::Status BuildPlan(const SpawnOptions& options, ChildPlan* plan) {
     return absl::InvalidArgumentError("spawn: empty executable path");
   }
   if (HasNul(options.path) || HasNul(options.working_dir) ||
-      HasNul(options.stdout_path) || HasNul(options.stderr_path)) {
+      HasNul(options.stdout_path) || HasNul(options.stderr_path) ||
+      HasNul(options.cgroup_dir)) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "spawn \"%s\": path contains a NUL byte", options.path));
   }
@@ -346,6 +416,13 @@ absl::Status BuildPlan(const SpawnOptions& options, ChildPlan* plan) {
   if (!options.stderr_path.empty()) {
     plan->stderr_path = options.stderr_path.c_str();
   }
+  if (options.credentials.has_value()) {
+    plan->set_credentials = true;
+    plan->uid = options.credentials->uid;
+    plan->gid = options.credentials->gid;
+    plan->groups = options.credentials->groups;
+  }
+  plan->no_new_privs = options.no_new_privs;
   return absl::OkStatus();
 }
 
@@ -359,6 +436,17 @@ absl::StatusOr<int> AboveStdio(int fd) {
   if (moved < 0) return absl::ErrnoToStatus(saved, "spawn: dup error pipe");
   return moved;
 }
+
+// Closes its fd when it goes out of scope.
+struct ScopedFd {
+  ScopedFd() = default;
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+  ~ScopedFd() {
+    if (fd >= 0) close(fd);
+  }
+  int fd = -1;
+};
 
 pid_t WaitBlocking(pid_t pid, int* wait_status) {
   pid_t r;
@@ -476,13 +564,22 @@ absl::StatusOr<std::string> ReadFileTail(const std::string& path,
     return absl::InvalidArgumentError(absl::StrFormat(
         "read tail of \"%s\": negative max_bytes %d", path, max_bytes));
   }
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0 && errno == ELOOP) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("\"%s\" is a symbolic link, not a file", path));
+  }
   if (fd < 0) {
     return absl::ErrnoToStatus(errno, absl::StrFormat("open \"%s\"", path));
   }
   bool cut = false;
   struct stat st;
-  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > max_bytes) {
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return absl::FailedPreconditionError(
+        absl::StrFormat("\"%s\" is not a regular file", path));
+  }
+  if (st.st_size > max_bytes) {
     if (lseek(fd, st.st_size - max_bytes, SEEK_SET) >= 0) cut = true;
   }
   std::string out;
@@ -512,6 +609,23 @@ absl::StatusOr<std::unique_ptr<TaskProcess>> TaskProcess::Spawn(
     const SpawnOptions& options) {
   ChildPlan plan;
   if (absl::Status s = BuildPlan(options, &plan); !s.ok()) return s;
+
+  // Closed when Spawn returns; the child gets its own copy across fork.
+  ScopedFd cgroup_fd;
+  if (!options.cgroup_dir.empty()) {
+    const std::string procs = options.cgroup_dir + "/cgroup.procs";
+    const int fd = open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      const int error = errno;
+      return absl::Status(CodeForSpawnErrno(error),
+                          absl::StrFormat("spawn: open \"%s\": %s", procs,
+                                          ErrnoText(error)));
+    }
+    absl::StatusOr<int> above = AboveStdio(fd);
+    if (!above.ok()) return above.status();
+    cgroup_fd.fd = *above;
+    plan.cgroup_procs_fd = *above;
+  }
 
   int pipe_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) {

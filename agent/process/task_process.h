@@ -16,6 +16,14 @@
 
 namespace joule {
 
+// The identity a child process takes before it runs anything of the task.
+struct ProcessCredentials {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  // The supplementary groups, exactly these (none when empty).
+  std::vector<gid_t> groups;
+};
+
 // How to start a task's process.
 struct SpawnOptions {
   // An absolute path, a path relative to `working_dir` (it contains a '/'),
@@ -28,11 +36,23 @@ struct SpawnOptions {
   std::vector<std::pair<std::string, std::string>> env;
   // Directory the child runs in; empty keeps the agent's.
   std::string working_dir;
-  // Files that receive fd 1 and fd 2: created if missing (mode 0644), opened
-  // for append. Opened after the chdir, so relative paths are relative to
-  // `working_dir`. Empty means /dev/null.
+  // Files that receive fd 1 and fd 2: created if missing (mode 0600), opened
+  // for append. Opened after the chdir and after the child has taken
+  // `credentials`, so relative paths are relative to `working_dir` and the
+  // files are opened (and created, owned by) the task's user, with its
+  // rights. Empty means /dev/null.
   std::string stdout_path;
   std::string stderr_path;
+  // Who the child runs as; nullopt keeps the caller's identity. Changing it
+  // needs root (CAP_SETUID and CAP_SETGID).
+  std::optional<ProcessCredentials> credentials;
+  // Sets no_new_privs (prctl PR_SET_NO_NEW_PRIVS) in the child: setuid and
+  // file-capability binaries it executes gain nothing.
+  bool no_new_privs = false;
+  // A cgroup v2 directory the child moves itself into (its pid written to
+  // <cgroup_dir>/cgroup.procs) before anything else, so that every process
+  // the task starts is born there. Empty: the caller's cgroup.
+  std::string cgroup_dir;
 };
 
 // How a process ended.
@@ -74,6 +94,9 @@ absl::StatusOr<ProcStat> ParseProcStat(absl::string_view contents);
 // Returns at most the last `max_bytes` bytes of the file at `path`, and sets
 // `*truncated` (when not null) to whether anything before them was left out.
 // NOT_FOUND if the file does not exist; INVALID_ARGUMENT if max_bytes < 0.
+// Never follows a symbolic link in the last component and never blocks
+// opening a FIFO: anything but a regular file is FAILED_PRECONDITION (a
+// task's directory is the task's, and it may plant such things).
 absl::StatusOr<std::string> ReadFileTail(const std::string& path,
                                          int64_t max_bytes, bool* truncated);
 
@@ -83,11 +106,15 @@ absl::StatusOr<std::string> ReadFileTail(const std::string& path,
 // Spawn:
 //   1. Builds argv, envp and the candidate executable paths before forking,
 //      so the child only makes async-signal-safe calls.
-//   2. Blocks all signals, forks, and in the child: setpgid(0, 0); resets
-//      every signal disposition to default and unblocks all signals; chdir;
-//      stdin from /dev/null, stdout/stderr onto the log files; marks every
-//      other fd close-on-exec; execve. The parent also calls setpgid so the
-//      group exists before Spawn returns, whichever runs first.
+//   2. Opens <cgroup_dir>/cgroup.procs when asked, blocks all signals,
+//      forks, and in the child: setpgid(0, 0); resets every signal
+//      disposition to default and unblocks all signals; writes its pid into
+//      the cgroup; setgroups, setgid, setuid (raw system calls, in that
+//      order, so no privilege is left when the task's code runs); sets
+//      no_new_privs; chdir; stdin from /dev/null, stdout/stderr onto the log
+//      files; marks every other fd close-on-exec; execve. The parent also
+//      calls setpgid so the group exists before Spawn returns, whichever
+//      runs first.
 //   3. A failing step writes {step, errno} to a close-on-exec pipe and the
 //      child exits 127; the parent reads the pipe (EOF means the exec
 //      succeeded), reaps the child and returns an error such as

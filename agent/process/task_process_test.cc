@@ -24,12 +24,14 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "agent/process/process_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace joule {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 
@@ -195,7 +197,8 @@ TEST_F(TaskProcessTest, StdoutAndStderrAppendToFiles) {
   EXPECT_EQ(ReadAll(dir_ + "/stderr"), "to-err\n");
   struct stat st;
   ASSERT_EQ(stat((dir_ + "/stderr").c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777 & ~0022, 0644 & ~0022);  // Modulo umask.
+  // Logs may hold secrets: the task's user only.
+  EXPECT_EQ(st.st_mode & 0777, 0600);
 }
 
 TEST_F(TaskProcessTest, StdinIsDevNull) {
@@ -332,6 +335,101 @@ TEST_F(TaskProcessTest, UnopenableStdoutIsReported) {
   ASSERT_FALSE(process.ok());
   EXPECT_EQ(process.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(process.status().message(), HasSubstr("open stdout"));
+}
+
+// ---------------------------------------------------------------------------
+// Identity, privileges and cgroup (the tests run as root).
+
+TEST_F(TaskProcessTest, RunsAsTheGivenUserAndGroupsWithNoNewPrivs) {
+  SpawnOptions options = Options("/bin/sleep", {"1000"});
+  // The child opens its logs as the user: /dev/null here.
+  options.stdout_path.clear();
+  options.stderr_path.clear();
+  options.credentials = ProcessCredentials{60001, 60002, {60010, 60011}};
+  options.no_new_privs = true;
+  TaskProcess* process = Start(options);
+  ASSERT_NE(process, nullptr);
+  // Spawn returns once execve has succeeded: the credentials are final.
+  absl::StatusOr<ProcStatus> status = ReadProcStatus(process->pid());
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_THAT(status->uid, ElementsAre(60001, 60001, 60001, 60001));
+  EXPECT_THAT(status->gid, ElementsAre(60002, 60002, 60002, 60002));
+  EXPECT_THAT(status->groups, ElementsAre(60010, 60011));
+  EXPECT_EQ(status->no_new_privs, 1);
+}
+
+TEST_F(TaskProcessTest, NoSupplementaryGroupsWhenNoneAreGiven) {
+  SpawnOptions options = Options("/bin/sleep", {"1000"});
+  options.stdout_path.clear();
+  options.stderr_path.clear();
+  options.credentials = ProcessCredentials{60001, 60001, {}};
+  TaskProcess* process = Start(options);
+  ASSERT_NE(process, nullptr);
+  absl::StatusOr<ProcStatus> status = ReadProcStatus(process->pid());
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_THAT(status->uid, ElementsAre(60001, 60001, 60001, 60001));
+  EXPECT_THAT(status->groups, ::testing::IsEmpty());
+  // Not asked for: the caller's setting (the test runner's: off).
+  EXPECT_EQ(status->no_new_privs, 0);
+}
+
+TEST_F(TaskProcessTest, NoNewPrivsWithoutChangingUser) {
+  SpawnOptions options = Options("/bin/sleep", {"1000"});
+  options.no_new_privs = true;
+  TaskProcess* process = Start(options);
+  ASSERT_NE(process, nullptr);
+  absl::StatusOr<ProcStatus> status = ReadProcStatus(process->pid());
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->no_new_privs, 1);
+  EXPECT_EQ(status->uid[0], static_cast<int64_t>(getuid()));
+}
+
+TEST_F(TaskProcessTest, LogsAreOpenedWithTheTasksRights) {
+  // dir_ is root's, 0700: the user may not create its logs there.
+  SpawnOptions options = Options("/bin/true", {});
+  options.credentials = ProcessCredentials{60001, 60001, {}};
+  absl::StatusOr<std::unique_ptr<TaskProcess>> refused = TaskProcess::Spawn(options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.status().message(), HasSubstr("open stdout"));
+
+  // In a directory of its own they are created by and for the user.
+  const std::string base = MakeTraversableTempDir("task_process_user");
+  const std::string home = base + "/home";
+  ASSERT_EQ(mkdir(home.c_str(), 0700), 0);
+  ASSERT_EQ(chown(home.c_str(), 60001, 60001), 0);
+  options = Options("/bin/sh", {"-c", "echo hello; id -u > uid"});
+  options.working_dir = home;
+  options.stdout_path = "stdout.log";
+  options.stderr_path = "stderr.log";
+  options.credentials = ProcessCredentials{60001, 60001, {}};
+  std::optional<ExitStatus> status = RunToExit(options);
+  ASSERT_EQ(status, (ExitStatus{0, 0}));
+  EXPECT_EQ(ReadAll(home + "/uid"), "60001\n");
+  EXPECT_EQ(ReadAll(home + "/stdout.log"), "hello\n");
+  struct stat st;
+  ASSERT_EQ(stat((home + "/stdout.log").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 60001u);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  RemoveTree(base);
+}
+
+TEST_F(TaskProcessTest, ChildJoinsTheCgroupBeforeExec) {
+  // An ordinary directory stands in for cgroupfs: the child writes its pid.
+  const std::string cgroup = dir_ + "/cgroup";
+  ASSERT_EQ(mkdir(cgroup.c_str(), 0755), 0);
+  WriteFile(cgroup + "/cgroup.procs", "");
+  SpawnOptions options = Options("/bin/true", {});
+  options.cgroup_dir = cgroup;
+  TaskProcess* process = Start(options);
+  ASSERT_NE(process, nullptr);
+  EXPECT_EQ(ReadAll(cgroup + "/cgroup.procs"), absl::StrCat(process->pid()));
+
+  options.cgroup_dir = dir_ + "/no-such-cgroup";
+  absl::StatusOr<std::unique_ptr<TaskProcess>> missing = TaskProcess::Spawn(options);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.status().message(), HasSubstr("no-such-cgroup/cgroup.procs"));
 }
 
 TEST_F(TaskProcessTest, InvalidEnvironmentIsRejectedBeforeFork) {
@@ -589,6 +687,21 @@ TEST_F(TaskProcessTest, ReadFileTailErrors) {
   WriteFile(dir_ + "/log", "x");
   EXPECT_EQ(ReadFileTail(dir_ + "/log", -1, &truncated).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// A task owns its directory and may plant links and FIFOs where its logs
+// were: the agent (root) neither follows nor blocks on them.
+TEST_F(TaskProcessTest, ReadFileTailRefusesLinksAndFifos) {
+  WriteFile(dir_ + "/secret", "secret\n");
+  ASSERT_EQ(symlink((dir_ + "/secret").c_str(), (dir_ + "/link").c_str()), 0);
+  ASSERT_EQ(mkfifo((dir_ + "/fifo").c_str(), 0600), 0);
+  bool truncated = true;
+  absl::StatusOr<std::string> link = ReadFileTail(dir_ + "/link", 100, &truncated);
+  EXPECT_EQ(link.status().code(), absl::StatusCode::kFailedPrecondition);
+  absl::StatusOr<std::string> fifo = ReadFileTail(dir_ + "/fifo", 100, &truncated);
+  EXPECT_EQ(fifo.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReadFileTail(dir_, 100, &truncated).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(TaskProcessTest, ReadsChildLogWhileRunning) {
