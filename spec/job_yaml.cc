@@ -10,6 +10,7 @@
 #include <exception>
 #include <limits>
 #include <new>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,9 +29,49 @@
 #include "absl/types/span.h"
 #include "joule/v1/job.pb.h"
 #include "yaml-cpp/depthguard.h"
+#include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
 namespace joule {
+namespace {
+
+// Counts documents for ParseJobYaml; ignores everything else.
+struct DocumentCounter : public YAML::EventHandler {
+  int documents = 0;
+  // Where the second document's content starts (its "---" if it is empty).
+  YAML::Mark second;
+  bool second_found = false;
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++documents == 2) second = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void Node(const YAML::Mark& mark) {
+    if (documents == 2 && !second_found) {
+      second = mark;
+      second_found = true;
+    }
+  }
+};
+
+}  // namespace
 namespace {
 
 using ::joule::v1::JobSpec;
@@ -762,7 +803,21 @@ absl::StatusOr<joule::v1::JobSpec> ParseJobYaml(absl::string_view yaml) {
                      kMaxJobYamlBytes, " allowed"));
   }
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yaml));
+    // yaml-cpp's LoadAll never ends on a document that starts with ','
+    // (it keeps returning empty documents and grows without bound), so the
+    // documents are counted first with a bounded number of parser steps.
+    std::stringstream counted{std::string(yaml)};
+    YAML::Parser parser(counted);
+    DocumentCounter counter;
+    for (int step = 0; step < 3 && parser.HandleNextDocument(counter); ++step) {
+    }
+    if (counter.documents > 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Position(counter.second),
+          "more than one YAML document; a job file holds exactly one job"));
+    }
+    std::vector<YAML::Node> docs;
+    if (counter.documents == 1) docs.push_back(YAML::Load(std::string(yaml)));
     return ConvertDocuments(docs);
   } catch (const YAML::DeepRecursion& e) {
     // yaml-cpp's own message for this is "bad file".
