@@ -331,10 +331,13 @@ TEST_F(SecurityTest, TasksRunAsTheirOwnerAndNothingOfThemSurvives) {
   EXPECT_EQ(ProcStatus(child, "Uid").substr(0, 5), "60001");
 
   // bob's task cannot read alice's task directory.
+  absl::StatusOr<v1::Job> alices = cluster.GetJob(id);
+  ASSERT_TRUE(alices.ok());
   const std::string peek = SubmitAs(
       cluster, bob_,
       {"/bin/sh", "-c",
-       absl::StrCat("ls ", work_root_, "/agent/tasks/*/ ; echo exit=$?; sleep 1000")});
+       absl::StrCat("ls ", work_root_, "/agent/tasks/", alices->tasks(0).task_id(),
+                    "/ ; echo exit=$?; sleep 1000")});
   ASSERT_GT(WaitForRunningPid(cluster, peek), 0);
   ASSERT_TRUE(WaitFor([&] {
     return absl::StrContains(cluster.CtlWithToken(bob_, {"logs", "--stderr", peek}).out,
