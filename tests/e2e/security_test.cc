@@ -246,8 +246,11 @@ TEST_F(SecurityTest, TokensAndRolesDecideWhoSeesAndChangesWhat) {
   EXPECT_NE(plain.exit_code, 0);
 
   // alice's job, with a secret in its environment.
-  const std::string id = SubmitAs(cluster, alice_,
-                                  {"--env", "SECRET=hunter2", "/bin/sleep", "60"});
+  CtlResult submitted = cluster.CtlWithToken(
+      alice_, {"submit", "-q", "--name", "t", "--env", "SECRET=hunter2", "--", "/bin/sleep",
+               "60"});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  const std::string id = Trim(submitted.out);
   ASSERT_FALSE(id.empty());
   absl::StatusOr<v1::Job> job = cluster.GetJob(id);
   ASSERT_TRUE(job.ok());
