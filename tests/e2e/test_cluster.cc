@@ -287,7 +287,9 @@ void TestCluster::StartAgent(const std::string& node, const std::string& simulat
   // root's); the security tests map their users to unprivileged uids.
   const std::string task_users = absl::StrCat(dir_, "/task-users");
   if (ReadAll(task_users).empty()) {
-    std::ofstream(task_users) << "admin 0 0\nlocal 0 0\n";
+    // The example jobs' owners too.
+    std::ofstream(task_users)
+        << "admin 0 0\nlocal 0 0\nalice 0 0\nbob 0 0\ncarol 0 0\n";
   }
   args.push_back(absl::StrCat("--task-users=", task_users));
   args.push_back("--allow-root-tasks");
