@@ -146,12 +146,6 @@ int Run(const AgentFlags& flags) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> link_credentials =
-      LinkCredentials(flags);
-  if (!link_credentials.ok()) {
-    std::cerr << "joule-agent: " << link_credentials.status().message() << "\n";
-    return 2;
-  }
   const Clock* clock = RealClock::Get();
   AgentOptions options;
   options.node_name = flags.node_name;
@@ -221,6 +215,14 @@ int Run(const AgentFlags& flags) {
   if (flags.probe) {
     return RunProbe(*hardware, *clock, 3, absl::Seconds(flags.probe_interval_s),
                     std::cout);
+  }
+  // --probe never talks to the scheduler, so only a real run needs the link's
+  // credentials.
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> link_credentials =
+      LinkCredentials(flags);
+  if (!link_credentials.ok()) {
+    std::cerr << "joule-agent: " << link_credentials.status().message() << "\n";
+    return 2;
   }
   for (const v1::SourceStatus& source : hardware->sources) {
     if (source.state() == v1::SourceStatus::STATE_DEGRADED) {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/basic_auth_file.h"
 #include "common/log.h"
+#include "common/server_options.h"
 #include "prometheus/text_serializer.h"
 
 namespace joule {
@@ -20,6 +21,12 @@ absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsServer(
   if (colon == std::string::npos || colon + 1 == listen.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--metrics-listen ", listen, ": want HOST:PORT"));
+  }
+  // Every port Joule opens beyond loopback authenticates its clients.
+  if (options.auth_file.empty() && !IsLoopbackListen(listen)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--metrics-listen ", listen, ": /metrics beyond loopback needs --metrics-auth-file "
+        "(HTTP basic auth for the scrapers); without it, listen on 127.0.0.1"));
   }
   std::shared_ptr<BasicAuthFile> auth;
   if (!options.auth_file.empty()) {

@@ -64,6 +64,23 @@ TEST(MetricsHttpTest, BadAddressesAreNamed) {
   EXPECT_THAT(second.status().message(), HasSubstr(bound));
 }
 
+TEST(MetricsHttpTest, BeyondLoopbackNeedsAnAuthFile) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  for (const char* listen : {"0.0.0.0:0", "[::]:0", "10.1.2.3:9100", "node-1:9100"}) {
+    absl::StatusOr<std::unique_ptr<prometheus::Exposer>> started =
+        StartMetricsServer(listen, registry, nullptr);
+    EXPECT_TRUE(absl::IsInvalidArgument(started.status())) << listen;
+    EXPECT_THAT(started.status().message(), HasSubstr("--metrics-auth-file")) << listen;
+    EXPECT_THAT(started.status().message(), HasSubstr(listen));
+  }
+  for (const char* listen : {"127.0.0.1:0", "localhost:0", "[::1]:0"}) {
+    absl::StatusOr<std::unique_ptr<prometheus::Exposer>> started =
+        StartMetricsServer(listen, registry, nullptr);
+    EXPECT_FALSE(absl::IsInvalidArgument(started.status()))
+        << listen << ": " << started.status();
+  }
+}
+
 // ---- Slow clients and authentication ----
 
 // A TCP connection to "127.0.0.1:PORT", closed when the object goes.

@@ -19,7 +19,7 @@ void ApplyServerLimits(grpc::ServerBuilder* builder, int max_receive_bytes) {
   // The server's own keepalive: notices vanished clients.
   builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30 * 1000);
   builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10 * 1000);
-  builder->AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 64);
+  builder->AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kMaxStreamsPerConnection);
   // A connection that has not finished its TLS/HTTP/2 handshake in 10 s
   // is dropped.
   builder->AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10 * 1000);
@@ -31,7 +31,7 @@ void ApplyServerLimits(grpc::ServerBuilder* builder, int max_receive_bytes) {
   builder->SetResourceQuota(*quota);
 }
 
-absl::Status RequireLoopback(const std::string& listen, const std::string& flag) {
+bool IsLoopbackListen(const std::string& listen) {
   absl::string_view host = listen;
   const size_t colon = host.rfind(':');
   if (colon != absl::string_view::npos) host = host.substr(0, colon);
@@ -45,10 +45,14 @@ absl::Status RequireLoopback(const std::string& listen, const std::string& flag)
   } else if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) {
     loopback = IN6_IS_ADDR_LOOPBACK(&v6);
   }
-  if (loopback) return absl::OkStatus();
+  return loopback;
+}
+
+absl::Status RequireLoopback(const std::string& listen, const std::string& flag) {
+  if (IsLoopbackListen(listen)) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       flag, " ", listen, ": without TLS (--insecure) only a loopback address "
-      "(127.0.0.1, ::1, localhost) may be used; configure TLS to listen on ", host));
+      "(127.0.0.1, ::1, localhost) may be used; configure TLS to listen elsewhere"));
 }
 
 }  // namespace joule

@@ -8,6 +8,10 @@
 
 namespace joule {
 
+// Concurrent streams one client connection may hold open. An agent needs one;
+// a client that multiplexes more (a load generator) opens more connections.
+inline constexpr int kMaxStreamsPerConnection = 64;
+
 // Settings every Joule gRPC server gets, so that what a peer sends is
 // bounded before it costs memory:
 //  - `max_receive_bytes` per message (gRPC refuses larger ones before
@@ -16,9 +20,14 @@ namespace joule {
 //    (Joule's own clients ping every 2 s, SetFailoverChannelArgs), a third
 //    ping faster than that closes the connection with GOAWAY (a ping flood
 //    costs nothing), and the server pings idle clients itself every 30 s;
-//  - at most 64 concurrent streams per connection and one memory quota for
-//    the whole server (gRPC sheds load past it instead of growing).
+//  - at most kMaxStreamsPerConnection concurrent streams per connection and
+//    one memory quota for the whole server (gRPC sheds load past it instead
+//    of growing).
 void ApplyServerLimits(grpc::ServerBuilder* builder, int max_receive_bytes);
+
+// True when `listen` ("HOST:PORT") binds a loopback address only
+// (127.0.0.0/8, ::1, localhost).
+bool IsLoopbackListen(const std::string& listen);
 
 // For plaintext servers: OK when `listen` ("HOST:PORT") binds a loopback
 // address only (127.0.0.0/8, ::1, localhost); otherwise INVALID_ARGUMENT

@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/files.h"
 
 namespace joule {
 namespace {
@@ -24,26 +25,8 @@ absl::Status ErrnoError(int error, const std::string& what, const std::string& p
   return absl::ErrnoToStatus(error, absl::StrFormat("%s \"%s\"", what, path));
 }
 
-// Reads a small cgroupfs file; 0 or the errno.
-int ReadSmallFile(const std::string& path, std::string* out) {
-  out->clear();
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int saved = errno;
-      close(fd);
-      return saved;
-    }
-    if (n == 0) break;
-    out->append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return 0;
-}
+// cgroup.procs of a cgroup with a hundred thousand processes fits.
+constexpr size_t kMaxCgroupFileBytes = 1 << 20;
 
 }  // namespace
 
@@ -77,7 +60,7 @@ absl::Status TaskCgroup::RequireCgroup2() const {
 absl::StatusOr<std::vector<pid_t>> TaskCgroup::Pids() const {
   const std::string path = dir_ + "/cgroup.procs";
   std::string text;
-  if (int error = ReadSmallFile(path, &text); error != 0) {
+  if (int error = ReadFileUpTo(path, kMaxCgroupFileBytes, &text); error != 0) {
     return ErrnoError(error, "read", path);
   }
   std::vector<pid_t> pids;
@@ -95,7 +78,7 @@ absl::StatusOr<std::vector<pid_t>> TaskCgroup::Pids() const {
 absl::StatusOr<double> TaskCgroup::CpuSeconds() const {
   const std::string path = dir_ + "/cpu.stat";
   std::string text;
-  if (int error = ReadSmallFile(path, &text); error != 0) {
+  if (int error = ReadFileUpTo(path, kMaxCgroupFileBytes, &text); error != 0) {
     return ErrnoError(error, "read", path);
   }
   for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {

@@ -26,12 +26,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/files.h"
 
 namespace joule {
 namespace {
 
 constexpr char kDefaultPath[] = "/usr/local/bin:/usr/bin:/bin";
 constexpr char kDevNull[] = "/dev/null";
+// /proc/PID/stat is one line; its comm is at most 64 bytes.
+constexpr size_t kMaxStatBytes = 64 << 10;
 
 // The step of the child's setup that failed, sent to the parent with errno.
 enum class ChildStep : int32_t {
@@ -456,27 +459,6 @@ pid_t WaitBlocking(pid_t pid, int* wait_status) {
   return r;
 }
 
-// Reads all of a small file whose size stat cannot tell (procfs). Returns 0
-// or the errno of the failing call.
-int ReadWholeFile(const std::string& path, std::string* out) {
-  out->clear();
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int saved = errno;
-      close(fd);
-      return saved;
-    }
-    if (n == 0) break;
-    out->append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return 0;
-}
 
 bool AllDigits(const char* s) {
   if (*s == '\0') return false;
@@ -785,7 +767,7 @@ absl::StatusOr<double> TaskProcess::CpuSeconds(
     const std::string path =
         absl::StrCat(procfs_root, "/", entry->d_name, "/stat");
     std::string contents;
-    if (int error = ReadWholeFile(path, &contents); error != 0) {
+    if (int error = ReadFileUpTo(path, kMaxStatBytes, &contents); error != 0) {
       // The process exited between readdir and open/read.
       if (error == ENOENT || error == ESRCH) continue;
       return absl::ErrnoToStatus(error, absl::StrFormat("read \"%s\"", path));

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/files.h"
 
 namespace joule {
 namespace {
@@ -23,6 +24,8 @@ namespace {
 // A task's environ larger than this is read only this far: the agent's
 // entries come first in every task's environment, before the job's.
 constexpr size_t kMaxEnvironBytes = 4 << 20;
+// /proc/PID/stat is one line; its comm is at most 64 bytes.
+constexpr size_t kMaxStatBytes = 64 << 10;
 
 // Every JOULE_TASK_ID value in an environ image.
 std::vector<absl::string_view> TaskIdsInEnviron(absl::string_view environ) {
@@ -34,26 +37,6 @@ std::vector<absl::string_view> TaskIdsInEnviron(absl::string_view environ) {
   return ids;
 }
 
-// Reads a procfs file; 0 or the errno of the failing call.
-int ReadProcFile(const std::string& path, std::string* out) {
-  out->clear();
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  char buf[16384];
-  while (out->size() < kMaxEnvironBytes) {
-    const ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int saved = errno;
-      close(fd);
-      return saved;
-    }
-    if (n == 0) break;
-    out->append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return 0;
-}
 
 // Whether <procfs_root>/<pid> is a process that can never show an
 // environment: a kernel thread, a zombie, or one gone. (A process in the
@@ -62,7 +45,8 @@ int ReadProcFile(const std::string& path, std::string* out) {
 bool NeverHasEnviron(const std::string& procfs_root, pid_t pid) {
   constexpr uint64_t kKernelThread = 0x00200000;  // PF_KTHREAD
   std::string stat;
-  if (ReadProcFile(absl::StrCat(procfs_root, "/", pid, "/stat"), &stat) != 0) return true;
+  const std::string path = absl::StrCat(procfs_root, "/", pid, "/stat");
+  if (ReadFileUpTo(path, kMaxStatBytes, &stat) != 0) return true;
   const size_t paren = stat.rfind(')');
   if (paren == std::string::npos) return true;
   // After comm: state (field 3) ... flags (field 9).
@@ -79,7 +63,7 @@ bool NeverHasEnviron(const std::string& procfs_root, pid_t pid) {
 int ReadEnviron(const std::string& procfs_root, pid_t pid, std::string* out) {
   const std::string path = absl::StrCat(procfs_root, "/", pid, "/environ");
   for (int attempt = 0;; ++attempt) {
-    if (int error = ReadProcFile(path, out); error != 0) return error;
+    if (int error = ReadFileUpTo(path, kMaxEnvironBytes, out); error != 0) return error;
     if (!out->empty() || attempt >= 100 || NeverHasEnviron(procfs_root, pid)) return 0;
     const struct timespec pause = {0, 100 * 1000};
     nanosleep(&pause, nullptr);

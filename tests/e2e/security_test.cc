@@ -431,6 +431,20 @@ TEST_F(SecurityTest, PlaintextNeedsAFlagAndLoopback) {
   CtlResult agent_no_tls = cluster.Run("agent/joule-agent", {"--node-name=a"});
   EXPECT_EQ(agent_no_tls.exit_code, 2);
   EXPECT_THAT(agent_no_tls.err, HasSubstr("--tls-ca"));
+  // Every port beyond loopback authenticates: /metrics needs basic auth there.
+  std::vector<std::string> open_metrics = cluster.SchedulerSecurityFlags();
+  open_metrics.insert(open_metrics.end(),
+                      {"--listen=127.0.0.1:0", "--metrics-listen=0.0.0.0:0",
+                       absl::StrCat("--data-dir=", cluster.dir(), "/d3")});
+  CtlResult metrics = cluster.Run("scheduler/joule-scheduler", open_metrics);
+  EXPECT_EQ(metrics.exit_code, 2);
+  EXPECT_THAT(metrics.err, HasSubstr("--metrics-auth-file"));
+  CtlResult insecure_metrics = cluster.Run(
+      "scheduler/joule-scheduler",
+      {"--listen=127.0.0.1:0", "--insecure", "--metrics-listen=0.0.0.0:0",
+       absl::StrCat("--data-dir=", cluster.dir(), "/d4")});
+  EXPECT_EQ(insecure_metrics.exit_code, 2);
+  EXPECT_THAT(insecure_metrics.err, HasSubstr("loopback"));
 }
 
 // A certificate rotated in place is used without a restart.

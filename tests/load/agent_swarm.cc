@@ -30,6 +30,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/server_options.h"
 #include "grpcpp/grpcpp.h"
 #include "joule/v1/agent.grpc.pb.h"
 #include "tests/load/proc_stats.h"
@@ -45,7 +46,7 @@ constexpr int kSliceMs = 10;
 struct SwarmFlags {
   std::string scheduler;
   int streams = 2000;
-  int channels = 8;
+  int channels = 0;  // 0: as few as the server's per-connection stream limit allows.
   int period_ms = 1000;
   double duration_s = 10;
   int64_t scheduler_pid = 0;
@@ -156,7 +157,11 @@ int Run(const SwarmFlags& flags) {
   // Baseline, before any connection of ours exists.
   const std::optional<ProcStats> before = Sample(flags.scheduler_pid);
 
-  std::vector<std::shared_ptr<grpc::Channel>> channels = OpenChannels(flags, clock);
+  SwarmFlags sized = flags;
+  if (sized.channels == 0) {
+    sized.channels = (n + kMaxStreamsPerConnection - 1) / kMaxStreamsPerConnection;
+  }
+  std::vector<std::shared_ptr<grpc::Channel>> channels = OpenChannels(sized, clock);
   if (channels.empty()) {
     std::cerr << "agent_swarm: cannot connect to " << flags.scheduler << " within "
               << flags.connect_timeout_s << "s\n";
@@ -312,9 +317,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
   app.add_option("--channels", flags.channels,
-                 "gRPC channels (one TCP connection each) to spread the streams over")
+                 "gRPC channels (one TCP connection each) to spread the streams over; "
+                 "0 picks enough for the scheduler's per-connection stream limit")
       ->capture_default_str()
-      ->check(CLI::Range(1, 1024));
+      ->check(CLI::Range(0, 1 << 16));
   app.add_option("--period-ms", flags.period_ms, "Telemetry period per stream")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600000));
