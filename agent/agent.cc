@@ -420,6 +420,7 @@ void Agent::StartTask(const v1::StartTask& start) {
     const std::vector<std::pair<std::string, std::string>> contract = {
         {"JOULE_JOB_ID", start.job_id()},
         {"JOULE_TASK_ID", start.task_id()},
+        {kTaskMarkEnv, task.dir},
         {"JOULE_REPLICA_INDEX", absl::StrCat(start.replica_index())},
         {"JOULE_REPLICA_COUNT", absl::StrCat(start.replica_count())},
         {"JOULE_BATCH_SIZE", absl::StrCat(start.batch_size())},
@@ -694,9 +695,9 @@ void Agent::KillLeftovers(const Task& task) {
     absl::Status killed = TaskCgroup(task.cgroup_dir).Kill();
     if (killed.ok()) return;
     JLOG(WARNING) << "task " << id << ": cannot kill its cgroup (" << killed
-                  << "); looking for its processes by " << kTaskIdEnv;
+                  << "); looking for its processes by " << kTaskMarkEnv;
   }
-  absl::StatusOr<int> killed = reaper_.Kill(id, SIGKILL);
+  absl::StatusOr<int> killed = reaper_.Kill(task.dir, SIGKILL);
   if (!killed.ok()) {
     JLOG(WARNING) << "task " << id << ": cannot look for processes it left: "
                   << killed.status();
@@ -978,13 +979,17 @@ int Agent::KillLeftoverTasks() {
       }
     }
   }
-  // Without a cgroup (or where killing it failed): by the task id in the
-  // processes' environment.
-  absl::StatusOr<std::map<std::string, int>> scanned = reaper_.KillAll(ids, SIGKILL);
+  // Without a cgroup (or where killing it failed): by the task's mark in
+  // the processes' environment.
+  std::map<std::string, std::string> id_of_mark;
+  for (const std::string& id : ids) id_of_mark[workspace_.TaskDir(id)] = id;
+  std::set<std::string> marks;
+  for (const auto& [mark, id] : id_of_mark) marks.insert(mark);
+  absl::StatusOr<std::map<std::string, int>> scanned = reaper_.KillAll(marks, SIGKILL);
   if (!scanned.ok()) {
     JLOG(WARNING) << "cannot look for tasks a previous agent left: " << scanned.status();
   } else {
-    for (const auto& [id, count] : *scanned) killed[id] += count;
+    for (const auto& [mark, count] : *scanned) killed[id_of_mark[mark]] += count;
   }
   for (const auto& [id, count] : killed) {
     JLOG(WARNING) << "killed task " << id << " (" << count

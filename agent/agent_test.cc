@@ -496,6 +496,7 @@ TEST_F(AgentTest, StartTaskPassesTheTaskContractEnvironment) {
   std::map<std::string, std::string> env = ReadKeyValues(dir + "/env.txt");
   EXPECT_EQ(env["JOULE_JOB_ID"], "job-env");
   EXPECT_EQ(env["JOULE_TASK_ID"], "task-env");
+  EXPECT_EQ(env["JOULE_TASK_DIR"], dir);
   EXPECT_EQ(env["JOULE_REPLICA_INDEX"], "1");
   EXPECT_EQ(env["JOULE_REPLICA_COUNT"], "4");
   EXPECT_EQ(env["JOULE_BATCH_SIZE"], "48");
@@ -1120,28 +1121,30 @@ TEST_F(AgentTest, FetchLogsForAnUnknownTaskIsAnError) {
 // ---------------------------------------------------------------------------
 // Restart and shutdown.
 
-// Spawns what a previous agent left running of task `task_id`: a shell
-// with a `setsid` child, both carrying the task's JOULE_TASK_ID.
-absl::StatusOr<std::unique_ptr<TaskProcess>> SpawnLeftover(const std::string& task_id,
+// Spawns what a previous agent left running of a task: a shell with a
+// `setsid` child, both carrying the task's mark (JOULE_TASK_DIR=`task_dir`).
+absl::StatusOr<std::unique_ptr<TaskProcess>> SpawnLeftover(const std::string& task_dir,
                                                            const std::string& cgroup = "") {
   SpawnOptions options;
   options.path = "/bin/sh";
   options.args = {"-c", "setsid sleep 1000 & exec sleep 1000"};
-  options.env = {{"PATH", "/usr/bin:/bin"}, {"JOULE_TASK_ID", task_id}};
+  options.env = {{"PATH", "/usr/bin:/bin"}, {"JOULE_TASK_ID", "left"}};
+  if (!task_dir.empty()) options.env.emplace_back("JOULE_TASK_DIR", task_dir);
   options.cgroup_dir = cgroup;
   return TaskProcess::Spawn(options);
 }
 
 TEST_F(AgentTest, KillLeftoverTasksKillsEveryProcessOfTheWorkDirsTasksOnly) {
   const std::string left = UniqueTaskId("left");
-  const std::string other_id = UniqueTaskId("someone-else");
-  absl::StatusOr<std::unique_ptr<TaskProcess>> leftover = SpawnLeftover(left);
+  absl::StatusOr<std::unique_ptr<TaskProcess>> leftover = SpawnLeftover(TaskDir(left));
   ASSERT_TRUE(leftover.ok()) << leftover.status();
-  // A task of another agent on this machine (another work directory).
-  absl::StatusOr<std::unique_ptr<TaskProcess>> other = SpawnLeftover(other_id);
+  // The task of the same id of another agent on this machine (another work
+  // directory: another cluster, or another test).
+  const std::string elsewhere = absl::StrCat(MakeTempDir(), "/tasks/", left);
+  absl::StatusOr<std::unique_ptr<TaskProcess>> other = SpawnLeftover(elsewhere);
   ASSERT_TRUE(other.ok()) << other.status();
-  ASSERT_TRUE(PollUntil([&] { return LiveTaskProcesses(left).size() == 2; }));
-  ASSERT_TRUE(PollUntil([&] { return LiveTaskProcesses(other_id).size() == 2; }));
+  ASSERT_TRUE(PollUntil([&] { return LiveTaskProcesses(TaskDir(left)).size() == 2; }));
+  ASSERT_TRUE(PollUntil([&] { return LiveTaskProcesses(elsewhere).size() == 2; }));
   for (const std::string& dir :
        std::vector<std::string>{"tasks", "tasks/" + left, "tasks/ended", "hints"}) {
     ASSERT_EQ(mkdir(absl::StrCat(work_dir_, "/", dir).c_str(), 0755), 0) << dir;
@@ -1154,12 +1157,12 @@ TEST_F(AgentTest, KillLeftoverTasksKillsEveryProcessOfTheWorkDirsTasksOnly) {
   ASSERT_TRUE(PollUntil([&] { return (status = (*leftover)->Poll()).has_value(); }));
   EXPECT_EQ(status->signal, SIGKILL);
   // Its `setsid` child too.
-  EXPECT_TRUE(PollUntil([&] { return LiveTaskProcesses(left).empty(); }));
+  EXPECT_TRUE(PollUntil([&] { return LiveTaskProcesses(TaskDir(left)).empty(); }));
   EXPECT_FALSE(FileExists(HintsPath(left)));
 
   EXPECT_FALSE((*other)->Poll().has_value());
-  EXPECT_THAT(LiveTaskProcesses(other_id), SizeIs(2));
-  ASSERT_TRUE(TaskReaper().Kill(other_id, SIGKILL).ok());
+  EXPECT_THAT(LiveTaskProcesses(elsewhere), SizeIs(2));
+  ASSERT_TRUE(TaskReaper().Kill(elsewhere, SIGKILL).ok());
   ASSERT_TRUE(PollUntil([&] { return (*other)->Poll().has_value(); }));
   // Nothing is left to kill a second time.
   EXPECT_EQ(agent.KillLeftoverTasks(), 0);
@@ -1459,7 +1462,7 @@ class AgentIsolationTest : public AgentTest {
     ASSERT_TRUE(WaitForFile(TaskDir(id) + "/child-ready"));
     ASSERT_TRUE(WaitForFile(TaskDir(id) + "/daemon-ready"));
     // The main shell and the two escapees.
-    ASSERT_GE(LiveTaskProcesses(id).size(), 3u);
+    ASSERT_GE(LiveTaskProcesses(TaskDir(id)).size(), 3u);
     if (!task_cgroup_root_.empty()) {
       ASSERT_TRUE(FileExists(absl::StrCat(task_cgroup_root_, "/", id)));
     }
@@ -1472,8 +1475,8 @@ class AgentIsolationTest : public AgentTest {
     std::optional<v1::TaskEvent> exited = WaitForEvent(id, v1::TaskEvent::KIND_EXITED);
     ASSERT_TRUE(exited.has_value());
     EXPECT_EQ(exited->stopped(), cancel);
-    EXPECT_TRUE(PollUntil([&] { return LiveTaskProcesses(id).empty(); }))
-        << DescribeProcesses(LiveTaskProcesses(id));
+    EXPECT_TRUE(PollUntil([&] { return LiveTaskProcesses(TaskDir(id)).empty(); }))
+        << DescribeProcesses(LiveTaskProcesses(TaskDir(id)));
     if (!task_cgroup_root_.empty()) {
       // The emptied cgroup goes too.
       EXPECT_TRUE(PollUntil([&] {
@@ -1657,7 +1660,7 @@ TEST_F(AgentIsolationTest, NothingOfATaskSurvivesACancelWithACgroup) {
 
 TEST_F(AgentIsolationTest, KillLeftoverTasksEmptiesTheirCgroups) {
   if (!UseTestCgroup()) GTEST_SKIP() << "no writable cgroup v2";
-  // Left by a crashed agent, in its cgroup, with no JOULE_TASK_ID to find it
+  // Left by a crashed agent, in its cgroup, with no JOULE_TASK_DIR to find it
   // by: only the cgroup knows it.
   const std::string cgroup = task_cgroup_root_ + "/left-cg";
   ASSERT_EQ(mkdir(cgroup.c_str(), 0755), 0);

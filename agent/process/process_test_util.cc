@@ -101,9 +101,9 @@ absl::StatusOr<ProcStatus> ReadProcStatus(pid_t pid) {
   return status;
 }
 
-std::vector<pid_t> LiveTaskProcesses(const std::string& task_id) {
+std::vector<pid_t> LiveTaskProcesses(const std::string& mark) {
   std::vector<pid_t> live;
-  absl::StatusOr<std::vector<pid_t>> found = TaskReaper("/proc").Find(task_id);
+  absl::StatusOr<std::vector<pid_t>> found = TaskReaper("/proc").Find(mark);
   if (!found.ok()) return live;
   for (pid_t pid : *found) {
     absl::StatusOr<ProcStat> stat = ParseProcStat(ReadAll(absl::StrCat("/proc/", pid, "/stat")));

@@ -35,9 +35,9 @@ struct ProcStatus {
 };
 absl::StatusOr<ProcStatus> ReadProcStatus(pid_t pid);
 
-// Live processes (not zombies) whose environment holds JOULE_TASK_ID=<id>,
+// Live processes (not zombies) whose environment holds JOULE_TASK_DIR=<mark>,
 // from the real /proc.
-std::vector<pid_t> LiveTaskProcesses(const std::string& task_id);
+std::vector<pid_t> LiveTaskProcesses(const std::string& mark);
 
 // A cgroup v2 directory the test may create task cgroups in: a new child of
 // the test's own cgroup on the cgroup2 mount. nullopt, with `*why_not` set,

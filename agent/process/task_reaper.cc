@@ -27,14 +27,14 @@ constexpr size_t kMaxEnvironBytes = 4 << 20;
 // /proc/PID/stat is one line; its comm is at most 64 bytes.
 constexpr size_t kMaxStatBytes = 64 << 10;
 
-// Every JOULE_TASK_ID value in an environ image.
-std::vector<absl::string_view> TaskIdsInEnviron(absl::string_view environ) {
-  const std::string prefix = absl::StrCat(kTaskIdEnv, "=");
-  std::vector<absl::string_view> ids;
+// Every JOULE_TASK_DIR value in an environ image.
+std::vector<absl::string_view> TaskMarksInEnviron(absl::string_view environ) {
+  const std::string prefix = absl::StrCat(kTaskMarkEnv, "=");
+  std::vector<absl::string_view> marks;
   for (absl::string_view entry : absl::StrSplit(environ, '\0')) {
-    if (absl::ConsumePrefix(&entry, prefix)) ids.push_back(entry);
+    if (absl::ConsumePrefix(&entry, prefix)) marks.push_back(entry);
   }
-  return ids;
+  return marks;
 }
 
 
@@ -80,16 +80,16 @@ bool AllDigits(const char* s) {
 
 }  // namespace
 
-bool EnvironHasTaskId(absl::string_view environ, absl::string_view task_id) {
-  for (absl::string_view id : TaskIdsInEnviron(environ)) {
-    if (id == task_id) return true;
+bool EnvironHasTaskMark(absl::string_view environ, absl::string_view mark) {
+  for (absl::string_view found : TaskMarksInEnviron(environ)) {
+    if (found == mark) return true;
   }
   return false;
 }
 
-std::string TaskIdInEnviron(absl::string_view environ) {
-  std::vector<absl::string_view> ids = TaskIdsInEnviron(environ);
-  return ids.empty() ? "" : std::string(ids.front());
+std::string TaskMarkInEnviron(absl::string_view environ) {
+  std::vector<absl::string_view> marks = TaskMarksInEnviron(environ);
+  return marks.empty() ? "" : std::string(marks.front());
 }
 
 TaskReaper::TaskReaper(std::string procfs_root, Signaller signaller, pid_t self)
@@ -120,22 +120,22 @@ absl::StatusOr<std::map<std::string, std::vector<pid_t>>> TaskReaper::Scan(
     if (!absl::SimpleAtoi(entry->d_name, &pid) || pid <= 1 || pid == self_) continue;
     // Exited (ENOENT, ESRCH) or not ours to read (EACCES): skipped.
     if (ReadEnviron(procfs_root_, pid, &environ) != 0) continue;
-    for (absl::string_view id : TaskIdsInEnviron(environ)) {
-      if (want.empty() || want.count(std::string(id))) {
-        found[std::string(id)].push_back(pid);
+    for (absl::string_view mark : TaskMarksInEnviron(environ)) {
+      if (want.empty() || want.count(std::string(mark))) {
+        found[std::string(mark)].push_back(pid);
         break;
       }
     }
   }
-  for (auto& [id, pids] : found) std::sort(pids.begin(), pids.end());
+  for (auto& [mark, pids] : found) std::sort(pids.begin(), pids.end());
   return found;
 }
 
-absl::StatusOr<std::vector<pid_t>> TaskReaper::Find(const std::string& task_id) const {
-  if (task_id.empty()) return std::vector<pid_t>();
-  absl::StatusOr<std::map<std::string, std::vector<pid_t>>> found = Scan({task_id});
+absl::StatusOr<std::vector<pid_t>> TaskReaper::Find(const std::string& mark) const {
+  if (mark.empty()) return std::vector<pid_t>();
+  absl::StatusOr<std::map<std::string, std::vector<pid_t>>> found = Scan({mark});
   if (!found.ok()) return found.status();
-  auto it = found->find(task_id);
+  auto it = found->find(mark);
   return it == found->end() ? std::vector<pid_t>() : it->second;
 }
 
@@ -143,30 +143,30 @@ absl::StatusOr<std::map<std::string, std::vector<pid_t>>> TaskReaper::FindAll() 
   return Scan({});
 }
 
-absl::StatusOr<int> TaskReaper::Kill(const std::string& task_id, int signal) const {
-  if (task_id.empty()) return 0;
-  absl::StatusOr<std::map<std::string, int>> killed = KillAll({task_id}, signal);
+absl::StatusOr<int> TaskReaper::Kill(const std::string& mark, int signal) const {
+  if (mark.empty()) return 0;
+  absl::StatusOr<std::map<std::string, int>> killed = KillAll({mark}, signal);
   if (!killed.ok()) return killed.status();
-  auto it = killed->find(task_id);
+  auto it = killed->find(mark);
   return it == killed->end() ? 0 : it->second;
 }
 
 absl::StatusOr<std::map<std::string, int>> TaskReaper::KillAll(
-    const std::set<std::string>& task_ids, int signal) const {
+    const std::set<std::string>& marks, int signal) const {
   std::map<std::string, int> counts;
-  if (task_ids.empty()) return counts;
+  if (marks.empty()) return counts;
   std::set<pid_t> signalled;
   for (int round = 0; round < kMaxRounds; ++round) {
-    absl::StatusOr<std::map<std::string, std::vector<pid_t>>> found = Scan(task_ids);
+    absl::StatusOr<std::map<std::string, std::vector<pid_t>>> found = Scan(marks);
     if (!found.ok()) return found.status();
     bool any_new = false;
-    for (const auto& [id, pids] : *found) {
+    for (const auto& [mark, pids] : *found) {
       for (pid_t pid : pids) {
         if (!signalled.insert(pid).second) continue;
         any_new = true;
         // ESRCH: it exited since the scan; counted all the same, it was there.
         signaller_(pid, signal);
-        ++counts[id];
+        ++counts[mark];
       }
     }
     if (!any_new) break;

@@ -15,16 +15,20 @@
 namespace joule {
 
 // The environment entry that marks every process of a task: the agent puts
-// it in each task's environment and children inherit it.
-inline constexpr char kTaskIdEnv[] = "JOULE_TASK_ID";
+// JOULE_TASK_DIR=<the task's own directory> in each task's environment and
+// children inherit it. The directory lies under the agent's work directory,
+// so the mark names one task of one agent: two agents on one machine (two
+// clusters, or a test suite) whose task ids coincide never take each
+// other's processes for their own.
+inline constexpr char kTaskMarkEnv[] = "JOULE_TASK_DIR";
 
 // Whether a /proc/<pid>/environ image (NUL-separated entries) holds the whole
-// entry JOULE_TASK_ID=<task_id>; and the task id it holds, if any.
-bool EnvironHasTaskId(absl::string_view environ, absl::string_view task_id);
-std::string TaskIdInEnviron(absl::string_view environ);
+// entry JOULE_TASK_DIR=<mark>; and the mark it holds, if any.
+bool EnvironHasTaskMark(absl::string_view environ, absl::string_view mark);
+std::string TaskMarkInEnviron(absl::string_view environ);
 
 // Finds the processes of tasks when they run without a cgroup of their own,
-// by the JOULE_TASK_ID entry of their environment, and kills them: what a
+// by the JOULE_TASK_DIR entry (the mark) of their environment, and kills them: what a
 // task started with `setsid`, or as a double-forked daemon, has left its
 // process group, but not its environment.
 //
@@ -36,7 +40,7 @@ std::string TaskIdInEnviron(absl::string_view environ);
 // empty one is read again (briefly) unless the process is a kernel thread
 // or a zombie.
 //
-// Kill(task):
+// Kill(mark):
 //  1. Scans, and sends the signal to every process found that has not been
 //     signalled yet.
 //  2. Scans again: a process may have forked between the scan and its
@@ -61,24 +65,24 @@ class TaskReaper {
   explicit TaskReaper(std::string procfs_root = "/proc", Signaller signaller = nullptr,
                       pid_t self = -1);
 
-  // The pids of the processes of `task_id`, ascending.
-  absl::StatusOr<std::vector<pid_t>> Find(const std::string& task_id) const;
+  // The pids of the processes marked `mark`, ascending.
+  absl::StatusOr<std::vector<pid_t>> Find(const std::string& mark) const;
 
-  // Every process that carries some JOULE_TASK_ID, by task id.
+  // Every process that carries some mark, by mark.
   absl::StatusOr<std::map<std::string, std::vector<pid_t>>> FindAll() const;
 
-  // Signals every process of `task_id` as described above; returns how many
-  // distinct processes were signalled.
-  absl::StatusOr<int> Kill(const std::string& task_id, int signal) const;
+  // Signals every process marked `mark` as described above; returns how
+  // many distinct processes were signalled.
+  absl::StatusOr<int> Kill(const std::string& mark, int signal) const;
 
-  // The same for every process of any of `task_ids`, with one scan per
-  // round; returns how many processes each task had (tasks with none are
+  // The same for every process carrying any of `marks`, with one scan per
+  // round; returns how many processes each mark had (marks with none are
   // absent).
-  absl::StatusOr<std::map<std::string, int>> KillAll(
-      const std::set<std::string>& task_ids, int signal) const;
+  absl::StatusOr<std::map<std::string, int>> KillAll(const std::set<std::string>& marks,
+                                                     int signal) const;
 
  private:
-  // Scans once; `want` empty means every task.
+  // Scans once; `want` empty means every mark.
   absl::StatusOr<std::map<std::string, std::vector<pid_t>>> Scan(
       const std::set<std::string>& want) const;
 

@@ -47,17 +47,17 @@ std::string Environ(const std::vector<std::string>& entries) {
 }
 
 TEST(EnvironTest, MatchesWholeEntriesOnly) {
-  const std::string env = Environ({"PATH=/bin", "JOULE_TASK_ID=t-1", "HOME=/"});
-  EXPECT_TRUE(EnvironHasTaskId(env, "t-1"));
-  EXPECT_FALSE(EnvironHasTaskId(env, "t-"));
-  EXPECT_FALSE(EnvironHasTaskId(env, "t-10"));
-  EXPECT_FALSE(EnvironHasTaskId(Environ({"XJOULE_TASK_ID=t-1"}), "t-1"));
-  EXPECT_FALSE(EnvironHasTaskId(Environ({"JOULE_TASK_ID=t-10"}), "t-1"));
+  const std::string env = Environ({"PATH=/bin", "JOULE_TASK_DIR=t-1", "HOME=/"});
+  EXPECT_TRUE(EnvironHasTaskMark(env, "t-1"));
+  EXPECT_FALSE(EnvironHasTaskMark(env, "t-"));
+  EXPECT_FALSE(EnvironHasTaskMark(env, "t-10"));
+  EXPECT_FALSE(EnvironHasTaskMark(Environ({"XJOULE_TASK_DIR=t-1"}), "t-1"));
+  EXPECT_FALSE(EnvironHasTaskMark(Environ({"JOULE_TASK_DIR=t-10"}), "t-1"));
   // First entry, and a last entry without its NUL.
-  EXPECT_TRUE(EnvironHasTaskId("JOULE_TASK_ID=t-1", "t-1"));
-  EXPECT_EQ(TaskIdInEnviron(env), "t-1");
-  EXPECT_EQ(TaskIdInEnviron(Environ({"PATH=/bin"})), "");
-  EXPECT_EQ(TaskIdInEnviron(""), "");
+  EXPECT_TRUE(EnvironHasTaskMark("JOULE_TASK_DIR=t-1", "t-1"));
+  EXPECT_EQ(TaskMarkInEnviron(env), "t-1");
+  EXPECT_EQ(TaskMarkInEnviron(Environ({"PATH=/bin"})), "");
+  EXPECT_EQ(TaskMarkInEnviron(""), "");
 }
 
 // A fixture procfs: pids with environ files; the signaller records what it
@@ -75,7 +75,7 @@ class TaskReaperFixtureTest : public ::testing::Test {
           sent_.emplace_back(pid, signal);
           auto fork = forks_on_kill_.find(pid);
           if (fork != forks_on_kill_.end()) {
-            Process(fork->second, {"JOULE_TASK_ID=t-1"});
+            Process(fork->second, {"JOULE_TASK_DIR=t-1"});
             forks_on_kill_.erase(fork);
           }
           if (signal == SIGKILL) tree_.Remove(absl::StrCat("proc/", pid));
@@ -91,18 +91,18 @@ class TaskReaperFixtureTest : public ::testing::Test {
 };
 
 TEST_F(TaskReaperFixtureTest, FindsTheTasksProcessesAndNothingElse) {
-  Process(100, {"PATH=/bin", "JOULE_TASK_ID=t-1"});
-  Process(101, {"JOULE_TASK_ID=t-1"});
-  Process(102, {"JOULE_TASK_ID=t-2"});
+  Process(100, {"PATH=/bin", "JOULE_TASK_DIR=t-1"});
+  Process(101, {"JOULE_TASK_DIR=t-1"});
+  Process(102, {"JOULE_TASK_DIR=t-2"});
   Process(103, {"PATH=/bin"});
   Process(104, {});  // Gone mid-scan: empty environ, no stat.
   Process(106, {});  // A kernel thread and a zombie: never an environ.
   tree_.File("proc/106/stat", "106 (kworker/0:1) I 2 0 0 0 -1 69238880 0 0\n");
   Process(107, {});
   tree_.File("proc/107/stat", "107 (sh) Z 100 107 107 0 -1 4194560 0 0\n");
-  Process(1000000, {"JOULE_TASK_ID=t-1"});  // The agent itself.
+  Process(1000000, {"JOULE_TASK_DIR=t-1"});  // The agent itself.
   tree_.File("proc/stat", "cpu 1 2 3\n");
-  tree_.File("proc/self/environ", Environ({"JOULE_TASK_ID=t-1"}));
+  tree_.File("proc/self/environ", Environ({"JOULE_TASK_DIR=t-1"}));
   tree_.MakeDirectory("proc/105");  // Exited mid-scan: no environ.
 
   TaskReaper reaper = Reaper();
@@ -119,8 +119,8 @@ TEST_F(TaskReaperFixtureTest, FindsTheTasksProcessesAndNothingElse) {
 }
 
 TEST_F(TaskReaperFixtureTest, KillRescansForChildrenForkedDuringTheKill) {
-  Process(100, {"JOULE_TASK_ID=t-1"});
-  Process(200, {"JOULE_TASK_ID=t-2"});
+  Process(100, {"JOULE_TASK_DIR=t-1"});
+  Process(200, {"JOULE_TASK_DIR=t-2"});
   forks_on_kill_[100] = 150;
 
   absl::StatusOr<int> killed = Reaper().Kill("t-1", SIGKILL);
@@ -132,7 +132,7 @@ TEST_F(TaskReaperFixtureTest, KillRescansForChildrenForkedDuringTheKill) {
 }
 
 TEST_F(TaskReaperFixtureTest, ProcessesThatLingerAreSignalledOnce) {
-  Process(100, {"JOULE_TASK_ID=t-1"});
+  Process(100, {"JOULE_TASK_DIR=t-1"});
   absl::StatusOr<int> termed = Reaper().Kill("t-1", SIGTERM);  // Does not vanish.
   ASSERT_TRUE(termed.ok());
   EXPECT_EQ(*termed, 1);
@@ -140,10 +140,10 @@ TEST_F(TaskReaperFixtureTest, ProcessesThatLingerAreSignalledOnce) {
 }
 
 TEST_F(TaskReaperFixtureTest, KillAllCountsByTaskAndIgnoresOthers) {
-  Process(100, {"JOULE_TASK_ID=a"});
-  Process(101, {"JOULE_TASK_ID=a"});
-  Process(102, {"JOULE_TASK_ID=b"});
-  Process(103, {"JOULE_TASK_ID=c"});
+  Process(100, {"JOULE_TASK_DIR=a"});
+  Process(101, {"JOULE_TASK_DIR=a"});
+  Process(102, {"JOULE_TASK_DIR=b"});
+  Process(103, {"JOULE_TASK_DIR=c"});
   absl::StatusOr<std::map<std::string, int>> killed =
       Reaper().KillAll({"a", "b", "gone"}, SIGKILL);
   ASSERT_TRUE(killed.ok()) << killed.status();
@@ -158,14 +158,14 @@ TEST(TaskReaperTest, MissingProcfsIsAnError) {
 }
 
 // Real processes: a task whose shell starts a `setsid` child and a
-// double-forked daemon, then waits. Killing by task id leaves nothing, and a
+// double-forked daemon, then waits. Killing by mark leaves nothing, and a
 // process of another task lives on.
 TEST(TaskReaperTest, KillsSetsidChildrenAndDaemonsOfTheTaskOnly) {
   auto spawn = [](const std::string& task_id, const std::string& script) {
     SpawnOptions options;
     options.path = "/bin/sh";
     options.args = {"-c", script};
-    options.env = {{"PATH", "/usr/bin:/bin"}, {"JOULE_TASK_ID", task_id}};
+    options.env = {{"PATH", "/usr/bin:/bin"}, {"JOULE_TASK_DIR", task_id}};
     return TaskProcess::Spawn(options);
   };
   // Unique on the machine: the scan sees every process.
