@@ -735,16 +735,27 @@ void Agent::ReadProgress(Task& task) {
   const int fd =
       open(task.progress_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) return;  // The task reports nothing (yet).
-  std::string chunk(kMaxProgressReadBytes, '\0');
-  const ssize_t n = pread(fd, chunk.data(), chunk.size(), task.progress_offset);
+  // Only what was appended since the last read, and at most 1 MiB of it.
+  struct stat st;
+  const int64_t appended =
+      fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? st.st_size - task.progress_offset : 0;
+  if (appended <= 0) {
+    close(fd);
+    return;
+  }
+  const size_t before = task.progress_partial.size();
+  task.progress_partial.resize(before + std::min(appended, kMaxProgressReadBytes));
+  const ssize_t n = pread(fd, task.progress_partial.data() + before,
+                          task.progress_partial.size() - before, task.progress_offset);
   close(fd);
+  task.progress_partial.resize(before + std::max<ssize_t>(n, 0));
   if (n <= 0) return;
   task.progress_offset += n;
-  task.progress_partial.append(chunk.data(), n);
+  absl::string_view unread = task.progress_partial;
   size_t end;
-  while ((end = task.progress_partial.find('\n')) != std::string::npos) {
-    const std::string line = task.progress_partial.substr(0, end);
-    task.progress_partial.erase(0, end + 1);
+  while ((end = unread.find('\n')) != absl::string_view::npos) {
+    const absl::string_view line = unread.substr(0, end);
+    unread.remove_prefix(end + 1);
     // The task contract's lines: "progress samples=N steps=N [quality=X]",
     // "shard_done shard=K", "target_reached [quality=X]". Anything else, and
     // any malformed value, is ignored: a task's output never breaks the agent.
@@ -782,7 +793,9 @@ void Agent::ReadProgress(Task& task) {
       }
     }
   }
-  // A task writing an endless line does not grow the agent without bound.
+  // What is left is the start of a line still being written. A task writing
+  // an endless line does not grow the agent without bound.
+  task.progress_partial.erase(0, task.progress_partial.size() - unread.size());
   if (task.progress_partial.size() > kMaxProgressReadBytes) task.progress_partial.clear();
 }
 

@@ -29,6 +29,20 @@ std::string WaitForConnection(grpc::Channel& channel, absl::Time deadline) {
   return "";
 }
 
+// Waits about `wait` (real time) while polling `channel`. A synchronous
+// client's channel makes progress (connects, handshakes) only while some
+// thread polls it; a plain sleep would leave that to gRPC's backup poller,
+// which runs every 5 s, so a connection attempt begun during the sleep misses
+// its 2 s connect deadline again and again (with TLS, every time).
+void PollChannelFor(grpc::Channel& channel, absl::Duration wait) {
+  const absl::Time until = absl::Now() + wait;
+  while (absl::Now() < until) {
+    const grpc_connectivity_state state = channel.GetState(/*try_to_connect=*/true);
+    if (state == GRPC_CHANNEL_READY || state == GRPC_CHANNEL_SHUTDOWN) return;
+    channel.WaitForStateChange(state, absl::ToChronoTime(until));
+  }
+}
+
 grpc::Status WithAddress(const grpc::Status& status, const std::string& address) {
   if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
       status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
@@ -125,7 +139,9 @@ grpc::Status LeaderChannel::Run(Retry retry, bool with_deadline, const Attempt& 
     last_error = status;
     if (targets_.OnFailure(hint) == SchedulerTargets::Next::kBackOff) {
       const absl::Duration left = give_up - clock_->Now();
-      if (left > absl::ZeroDuration()) absl::SleepFor(std::min(backoff, left));
+      if (left > absl::ZeroDuration()) {
+        PollChannelFor(*EndpointFor(targets_.current()).channel, std::min(backoff, left));
+      }
       backoff = std::min(backoff * 2, options_.max_backoff);
     }
     if (clock_->Now() >= give_up) break;

@@ -148,6 +148,8 @@ class Client {
       files.ca_file = c.ca_file;
       files.cert_file = c.cert_file;
       files.key_file = c.key_file;
+      // One command is short: the files are read once, not watched.
+      files.refresh_interval_s = 0;
       options.credentials = MakeClientTlsCredentials(files);
       SetTlsServerName(c.server_name, &options.channel_args);
     }

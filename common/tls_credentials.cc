@@ -4,6 +4,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -30,11 +31,28 @@ absl::Status CheckPem(const std::string& flag, const std::string& path,
   return absl::OkStatus();
 }
 
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 std::shared_ptr<grpc::experimental::CertificateProviderInterface> Provider(
     const TlsFiles& files) {
-  const unsigned int refresh = files.refresh_interval_s > 0 ? files.refresh_interval_s : 1;
+  if (files.refresh_interval_s <= 0) {
+    std::vector<grpc::experimental::IdentityKeyCertPair> identity;
+    if (files.has_identity()) {
+      identity.push_back({ReadText(files.key_file), ReadText(files.cert_file)});
+    }
+    if (files.ca_file.empty()) {
+      return std::make_shared<grpc::experimental::StaticDataCertificateProvider>(identity);
+    }
+    return std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+        ReadText(files.ca_file), identity);
+  }
   return std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-      files.key_file, files.cert_file, files.ca_file, refresh);
+      files.key_file, files.cert_file, files.ca_file, files.refresh_interval_s);
 }
 
 }  // namespace

@@ -23,6 +23,7 @@ struct TlsFiles {
   // needs them; a client only for mutual TLS.
   std::string cert_file;
   std::string key_file;
+  // 0: read the files once (a short-lived client such as joulectl).
   int refresh_interval_s = 5;
 
   bool has_identity() const { return !cert_file.empty() || !key_file.empty(); }
