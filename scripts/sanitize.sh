@@ -55,7 +55,10 @@ fi
 targets=()
 while IFS= read -r target; do
   [ -n "$target" ] && targets+=("$target")
-done < <("${bazel_cmd[@]}" query "$query" 2>/dev/null)
+# Queried in the main output base: it knows the bazel-* links of the
+# checkout as its own and does not descend into them; the sanitizer's base
+# would.
+done < <(bazel query "$query" 2>/dev/null)
 if [ ${#targets[@]} -eq 0 ]; then
   echo "sanitize: no tests match $query" >&2
   echo "0 passed, 1 failed"

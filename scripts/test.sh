@@ -5,6 +5,7 @@
 # failure). Exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/junit_totals.sh
 
 ./scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
 
@@ -20,44 +21,20 @@ if [ "${CI:-}" = "true" ]; then
 fi
 
 status=0
+bazel_log="$(mktemp)"
+trap 'rm -f "$bazel_log"' EXIT
 bazel build "${BAZEL_FLAGS[@]}" //... || status=$?
 if [ $status -eq 0 ]; then
-  bazel test "${BAZEL_FLAGS[@]}" "${TEST_FLAGS[@]}" --test_output=errors //... || status=$?
+  bazel test "${BAZEL_FLAGS[@]}" "${TEST_FLAGS[@]}" --test_output=errors //... 2>&1 |
+    tee "$bazel_log"
+  status=${PIPESTATUS[0]}
 fi
 
 passed=0
 failed=0
 skipped=0
-testlogs="$(bazel info bazel-testlogs 2>/dev/null)"
-for target in $(bazel query 'tests(//...)' 2>/dev/null); do
-  path="${target#//}"
-  path="${path/://}"
-  xml="$testlogs/$path/test.xml"
-  if [ $status -ne 0 ] && [ ! -f "$xml" ]; then
-    failed=$((failed + 1))
-    continue
-  fi
-  if [ ! -f "$xml" ]; then
-    failed=$((failed + 1))
-    continue
-  fi
-  # The first <testsuites ...> element carries the totals.
-  header="$(grep -m1 -o '<testsuites[^>]*>' "$xml" || true)"
-  tests="$(sed -n 's/.* tests="\([0-9]*\)".*/\1/p' <<<"$header")"
-  failures="$(sed -n 's/.* failures="\([0-9]*\)".*/\1/p' <<<"$header")"
-  errors="$(sed -n 's/.* errors="\([0-9]*\)".*/\1/p' <<<"$header")"
-  tests=${tests:-0}
-  bad=$(( ${failures:-0} + ${errors:-0} ))
-  if [ "$tests" -eq 0 ]; then
-    # A target whose XML has no counts (e.g. killed by a timeout).
-    if grep -q '<failure' "$xml"; then failed=$((failed + 1)); else passed=$((passed + 1)); fi
-    continue
-  fi
-  skips=$(grep -c '<skipped' "$xml" || true)
-  passed=$((passed + tests - bad - skips))
-  failed=$((failed + bad))
-  skipped=$((skipped + skips))
-done
+mapfile -t targets < <(bazel query 'tests(//...)' 2>/dev/null)
+junit_add "$(bazel info bazel-testlogs 2>/dev/null)" "$bazel_log" "${targets[@]}"
 
 # The libFuzzer targets, 5 s each: one pass or failure per target.
 fuzz_log="$(mktemp)"
@@ -71,9 +48,5 @@ failed=$((failed + fuzz_failed))
 if [ $status -ne 0 ] && [ $failed -eq 0 ]; then
   failed=1
 fi
-if [ $skipped -gt 0 ]; then
-  echo "$passed passed, $failed failed, $skipped skipped"
-else
-  echo "$passed passed, $failed failed"
-fi
+junit_report
 [ $status -eq 0 ] && [ $failed -eq 0 ]
