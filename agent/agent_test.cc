@@ -345,6 +345,9 @@ v1::SchedulerCommand FetchLogsCommand(const std::string& request_id,
   return command;
 }
 
+// The pointers FindGpu and FindUsage return point into `sample`: hold the
+// sample in a variable, unless the pointer is used only within the statement
+// that made the temporary.
 const v1::DeviceSample* FindGpu(const v1::NodeSample& sample, int32_t index) {
   for (const v1::DeviceSample& device : sample.devices()) {
     if (device.kind() == v1::DEVICE_KIND_GPU && device.index() == index) {
@@ -640,7 +643,8 @@ TEST_F(AgentTest, StartOnAnUnknownGpuFails) {
   EXPECT_EQ(events[0].kind(), v1::TaskEvent::KIND_START_FAILED);
   EXPECT_EQ(events[0].message(), "no GPU with index 5");
   EXPECT_EQ(agent.running_tasks(), 0);
-  const v1::DeviceSample* gpu = FindGpu(Telemetry(), 0);
+  const v1::NodeSample sample = Telemetry();
+  const v1::DeviceSample* gpu = FindGpu(sample, 0);
   ASSERT_NE(gpu, nullptr);
   EXPECT_DOUBLE_EQ(gpu->power_cap_w(), kV100DefaultCapW);
   EXPECT_DOUBLE_EQ(gpu->utilization(), 0);
@@ -707,7 +711,8 @@ TEST_F(AgentTest, OutOfRangeStartCapKeepsTheDefaultAndStillStarts) {
   ASSERT_THAT(events, SizeIs(1));
   EXPECT_EQ(events[0].kind(), v1::TaskEvent::KIND_STARTED);
   EXPECT_EQ(agent.running_tasks(), 1);
-  const v1::DeviceSample* gpu = FindGpu(Telemetry(), 0);
+  const v1::NodeSample sample = Telemetry();
+  const v1::DeviceSample* gpu = FindGpu(sample, 0);
   ASSERT_NE(gpu, nullptr);
   EXPECT_DOUBLE_EQ(gpu->power_cap_w(), kV100DefaultCapW);
   EXPECT_DOUBLE_EQ(gpu->power_w(), kV100BusyW);
@@ -1009,7 +1014,8 @@ TEST_F(AgentTest, ProgressLinesShowUpInTelemetry) {
           .Gpus({0})
           .Build());
   ASSERT_TRUE(WaitForFile(TaskDir("t-prog") + "/written"));
-  const v1::TaskUsage* usage = FindUsage(Telemetry(), "t-prog");
+  v1::NodeSample sample = Telemetry();
+  const v1::TaskUsage* usage = FindUsage(sample, "t-prog");
   ASSERT_NE(usage, nullptr);
   EXPECT_DOUBLE_EQ(usage->samples_done(), 100);
   EXPECT_DOUBLE_EQ(usage->steps_done(), 3);
@@ -1017,11 +1023,13 @@ TEST_F(AgentTest, ProgressLinesShowUpInTelemetry) {
   // A line counts only once it is complete.
   const std::string progress = TaskDir("t-prog") + "/progress";
   AppendFile(progress, "progress samples=200");
-  usage = FindUsage(Telemetry(), "t-prog");
+  sample = Telemetry();
+  usage = FindUsage(sample, "t-prog");
   ASSERT_NE(usage, nullptr);
   EXPECT_DOUBLE_EQ(usage->samples_done(), 100);
   AppendFile(progress, " steps=5\n");
-  usage = FindUsage(Telemetry(), "t-prog");
+  sample = Telemetry();
+  usage = FindUsage(sample, "t-prog");
   ASSERT_NE(usage, nullptr);
   EXPECT_DOUBLE_EQ(usage->samples_done(), 200);
   EXPECT_DOUBLE_EQ(usage->steps_done(), 5);

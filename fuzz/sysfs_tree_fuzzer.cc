@@ -7,9 +7,10 @@
 // in order. A slot the input does not reach is an absent file; a slot that
 // is exactly "\x7f" is a directory where the file should be (reads fail
 // with EISDIR). Slots 22 and 26 name an extra powercap zone and an extra
-// hwmon device (a name with '/' or "." / ".." is left out); the slots after
-// them are those entries' files. The last two slots are second readings of
-// the RAPL counter and /proc/stat, written between two samples.
+// hwmon device (a name with '/', "." or "..", or longer than NAME_MAX, is
+// left out); the slots after them are those entries' files. The last two
+// slots are second readings of the RAPL counter and /proc/stat, written
+// between two samples.
 //
 // Checked, besides never crashing: what the readers report is physically
 // possible: finite, non-negative power and energy, temperatures within
@@ -18,6 +19,7 @@
 
 #include <sys/stat.h>
 
+#include <climits>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -91,7 +93,8 @@ const std::vector<std::string>& Slots() {
 constexpr size_t kFirstSecondReading = 30;
 
 bool UsableName(absl::string_view name) {
-  return !name.empty() && name != "." && name != ".." &&
+  // NAME_MAX: a longer name cannot be created, so the tree cannot hold it.
+  return !name.empty() && name.size() <= NAME_MAX && name != "." && name != ".." &&
          name.find('/') == absl::string_view::npos &&
          name.find('\0') == absl::string_view::npos;
 }

@@ -20,6 +20,7 @@
 # machine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/junit_totals.sh
 
 slow='//tests/e2e/... + //tests/fault/... + //tests/load/... + //tests/bench/...'
 query="tests(//...) except tests($slow)"
@@ -76,42 +77,11 @@ status=${PIPESTATUS[0]}
 passed=0
 failed=0
 skipped=0
-testlogs="$("${bazel_cmd[@]}" info "${flags[@]}" bazel-testlogs 2>/dev/null)"
-for target in "${targets[@]}"; do
-  path="${target#//}"
-  path="${path/://}"
-  xml="$testlogs/$path/test.xml"
-  # A sanitizer report at exit (a leak) fails the target after gtest wrote
-  # a clean XML: the target's own result counts as one failure then.
-  if [ ! -f "$xml" ] || grep -qE "^$target +(FAILED|TIMEOUT|NO STATUS)" "$bazel_log" &&
-      ! grep -qE '<(failure|error)' "$xml"; then
-    failed=$((failed + 1))
-    continue
-  fi
-  header="$(grep -m1 -o '<testsuites[^>]*>' "$xml" || true)"
-  tests="$(sed -n 's/.* tests="\([0-9]*\)".*/\1/p' <<<"$header")"
-  failures="$(sed -n 's/.* failures="\([0-9]*\)".*/\1/p' <<<"$header")"
-  errors="$(sed -n 's/.* errors="\([0-9]*\)".*/\1/p' <<<"$header")"
-  tests=${tests:-0}
-  bad=$(( ${failures:-0} + ${errors:-0} ))
-  if [ "$tests" -eq 0 ]; then
-    # No counts (a crash or a sanitizer report after the last test case, or
-    # a non-gtest test): the target's own result decides.
-    if grep -q '<failure' "$xml"; then failed=$((failed + 1)); else passed=$((passed + 1)); fi
-    continue
-  fi
-  skips=$(grep -c '<skipped' "$xml" || true)
-  passed=$((passed + tests - bad - skips))
-  failed=$((failed + bad))
-  skipped=$((skipped + skips))
-done
+junit_add "$("${bazel_cmd[@]}" info "${flags[@]}" bazel-testlogs 2>/dev/null)" "$bazel_log" \
+  "${targets[@]}"
 
 if [ $status -ne 0 ] && [ $failed -eq 0 ]; then
   failed=1
 fi
-if [ $skipped -gt 0 ]; then
-  echo "$passed passed, $failed failed, $skipped skipped"
-else
-  echo "$passed passed, $failed failed"
-fi
+junit_report
 [ $status -eq 0 ] && [ $failed -eq 0 ]
