@@ -40,6 +40,17 @@ const v1::Device* Scheduler::TaskGpu(const v1::Task& task) const {
   return nullptr;
 }
 
+double Scheduler::StaticShareW(const std::string& node_name, int gpus) const {
+  if (!options_.caps_count_static_power) return 0;
+  auto node = nodes_.find(node_name);
+  if (node == nodes_.end()) return 0;
+  int node_gpus = 0;
+  for (const v1::Device& device : node->second.info.devices()) {
+    if (device.kind() == v1::DEVICE_KIND_GPU) ++node_gpus;
+  }
+  return node_gpus > 0 ? node->second.info.static_power_w() * gpus / node_gpus : 0;
+}
+
 double Scheduler::InitialCap(v1::Job& job, v1::Task& task, const v1::Device& gpu) {
   const v1::JobSpec& spec = job.spec();
   const double max_w = gpu.power_limit_max_w();
@@ -58,8 +69,9 @@ double Scheduler::InitialCap(v1::Job& job, v1::Task& task, const v1::Device& gpu
   auto stored = profiles_.find(key);
   if (stored != profiles_.end()) {
     std::string note;
-    absl::StatusOr<CapDecision> decision = ChooseCap(
-        stored->second, CapObjective(spec, &note), max_w * gpus, 0, clock_->Now());
+    absl::StatusOr<CapDecision> decision =
+        ChooseCap(stored->second, CapObjective(spec, &note), max_w * gpus, 0, clock_->Now(),
+                  StaticShareW(task.node(), gpus));
     if (decision.ok()) {
       job.set_cap_decision(absl::StrCat(decision->reason, " (stored profile of class ",
                                         spec.job_class(), " on ", gpus, "x", gpu.model(),
@@ -156,7 +168,8 @@ void Scheduler::FeedProfiler(v1::Job& job, v1::Task& task) {
   std::string note;
   absl::StatusOr<CapDecision> decision =
       ChooseCap(profile, CapObjective(job.spec(), &note),
-                gpu->power_limit_max_w() * task.gpu_indices_size(), 0, clock_->Now());
+                gpu->power_limit_max_w() * task.gpu_indices_size(), 0, clock_->Now(),
+                StaticShareW(task.node(), task.gpu_indices_size()));
   if (!decision.ok()) {
     JLOG(ERROR) << "choosing a cap for " << job.id() << ": " << decision.status();
     return;

@@ -1392,8 +1392,23 @@ void Scheduler::PlacePending() {
   } timer{clock_, options_.observer, now};
   ClusterSnapshot snapshot = Snapshot();
   std::set<std::string> models;
-  for (const NodeView& node : snapshot.nodes) {
-    for (const GpuView& gpu : node.gpus) models.insert(gpu.model);
+  // Per GPU model: the mean static power per GPU of the nodes that have it,
+  // which the cap choice counts (ChooseCap's static_w).
+  std::map<std::string, double> static_per_gpu;
+  {
+    std::map<std::string, std::pair<double, int>> sums;
+    for (const NodeView& node : snapshot.nodes) {
+      if (node.gpus.empty()) continue;
+      const double per_gpu = node.static_power_w / node.gpus.size();
+      for (const GpuView& gpu : node.gpus) {
+        models.insert(gpu.model);
+        sums[gpu.model].first += per_gpu;
+        ++sums[gpu.model].second;
+      }
+    }
+    if (options_.caps_count_static_power) {
+      for (const auto& [model, sum] : sums) static_per_gpu[model] = sum.first / sum.second;
+    }
   }
   // Within one cycle the cluster only fills up, so a request shape that
   // found no room finds none later in the cycle either. The cycle therefore
@@ -1428,7 +1443,8 @@ void Scheduler::PlacePending() {
         std::string note;
         absl::StatusOr<CapDecision> decision =
             ChooseCap(profile->second, CapObjective(spec, &note),
-                      profile->second.front().cap_w * request.gpus, 0, snapshot.now);
+                      profile->second.front().cap_w * request.gpus, 0, snapshot.now,
+                      static_per_gpu[model] * request.gpus);
         if (!decision.ok()) continue;
         for (const CapPoint& point : profile->second) {
           if (point.cap_w == decision->cap_w && point.throughput > 0) {

@@ -125,8 +125,10 @@ CapDecision ChooseZeus(const std::vector<CapPoint>& profile, size_t fastest,
     }
   }
   CapDecision decision = Decide(profile[best], remaining_work);
-  const std::string cost_text = absl::StrFormat(
-      "lowest Zeus cost %.2f*E + %.2f*%s*T", eta, 1.0 - eta, Watts(p_max_w));
+  const std::string cost_text =
+      eta == 1.0 ? std::string("least energy per sample")
+                 : absl::StrFormat("lowest Zeus cost %.2f*E + %.2f*%s*T", eta, 1.0 - eta,
+                                   Watts(p_max_w));
   if (best != fastest) {
     decision.reason =
         absl::StrFormat("%s: %s; %s", Watts(profile[best].cap_w), cost_text,
@@ -211,10 +213,12 @@ absl::Status ValidateProfile(const std::vector<CapPoint>& profile) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<CapDecision> ChooseCap(const std::vector<CapPoint>& profile,
-                                      const v1::Objective& objective,
-                                      double p_max_w, double remaining_work,
-                                      absl::Time now) {
+namespace {
+
+absl::StatusOr<CapDecision> ChooseCapForPower(const std::vector<CapPoint>& profile,
+                                              const v1::Objective& objective,
+                                              double p_max_w, double remaining_work,
+                                              absl::Time now) {
   if (profile.empty()) {
     return absl::InvalidArgumentError("empty profile: no cap to choose from");
   }
@@ -267,6 +271,28 @@ absl::StatusOr<CapDecision> ChooseCap(const std::vector<CapPoint>& profile,
   }
   return absl::InvalidArgumentError(absl::StrFormat(
       "unknown objective goal %d", static_cast<int>(objective.goal_case())));
+}
+
+}  // namespace
+
+absl::StatusOr<CapDecision> ChooseCap(const std::vector<CapPoint>& measured,
+                                      const v1::Objective& objective,
+                                      double p_max_w, double remaining_work,
+                                      absl::Time now, double static_w) {
+  if (!std::isfinite(static_w) || static_w < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "static_w must be finite and non-negative, got %g", static_w));
+  }
+  if (static_w == 0) return ChooseCapForPower(measured, objective, p_max_w, remaining_work, now);
+  std::vector<CapPoint> total = measured;
+  for (CapPoint& point : total) point.power_w += static_w;
+  absl::StatusOr<CapDecision> decision =
+      ChooseCapForPower(total, objective, p_max_w, remaining_work, now);
+  if (decision.ok()) {
+    absl::StrAppendFormat(&decision->reason, "; energy counts %s of node static power",
+                          Watts(static_w));
+  }
+  return decision;
 }
 
 }  // namespace joule

@@ -39,6 +39,12 @@ struct CapDecision {
 // Chooses the power cap that best serves `objective`, given a task's
 // profile. Pure: no clock reads, no state.
 //
+// `static_w` is the node's static power attributed to the task (the node's
+// static power times the task's share of its GPUs): the task holds it for
+// as long as it runs, whatever the cap, so a slower cap costs that much more
+// energy per unit of work. Every objective below counts it: power_w is
+// taken as power_w + static_w. 0 leaves only the devices' power.
+//
 // With e(c) = power_w / throughput (energy per unit of work), t(c) =
 // 1 / throughput (time per unit of work), and T_fast = t at the fastest point:
 //   1. max_slowdown s (when no goal is set, kDefaultMaxSlowdown = 1.10 from
@@ -60,12 +66,13 @@ struct CapDecision {
 // INVALID_ARGUMENT for: an empty profile; a point with a non-finite or
 // non-positive cap_w, throughput or power_w; two points with the same cap;
 // a non-finite or non-positive p_max_w; a non-finite or negative
-// remaining_work; max_slowdown below 1 or non-finite; energy_time_weight
-// outside [0, 1]; a deadline timestamp with nanos outside [0, 1e9).
+// remaining_work or static_w; max_slowdown below 1 or non-finite;
+// energy_time_weight outside [0, 1]; a deadline timestamp with nanos outside
+// [0, 1e9).
 absl::StatusOr<CapDecision> ChooseCap(const std::vector<CapPoint>& profile,
                                       const v1::Objective& objective,
                                       double p_max_w, double remaining_work,
-                                      absl::Time now);
+                                      absl::Time now, double static_w = 0);
 
 // INVALID_ARGUMENT, naming the offending point, unless every point has
 // finite, positive cap_w, throughput and power_w and no cap repeats. An

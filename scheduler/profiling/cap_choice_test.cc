@@ -19,6 +19,7 @@ namespace joule {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing_model::TestGpuModel;
 
 const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
@@ -168,6 +169,38 @@ TEST(ChooseCapTest, NoRemainingWorkMeetsAnyFutureDeadlineAtMinimumEnergy) {
   EXPECT_TRUE(decision->objective_met);
   EXPECT_EQ(decision->predicted_energy_j, 0);
   EXPECT_EQ(decision->predicted_seconds, 0);
+}
+
+// The node's static power is held for as long as the task runs: counting
+// it moves the least-energy cap towards the faster caps.
+TEST(ChooseCapTest, StaticPowerMakesSlowCapsCostMore) {
+  absl::StatusOr<CapDecision> gpu_only =
+      ChooseCap(V100Profile(), Eta(1), kPMaxW, kRemainingWork, kNow, 0);
+  ASSERT_TRUE(gpu_only.ok()) << gpu_only.status();
+  EXPECT_EQ(gpu_only->cap_w, 100);
+  EXPECT_THAT(gpu_only->reason, Not(HasSubstr("static")));
+  // 1 kW of static power: 250 W costs 1.2285 J per sample in all, 100 W
+  // 1100 / 778.2 = 1.413.
+  absl::StatusOr<CapDecision> with_static =
+      ChooseCap(V100Profile(), Eta(1), kPMaxW, kRemainingWork, kNow, 1000);
+  ASSERT_TRUE(with_static.ok()) << with_static.status();
+  EXPECT_EQ(with_static->cap_w, 250);
+  EXPECT_NEAR(with_static->predicted_energy_j, kRemainingWork * 1228.5 / 1000, 1e-6 * kRemainingWork);
+  EXPECT_THAT(with_static->reason, HasSubstr("1000 W of node static power"));
+  // In between, the optimum is in between; a slowdown limit still bounds it.
+  absl::StatusOr<CapDecision> some = ChooseCap(V100Profile(), Eta(1), kPMaxW, kRemainingWork, kNow, 300);
+  ASSERT_TRUE(some.ok());
+  EXPECT_GT(some->cap_w, 100);
+  EXPECT_LT(some->cap_w, 250);
+  absl::StatusOr<CapDecision> bounded =
+      ChooseCap(V100Profile(), Slowdown(1.05), kPMaxW, kRemainingWork, kNow, 300);
+  ASSERT_TRUE(bounded.ok());
+  EXPECT_GE(bounded->cap_w, 200);
+  for (double bad : {-1.0, kNaN, kInf}) {
+    EXPECT_TRUE(absl::IsInvalidArgument(
+        ChooseCap(V100Profile(), Eta(1), kPMaxW, kRemainingWork, kNow, bad).status()))
+        << bad;
+  }
 }
 
 TEST(ChooseCapTest, SinglePointIsChosen) {

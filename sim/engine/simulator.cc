@@ -592,6 +592,7 @@ absl::StatusOr<PolicyRun> Simulator::Impl::Run() {
   options.random_seed = options_.seed;
   options.profile_caps = options_.policy != Policy::kBaseline;
   options.learn_batch_size = options_.policy == Policy::kJoule;
+  options.caps_count_static_power = options_.caps_count_static_power;
   options.energy_aware_placement = options_.policy == Policy::kJoule;
   // Telemetry is sparser than a real agent's, so a node counts as fresh and
   // alive for three periods.

@@ -51,6 +51,8 @@ struct SimOptions {
   absl::Duration burst_period = absl::Seconds(5);
   absl::Duration burst_length = absl::Seconds(30);
   absl::Duration tick_period = absl::Minutes(1);
+  // SchedulerOptions::caps_count_static_power.
+  bool caps_count_static_power = false;
   // Keep every GPU's (time, power) steps, for the conservation test.
   bool record_power_steps = false;
   // Stop after this much virtual time past the last arrival (jobs still
