@@ -175,6 +175,14 @@ for target in "${targets[@]}"; do
   fi
   execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)"
   rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$dir/log" | tail -1)"
+  # -fork=N (JOULE_FUZZ_FLAGS) prints no final stats: its total and time.
+  if [ -z "$execs" ]; then
+    execs="$(sed -n 's/^INFO: fuzzed for \([0-9]*\) iterations.*/\1/p' "$dir/log" | tail -1)"
+    elapsed="$(sed -n 's/^INFO: exiting: .* time: \([0-9]*\)s.*/\1/p' "$dir/log" | tail -1)"
+    if [ -n "$execs" ] && [ -n "$elapsed" ] && [ "$elapsed" -gt 0 ]; then
+      rate=$((execs / elapsed))
+    fi
+  fi
   artifacts=("$dir"/artifacts/*)
   crashes=0
   if [ -e "${artifacts[0]}" ]; then crashes=${#artifacts[@]}; fi
