@@ -995,9 +995,11 @@ int Agent::KillLeftoverTasks() {
   // Without a cgroup (or where killing it failed): by the task's mark in
   // the processes' environment.
   std::map<std::string, std::string> id_of_mark;
-  for (const std::string& id : ids) id_of_mark[workspace_.TaskDir(id)] = id;
   std::set<std::string> marks;
-  for (const auto& [mark, id] : id_of_mark) marks.insert(mark);
+  for (const std::string& id : ids) {
+    id_of_mark[workspace_.TaskDir(id)] = id;
+    marks.insert(workspace_.TaskDir(id));
+  }
   absl::StatusOr<std::map<std::string, int>> scanned = reaper_.KillAll(marks, SIGKILL);
   if (!scanned.ok()) {
     JLOG(WARNING) << "cannot look for tasks a previous agent left: " << scanned.status();

@@ -97,15 +97,9 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> LinkCredentials(
       return absl::InvalidArgumentError(
           "--insecure turns TLS off: drop it, or drop --tls-ca/--tls-cert/--tls-key");
     }
-    if (absl::Status loopback = RequireLoopback(flags.listen, "--listen"); !loopback.ok()) {
+    if (absl::Status loopback = RequireLoopbackServers(flags.listen, flags.metrics_listen);
+        !loopback.ok()) {
       return loopback;
-    }
-    // A malformed address is left for the metrics server to name.
-    if (flags.metrics_listen.find(':') != std::string::npos) {
-      if (absl::Status loopback = RequireLoopback(flags.metrics_listen, "--metrics-listen");
-          !loopback.ok()) {
-        return loopback;
-      }
     }
     JLOG(WARNING) << "--insecure: plaintext to the scheduler; nothing proves this node";
     return grpc::InsecureChannelCredentials();

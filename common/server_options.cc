@@ -55,4 +55,11 @@ absl::Status RequireLoopback(const std::string& listen, const std::string& flag)
       "(127.0.0.1, ::1, localhost) may be used; configure TLS to listen elsewhere"));
 }
 
+absl::Status RequireLoopbackServers(const std::string& listen,
+                                    const std::string& metrics_listen) {
+  if (absl::Status status = RequireLoopback(listen, "--listen"); !status.ok()) return status;
+  if (metrics_listen.find(':') == std::string::npos) return absl::OkStatus();
+  return RequireLoopback(metrics_listen, "--metrics-listen");
+}
+
 }  // namespace joule

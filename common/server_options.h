@@ -34,6 +34,12 @@ bool IsLoopbackListen(const std::string& listen);
 // naming `flag` and saying why.
 absl::Status RequireLoopback(const std::string& listen, const std::string& flag);
 
+// For --insecure: RequireLoopback on `listen` (--listen) and, when one is
+// given as HOST:PORT, on `metrics_listen` (--metrics-listen; a malformed
+// address is left for the metrics server to name).
+absl::Status RequireLoopbackServers(const std::string& listen,
+                                    const std::string& metrics_listen);
+
 }  // namespace joule
 
 #endif  // JOULE_COMMON_SERVER_OPTIONS_H_

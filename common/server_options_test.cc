@@ -17,5 +17,17 @@ TEST(RequireLoopbackTest, AcceptsOnlyLoopbackHosts) {
   }
 }
 
+TEST(RequireLoopbackServersTest, ChecksBothAddressesAndNamesTheFlag) {
+  EXPECT_TRUE(RequireLoopbackServers("127.0.0.1:0", "").ok());
+  EXPECT_TRUE(RequireLoopbackServers("127.0.0.1:0", "localhost:9100").ok());
+  absl::Status listen = RequireLoopbackServers("0.0.0.0:0", "127.0.0.1:0");
+  EXPECT_NE(listen.message().find("--listen"), std::string::npos) << listen;
+  absl::Status metrics = RequireLoopbackServers("127.0.0.1:0", "0.0.0.0:9100");
+  EXPECT_EQ(metrics.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(metrics.message().find("--metrics-listen"), std::string::npos) << metrics;
+  // A malformed metrics address is the metrics server's to name.
+  EXPECT_TRUE(RequireLoopbackServers("127.0.0.1:0", "no-port").ok());
+}
+
 }  // namespace
 }  // namespace joule

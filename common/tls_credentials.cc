@@ -15,41 +15,46 @@
 namespace joule {
 namespace {
 
+// The whole file; false if it cannot be opened (errno says why).
+bool ReadText(const std::string& path, std::string* out) {
+  std::ifstream in(path);
+  if (!in) return false;
+  std::stringstream text;
+  text << in.rdbuf();
+  *out = text.str();
+  return true;
+}
+
 absl::Status CheckPem(const std::string& flag, const std::string& path,
                       const char* marker) {
-  std::ifstream in(path);
-  if (!in) {
+  std::string text;
+  if (!ReadText(path, &text)) {
     return absl::InvalidArgumentError(
         absl::StrCat(flag, " ", path, ": cannot read: ", std::strerror(errno)));
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!absl::StrContains(text.str(), marker)) {
+  if (!absl::StrContains(text, marker)) {
     return absl::InvalidArgumentError(
         absl::StrCat(flag, " ", path, ": not a PEM file (no \"", marker, "\")"));
   }
   return absl::OkStatus();
 }
 
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 std::shared_ptr<grpc::experimental::CertificateProviderInterface> Provider(
     const TlsFiles& files) {
   if (files.refresh_interval_s <= 0) {
+    // Unreadable files read as empty: CheckTlsFiles has named them already.
     std::vector<grpc::experimental::IdentityKeyCertPair> identity;
     if (files.has_identity()) {
-      identity.push_back({ReadText(files.key_file), ReadText(files.cert_file)});
+      identity.emplace_back();
+      ReadText(files.key_file, &identity.back().private_key);
+      ReadText(files.cert_file, &identity.back().certificate_chain);
     }
     if (files.ca_file.empty()) {
       return std::make_shared<grpc::experimental::StaticDataCertificateProvider>(identity);
     }
-    return std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
-        ReadText(files.ca_file), identity);
+    std::string ca;
+    ReadText(files.ca_file, &ca);
+    return std::make_shared<grpc::experimental::StaticDataCertificateProvider>(ca, identity);
   }
   return std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
       files.key_file, files.cert_file, files.ca_file, files.refresh_interval_s);

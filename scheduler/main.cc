@@ -105,15 +105,9 @@ absl::StatusOr<Security> LoadSecurity(const SchedulerFlags& flags) {
       return absl::InvalidArgumentError(
           "--insecure turns TLS and tokens off: drop it, or drop --tls-* and --tokens-file");
     }
-    if (absl::Status loopback = RequireLoopback(flags.listen, "--listen"); !loopback.ok()) {
+    if (absl::Status loopback = RequireLoopbackServers(flags.listen, flags.metrics_listen);
+        !loopback.ok()) {
       return loopback;
-    }
-    // A malformed address is left for the metrics server to name.
-    if (flags.metrics_listen.find(':') != std::string::npos) {
-      if (absl::Status loopback = RequireLoopback(flags.metrics_listen, "--metrics-listen");
-          !loopback.ok()) {
-        return loopback;
-      }
     }
     JLOG(WARNING) << "--insecure: plaintext on loopback; every client is the admin \"local\" "
                      "and any agent may speak for any node";

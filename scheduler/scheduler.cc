@@ -1392,23 +1392,21 @@ void Scheduler::PlacePending() {
   } timer{clock_, options_.observer, now};
   ClusterSnapshot snapshot = Snapshot();
   std::set<std::string> models;
-  // Per GPU model: the mean static power per GPU of the nodes that have it,
-  // which the cap choice counts (ChooseCap's static_w).
+  for (const NodeView& node : snapshot.nodes) {
+    for (const GpuView& gpu : node.gpus) models.insert(gpu.model);
+  }
+  // Per GPU model, when the cap choice counts static power: the mean static
+  // power per GPU of the nodes that have it (ChooseCap's static_w).
   std::map<std::string, double> static_per_gpu;
-  {
+  if (options_.caps_count_static_power) {
     std::map<std::string, std::pair<double, int>> sums;
     for (const NodeView& node : snapshot.nodes) {
-      if (node.gpus.empty()) continue;
-      const double per_gpu = node.static_power_w / node.gpus.size();
       for (const GpuView& gpu : node.gpus) {
-        models.insert(gpu.model);
-        sums[gpu.model].first += per_gpu;
+        sums[gpu.model].first += node.static_power_w / node.gpus.size();
         ++sums[gpu.model].second;
       }
     }
-    if (options_.caps_count_static_power) {
-      for (const auto& [model, sum] : sums) static_per_gpu[model] = sum.first / sum.second;
-    }
+    for (const auto& [model, sum] : sums) static_per_gpu[model] = sum.first / sum.second;
   }
   // Within one cycle the cluster only fills up, so a request shape that
   // found no room finds none later in the cycle either. The cycle therefore
@@ -1441,10 +1439,11 @@ void Scheduler::PlacePending() {
             profiles_.find(internal::ProfileKey(internal::ProfileClass(spec), model, request.gpus));
         if (profile == profiles_.end() || profile->second.empty()) continue;
         std::string note;
-        absl::StatusOr<CapDecision> decision =
-            ChooseCap(profile->second, CapObjective(spec, &note),
-                      profile->second.front().cap_w * request.gpus, 0, snapshot.now,
-                      static_per_gpu[model] * request.gpus);
+        auto static_w = static_per_gpu.find(model);
+        absl::StatusOr<CapDecision> decision = ChooseCap(
+            profile->second, CapObjective(spec, &note), profile->second.front().cap_w * request.gpus,
+            0, snapshot.now,
+            static_w == static_per_gpu.end() ? 0 : static_w->second * request.gpus);
         if (!decision.ok()) continue;
         for (const CapPoint& point : profile->second) {
           if (point.cap_w == decision->cap_w && point.throughput > 0) {

@@ -28,9 +28,9 @@ bool EnvironHasTaskMark(absl::string_view environ, absl::string_view mark);
 std::string TaskMarkInEnviron(absl::string_view environ);
 
 // Finds the processes of tasks when they run without a cgroup of their own,
-// by the JOULE_TASK_DIR entry (the mark) of their environment, and kills them: what a
-// task started with `setsid`, or as a double-forked daemon, has left its
-// process group, but not its environment.
+// by the JOULE_TASK_DIR entry (the mark) of their environment, and kills
+// them: what a task started with `setsid`, or as a double-forked daemon, has
+// left its process group, but not its environment.
 //
 // A scan lists <procfs_root>/<pid>/ and reads each environ file (all of them
 // readable only by root, or by the process's own user). Processes that exit
