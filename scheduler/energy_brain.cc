@@ -532,55 +532,44 @@ int32_t Scheduler::ChooseBatchSize(v1::Job& job) {
         range.min() >= range.max() ? " (no range to choose from)" : ""));
     return range.default_size();
   }
-  auto it = bandits_.find(spec.job_class());
-  if (it == bandits_.end()) {
-    it = bandits_
-             .emplace(spec.job_class(),
-                      BatchSizeBandit(CandidateBatchSizes(range.min(), range.default_size(),
-                                                          range.max()),
-                                      range.default_size()))
-             .first;
-  }
-  absl::StatusOr<int32_t> chosen = it->second.Choose(absl::BitGenRef(rng_));
-  // A class whose range changed may have arms outside the new range.
-  if (!chosen.ok() || *chosen < range.min() || *chosen > range.max()) {
-    job.set_batch_decision(absl::StrFormat(
-        "%d: the job's default batch size (the class's bandit has no usable arm)",
-        range.default_size()));
-    return range.default_size();
-  }
-  job.set_batch_decision(absl::StrFormat(
-      "%d: the class's batch-size bandit (cost: joules to target where reported, "
-      "else joules per sample); %s",
-      *chosen, it->second.Explain()));
-  return *chosen;
+  BatchRequest request;
+  request.job_id = job.id();
+  request.job_class = spec.job_class();
+  request.min = range.min();
+  request.default_size = range.default_size();
+  request.max = range.max();
+  request.expected_samples = spec.expected_samples();
+  request.first_attempt = job.attempts() <= 1;
+  BatchChoice choice =
+      batch_sizer_.Choose(request, absl::BitGenRef(rng_), [this](const std::string& id) {
+        auto running = jobs_.find(id);
+        return running != jobs_.end() && running->second.state() == v1::JOB_STATE_RUNNING;
+      });
+  job.set_batch_decision(std::move(choice.reason));
+  return choice.batch_size;
 }
 
 void Scheduler::LearnBatchSize(const v1::Job& job) {
-  auto it = bandits_.find(job.spec().job_class());
-  if (it == bandits_.end()) return;
-  double samples = 0, joules = 0;
-  bool target = false;
-  int32_t batch_size = 0;
+  if (batch_sizer_.Bandit(job.spec().job_class()) == nullptr) return;
+  BatchOutcome outcome;
+  outcome.job_id = job.id();
+  outcome.job_class = job.spec().job_class();
+  outcome.expected_samples = job.spec().expected_samples();
   for (const v1::Task& task : job.tasks()) {
     if (task.attempt() != job.attempts()) continue;
-    samples += task.samples_done();
-    joules += task.energy().total_j();
-    target |= task.target_reached();
-    batch_size = task.batch_size();
+    outcome.samples += task.samples_done();
+    outcome.joules += task.energy().total_j();
+    outcome.target_reached |= task.target_reached();
+    outcome.batch_size = task.batch_size();
   }
-  if (joules <= 0 || (!target && samples <= 0)) return;
-  // Energy to the target where the task says it reached it (Zeus's
-  // energy-to-accuracy); otherwise energy per sample.
-  const double cost = target ? joules : joules / samples;
-  absl::Status observed = it->second.Observe(batch_size, cost);
-  if (!observed.ok()) {
-    JLOG(WARNING) << "batch-size bandit of " << job.spec().job_class() << ": " << observed;
+  absl::Status learned = batch_sizer_.Finished(outcome);
+  if (!learned.ok()) {
+    JLOG(WARNING) << "batch sizes of class " << outcome.job_class << ": " << learned;
     return;
   }
-  absl::Status stored = store_->Put(absl::StrCat(kBanditKeyPrefix, job.spec().job_class()),
-                                    it->second.Serialize());
-  if (!stored.ok()) JLOG(ERROR) << "storing the batch-size bandit: " << stored;
+  absl::Status stored = store_->Put(absl::StrCat(kBanditKeyPrefix, outcome.job_class),
+                                    batch_sizer_.SerializeClass(outcome.job_class));
+  if (!stored.ok()) JLOG(ERROR) << "storing the batch sizes of a class: " << stored;
 }
 
 }  // namespace joule

@@ -207,12 +207,16 @@ absl::Status Scheduler::Load(const Store& source) {
       source.List(kBanditKeyPrefix);
   if (!bandits.ok()) return bandits.status();
   for (const auto& [key, value] : *bandits) {
-    absl::StatusOr<BatchSizeBandit> bandit = BatchSizeBandit::Parse(value);
-    if (!bandit.ok()) {
-      JLOG(WARNING) << "ignoring stored bandit " << key << ": " << bandit.status();
-      continue;
+    const std::string job_class = key.substr(strlen(kBanditKeyPrefix));
+    absl::Status parsed = batch_sizer_.ParseClass(job_class, value);
+    if (!parsed.ok()) {
+      JLOG(WARNING) << "ignoring stored batch sizes of class " << job_class << ": " << parsed;
     }
-    bandits_.emplace(key.substr(strlen(kBanditKeyPrefix)), *std::move(bandit));
+  }
+  // Attempts running now count as in flight for their class's bandit.
+  for (const auto& [id, job] : jobs_) {
+    if (job.state() != v1::JOB_STATE_RUNNING || job.tasks().empty()) continue;
+    batch_sizer_.Started(job.spec().job_class(), id, job.tasks().rbegin()->batch_size());
   }
   JLOG(INFO) << "loaded " << jobs_.size() << " jobs (" << pending_.size()
              << " pending) and " << profiles_.size() << " power profiles from the store";

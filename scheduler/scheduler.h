@@ -26,6 +26,7 @@
 #include "joule/v1/node.pb.h"
 #include "joule/v1/scheduler.pb.h"
 #include "scheduler/bandit/batch_size_bandit.h"
+#include "scheduler/bandit/batch_sizer.h"
 #include "scheduler/carbon.h"
 #include "scheduler/placement.h"
 #include "scheduler/profiling/cap_choice.h"
@@ -133,6 +134,11 @@ struct SchedulerOptions {
   // Choose training batch sizes within the spec's range by Thompson sampling
   // across recurrences of a job class; off: the spec's default.
   bool learn_batch_size = true;
+  // The batch-size bandits' tunables. Pruning as Zeus does: an arm measured
+  // at more than twice the best arm's cost is not tried again (one run of a
+  // batch size that costs 2x already shows it cannot win; Zeus stops runs
+  // past 2x the best cost for the same reason).
+  BatchSizeBanditOptions batch_bandit = {/*prune_factor=*/2, /*prune_min_observations=*/1};
   // Placement scores nodes by learned energy efficiency, consolidation,
   // thermal headroom and GPU fit; off: the first feasible node in name order
   // (energy-oblivious first fit, for the simulator's baselines).
@@ -487,8 +493,8 @@ class Scheduler {
     double applied_cap_w = 0;
   };
   absl::flat_hash_map<std::string, Profiling> profiling_ ABSL_GUARDED_BY(mu_);
-  // Batch-size bandits per job class, stored under "bandits/".
-  std::map<std::string, BatchSizeBandit> bandits_ ABSL_GUARDED_BY(mu_);
+  // Batch sizes per job class, stored under "bandits/".
+  BatchSizer batch_sizer_ ABSL_GUARDED_BY(mu_){options_.batch_bandit};
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   // Shard bookkeeping of running sharded jobs (also in Job.shard_state).
   absl::flat_hash_map<std::string, Sharder> sharders_ ABSL_GUARDED_BY(mu_);

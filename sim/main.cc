@@ -36,6 +36,7 @@ struct Flags {
   int64_t limit = 0;
   double max_job_hours = 0;
   bool caps_count_static_power = false;
+  double size_error = SimOptions().size_error;
   uint64_t seed = 1;
   double telemetry_period_s = 300;
   std::string out_dir = "sim-out";
@@ -118,6 +119,7 @@ int Run(const Flags& flags) {
     options.policy = *policy;
     options.seed = flags.seed;
     options.caps_count_static_power = flags.caps_count_static_power;
+    options.size_error = flags.size_error;
     options.telemetry_period = absl::Seconds(flags.telemetry_period_s);
     Simulator simulator(&own, *cluster, jobs, options);
     results[i] = simulator.Run();
@@ -185,6 +187,10 @@ int main(int argc, char** argv) {
   app.add_option("--caps-count-static-power", flags.caps_count_static_power,
                  "choose power caps by GPU plus attributed node static energy (default: "
                  "GPU energy only; under evaluation, issue 13)")
+      ->capture_default_str();
+  app.add_option("--size-error", flags.size_error,
+                 "joule's jobs declare their size with this log-normal error (sigma of "
+                 "the log; 0: exact; negative: no declared size)")
       ->capture_default_str();
   app.add_option("--max-job-hours", flags.max_job_hours,
                  "only trace jobs that ran at most this long (0: all); the second job mix")

@@ -580,6 +580,12 @@ absl::Status ValidateJobSpec(const joule::v1::JobSpec& spec, absl::Time now) {
                    absl::StrFormat("must be a finite number in [0, 3600000], got %g",
                                    spec.latency_slo_ms()));
   }
+  if (!std::isfinite(spec.expected_samples()) || spec.expected_samples() < 0 ||
+      spec.expected_samples() > kMaxExpectedSamples) {
+    return Invalid("expected_samples",
+                   absl::StrFormat("must be a finite number in [0, %g], got %g",
+                                   kMaxExpectedSamples, spec.expected_samples()));
+  }
   const joule::v1::EarlyStop& early = spec.early_stop();
   if (early.patience() < 0 || early.patience() > 1'000'000) {
     return Invalid("early_stop.patience",

@@ -138,6 +138,8 @@ inline constexpr double kMaxBackoffS = 86400;
 // Fields already set are left alone; applying it twice changes nothing.
 // Upper bound on energy_budget_j: 1 PJ, far above any job.
 inline constexpr double kMaxEnergyBudgetJ = 1e15;
+// Upper bound on expected_samples: far above any training run.
+inline constexpr double kMaxExpectedSamples = 1e18;
 
 void ApplyJobSpecDefaults(joule::v1::JobSpec* spec);
 

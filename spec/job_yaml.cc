@@ -82,7 +82,8 @@ constexpr absl::string_view kJobFields[] = {
     "name",      "type",     "command",    "args",        "env",
     "resources", "replicas", "batch_size", "shard_count", "objective",
     "labels",    "user",     "job_class",  "working_dir", "pin_max_cap",
-    "energy_budget_j", "early_stop", "latency_slo_ms", "restart_policy"};
+    "energy_budget_j", "early_stop", "latency_slo_ms", "restart_policy",
+    "expected_samples"};
 constexpr absl::string_view kEarlyStopFields[] = {"patience", "min_delta",
                                                   "higher_is_better"};
 constexpr absl::string_view kResourcesFields[] = {"gpus", "cpus", "memory",
@@ -660,6 +661,17 @@ absl::Status ParseJobField(const std::string& key, const YAML::Node& value,
     double ms = 0;
     if (absl::Status s = ParseDouble(value, key, &ms); !s.ok()) return s;
     spec->set_latency_slo_ms(ms);
+    return absl::OkStatus();
+  }
+  if (key == "expected_samples") {
+    if (!value.IsScalar() || !IsDecimalNumber(value.Scalar())) {
+      return ErrorAt(value, key, absl::StrCat("expected a number of samples, got ", Describe(value)));
+    }
+    double samples = 0;
+    if (!absl::SimpleAtod(value.Scalar(), &samples)) {
+      return ErrorAt(value, key, "not a number");
+    }
+    spec->set_expected_samples(samples);
     return absl::OkStatus();
   }
   if (key == "energy_budget_j") {

@@ -235,32 +235,46 @@ bool BatchSizeBandit::IsPruned(int index) const {
   return reference >= 0 && s.mean > options_.prune_factor * reference;
 }
 
-absl::StatusOr<int32_t> BatchSizeBandit::Choose(absl::BitGenRef gen) {
+absl::StatusOr<int32_t> BatchSizeBandit::Choose(absl::BitGenRef gen,
+                                                absl::Span<const int32_t> in_flight,
+                                                bool explore) {
   if (arms_.empty()) {
     return absl::FailedPreconditionError("the batch size bandit has no arms");
   }
-  // 1. Exploration: every arm once, starting from the default.
-  for (int index : exploration_order_) {
-    if (stats_[index].n == 0) return arms_[index];
+  std::vector<int64_t> running(arms_.size(), 0);
+  for (int32_t arm : in_flight) {
+    const int index = IndexOf(arm);
+    if (index >= 0) ++running[index];
   }
-  // 2 + 3. Thompson sampling over the arms that are not pruned. The best arm
-  // by mean is never pruned, so at least one arm takes part.
+  // 1. Exploration: every arm once, starting from the default, one run each.
+  if (explore) {
+    for (int index : exploration_order_) {
+      if (stats_[index].n == 0 && running[index] == 0) return arms_[index];
+    }
+  }
+  // 2 + 3. Thompson sampling (or the best mean) over the observed arms that
+  // are not pruned. The best arm by mean is never pruned.
   const double sigma = NoiseStd();
   int best_index = -1;
-  double best_draw = 0;
+  double best_value = 0;
   for (int index : exploration_order_) {
-    if (IsPruned(index)) continue;
     const ArmStats& s = stats_[index];
-    const double posterior_std = sigma / std::sqrt(static_cast<double>(s.n));
-    double draw = s.mean;
-    if (posterior_std > 0) {
-      draw += posterior_std * absl::Gaussian<double>(gen, 0.0, 1.0);
+    if (s.n == 0 || IsPruned(index)) continue;
+    double value = s.mean;
+    if (explore) {
+      const double posterior_std =
+          sigma / std::sqrt(static_cast<double>(s.n + running[index]));
+      if (posterior_std > 0) {
+        value += posterior_std * absl::Gaussian<double>(gen, 0.0, 1.0);
+      }
     }
-    if (best_index < 0 || draw < best_draw) {
+    if (best_index < 0 || value < best_value) {
       best_index = index;
-      best_draw = draw;
+      best_value = value;
     }
   }
+  // 4. Nothing observed yet.
+  if (best_index < 0) return arms_[exploration_order_.front()];
   return arms_[best_index];
 }
 

@@ -93,17 +93,30 @@ struct BatchSizeArmSummary {
 // deterministic first pass over all arms (step 1) offsets.
 //
 // Algorithm for `Choose` (Thompson sampling: Russo, Van Roy, Kazerouni, Osband
-// and Wen, "A Tutorial on Thompson Sampling", 2018; Gaussian arms as in Zeus):
-//   1. Exploration: if some arm has no observation, return the first such arm
-//      in a fixed order: the default batch size, then the others by log-scale
-//      distance from it (ties: the smaller batch). No randomness is used.
+// and Wen, "A Tutorial on Thompson Sampling", 2018; Gaussian arms as in Zeus).
+// The caller passes the arms of the recurrences still running (`in_flight`,
+// one entry per run) and whether this recurrence may explore:
+//   1. Exploration (only when allowed): the first arm in a fixed order that
+//      has no observation and no run in flight: the default batch size, then
+//      the others by log-scale distance from it (ties: the smaller batch). No
+//      randomness is used. An untried arm already in flight is not handed out
+//      again: its result is on its way.
 //   2. Pruning (optional, as Zeus does): skip arms whose mean is more than
 //      `prune_factor` x the best mean after >= `prune_min_observations`
 //      observations. Pruning is re-evaluated each call from the statistics, so
 //      it needs no state of its own.
-//   3. Thompson sampling: draw one sample of each remaining arm's mean from its
-//      posterior Normal(xbar_a, sigma^2/n_a) and return the arm with the lowest
-//      draw (ties: the earlier arm in the step-1 order).
+//   3. With exploration allowed, Thompson sampling over the observed arms
+//      that are not pruned: draw one sample of each arm's mean from
+//      Normal(xbar_a, sigma^2 / (n_a + k_a)) and return the lowest draw (ties:
+//      the earlier arm in the step-1 order). k_a counts the arm's runs in
+//      flight as if each had returned the arm's mean (the "believer"
+//      heuristic of batch Bayesian optimization), so that a burst of
+//      arrivals does not all draw the same lucky arm before any result is
+//      back. Without exploration: the observed, unpruned arm with the lowest
+//      mean (exploitation).
+//   4. When no arm qualifies (nothing observed and every untried arm in
+//      flight, or exploration not allowed before any observation): the
+//      default batch size.
 //
 // The state (arms, default, options, per-arm n / mean / sum of squares) is
 // small and round-trips exactly through `Serialize` / `Parse`, so the scheduler
@@ -128,8 +141,12 @@ class BatchSizeBandit {
                   BatchSizeBanditOptions options = {});
 
   // The batch size to use for the next recurrence (see the class comment).
-  // FAILED_PRECONDITION if the bandit has no arms.
-  absl::StatusOr<int32_t> Choose(absl::BitGenRef gen);
+  // `in_flight` holds the arm of every recurrence still running (entries
+  // that are not arms are ignored). FAILED_PRECONDITION if the bandit has no
+  // arms.
+  absl::StatusOr<int32_t> Choose(absl::BitGenRef gen,
+                                 absl::Span<const int32_t> in_flight = {},
+                                 bool explore = true);
 
   // Records the cost one recurrence incurred with batch size `arm`.
   // INVALID_ARGUMENT for an unknown arm or a cost that is negative, not finite

@@ -350,6 +350,51 @@ TEST(BatchSizeBanditTest, PruningNeedsEnoughObservations) {
   EXPECT_EQ(CountChoices(bandit, 8, 7), 0);
 }
 
+TEST(BatchSizeBanditTest, UntriedArmsInFlightAreNotHandedOutAgain) {
+  BatchSizeBandit bandit({8, 16, 32}, 16);
+  std::mt19937_64 gen(1);
+  // 16 (the default) is running: the next arm in exploration order.
+  EXPECT_EQ(bandit.Choose(gen, {16}).value(), 8);
+  EXPECT_EQ(bandit.Choose(gen, {16, 8}).value(), 32);
+  // Every untried arm in flight and nothing measured: the default.
+  EXPECT_EQ(bandit.Choose(gen, {16, 8, 32}).value(), 16);
+  // Entries that are not arms are ignored.
+  EXPECT_EQ(bandit.Choose(gen, {7, 1000}).value(), 16);
+}
+
+TEST(BatchSizeBanditTest, WithoutExplorationTheBestMeasuredArm) {
+  BatchSizeBandit bandit({8, 16, 32}, 16);
+  std::mt19937_64 gen(1);
+  // Nothing measured: the default, not an untried arm.
+  EXPECT_EQ(bandit.Choose(gen, {}, /*explore=*/false).value(), 16);
+  ASSERT_TRUE(bandit.Observe(16, 100).ok());
+  ASSERT_TRUE(bandit.Observe(8, 90).ok());
+  ASSERT_TRUE(bandit.Observe(8, 95).ok());
+  // 32 is untried and 16 is close: exploitation still takes 8, every time.
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(bandit.Choose(gen, {}, /*explore=*/false).value(), 8);
+  }
+}
+
+TEST(BatchSizeBanditTest, RunsInFlightNarrowThompsonDraws) {
+  // Two arms with one noisy observation each: alone they are drawn about
+  // evenly. With many runs of the better one in flight, its draw concentrates
+  // on its mean and the worse one is drawn less often than without them.
+  auto count_worse = [](std::vector<int32_t> in_flight) {
+    BatchSizeBandit bandit({8, 16}, 16);
+    EXPECT_TRUE(bandit.Observe(16, 100).ok());
+    EXPECT_TRUE(bandit.Observe(8, 104).ok());
+    std::mt19937_64 gen(5);
+    int worse = 0;
+    for (int i = 0; i < 2000; ++i) worse += bandit.Choose(gen, in_flight).value() == 8;
+    return worse;
+  };
+  const int alone = count_worse({});
+  const int believed = count_worse(std::vector<int32_t>(20, 16));
+  EXPECT_GT(alone, 500);
+  EXPECT_LT(believed, alone);
+}
+
 // ---------------------------------------------------------------------------
 // Bad input
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <deque>
 #include <queue>
+#include <random>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -15,6 +16,7 @@
 #include "joule/v1/agent.pb.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/store/memory_store.h"
+#include "sim/trace/workload_mapping.h"
 
 namespace joule::sim {
 
@@ -235,13 +237,17 @@ v1::JobSpec Simulator::Impl::SpecOf(const SimJob& job) const {
       spec.set_job_class(absl::StrCat("job-", job.trace.id));
       break;
     case Policy::kJoule: {
-      // Recurrences of a workload of similar size (GPU-seconds within 2x):
-      // the batch-size bandit compares energy to target across them.
-      const double gpu_seconds = job.trace.duration_s * job.trace.gpus;
-      const int bucket = static_cast<int>(std::floor(std::log2(std::max(1.0, gpu_seconds))));
-      spec.set_job_class(absl::StrCat(job.workload, "~2^", bucket, "gpu-s"));
-      // One power curve per workload, whatever the job's size.
-      (*spec.mutable_labels())["joule.dev/profile-class"] = job.workload;
+      // Every job of a workload is a recurrence of one class, whatever its
+      // size: its declared size puts the costs of all sizes on one scale.
+      spec.set_job_class(job.workload);
+      if (options_.size_error >= 0) {
+        std::mt19937_64 gen(SplitMix64(options_.seed ^ SplitMix64(job.trace.id ^ 0x5e5e)));
+        const double error =
+            options_.size_error > 0
+                ? std::exp(std::normal_distribution<double>(0, options_.size_error)(gen))
+                : 1.0;
+        spec.set_expected_samples(job.epochs_ref * SamplesPerEpoch(job.workload) * error);
+      }
       break;
     }
   }

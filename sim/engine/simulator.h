@@ -53,6 +53,11 @@ struct SimOptions {
   absl::Duration tick_period = absl::Minutes(1);
   // SchedulerOptions::caps_count_static_power.
   bool caps_count_static_power = false;
+  // Joule's jobs declare expected_samples: their true work at the default
+  // batch size times a log-normal error, exp(N(0, size_error^2)) drawn per
+  // job from (seed, job id): a user's estimate from earlier runs. 0: exact.
+  // Negative: the jobs declare no size.
+  double size_error = 0.5;
   // Keep every GPU's (time, power) steps, for the conservation test.
   bool record_power_steps = false;
   // Stop after this much virtual time past the last arrival (jobs still
