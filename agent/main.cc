@@ -345,6 +345,12 @@ int Run(const AgentFlags& flags) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   agent.RestoreDefaultCaps();
+  // The node is going down (shutdown, suspend) or the agent is being
+  // stopped: the scheduler takes the node out of service now.
+  v1::AgentMessage going_down;
+  going_down.mutable_going_down()->set_reason(
+      absl::StrCat("joule-agent stopped by signal ", signal_number));
+  link.Send(going_down);
   // Give the link a moment to deliver the final exit events.
   absl::SleepFor(absl::Milliseconds(300));
   JLOG(DEBUG) << "stopping the scheduler link";

@@ -11,8 +11,10 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/log.h"
 #include "common/proto_time.h"
 #include "common/range_list.h"
@@ -520,6 +522,102 @@ void Scheduler::ApplyMoves(v1::Job& job, const std::vector<Sharder::Move>& moves
              absl::StrFormat("shards %s moved from replica %d to replica %d",
                              FormatRangeList(shards), move.from_replica, move.to_replica));
   }
+}
+
+void Scheduler::RouteByEnergy(const v1::Job& job, const std::set<std::string>& models,
+                              const std::map<std::string, double>& static_per_gpu,
+                              absl::Time now, PlacementRequest* request) const {
+  const v1::JobSpec& spec = job.spec();
+  const int gpus = request->gpus;
+  // Per model: the whole energy of a sample (GPUs plus their share of the
+  // node's static power) at the cap the objective picks.
+  std::map<std::string, double> total_j;
+  for (const std::string& model : models) {
+    // The profile with this job's GPU count, else the nearest count's,
+    // scaled: joules per sample do not depend on how many GPUs share a step.
+    const std::string exact = ProfileKey(ProfileClass(spec), model, gpus);
+    const std::string prefix = exact.substr(0, exact.rfind('x') + 1);
+    auto found = profiles_.find(exact);
+    int found_gpus = gpus;
+    if (found == profiles_.end()) {
+      for (auto it = profiles_.lower_bound(prefix);
+           it != profiles_.end() && absl::StartsWith(it->first, prefix); ++it) {
+        int count = 0;
+        if (!absl::SimpleAtoi(absl::string_view(it->first).substr(prefix.size()), &count) ||
+            count <= 0) {
+          continue;
+        }
+        if (found == profiles_.end() || std::abs(std::log2(static_cast<double>(count) / gpus)) <
+                                            std::abs(std::log2(static_cast<double>(found_gpus) / gpus))) {
+          found = it;
+          found_gpus = count;
+        }
+      }
+    }
+    if (found == profiles_.end() || found->second.empty()) continue;
+    std::vector<CapPoint> profile = found->second;
+    const double scale = static_cast<double>(gpus) / found_gpus;
+    for (CapPoint& point : profile) {
+      point.power_w *= scale;
+      point.throughput *= scale;
+    }
+    auto static_it = static_per_gpu.find(model);
+    const double static_w = static_it == static_per_gpu.end() ? 0 : static_it->second * gpus;
+    std::string note;
+    absl::StatusOr<CapDecision> decision =
+        ChooseCap(profile, CapObjective(spec, &note), profile.front().cap_w * gpus, 0, now,
+                  options_.caps_count_static_power ? static_w : 0);
+    if (!decision.ok()) continue;
+    for (const CapPoint& point : profile) {
+      if (point.cap_w == decision->cap_w && point.throughput > 0) {
+        request->learned_cost[model] = {point.power_w / point.throughput, point.throughput};
+        total_j[model] = (point.power_w + static_w) / point.throughput;
+      }
+    }
+  }
+  if (options_.route_wait_fraction <= 0 || total_j.empty()) return;
+
+  auto best = std::min_element(total_j.begin(), total_j.end(),
+                               [](const auto& a, const auto& b) { return a.second < b.second; });
+  absl::Duration allowance = options_.route_unsized_wait;
+  if (spec.expected_samples() > 0) {
+    const double rate = request->learned_cost[best->first].samples_per_second *
+                        std::max(1, request->replicas);
+    allowance = std::min(options_.route_max_wait,
+                         absl::Seconds(options_.route_wait_fraction * spec.expected_samples() / rate));
+  }
+  const absl::Time until = FromProtoTime(job.submit_time()) + allowance;
+  if (now >= until) return;
+  const std::string deadline = absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", until, absl::UTCTimeZone());
+
+  std::set<std::string> unknown;
+  for (const std::string& model : models) {
+    if (total_j.count(model) == 0) unknown.insert(model);
+  }
+  if (!unknown.empty() && batch_sizer_.MayExplore(spec.job_class(), spec.expected_samples())) {
+    request->routed_models = unknown;
+    request->routing_note = absl::StrFormat(
+        "class %s has no power profile on %s yet and this job is small enough to measure "
+        "one: waiting for such GPUs until %s",
+        ProfileClass(spec), absl::StrJoin(unknown, ", "), deadline);
+    return;
+  }
+  std::set<std::string> routed;
+  double worst = best->second;
+  for (const auto& [model, joules] : total_j) {
+    if (joules <= best->second * options_.route_tolerance) {
+      routed.insert(model);
+    } else {
+      worst = std::max(worst, joules);
+    }
+  }
+  if (routed.size() == models.size()) return;
+  request->routed_models = routed;
+  request->routing_note = absl::StrFormat(
+      "%s do class %s's work for %.3g J per sample (GPUs and static power), other models "
+      "for up to %.2fx that: waiting for them until %s",
+      absl::StrJoin(routed, ", "), ProfileClass(spec), best->second, worst / best->second,
+      deadline);
 }
 
 int32_t Scheduler::ChooseBatchSize(v1::Job& job) {

@@ -40,6 +40,7 @@
 #include "scheduler/carbon.h"
 #include "scheduler/grpc_services.h"
 #include "scheduler/metrics.h"
+#include "scheduler/power/program_power_control.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/replica.h"
 #include "scheduler/store/etcd_store.h"
@@ -82,6 +83,12 @@ struct SchedulerFlags {
   std::string trust_domain = "joule";
   double register_timeout_s = 5;
   bool repair_store = false;
+  // Idle power management (README, "Idle power").
+  std::string suspend_program;
+  std::string resume_program;
+  double suspend_after_s = 0;
+  double resume_timeout_s = 600;
+  int keep_idle_gpus = 0;
 };
 
 // How the scheduler proves itself and checks its callers, from the flags.
@@ -159,6 +166,20 @@ absl::StatusOr<SchedulerOptions> MakeOptions(const SchedulerFlags& flags) {
                        in ? overrides.status().message() : "cannot read"));
     }
     options.gpu_catalog = MergeGpuCatalog(*overrides);
+  }
+  if (flags.suspend_after_s > 0) {
+    for (const auto& [flag, program] : {std::pair<const char*, const std::string&>(
+                                            "--suspend-program", flags.suspend_program),
+                                        {"--resume-program", flags.resume_program}}) {
+      if (program.empty() || program[0] != '/' || access(program.c_str(), X_OK) != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--suspend-after needs ", flag, " to be an executable file by absolute path, got \"",
+            program, "\""));
+      }
+    }
+    options.node_power.suspend_after = absl::Seconds(flags.suspend_after_s);
+    options.node_power.resume_timeout = absl::Seconds(flags.resume_timeout_s);
+    options.node_power.keep_idle_gpus = flags.keep_idle_gpus;
   }
   options.profiler.step_w = flags.profile_step_w;
   options.profiler.warmup = absl::Seconds(flags.profile_warmup_s);
@@ -523,6 +544,18 @@ int Run(const SchedulerFlags& flags, const std::vector<std::string>& argv) {
     std::cerr << "joule-scheduler: " << options.status().message() << "\n";
     return 2;
   }
+  // Runs the suspend and resume programs; outlives every scheduler below.
+  std::unique_ptr<ProgramPowerControl> power_control;
+  if (options->node_power.suspend_after > absl::ZeroDuration()) {
+    ProgramPowerControl::Options power;
+    power.suspend_program = flags.suspend_program;
+    power.resume_program = flags.resume_program;
+    power_control = std::make_unique<ProgramPowerControl>(power);
+    options->power_control = power_control.get();
+    JLOG(INFO) << "idle power management: nodes idle for "
+               << absl::FormatDuration(options->node_power.suspend_after) << " are suspended by "
+               << flags.suspend_program << " and resumed by " << flags.resume_program;
+  }
   // Prometheus metrics, from before the election on (a standby says it is
   // not the leader). Declared before the exposer, which must go first.
   std::unique_ptr<SchedulerMetrics> metrics;
@@ -654,6 +687,24 @@ int main(int argc, char** argv) {
                  "Seconds an agent stream may stay open without registering")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 600.0));
+  app.add_option("--suspend-after", flags.suspend_after_s,
+                 "Seconds a node may sit idle before --suspend-program suspends it (Slurm's "
+                 "SuspendTime); 0: never")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--suspend-program", flags.suspend_program,
+                 "Executable run as PROGRAM NODE to suspend an idle node (IPMI, Redfish, a "
+                 "cloud API; deploy/power/ipmi-power.sh)");
+  app.add_option("--resume-program", flags.resume_program,
+                 "Executable run as PROGRAM NODE to bring a suspended node back");
+  app.add_option("--resume-timeout", flags.resume_timeout_s,
+                 "Seconds a resumed node has to register before it is marked down")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
+  app.add_option("--keep-idle-gpus", flags.keep_idle_gpus,
+                 "Idle GPUs kept awake for arriving work")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   return joule::Run(flags, std::vector<std::string>(argv, argv + argc));
 }

@@ -68,6 +68,9 @@ SchedulerMetrics::SchedulerMetrics(absl::Duration job_retention)
                            "A node's last reported power.")),
       node_ready_(Register(prometheus::BuildGauge(), *registry_, "joule_node_ready",
                            "1 while a node is READY, else 0.")),
+      node_suspended_(Register(prometheus::BuildGauge(), *registry_, "joule_node_suspended",
+                               "1 while idle power management has a node suspended "
+                               "(or suspending, resuming), else 0.")),
       node_telemetry_age_(Register(prometheus::BuildGauge(), *registry_,
                                    "joule_node_telemetry_age_seconds",
                                    "Seconds since a node's last telemetry (since it "
@@ -191,10 +194,12 @@ void SchedulerMetrics::Refresh(const MetricsSnapshot& snapshot) {
     if (added) {
       series.power = &node_power_.Add({{"node", node.name}});
       series.ready = &node_ready_.Add({{"node", node.name}});
+      series.suspended = &node_suspended_.Add({{"node", node.name}});
       series.telemetry_age = &node_telemetry_age_.Add({{"node", node.name}});
     }
     series.power->Set(node.power_w);
     series.ready->Set(node.ready ? 1 : 0);
+    series.suspended->Set(node.suspended ? 1 : 0);
     series.telemetry_age->Set(absl::ToDoubleSeconds(node.telemetry_age));
     cluster_power_w += node.power_w;
   }
@@ -205,6 +210,7 @@ void SchedulerMetrics::Refresh(const MetricsSnapshot& snapshot) {
     }
     node_power_.Remove(it->second.power);
     node_ready_.Remove(it->second.ready);
+    node_suspended_.Remove(it->second.suspended);
     node_telemetry_age_.Remove(it->second.telemetry_age);
     it = nodes_.erase(it);
   }

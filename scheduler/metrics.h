@@ -69,6 +69,7 @@ class SchedulerMetrics : public SchedulerObserver {
   struct NodeSeries {
     prometheus::Gauge* power = nullptr;
     prometheus::Gauge* ready = nullptr;
+    prometheus::Gauge* suspended = nullptr;
     prometheus::Gauge* telemetry_age = nullptr;
   };
   // A counter and the value it has reached (the source's high-water mark).
@@ -94,6 +95,7 @@ class SchedulerMetrics : public SchedulerObserver {
   prometheus::Family<prometheus::Gauge>& cluster_power_;
   prometheus::Family<prometheus::Gauge>& node_power_;
   prometheus::Family<prometheus::Gauge>& node_ready_;
+  prometheus::Family<prometheus::Gauge>& node_suspended_;
   prometheus::Family<prometheus::Gauge>& node_telemetry_age_;
   prometheus::Family<prometheus::Gauge>& jobs_;
   prometheus::Family<prometheus::Gauge>& queue_length_;

@@ -119,6 +119,24 @@ class FreeResourcesFilter : public FilterPlugin {
   }
 };
 
+// Keeps a job off GPU models its energy routing leaves out
+// (PlacementRequest::routed_models): the node needs enough free GPUs of a
+// routed model for one replica.
+class EnergyRoutingFilter : public FilterPlugin {
+ public:
+  std::string Name() const override { return "EnergyRouting"; }
+  std::string Filter(const PlacementRequest& request, const NodeView& node,
+                     const ClusterSnapshot&) const override {
+    if (request.routed_models.empty() || request.gpus == 0) return "";
+    int routed = 0;
+    for (const GpuView& gpu : node.gpus) {
+      routed += Usable(gpu) && ModelMatches(request.gpu_model, gpu) &&
+                request.routed_models.count(gpu.model) > 0;
+    }
+    return routed >= request.gpus ? "" : request.routing_note;
+  }
+};
+
 // Prefers the node where the replica costs the fewest joules. Where the job's
 // class has been profiled on every GPU model that could take it, the cost is
 // predicted joules per sample: the GPUs' measured J/sample at the
@@ -183,6 +201,17 @@ class EnergyEfficiencyScorer : public ScorePlugin {
       }
     }
     return watts;
+  }
+};
+
+// Prefers awake nodes: a suspended one costs a resume (minutes) and its
+// static power from then on. 0 for an asleep node, 100 otherwise.
+class AwakeScorer : public ScorePlugin {
+ public:
+  std::string Name() const override { return "Awake"; }
+  double Score(const PlacementRequest&, const NodeView& node,
+               const ClusterSnapshot&) const override {
+    return node.asleep ? 0 : 100;
   }
 };
 
@@ -278,11 +307,13 @@ std::unique_ptr<PlacementPipeline> PlacementPipeline::Default(
     absl::Duration telemetry_freshness) {
   std::vector<std::unique_ptr<FilterPlugin>> filters =
       DefaultFilters(telemetry_freshness);
+  filters.push_back(std::make_unique<EnergyRoutingFilter>());
   std::vector<WeightedScorer> scorers;
   scorers.push_back({std::make_unique<EnergyEfficiencyScorer>(), 2});
   scorers.push_back({std::make_unique<ConsolidationScorer>(), 1});
   scorers.push_back({std::make_unique<ThermalHeadroomScorer>(), 1});
   scorers.push_back({std::make_unique<GpuFitScorer>(), 3});
+  scorers.push_back({std::make_unique<AwakeScorer>(), 5});
   return std::make_unique<PlacementPipeline>(std::move(filters),
                                              std::move(scorers));
 }

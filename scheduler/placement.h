@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,9 @@ struct NodeView {
   double static_power_w = 0;
   // Tasks currently placed on the node.
   int running_tasks = 0;
+  // Suspended by idle power management: placing here wakes it, and the job
+  // waits until it is up.
+  bool asleep = false;
 
   int FreeGpus(const std::string& model) const;
   int TotalGpus(const std::string& model) const;
@@ -66,6 +70,12 @@ struct PlacementRequest {
     double samples_per_second = 0;
   };
   std::map<std::string, ModelCost> learned_cost;
+  // Energy routing: when not empty, only GPUs of these models take the job
+  // now (the models that do its class's work for the fewest joules, while
+  // the job may still wait for them); `routing_note` says why, for the
+  // nodes the EnergyRouting filter turns away.
+  std::set<std::string> routed_models;
+  std::string routing_note;
 };
 
 // A filter's verdict on one node: empty reason means the node passes.
@@ -150,8 +160,10 @@ class PlacementPipeline {
   PlacementPipeline(std::vector<std::unique_ptr<FilterPlugin>> filters,
                     std::vector<WeightedScorer> scorers);
 
-  // The default plugins: NodeReady, TelemetryFresh, GpuModel, FreeResources;
-  // scorers EnergyEfficiency, Consolidation, ThermalHeadroom, GpuFit.
+  // The default plugins: NodeReady, TelemetryFresh, GpuModel, FreeResources,
+  // EnergyRouting; scorers EnergyEfficiency (weight 2), Consolidation (1),
+  // ThermalHeadroom (1), GpuFit (3), Awake (5: a node that must be resumed
+  // loses to any awake one).
   static std::unique_ptr<PlacementPipeline> Default(
       absl::Duration telemetry_freshness);
   // The same filters and no scorers: the first feasible node in name order

@@ -43,6 +43,10 @@ class NodeBuilder {
     ++node_.running_tasks;
     return *this;
   }
+  NodeBuilder& Asleep() {
+    node_.asleep = true;
+    return *this;
+  }
   NodeBuilder& Busy() {
     ++node_.running_tasks;
     node_.free_cpus -= 1;
@@ -215,7 +219,7 @@ TEST(PlacementTest, KeepsPerPluginBreakdown) {
   PlacementResult result = pipeline->Place(Request(1), cluster);
   ASSERT_EQ(result.verdicts.size(), 2u);
   EXPECT_EQ(result.verdicts[0].node, "a");
-  EXPECT_EQ(result.verdicts[0].scores.size(), 4u);
+  EXPECT_EQ(result.verdicts[0].scores.size(), 5u);
   EXPECT_GT(result.verdicts[0].total_score, 0);
   ASSERT_EQ(result.verdicts[1].rejected_by.size(), 1u);
   EXPECT_EQ(result.verdicts[1].rejected_by[0].plugin, "NodeReady");
@@ -274,6 +278,42 @@ TEST(PlacementTest, LearnedJoulesPerSampleBeatThePowerLimitPrior) {
   // A model without a learned cost means no comparison in joules at all.
   request.learned_cost.erase("V100");
   EXPECT_EQ(pipeline->Place(request, cluster).replicas[0].node, "v100");
+}
+
+// Energy routing: a job routed to A40 is kept off V100 nodes, with the
+// routing's reason, even when only V100 GPUs are free.
+TEST(PlacementTest, EnergyRoutingKeepsAJobOffOtherModels) {
+  auto pipeline = PlacementPipeline::Default(absl::Seconds(30));
+  ClusterSnapshot cluster = Cluster({NodeBuilder("a40").Gpus(1, "A40", 300).Used(0).Build(),
+                                     NodeBuilder("v100").Gpus(2, "V100", 250).Build()});
+  PlacementRequest request = Request(1);
+  request.routed_models = {"A40"};
+  request.routing_note = "A40 does this work for fewer joules";
+  PlacementResult result = pipeline->Place(request, cluster);
+  EXPECT_EQ(result.kind, PlacementResult::Kind::kRetryLater);
+  EXPECT_THAT(result.reason, HasSubstr("EnergyRouting: A40 does this work"));
+  // Once the A40 is free it takes the job; without routing any model does.
+  cluster.nodes[0].gpus[0].free = true;
+  EXPECT_EQ(pipeline->Place(request, cluster).replicas[0].node, "a40");
+  request.routed_models.clear();
+  cluster.nodes[0].gpus[0].free = false;
+  EXPECT_EQ(pipeline->Place(request, cluster).replicas[0].node, "v100");
+  // First fit ignores routing (the energy-oblivious baseline).
+  request.routed_models = {"A40"};
+  EXPECT_EQ(PlacementPipeline::FirstFit(absl::Seconds(30))->Place(request, cluster).kind,
+            PlacementResult::Kind::kPlaced);
+}
+
+// A suspended node loses to any awake one, even an idle node with a worse
+// power prior; it is chosen when nothing awake fits.
+TEST(PlacementTest, AwakeNodesComeBeforeSuspendedOnes) {
+  auto pipeline = PlacementPipeline::Default(absl::Seconds(30));
+  ClusterSnapshot cluster = Cluster({NodeBuilder("asleep").Gpus(2, "V100", 250).Asleep().Build(),
+                                     NodeBuilder("awake").Gpus(2, "V100", 300).Build()});
+  EXPECT_EQ(pipeline->Place(Request(1), cluster).replicas[0].node, "awake");
+  EXPECT_EQ(pipeline->Place(Request(2), cluster).replicas[0].node, "awake");
+  cluster.nodes[1].gpus[0].free = false;
+  EXPECT_EQ(pipeline->Place(Request(2), cluster).replicas[0].node, "asleep");
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -408,8 +409,15 @@ v1::Node Scheduler::NodeToProto(const NodeRecord& node) const {
   *out.mutable_info() = node.info;
   // A node whose stream is closed cannot take work: DOWN, with the message
   // saying it is waiting for the agent, until it reconnects or times out.
-  out.set_state(node.ready && node.link != nullptr ? v1::NODE_STATE_READY
-                                                  : v1::NODE_STATE_DOWN);
+  const NodePowerManager::State power = node_power_.state(node.info.name());
+  if (power == NodePowerManager::State::kSuspending ||
+      power == NodePowerManager::State::kSuspended ||
+      power == NodePowerManager::State::kResuming) {
+    out.set_state(v1::NODE_STATE_SUSPENDED);
+  } else {
+    out.set_state(node.ready && node.link != nullptr ? v1::NODE_STATE_READY
+                                                     : v1::NODE_STATE_DOWN);
+  }
   out.set_message(node.message);
   if (node.last_seen != absl::Time()) {
     *out.mutable_last_seen() = ToProtoTime(node.last_seen);
@@ -613,6 +621,7 @@ v1::Task* Scheduler::FindTask(const std::string& task_id, v1::Job** job) {
 void Scheduler::Allocate(const v1::Job& job, const v1::Task& task) {
   NodeRecord& node = nodes_[task.node()];
   node.task_ids.insert(task.task_id());
+  node_power_.SetIdle(task.node(), false, clock_->Now());
   for (int32_t gpu : task.gpu_indices()) node.used_gpus.insert(gpu);
   node.used_cpus += job.spec().resources().cpus();
   node.used_memory_bytes += job.spec().resources().memory_bytes();
@@ -627,6 +636,7 @@ void Scheduler::Release(const v1::Job& job, const v1::Task& task) {
   node.used_cpus = std::max(0.0, node.used_cpus - job.spec().resources().cpus());
   node.used_memory_bytes = std::max<int64_t>(
       0, node.used_memory_bytes - job.spec().resources().memory_bytes());
+  if (node.task_ids.empty()) node_power_.SetIdle(task.node(), true, clock_->Now());
 }
 
 absl::Status Scheduler::OnAgentRegister(AgentLink* link,
@@ -657,6 +667,11 @@ absl::Status Scheduler::OnAgentRegister(AgentLink* link,
   node.ready = true;
   node.message = "";
   node.last_seen = clock_->Now();
+  if (node_power_.Asleep(name) ||
+      node_power_.state(name) == NodePowerManager::State::kFailed) {
+    JLOG(INFO) << "node " << name << " resumed";
+  }
+  node_power_.Registered(name, node.task_ids.empty(), node.last_seen);
   // Telemetry is expected from now on; its age counts from here.
   if (node.last_telemetry == absl::Time()) node.last_telemetry = node.last_seen;
   placement_dirty_ = true;
@@ -756,6 +771,18 @@ absl::Status Scheduler::OnAgentMessage(AgentLink* link,
         break;
       case v1::AgentMessage::kHeartbeat:
         break;
+      case v1::AgentMessage::kGoingDown: {
+        const std::string reason = message.going_down().reason().substr(0, 256);
+        if (node_power_.Disconnected(node->info.name())) {
+          node->ready = false;
+          node->message = absl::StrCat("suspended (idle power management): ", reason);
+          JLOG(INFO) << "node " << node->info.name() << " suspended: " << reason;
+        } else {
+          MarkNodeDown(*node, absl::StrCat("the agent is going down: ", reason));
+        }
+        placement_dirty_ = true;
+        break;
+      }
       case v1::AgentMessage::kLogs: {
         const v1::LogsReply& reply = message.logs();
         int64_t id = 0;
@@ -803,6 +830,15 @@ void Scheduler::OnAgentDisconnect(AgentLink* link) {
   link_to_node_.erase(link);
   if (node == nullptr) return;
   node->link = nullptr;
+  if (node_power_.Disconnected(node->info.name()) ||
+      node_power_.state(node->info.name()) == NodePowerManager::State::kSuspended) {
+    node->ready = false;
+    if (!absl::StartsWith(node->message, "suspended")) {
+      node->message = "suspended (idle power management)";
+    }
+    JLOG(INFO) << "node " << node->info.name() << " suspended";
+    return;
+  }
   // Tasks keep running on the node; the heartbeat timeout decides whether
   // they are lost, and a reconnect within it adopts them.
   node->message = "agent stream closed; waiting for it to reconnect";
@@ -934,6 +970,8 @@ MetricsSnapshot Scheduler::Metrics(absl::Duration job_retention) const {
     NodeMetrics& metrics = out.nodes.emplace_back();
     metrics.name = name;
     metrics.ready = node.ready && node.link != nullptr;
+    metrics.suspended = node_power_.state(name) == NodePowerManager::State::kSuspending ||
+                        node_power_.Asleep(name);
     metrics.power_w = node.last_sample.node_power_w();
     const absl::Time since =
         node.last_telemetry != absl::Time() ? node.last_telemetry : node.last_seen;
@@ -1328,11 +1366,49 @@ void Scheduler::Tick() {
       }
     }
     ExpireLogRequests(&completions);
+    ManageNodePower();
     EndBackoffs();
     // A store that refuses writes would refuse every placement too.
     if (store_up) PlacePending();
   }
   for (auto& completion : completions) completion();
+}
+
+void Scheduler::ManageNodePower() {
+  if (!PowerManaged()) return;
+  const absl::Time now = clock_->Now();
+  const NodePowerManager::Expired expired = node_power_.Expire(now);
+  for (const std::string& name : expired.suspend_failed) {
+    JLOG(WARNING) << "node " << name << " is still connected "
+                  << absl::FormatDuration(options_.node_power.resume_timeout)
+                  << " after its suspend command: taken back into service";
+    nodes_[name].message = "";
+    placement_dirty_ = true;
+  }
+  for (const std::string& name : expired.resume_failed) {
+    MarkNodeDown(nodes_[name],
+                 absl::StrCat("did not resume within ",
+                              absl::FormatDuration(options_.node_power.resume_timeout)));
+    placement_dirty_ = true;
+  }
+  // Connected nodes with no task: nothing runs there and no placement holds
+  // GPUs there (Bind allocates a task's resources before it is stored).
+  std::map<std::string, int> eligible;
+  for (const auto& [name, node] : nodes_) {
+    if (!node.ready || node.link == nullptr || !node.task_ids.empty()) continue;
+    int gpus = 0;
+    for (const v1::Device& device : node.info.devices()) {
+      gpus += device.kind() == v1::DEVICE_KIND_GPU;
+    }
+    eligible[name] = gpus;
+  }
+  for (const std::string& name : node_power_.ChooseToSuspend(now, eligible)) {
+    nodes_[name].message = absl::StrCat("suspending: idle for ",
+                                        absl::FormatDuration(options_.node_power.suspend_after),
+                                        " or more");
+    JLOG(INFO) << "suspending idle node " << name;
+    options_.power_control->Suspend(name);
+  }
 }
 
 ClusterSnapshot Scheduler::Snapshot() const {
@@ -1341,8 +1417,15 @@ ClusterSnapshot Scheduler::Snapshot() const {
   for (const auto& [name, node] : nodes_) {
     NodeView view;
     view.name = name;
-    view.ready = node.ready && node.link != nullptr;
+    view.ready = node.ready && node.link != nullptr &&
+                 node_power_.state(name) != NodePowerManager::State::kSuspending;
     view.last_seen = node.last_seen;
+    if (PowerManaged() && node_power_.Asleep(name)) {
+      // Placement may wake it: the job then waits for its agent to register.
+      view.ready = true;
+      view.asleep = true;
+      view.last_seen = snapshot.now;
+    }
     view.total_cpus = node.info.cpus();
     view.free_cpus = node.info.cpus() - node.used_cpus;
     view.total_memory_bytes = node.info.memory_bytes();
@@ -1399,10 +1482,9 @@ void Scheduler::PlacePending() {
   for (const NodeView& node : snapshot.nodes) {
     for (const GpuView& gpu : node.gpus) models.insert(gpu.model);
   }
-  // Per GPU model, when the cap choice counts static power: the mean static
-  // power per GPU of the nodes that have it (ChooseCap's static_w).
+  // Per GPU model: the mean static power per GPU of the nodes that have it.
   std::map<std::string, double> static_per_gpu;
-  if (options_.caps_count_static_power) {
+  {
     std::map<std::string, std::pair<double, int>> sums;
     for (const NodeView& node : snapshot.nodes) {
       for (const GpuView& gpu : node.gpus) {
@@ -1436,41 +1518,60 @@ void Scheduler::PlacePending() {
     request.cpus = spec.resources().cpus();
     request.memory_bytes = spec.resources().memory_bytes();
     request.gpu_model = spec.resources().gpu_model();
-    // The class's learned cost per GPU model, at the cap its objective picks.
-    if (request.gpus > 0 && !spec.pin_max_cap()) {
-      for (const std::string& model : models) {
-        auto profile =
-            profiles_.find(internal::ProfileKey(internal::ProfileClass(spec), model, request.gpus));
-        if (profile == profiles_.end() || profile->second.empty()) continue;
-        std::string note;
-        auto static_w = static_per_gpu.find(model);
-        absl::StatusOr<CapDecision> decision = ChooseCap(
-            profile->second, CapObjective(spec, &note), profile->second.front().cap_w * request.gpus,
-            0, snapshot.now,
-            static_w == static_per_gpu.end() ? 0 : static_w->second * request.gpus);
-        if (!decision.ok()) continue;
-        for (const CapPoint& point : profile->second) {
-          if (point.cap_w == decision->cap_w && point.throughput > 0) {
-            request.learned_cost[model] = {point.power_w / point.throughput,
-                                           point.throughput};
-          }
-        }
-      }
+    if (request.gpus > 0 && !spec.pin_max_cap() && options_.energy_aware_placement) {
+      RouteByEnergy(job, models, static_per_gpu, snapshot.now, &request);
     }
     PlacementResult result = pipeline_->Place(request, snapshot);
     std::shared_ptr<const v1::JobExplanation> explanation = Explain(job, result);
     explanations_[job.id()] = explanation;
     if (result.kind != PlacementResult::Kind::kPlaced) {
       // Held, not refused: nodes may join or free up later.
-      last_failed_.emplace(shape, explanation);
       if (job.message() != result.reason) {
         job.set_message(result.reason);
         Changed(job);
       }
+      if (!request.routed_models.empty()) {
+        // Energy routing held this job, not its shape: the next job of the
+        // shape (another class) may fit elsewhere.
+        auto rest = pending_by_shape_.find(shape);
+        if (rest == pending_by_shape_.end()) continue;
+        auto next = rest->second.upper_bound({number, job_id});
+        if (next != rest->second.end()) heads.emplace(next->first, next->second, shape);
+        continue;
+      }
+      last_failed_.emplace(shape, explanation);
       continue;
     }
     for (const ReplicaPlacement& placement : result.replicas) {
       PlacementPipeline::Reserve(request, placement, &snapshot);
+    }
+    std::set<std::string> asleep;
+    for (const ReplicaPlacement& placement : result.replicas) {
+      if (node_power_.Asleep(placement.node)) asleep.insert(placement.node);
+    }
+    if (!asleep.empty()) {
+      // The job waits for the node to come up; its GPUs stay reserved in
+      // this cycle's snapshot so that other jobs wake other nodes.
+      for (const std::string& name : asleep) {
+        if (node_power_.RequestResume(name, now)) {
+          nodes_[name].message = absl::StrCat("resuming for job ", job.id());
+          JLOG(INFO) << "resuming node " << name << " for job " << job.id();
+          options_.power_control->Resume(name);
+        }
+      }
+      const std::string message =
+          absl::StrCat("waiting for suspended node(s) ", absl::StrJoin(asleep, ", "),
+                       " to resume (at most ",
+                       absl::FormatDuration(options_.node_power.resume_timeout), ")");
+      if (job.message() != message) {
+        job.set_message(message);
+        Changed(job);
+      }
+      auto rest = pending_by_shape_.find(shape);
+      if (rest == pending_by_shape_.end()) continue;
+      auto next = rest->second.upper_bound({number, job_id});
+      if (next != rest->second.end()) heads.emplace(next->first, next->second, shape);
+      continue;
     }
     RemovePending(job);
     absl::Status bound = Bind(job, result);
@@ -1481,10 +1582,12 @@ void Scheduler::PlacePending() {
       if (absl::IsInvalidArgument(bound)) continue;
       break;
     }
+    // The next job of the shape after this one: jobs before it that energy
+    // routing held wait for the next cycle.
     auto rest = pending_by_shape_.find(shape);
-    if (rest != pending_by_shape_.end()) {
-      heads.emplace(rest->second.begin()->first, rest->second.begin()->second, shape);
-    }
+    if (rest == pending_by_shape_.end()) continue;
+    auto next = rest->second.upper_bound({number, job_id});
+    if (next != rest->second.end()) heads.emplace(next->first, next->second, shape);
   }
 }
 

@@ -27,6 +27,7 @@
 #include "joule/v1/scheduler.pb.h"
 #include "scheduler/bandit/batch_size_bandit.h"
 #include "scheduler/bandit/batch_sizer.h"
+#include "scheduler/power/node_power_manager.h"
 #include "scheduler/carbon.h"
 #include "scheduler/placement.h"
 #include "scheduler/profiling/cap_choice.h"
@@ -70,6 +71,8 @@ struct NodeMetrics {
   std::string name;
   // READY: registered, stream open, heard from within the heartbeat timeout.
   bool ready = false;
+  // Suspended (or suspending, resuming) by idle power management.
+  bool suspended = false;
   // The last telemetry sample's node power (0 before the first).
   double power_w = 0;
   // Since the last telemetry arrived (or, before the first, since the node
@@ -139,6 +142,24 @@ struct SchedulerOptions {
   // batch size that costs 2x already shows it cannot win; Zeus stops runs
   // past 2x the best cost for the same reason).
   BatchSizeBanditOptions batch_bandit = {/*prune_factor=*/2, /*prune_min_observations=*/1};
+  // Idle power management (NodePowerManager): with node_power.suspend_after
+  // set and a power_control to run the commands, idle nodes are suspended
+  // and resumed when work needs them. Off by default.
+  NodePowerOptions node_power;
+  NodePowerControl* power_control = nullptr;
+  // Energy routing, part of energy-aware placement: a training job waits for
+  // the GPU models that do its class's work for at most route_tolerance x
+  // the fewest joules per sample (learned from profiles), for up to
+  // route_wait_fraction x its predicted run time there (its expected_samples
+  // over the profiled throughput), at most route_max_wait, or
+  // route_unsized_wait when it declares no size; after that, any model.
+  // A job small enough to explore (BatchSizer::MayExplore) is sent first to
+  // the models its class has not been profiled on, so that every model gets
+  // a profile. route_wait_fraction 0 turns routing off.
+  double route_tolerance = 1.10;
+  double route_wait_fraction = 0.1;
+  absl::Duration route_max_wait = absl::Hours(4);
+  absl::Duration route_unsized_wait = absl::Minutes(10);
   // Placement scores nodes by learned energy efficiency, consolidation,
   // thermal headroom and GPU fit; off: the first feasible node in name order
   // (energy-oblivious first fit, for the simulator's baselines).
@@ -392,6 +413,14 @@ class Scheduler {
   void ReplicaGone(v1::Job& job, const v1::Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplyMoves(v1::Job& job, const std::vector<Sharder::Move>& moves)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fills the request's learned cost per GPU model (the class's profiles at
+  // the cap its objective picks; a profile measured with another GPU count
+  // stands in, scaled) and its energy routing (see SchedulerOptions).
+  // `static_per_gpu`: per model, the static power per GPU counted by the
+  // cap choice.
+  void RouteByEnergy(const v1::Job& job, const std::set<std::string>& models,
+                     const std::map<std::string, double>& static_per_gpu, absl::Time now,
+                     PlacementRequest* request) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The batch size of a new attempt, and what the class learns at its end.
   int32_t ChooseBatchSize(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LearnBatchSize(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -507,6 +536,15 @@ class Scheduler {
   double saved_j_total_ ABSL_GUARDED_BY(mu_) = 0;
   double co2e_g_total_ ABSL_GUARDED_BY(mu_) = 0;
   double cost_total_ ABSL_GUARDED_BY(mu_) = 0;
+  // Which nodes are suspended, resuming or awake (idle power management).
+  NodePowerManager node_power_ ABSL_GUARDED_BY(mu_){options_.node_power};
+  // Suspends idle nodes, resumes the ones pending work was placed on, and
+  // marks down nodes that did not come back (from Tick).
+  void ManageNodePower() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool PowerManaged() const {
+    return options_.power_control != nullptr &&
+           options_.node_power.suspend_after > absl::ZeroDuration();
+  }
   // Drops impossible telemetry before it reaches accounting.
   TelemetryGuard telemetry_guard_ ABSL_GUARDED_BY(mu_){options_.gpu_catalog};
 };

@@ -3042,5 +3042,135 @@ TEST_F(ImpossibleTelemetryTest, AnAgentThatStartedAgainCountsFromZero) {
   EXPECT_THAT(rejections_.Counts(), IsEmpty());
 }
 
+// ---- Idle power management ----
+
+// Records the suspend and resume commands. Thread-safe.
+class FakePowerControl : public NodePowerControl {
+ public:
+  void Suspend(const std::string& node) override {
+    absl::MutexLock lock(&mu_);
+    suspended_.push_back(node);
+  }
+  void Resume(const std::string& node) override {
+    absl::MutexLock lock(&mu_);
+    resumed_.push_back(node);
+  }
+  std::vector<std::string> suspended() const {
+    absl::MutexLock lock(&mu_);
+    return suspended_;
+  }
+  std::vector<std::string> resumed() const {
+    absl::MutexLock lock(&mu_);
+    return resumed_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::string> suspended_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> resumed_ ABSL_GUARDED_BY(mu_);
+};
+
+class NodePowerTest : public SchedulerTest {
+ protected:
+  void SetUp() override {
+    SchedulerTest::SetUp();
+    options_.node_power.suspend_after = absl::Minutes(10);
+    options_.node_power.resume_timeout = absl::Minutes(5);
+    options_.power_control = &power_;
+    // Agents are silent in these tests; heartbeats are not what is tested.
+    options_.heartbeat_timeout = absl::Hours(10);
+    options_.telemetry_freshness = absl::Hours(10);
+    scheduler_ = NewScheduler();
+  }
+
+  FakePowerControl power_;
+};
+
+TEST_F(NodePowerTest, SuspendsIdleNodesButNeverABusyOne) {
+  FakeAgentLink busy, idle;
+  ASSERT_THAT(Register(busy, RegisterBuilder("busy").Gpus(1, "V100").Build()), IsOk());
+  ASSERT_THAT(Register(idle, RegisterBuilder("idle").Gpus(1, "V100").Build()), IsOk());
+  const std::string id = Submit(SpecBuilder().Gpus(1).Build());
+  scheduler_->Tick();
+  const v1::Job job = LookUpJob(id);
+  ASSERT_EQ(job.tasks_size(), 1);
+  ASSERT_EQ(job.tasks(0).node(), "busy");
+  ASSERT_THAT(Started(busy, job.tasks(0).task_id(), 10), IsOk());
+
+  clock_.Advance(absl::Minutes(9));
+  scheduler_->Tick();
+  EXPECT_THAT(power_.suspended(), IsEmpty());
+  clock_.Advance(absl::Hours(2));
+  scheduler_->Tick();
+  scheduler_->Tick();
+  // The busy node runs a task for hours and is never suspended.
+  EXPECT_THAT(power_.suspended(), ElementsAre("idle"));
+  EXPECT_EQ(LookUpNode("idle").state(), v1::NODE_STATE_SUSPENDED);
+  EXPECT_EQ(LookUpNode("busy").state(), v1::NODE_STATE_READY);
+  // Its agent says it is going down: expected, not a failure.
+  v1::AgentMessage going_down;
+  going_down.mutable_going_down()->set_reason("suspend");
+  ASSERT_THAT(scheduler_->OnAgentMessage(&idle, going_down), IsOk());
+  scheduler_->OnAgentDisconnect(&idle);
+  EXPECT_EQ(LookUpNode("idle").state(), v1::NODE_STATE_SUSPENDED);
+  EXPECT_THAT(LookUpNode("idle").message(), HasSubstr("suspended"));
+
+  // The busy node's task ends: its idle clock starts then.
+  ASSERT_THAT(Exited(busy, job.tasks(0).task_id(), 0), IsOk());
+  clock_.Advance(absl::Minutes(9));
+  scheduler_->Tick();
+  EXPECT_THAT(power_.suspended(), ElementsAre("idle"));
+  clock_.Advance(absl::Minutes(1));
+  scheduler_->Tick();
+  EXPECT_THAT(power_.suspended(), ElementsAre("idle", "busy"));
+}
+
+TEST_F(NodePowerTest, ResumesForWorkAndANodeThatDoesNotComeBackIsMarkedDown) {
+  FakeAgentLink a, b;
+  ASSERT_THAT(Register(a, RegisterBuilder("a").Gpus(1, "V100").Build()), IsOk());
+  ASSERT_THAT(Register(b, RegisterBuilder("b").Gpus(1, "V100").Build()), IsOk());
+  clock_.Advance(absl::Minutes(10));
+  scheduler_->Tick();
+  ASSERT_THAT(power_.suspended(), ElementsAre("a", "b"));
+  scheduler_->OnAgentDisconnect(&a);
+  scheduler_->OnAgentDisconnect(&b);
+
+  // Work arrives: one node is woken, not both, and the job waits for it.
+  const std::string id = Submit(SpecBuilder().Gpus(1).Build());
+  scheduler_->Tick();
+  scheduler_->Tick();
+  EXPECT_THAT(power_.resumed(), ElementsAre("a"));
+  EXPECT_EQ(LookUpJob(id).state(), v1::JOB_STATE_PENDING);
+  EXPECT_THAT(LookUpJob(id).message(), HasSubstr("waiting for suspended node(s) a to resume"));
+
+  // a never registers: after the resume timeout it is down, and the job's
+  // work goes to b instead.
+  clock_.Advance(absl::Minutes(5));
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpNode("a").state(), v1::NODE_STATE_DOWN);
+  EXPECT_THAT(LookUpNode("a").message(), HasSubstr("did not resume within 5m"));
+  scheduler_->Tick();
+  EXPECT_THAT(power_.resumed(), ElementsAre("a", "b"));
+  FakeAgentLink b_again;
+  ASSERT_THAT(Register(b_again, RegisterBuilder("b").Gpus(1, "V100").Build()), IsOk());
+  scheduler_->Tick();
+  const v1::Job job = LookUpJob(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+  ASSERT_EQ(job.tasks_size(), 1);
+  EXPECT_EQ(job.tasks(0).node(), "b");
+  EXPECT_THAT(b_again.Of(v1::SchedulerCommand::kStartTask), SizeIs(1));
+  EXPECT_EQ(LookUpNode("b").state(), v1::NODE_STATE_READY);
+}
+
+TEST_F(NodePowerTest, AnAgentGoingDownUnexpectedlyIsDownAtOnce) {
+  FakeAgentLink a;
+  ASSERT_THAT(Register(a, RegisterBuilder("a").Gpus(1, "V100").Build()), IsOk());
+  v1::AgentMessage going_down;
+  going_down.mutable_going_down()->set_reason("joule-agent stopped by signal 15");
+  ASSERT_THAT(scheduler_->OnAgentMessage(&a, going_down), IsOk());
+  EXPECT_EQ(LookUpNode("a").state(), v1::NODE_STATE_DOWN);
+  EXPECT_THAT(LookUpNode("a").message(), HasSubstr("going down: joule-agent stopped"));
+}
+
 }  // namespace
 }  // namespace joule

@@ -32,11 +32,15 @@ struct Flags {
   std::string trace;
   std::string power_dir;
   std::string cluster = "sim/clusters/mixed.yaml";
-  std::string policies = "baseline,cap-only,joule,oracle";
+  std::string policies = "baseline,cap-only,joule,joule-pm,oracle";
   int64_t limit = 0;
   double max_job_hours = 0;
   bool caps_count_static_power = false;
+  bool least_energy_caps = false;
   double size_error = SimOptions().size_error;
+  double suspend_after_min = 30;
+  double standby_power_w = SimOptions().standby_power_w;
+  double resume_time_s = absl::ToDoubleSeconds(SimOptions().resume_time);
   uint64_t seed = 1;
   double telemetry_period_s = 300;
   std::string out_dir = "sim-out";
@@ -110,7 +114,9 @@ int Run(const Flags& flags) {
       results[i] = ComputeOracle(own, *cluster, jobs);
       return;
     }
-    absl::StatusOr<Policy> policy = ParsePolicy(names[i]);
+    // joule-pm: joule with idle power management.
+    const bool power_managed = names[i] == "joule-pm";
+    absl::StatusOr<Policy> policy = ParsePolicy(power_managed ? "joule" : names[i]);
     if (!policy.ok()) {
       results[i] = policy.status();
       return;
@@ -119,10 +125,17 @@ int Run(const Flags& flags) {
     options.policy = *policy;
     options.seed = flags.seed;
     options.caps_count_static_power = flags.caps_count_static_power;
+    options.least_energy_caps = flags.least_energy_caps;
     options.size_error = flags.size_error;
     options.telemetry_period = absl::Seconds(flags.telemetry_period_s);
+    if (power_managed) {
+      options.suspend_after = absl::Seconds(flags.suspend_after_min * 60);
+      options.standby_power_w = flags.standby_power_w;
+      options.resume_time = absl::Seconds(flags.resume_time_s);
+    }
     Simulator simulator(&own, *cluster, jobs, options);
     results[i] = simulator.Run();
+    if (results[i].ok() && power_managed) results[i]->policy = "joule-pm";
   };
   for (size_t first = 0; first < names.size(); first += flags.threads) {
     std::vector<std::thread> threads;
@@ -154,6 +167,18 @@ int Run(const Flags& flags) {
   const std::string out = Resolve(flags.out_dir);
   absl::Status written = WriteFile(out + "/report.csv", ToCsv(summaries));
   if (written.ok()) written = WriteFile(out + "/report.md", ToMarkdown(summaries));
+  // Per policy, every job's outcome, for analysis (e.g. the makespan tail).
+  for (const PolicyRun& run : runs) {
+    if (!written.ok()) break;
+    std::string csv =
+        "trace_id,workload,gpus,arrival_s,start_s,end_s,energy_j,gpu_energy_j,finished\n";
+    for (const JobOutcome& job : run.jobs) {
+      absl::StrAppendFormat(&csv, "%d,%s,%d,%.0f,%.0f,%.0f,%.0f,%.0f,%d\n", job.trace_id,
+                            job.workload, job.gpus, job.arrival_s, job.start_s, job.end_s,
+                            job.energy_j, job.gpu_energy_j, job.finished ? 1 : 0);
+    }
+    written = WriteFile(absl::StrCat(out, "/jobs-", run.policy, ".csv"), csv);
+  }
   if (!written.ok()) {
     std::cerr << "joule-sim: " << written << "\n";
     return 1;
@@ -180,7 +205,8 @@ int main(int argc, char** argv) {
                  "Zeus power tables (default: <data-dir>/gpu-power)");
   app.add_option("--cluster", flags.cluster, "cluster YAML")->capture_default_str();
   app.add_option("--policies", flags.policies,
-                 "comma-separated: baseline, cap-only, joule, oracle")
+                 "comma-separated: baseline, cap-only, joule, joule-pm (joule with idle "
+                 "nodes suspended), oracle")
       ->capture_default_str();
   app.add_option("--jobs", flags.limit, "only the earliest N trace jobs (0: all)")
       ->check(CLI::NonNegativeNumber);
@@ -188,9 +214,25 @@ int main(int argc, char** argv) {
                  "choose power caps by GPU plus attributed node static energy (default: "
                  "GPU energy only; under evaluation, issue 13)")
       ->capture_default_str();
+  app.add_option("--least-energy-caps", flags.least_energy_caps,
+                 "joule's jobs ask for the least energy per sample (energy_time_weight 1) "
+                 "instead of the default objective")
+      ->capture_default_str();
   app.add_option("--size-error", flags.size_error,
                  "joule's jobs declare their size with this log-normal error (sigma of "
                  "the log; 0: exact; negative: no declared size)")
+      ->capture_default_str();
+  app.add_option("--suspend-after-min", flags.suspend_after_min,
+                 "joule-pm: suspend nodes idle this many minutes")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--standby-power-w", flags.standby_power_w,
+                 "joule-pm: a suspended node's draw in watts")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--resume-time-s", flags.resume_time_s,
+                 "joule-pm: seconds a suspended node takes to come back")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--max-job-hours", flags.max_job_hours,
                  "only trace jobs that ran at most this long (0: all); the second job mix")

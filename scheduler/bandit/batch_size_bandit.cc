@@ -267,6 +267,8 @@ absl::StatusOr<int32_t> BatchSizeBandit::Choose(absl::BitGenRef gen,
       if (posterior_std > 0) {
         value += posterior_std * absl::Gaussian<double>(gen, 0.0, 1.0);
       }
+    } else {
+      value += sigma / std::sqrt(static_cast<double>(s.n));
     }
     if (best_index < 0 || value < best_value) {
       best_index = index;

@@ -113,7 +113,10 @@ struct BatchSizeArmSummary {
 //      heuristic of batch Bayesian optimization), so that a burst of
 //      arrivals does not all draw the same lucky arm before any result is
 //      back. Without exploration: the observed, unpruned arm with the lowest
-//      mean (exploitation).
+//      pessimistic cost, xbar_a + sigma / sqrt(n_a) (one posterior standard
+//      deviation above its mean): a job that may not explore gets an arm
+//      whose cost is known, not one that looked best after a single lucky
+//      run.
 //   4. When no arm qualifies (nothing observed and every untried arm in
 //      flight, or exploration not allowed before any observation): the
 //      default batch size.

@@ -376,6 +376,19 @@ TEST(BatchSizeBanditTest, WithoutExplorationTheBestMeasuredArm) {
   }
 }
 
+TEST(BatchSizeBanditTest, ExploitationPrefersAKnownCostToOneLuckyRun) {
+  BatchSizeBandit bandit({8, 16}, 16);
+  std::mt19937_64 gen(1);
+  // 16: five runs around 100. 8: one run at 98, within the noise.
+  for (double cost : {90.0, 110.0, 95.0, 105.0, 100.0}) ASSERT_TRUE(bandit.Observe(16, cost).ok());
+  ASSERT_TRUE(bandit.Observe(8, 98).ok());
+  EXPECT_EQ(bandit.BestMean(), 8);
+  EXPECT_EQ(bandit.Choose(gen, {}, /*explore=*/false).value(), 16);
+  // Four more runs confirm 8 is cheaper: now it is exploited.
+  for (double cost : {85.0, 80.0, 90.0, 82.0}) ASSERT_TRUE(bandit.Observe(8, cost).ok());
+  EXPECT_EQ(bandit.Choose(gen, {}, /*explore=*/false).value(), 8);
+}
+
 TEST(BatchSizeBanditTest, RunsInFlightNarrowThompsonDraws) {
   // Two arms with one noisy observation each: alone they are drawn about
   // evenly. With many runs of the better one in flight, its draw concentrates

@@ -43,22 +43,17 @@ BatchChoice BatchSizer::Choose(const BatchRequest& request, absl::BitGenRef gen,
       ++entry;
     }
   }
-  bool explore = true;
+  if (request.expected_samples > 0 && request.first_attempt) {
+    ++state.sizes;
+    state.log_size_sum += std::log(request.expected_samples);
+  }
+  const bool explore = MayExplore(request.job_class, request.expected_samples);
   std::string who = "the job declares no size, so it may explore";
-  if (request.expected_samples > 0) {
-    if (request.first_attempt) {
-      ++state.sizes;
-      state.log_size_sum += std::log(request.expected_samples);
-    }
-    if (state.sizes > 0) {
-      const double typical = std::exp(state.log_size_sum / state.sizes);
-      // A relative margin so that a class of one size explores.
-      explore = request.expected_samples <= typical * (1 + 1e-9);
-      who = absl::StrFormat(
-          "%.3g expected samples, %s the class's typical %.3g, so it %s", request.expected_samples,
-          explore ? "at most" : "above", typical,
-          explore ? "may explore" : "only exploits what was measured");
-    }
+  if (request.expected_samples > 0 && state.sizes > 0) {
+    who = absl::StrFormat("%.3g expected samples, %s the class's typical %.3g, so it %s",
+                          request.expected_samples, explore ? "at most" : "above",
+                          std::exp(state.log_size_sum / state.sizes),
+                          explore ? "may explore" : "only exploits what was measured");
   }
   std::vector<int32_t> arms;
   arms.reserve(state.in_flight.size());
@@ -81,6 +76,14 @@ BatchChoice BatchSizer::Choose(const BatchRequest& request, absl::BitGenRef gen,
   }
   state.in_flight[request.job_id] = choice.batch_size;
   return choice;
+}
+
+bool BatchSizer::MayExplore(const std::string& job_class, double expected_samples) const {
+  auto it = classes_.find(job_class);
+  if (expected_samples <= 0 || it == classes_.end() || it->second.sizes == 0) return true;
+  const double typical = std::exp(it->second.log_size_sum / it->second.sizes);
+  // A relative margin so that a class of one size explores.
+  return expected_samples <= typical * (1 + 1e-9);
 }
 
 void BatchSizer::Started(const std::string& job_class, const std::string& job_id,

@@ -87,6 +87,11 @@ class BatchSizer {
   BatchChoice Choose(const BatchRequest& request, absl::BitGenRef gen,
                      const std::function<bool(const std::string&)>& running);
 
+  // Whether a job of `expected_samples` is small enough to explore in its
+  // class: at most the class's typical declared size. True without a
+  // declared size or before the class has seen one.
+  bool MayExplore(const std::string& job_class, double expected_samples) const;
+
   // Re-adds an attempt that is running at `batch_size` (after a restart).
   void Started(const std::string& job_class, const std::string& job_id, int32_t batch_size);
 

@@ -4,7 +4,9 @@
 // its range plus the scheduler's candidates), with perfect knowledge of its
 // epochs to target (the same seeded draws the simulated jobs use). Queueing
 // and contention are ignored. A job's energy counts its GPUs and its GPUs'
-// share of node static power, as in the simulated runs.
+// share of node static power, as in the simulated runs. Its cluster energy
+// is on the always-on basis: every node's static power and every idle GPU's
+// idle power up to its makespan, plus its jobs' GPU energy.
 #ifndef JOULE_SIM_ENGINE_ORACLE_H_
 #define JOULE_SIM_ENGINE_ORACLE_H_
 

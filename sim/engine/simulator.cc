@@ -112,7 +112,7 @@ struct JobRun {
   }
 };
 
-enum class Kind { kArrival, kCompletion, kTelemetry, kBurst, kTick };
+enum class Kind { kArrival, kCompletion, kTelemetry, kBurst, kTick, kResumed };
 
 struct Event {
   double t = 0;
@@ -156,9 +156,36 @@ class Simulator::Impl {
     int node_;
   };
 
+  // Runs the scheduler's suspend and resume commands on the simulated nodes.
+  // Called with the scheduler's lock held: only queues.
+  class PowerControl : public NodePowerControl {
+   public:
+    explicit PowerControl(Impl* impl) : impl_(impl) {}
+    void Suspend(const std::string& node) override { impl_->power_commands_.push_back({node, true}); }
+    void Resume(const std::string& node) override { impl_->power_commands_.push_back({node, false}); }
+
+   private:
+    Impl* impl_;
+  };
+
   struct Node {
     std::string name;
     double static_w = 0;
+    // Static power drawn now (standby while suspended), and its integral up
+    // to static_since.
+    double static_now_w = 0;
+    double static_j = 0;
+    double static_since = 0;
+    bool suspended = false;
+    bool resuming = false;
+    v1::Register registration;
+
+    double StaticEnergyAt(double t) const { return static_j + static_now_w * (t - static_since); }
+    void SetStatic(double t, double watts) {
+      static_j = StaticEnergyAt(t);
+      static_since = t;
+      static_now_w = watts;
+    }
     std::vector<Gpu> gpus;
     std::unique_ptr<Link> link;
     std::vector<int> tasks;
@@ -179,6 +206,9 @@ class Simulator::Impl {
   // Handles every queued command (which may queue more).
   absl::Status Drain();
   absl::Status Handle(int node, const v1::SchedulerCommand& command);
+  // Suspends a node (its stream closes) or starts its resume.
+  absl::Status HandlePower(const std::string& node, bool suspend);
+  absl::Status Resumed(int node);
   absl::Status StartTask(int node, const v1::StartTask& start);
   absl::Status StopTask(int node, const std::string& task_id);
   absl::Status SetCap(int node, const v1::SetCap& cap);
@@ -204,6 +234,9 @@ class Simulator::Impl {
   absl::flat_hash_map<std::string, int> job_by_id_;
   absl::flat_hash_map<std::string, int> task_by_id_;
   std::deque<std::pair<int, v1::SchedulerCommand>> commands_;
+  std::deque<std::pair<std::string, bool>> power_commands_;  // node, suspend
+  PowerControl power_control_{this};
+  absl::flat_hash_map<std::string, int> node_by_name_;
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events_;
   uint64_t next_seq_ = 0;
   double now_s_ = 0;
@@ -240,6 +273,7 @@ v1::JobSpec Simulator::Impl::SpecOf(const SimJob& job) const {
       // Every job of a workload is a recurrence of one class, whatever its
       // size: its declared size puts the costs of all sizes on one scale.
       spec.set_job_class(job.workload);
+      if (options_.least_energy_caps) spec.mutable_objective()->set_energy_time_weight(1);
       if (options_.size_error >= 0) {
         std::mt19937_64 gen(SplitMix64(options_.seed ^ SplitMix64(job.trace.id ^ 0x5e5e)));
         const double error =
@@ -263,6 +297,7 @@ absl::Status Simulator::Impl::RegisterNodes() {
       Node node;
       node.name = absl::StrCat(type.name, "-", i);
       node.static_w = type.static_power_w;
+      node.static_now_w = node.static_w;
       for (int32_t g = 0; g < type.gpus_per_node; ++g) {
         Gpu gpu;
         gpu.index = g;
@@ -301,6 +336,8 @@ absl::Status Simulator::Impl::RegisterNodes() {
       device->set_idle_power_w(gpu.idle_w);
       device->set_source("simulated");
     }
+    node_by_name_[node.name] = static_cast<int>(n);
+    nodes_[n].registration = reg;
     absl::Status registered = scheduler_->OnAgentRegister(node.link.get(), reg);
     if (!registered.ok()) return registered;
     // Stagger the nodes' telemetry over one period.
@@ -320,13 +357,57 @@ absl::Status Simulator::Impl::Deliver(int node, const v1::AgentMessage& message)
 }
 
 absl::Status Simulator::Impl::Drain() {
-  while (!commands_.empty()) {
-    std::pair<int, v1::SchedulerCommand> next = std::move(commands_.front());
-    commands_.pop_front();
-    absl::Status status = Handle(next.first, next.second);
+  while (!commands_.empty() || !power_commands_.empty()) {
+    if (!commands_.empty()) {
+      std::pair<int, v1::SchedulerCommand> next = std::move(commands_.front());
+      commands_.pop_front();
+      absl::Status status = Handle(next.first, next.second);
+      if (!status.ok()) return status;
+      continue;
+    }
+    std::pair<std::string, bool> next = std::move(power_commands_.front());
+    power_commands_.pop_front();
+    absl::Status status = HandlePower(next.first, next.second);
     if (!status.ok()) return status;
   }
   return absl::OkStatus();
+}
+
+absl::Status Simulator::Impl::HandlePower(const std::string& name, bool suspend) {
+  auto found = node_by_name_.find(name);
+  if (found == node_by_name_.end()) {
+    return absl::InternalError(absl::StrCat("power command for unknown node ", name));
+  }
+  const int index = found->second;
+  Node& node = nodes_[index];
+  if (suspend) {
+    if (node.suspended) return absl::OkStatus();
+    if (!node.tasks.empty()) {
+      return absl::InternalError(
+          absl::StrCat("the scheduler suspended ", name, " while it runs a task"));
+    }
+    node.suspended = true;
+    node.SetStatic(now_s_, options_.standby_power_w);
+    for (Gpu& gpu : node.gpus) gpu.SetPower(now_s_, 0, options_.record_power_steps);
+    scheduler_->OnAgentDisconnect(node.link.get());
+    return absl::OkStatus();
+  }
+  if (!node.suspended || node.resuming) return absl::OkStatus();
+  node.resuming = true;
+  Push(now_s_ + absl::ToDoubleSeconds(options_.resume_time), Kind::kResumed, index);
+  return absl::OkStatus();
+}
+
+absl::Status Simulator::Impl::Resumed(int index) {
+  Node& node = nodes_[index];
+  node.suspended = false;
+  node.resuming = false;
+  node.SetStatic(now_s_, node.static_w);
+  for (Gpu& gpu : node.gpus) gpu.SetPower(now_s_, gpu.idle_w, options_.record_power_steps);
+  absl::Status registered = scheduler_->OnAgentRegister(node.link.get(), node.registration);
+  if (!registered.ok()) return registered;
+  tick_needed_ = true;
+  return Drain();
 }
 
 absl::Status Simulator::Impl::Handle(int node, const v1::SchedulerCommand& command) {
@@ -599,6 +680,12 @@ absl::StatusOr<PolicyRun> Simulator::Impl::Run() {
   options.profile_caps = options_.policy != Policy::kBaseline;
   options.learn_batch_size = options_.policy == Policy::kJoule;
   options.caps_count_static_power = options_.caps_count_static_power;
+  if (options_.suspend_after > absl::ZeroDuration()) {
+    options.node_power.suspend_after = options_.suspend_after;
+    // A resume that takes twice its expected time has failed.
+    options.node_power.resume_timeout = 2 * options_.resume_time;
+    options.power_control = &power_control_;
+  }
   options.energy_aware_placement = options_.policy == Policy::kJoule;
   // Telemetry is sparser than a real agent's, so a node counts as fresh and
   // alive for three periods.
@@ -641,15 +728,18 @@ absl::StatusOr<PolicyRun> Simulator::Impl::Run() {
           status = Complete(static_cast<int>(event.target));
         }
         break;
+      case Kind::kResumed:
+        status = Resumed(static_cast<int>(event.target));
+        break;
       case Kind::kTelemetry:
-        status = SendTelemetry(static_cast<int>(event.target));
+        if (!nodes_[event.target].suspended) status = SendTelemetry(static_cast<int>(event.target));
         Push(event.t + absl::ToDoubleSeconds(options_.telemetry_period), Kind::kTelemetry,
              event.target);
         break;
       case Kind::kBurst: {
         Node& node = nodes_[event.target];
         node.burst_scheduled = false;
-        status = SendTelemetry(static_cast<int>(event.target));
+        if (!node.suspended) status = SendTelemetry(static_cast<int>(event.target));
         const double next = event.t + absl::ToDoubleSeconds(options_.burst_period);
         if (next <= node.burst_until + 1e-9) {
           node.burst_scheduled = true;
@@ -678,7 +768,7 @@ absl::StatusOr<PolicyRun> Simulator::Impl::Run() {
   result.makespan_s = end_s_;
   double cluster_j = 0;
   for (const Node& node : nodes_) {
-    cluster_j += node.static_w * end_s_;
+    cluster_j += node.StaticEnergyAt(end_s_);
     for (const Gpu& gpu : node.gpus) cluster_j += gpu.EnergyAt(end_s_);
   }
   result.cluster_energy_j = cluster_j;

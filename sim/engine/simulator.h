@@ -53,11 +53,23 @@ struct SimOptions {
   absl::Duration tick_period = absl::Minutes(1);
   // SchedulerOptions::caps_count_static_power.
   bool caps_count_static_power = false;
+  // Joule's jobs ask for the least energy per sample (energy_time_weight 1)
+  // instead of the default objective.
+  bool least_energy_caps = false;
   // Joule's jobs declare expected_samples: their true work at the default
   // batch size times a log-normal error, exp(N(0, size_error^2)) drawn per
   // job from (seed, job id): a user's estimate from earlier runs. 0: exact.
   // Negative: the jobs declare no size.
   double size_error = 0.5;
+  // Idle power management (SchedulerOptions::node_power): nodes idle for
+  // suspend_after are suspended (0: never); a suspended node draws
+  // standby_power_w in all (its GPUs nothing) and takes resume_time to come
+  // back. The defaults: Slurm's SuspendTime is commonly minutes; a server in
+  // soft-off (ACPI S5) draws a few watts to tens of watts for its BMC and
+  // NICs; a cold boot of a GPU server takes minutes.
+  absl::Duration suspend_after = absl::ZeroDuration();
+  double standby_power_w = 20;
+  absl::Duration resume_time = absl::Minutes(5);
   // Keep every GPU's (time, power) steps, for the conservation test.
   bool record_power_steps = false;
   // Stop after this much virtual time past the last arrival (jobs still

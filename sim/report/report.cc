@@ -32,9 +32,11 @@ constexpr double kSecondsPerMinute = 60;
 constexpr double kSecondsPerDay = 86400;
 
 // Targets for `joule` (the project's issue).
-constexpr double kTargetSaving = 0.35;       // >= 35% less energy
-constexpr double kTargetJctRatio = 1.10;     // mean JCT <= 1.10x baseline
-constexpr double kTargetOracleShare = 0.85;  // >= 85% of the oracle's saving
+constexpr double kTargetSaving = 0.40;         // >= 40% less job energy
+constexpr double kTargetJctRatio = 1.05;       // mean JCT <= 1.05x baseline
+constexpr double kTargetOracleShare = 0.85;    // >= 85% of the oracle's saving
+constexpr double kTargetMakespanRatio = 1.05;  // makespan <= 1.05x baseline
+constexpr double kTargetClusterSaving = 0.35;  // joule-pm: >= 35% less cluster energy
 // Slack for comparing against a target, so that a figure equal to the target
 // up to floating-point rounding (1 - 0.65 is not exactly 0.35) passes.
 constexpr double kTargetTolerance = 1e-9;
@@ -384,6 +386,10 @@ std::vector<PolicySummary> Summarize(const std::vector<PolicyRun>& runs) {
     if (baseline.mean_jct_s > 0) {
       s.jct_vs_baseline = s.mean_jct_s / baseline.mean_jct_s;
     }
+    if (baseline.makespan_s > 0) s.makespan_vs_baseline = s.makespan_s / baseline.makespan_s;
+    if (baseline.cluster_energy_kwh > 0 && !std::isnan(s.cluster_energy_kwh)) {
+      s.cluster_saving_vs_baseline = 1 - s.cluster_energy_kwh / baseline.cluster_energy_kwh;
+    }
   }
   return summaries;
 }
@@ -542,6 +548,37 @@ std::vector<std::string> CheckTargets(
         share_what, ": ", Percent(share),
         " (target >= ", absl::StrFormat("%.0f%%", kTargetOracleShare * 100),
         "): ", Verdict(share >= kTargetOracleShare - kTargetTolerance)));
+  }
+
+  const std::string makespan_what = "joule makespan vs baseline";
+  if (std::string missing = MissingPolicies(joule, baseline, oracle, false);
+      !missing.empty()) {
+    lines.push_back(CannotCheck(makespan_what, missing));
+  } else if (std::isnan(joule->makespan_vs_baseline)) {
+    lines.push_back(CannotCheck(makespan_what, "baseline makespan is 0"));
+  } else {
+    const double ratio = joule->makespan_vs_baseline;
+    lines.push_back(absl::StrCat(
+        makespan_what, ": ", absl::StrFormat("%.2fx", ratio),
+        " (target <= ", absl::StrFormat("%.2fx", kTargetMakespanRatio),
+        "): ", Verdict(ratio <= kTargetMakespanRatio + kTargetTolerance)));
+  }
+
+  const PolicySummary* joule_pm = FindPolicy(summaries, kJoulePmPolicy);
+  const std::string cluster_what = "joule-pm cluster energy saving vs baseline";
+  if (joule_pm == nullptr || baseline == nullptr) {
+    lines.push_back(CannotCheck(
+        cluster_what, joule_pm == nullptr && baseline == nullptr ? "no joule-pm, baseline run"
+                      : joule_pm == nullptr                      ? "no joule-pm run"
+                                                                 : "no baseline run"));
+  } else if (std::isnan(joule_pm->cluster_saving_vs_baseline)) {
+    lines.push_back(CannotCheck(cluster_what, "no cluster energy"));
+  } else {
+    const double saving = joule_pm->cluster_saving_vs_baseline;
+    lines.push_back(absl::StrCat(
+        cluster_what, ": ", Percent(saving),
+        " (target >= ", absl::StrFormat("%.0f%%", kTargetClusterSaving * 100),
+        "): ", Verdict(saving >= kTargetClusterSaving - kTargetTolerance)));
   }
 
   // Energy sums cover finished jobs only, so a policy that finishes fewer

@@ -33,6 +33,8 @@ namespace joule::sim {
 inline constexpr char kBaselinePolicy[] = "baseline";
 inline constexpr char kOraclePolicy[] = "oracle";
 inline constexpr char kJoulePolicy[] = "joule";
+// Joule with idle power management (joule-sim's joule-pm).
+inline constexpr char kJoulePmPolicy[] = "joule-pm";
 
 // What happened to one trace job under one policy.
 struct JobOutcome {
@@ -85,6 +87,11 @@ struct PolicySummary {
   // mean JCT / the baseline's mean JCT; NaN without a baseline or when the
   // baseline's mean JCT is 0.
   double jct_vs_baseline = kNaN;
+  // makespan / the baseline's; NaN without a baseline or when it is 0.
+  double makespan_vs_baseline = kNaN;
+  // 1 - cluster energy / the baseline's cluster energy; NaN when either is
+  // not applicable.
+  double cluster_saving_vs_baseline = kNaN;
   double events_per_second =
       0;  // events / wall_seconds; 0 if wall_seconds == 0
   double wall_seconds = 0;

@@ -351,9 +351,30 @@ TEST(CheckTargetsTest, PassAndFailLines) {
   EXPECT_THAT(
       CheckTargets(Summarize(ThreeRuns())),
       ElementsAre(
-          "joule energy saving vs baseline: 40.0% (target >= 35%): PASS",
-          "joule mean JCT vs baseline: 1.05x (target <= 1.10x): PASS",
-          "joule share of oracle saving: 80.0% (target >= 85%): FAIL"));
+          "joule energy saving vs baseline: 40.0% (target >= 40%): PASS",
+          "joule mean JCT vs baseline: 1.05x (target <= 1.05x): PASS",
+          "joule share of oracle saving: 80.0% (target >= 85%): FAIL",
+          "joule makespan vs baseline: 1.00x (target <= 1.05x): PASS",
+          "joule-pm cluster energy saving vs baseline: cannot check (no joule-pm run)"));
+}
+
+TEST(CheckTargetsTest, ClusterEnergyOfThePowerManagedRun) {
+  // joule-pm: 6 kWh of cluster energy against the baseline's 10.
+  PolicyRun pm = Joule();
+  pm.policy = "joule-pm";
+  pm.cluster_energy_j = 6 * kJoulesPerKwh;
+  std::vector<PolicyRun> runs = ThreeRuns();
+  runs.push_back(pm);
+  std::vector<std::string> lines = CheckTargets(Summarize(runs));
+  ASSERT_EQ(lines.size(), 5);
+  EXPECT_EQ(lines[4], "joule-pm cluster energy saving vs baseline: 40.0% (target >= 35%): PASS");
+  runs.back().cluster_energy_j = 7 * kJoulesPerKwh;
+  EXPECT_EQ(CheckTargets(Summarize(runs))[4],
+            "joule-pm cluster energy saving vs baseline: 30.0% (target >= 35%): FAIL");
+  // A longer makespan fails its line.
+  runs[1].makespan_s = 14400 * 1.2;
+  EXPECT_EQ(CheckTargets(Summarize(runs))[3],
+            "joule makespan vs baseline: 1.20x (target <= 1.05x): FAIL");
 }
 
 TEST(CheckTargetsTest, FailingSavingAndJct) {
@@ -369,9 +390,11 @@ TEST(CheckTargetsTest, FailingSavingAndJct) {
   EXPECT_THAT(
       CheckTargets({baseline, joule, oracle}),
       ElementsAre(
-          "joule energy saving vs baseline: 30.0% (target >= 35%): FAIL",
-          "joule mean JCT vs baseline: 1.20x (target <= 1.10x): FAIL",
-          "joule share of oracle saving: 90.0% (target >= 85%): PASS"));
+          "joule energy saving vs baseline: 30.0% (target >= 40%): FAIL",
+          "joule mean JCT vs baseline: 1.20x (target <= 1.05x): FAIL",
+          "joule share of oracle saving: 90.0% (target >= 85%): PASS",
+          "joule makespan vs baseline: cannot check (baseline makespan is 0)",
+          "joule-pm cluster energy saving vs baseline: cannot check (no joule-pm run)"));
 }
 
 TEST(CheckTargetsTest, TargetsThemselvesPass) {
@@ -381,10 +404,14 @@ TEST(CheckTargetsTest, TargetsThemselvesPass) {
   oracle.policy = "oracle";
   PolicySummary joule;
   joule.policy = "joule";
-  joule.saving_vs_baseline = 1 - 0.65;  // 0.35 up to rounding
-  joule.jct_vs_baseline = 1.1;
+  joule.saving_vs_baseline = 1 - 0.6;  // 0.40 up to rounding
+  joule.jct_vs_baseline = 1.05;
   joule.share_of_oracle_saving = 0.85;
-  for (const std::string& line : CheckTargets({baseline, joule, oracle})) {
+  joule.makespan_vs_baseline = 1.05;
+  PolicySummary joule_pm = joule;
+  joule_pm.policy = "joule-pm";
+  joule_pm.cluster_saving_vs_baseline = 1 - 0.65;
+  for (const std::string& line : CheckTargets({baseline, joule, oracle, joule_pm})) {
     EXPECT_THAT(line, HasSubstr(": PASS"));
   }
 }
@@ -395,17 +422,21 @@ TEST(CheckTargetsTest, MissingPolicies) {
       ElementsAre(
           "joule energy saving vs baseline: cannot check (no joule run)",
           "joule mean JCT vs baseline: cannot check (no joule run)",
-          "joule share of oracle saving: cannot check (no joule run)"));
+          "joule share of oracle saving: cannot check (no joule run)",
+          "joule makespan vs baseline: cannot check (no joule run)",
+          "joule-pm cluster energy saving vs baseline: cannot check (no joule-pm run)"));
   EXPECT_THAT(
       CheckTargets(Summarize({Joule()})),
       ElementsAre(
           "joule energy saving vs baseline: cannot check (no baseline run)",
           "joule mean JCT vs baseline: cannot check (no baseline run)",
           "joule share of oracle saving: cannot check "
-          "(no baseline, oracle run)"));
+          "(no baseline, oracle run)",
+          "joule makespan vs baseline: cannot check (no baseline run)",
+          "joule-pm cluster energy saving vs baseline: cannot check (no joule-pm, baseline run)"));
   std::vector<std::string> lines =
       CheckTargets(Summarize({Baseline(), Joule()}));
-  ASSERT_EQ(lines.size(), 3);
+  ASSERT_EQ(lines.size(), 5);
   EXPECT_THAT(lines[0], HasSubstr(": PASS"));
   EXPECT_EQ(lines[2],
             "joule share of oracle saving: cannot check (no oracle run)");
@@ -416,7 +447,7 @@ TEST(CheckTargetsTest, OracleSavingNothing) {
       RunBuilder("oracle").Job(kResnet, 0, 0, 3600, 5 * kJoulesPerKwh).Build();
   std::vector<std::string> lines =
       CheckTargets(Summarize({Baseline(), Joule(), oracle}));
-  ASSERT_EQ(lines.size(), 3);
+  ASSERT_EQ(lines.size(), 5);
   EXPECT_EQ(lines[2],
             "joule share of oracle saving: cannot check "
             "(oracle saves nothing vs baseline)");
@@ -429,8 +460,8 @@ TEST(CheckTargetsTest, NotesFewerFinishedJobs) {
   joule.jobs.back().finished = false;
   std::vector<std::string> lines =
       CheckTargets(Summarize({Baseline(), joule, Oracle()}));
-  ASSERT_EQ(lines.size(), 4);
-  EXPECT_EQ(lines[3],
+  ASSERT_EQ(lines.size(), 6);
+  EXPECT_EQ(lines[5],
             "note: joule finished 3 of 4 jobs, baseline 2 of 3; the "
             "comparisons cover finished jobs only");
 }

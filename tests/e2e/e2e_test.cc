@@ -3,6 +3,7 @@
 // processes.
 
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <fstream>
@@ -277,6 +278,51 @@ TEST(EndToEndTest, LostNodeTasksAreRequeuedElsewhere) {
   EXPECT_TRUE(retried);
   CtlResult nodes = cluster.Ctl({"nodes"});
   EXPECT_THAT(nodes.out, HasSubstr("DOWN"));
+}
+
+// Idle power management with real agents: an idle node is suspended through
+// the configured command (here a script that logs; the test then stops the
+// agent, as a real suspend would), and resumed through the other command when
+// a job needs it (the test starts the agent again, as the node booting would).
+TEST(EndToEndTest, IdleNodeIsSuspendedAndResumedWhenAJobNeedsIt) {
+  TestCluster cluster("power");
+  const std::string log = cluster.dir() + "/power.log";
+  const std::string suspend =
+      cluster.WriteFile("suspend.sh", absl::StrCat("#!/bin/sh\necho suspend $1 >> ", log, "\n"));
+  const std::string resume =
+      cluster.WriteFile("resume.sh", absl::StrCat("#!/bin/sh\necho resume $1 >> ", log, "\n"));
+  ASSERT_EQ(chmod(suspend.c_str(), 0755), 0);
+  ASSERT_EQ(chmod(resume.c_str(), 0755), 0);
+  cluster.StartScheduler("127.0.0.1:0",
+                         {"--suspend-after=1", "--resume-timeout=60",
+                          "--suspend-program=" + suspend, "--resume-program=" + resume});
+  cluster.StartAgent("gpu-a", "V100:1");
+  ASSERT_TRUE(WaitFor([&] { return ReadAll(log) == "suspend gpu-a\n"; })) << ReadAll(log);
+  // The node goes down: its agent stops and says so.
+  cluster.KillAgent("gpu-a", SIGTERM);
+  ASSERT_TRUE(WaitFor([&] {
+    return absl::StrContains(cluster.Ctl({"nodes"}).out, "SUSPENDED");
+  }));
+
+  CtlResult submit = cluster.Ctl(
+      {"submit", "-q", "--name", "wakes", "--gpus", "1", "--", "/bin/sh", "-c", "exit 0"});
+  ASSERT_EQ(submit.exit_code, 0) << submit.err;
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(ReadAll(log), "resume gpu-a"); }))
+      << ReadAll(log);
+  absl::StatusOr<v1::Job> waiting = cluster.GetJob(JobId(submit));
+  ASSERT_TRUE(waiting.ok());
+  EXPECT_EQ(waiting->state(), v1::JOB_STATE_PENDING);
+  EXPECT_THAT(waiting->message(), HasSubstr("to resume"));
+  // The node comes up: the job runs there.
+  cluster.StartAgent("gpu-a", "V100:1");
+  CtlResult watch = cluster.Ctl({"watch", JobId(submit)});
+  EXPECT_EQ(watch.exit_code, 0) << watch.out << watch.err;
+  absl::StatusOr<v1::Job> job = cluster.GetJob(JobId(submit));
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_EQ(job->tasks_size(), 1);
+  EXPECT_EQ(job->tasks(0).node(), "gpu-a");
+  EXPECT_EQ(job->attempts(), 1);
 }
 
 TEST(EndToEndTest, HeartbeatsKeepNodeReadyBetweenRareTelemetry) {
