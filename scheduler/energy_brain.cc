@@ -647,7 +647,63 @@ int32_t Scheduler::ChooseBatchSize(v1::Job& job) {
   return choice.batch_size;
 }
 
+void Scheduler::CorrectBatchSize(v1::Job& job) {
+  const v1::JobSpec& spec = job.spec();
+  if (options_.batch_correction_factor <= 0 || !options_.learn_batch_size ||
+      spec.type() != v1::JOB_TYPE_TRAINING || spec.pin_max_cap() ||
+      spec.expected_samples() <= 0 || spec.batch_size().min() >= spec.batch_size().max() ||
+      batch_corrected_.count(job.id()) > 0) {
+    return;
+  }
+  double done = 0, total = 0, joules = 0;
+  int32_t batch = 0;
+  std::vector<v1::Task*> tasks;
+  for (v1::Task& task : *job.mutable_tasks()) {
+    if (task.attempt() != job.attempts()) continue;
+    // Every replica running and reporting its total, none being profiled
+    // (a batch change would spoil the profile).
+    if (!IsActive(task.state()) || task.samples_total() <= 0 ||
+        profiling_.count(task.task_id()) > 0) {
+      return;
+    }
+    done += task.samples_done();
+    total += task.samples_total();
+    joules += task.energy().total_j();
+    batch = task.batch_size();
+    tasks.push_back(&task);
+  }
+  if (tasks.empty() || total <= 0 || done < options_.batch_correction_min_progress * total ||
+      joules <= 0) {
+    return;
+  }
+  const double projected = joules * total / done / spec.expected_samples();
+  const int32_t better = batch_sizer_.CheckRunning(spec.job_class(), job.id(), batch, projected,
+                                                   options_.batch_correction_factor);
+  if (better <= 0 || better < spec.batch_size().min() || better > spec.batch_size().max()) return;
+  batch_corrected_.insert(job.id());
+  for (v1::Task* task : tasks) {
+    auto node = nodes_.find(task->node());
+    if (node == nodes_.end() || node->second.link == nullptr) continue;
+    v1::SchedulerCommand command;
+    v1::UpdateHints* hints = command.mutable_update_hints();
+    hints->set_task_id(task->task_id());
+    hints->set_batch_size(better);
+    hints->set_shards(task->shards());
+    node->second.link->Send(command);
+    task->set_batch_size(better);
+  }
+  AddEvent(job, "BatchCorrected",
+           absl::StrFormat("batch %d projects %.4g J per declared sample after %.1f%% of the "
+                           "work, more than %.1fx the class's best (batch %d): moved to %d",
+                           batch, projected, 100 * done / total,
+                           options_.batch_correction_factor, better, better));
+  job.set_batch_decision(absl::StrCat(job.batch_decision(), "\nthen corrected to ", better,
+                                      " (see the BatchCorrected event)"));
+  Changed(job);
+}
+
 void Scheduler::LearnBatchSize(const v1::Job& job) {
+  if (batch_corrected_.erase(job.id()) > 0) return;
   if (batch_sizer_.Bandit(job.spec().job_class()) == nullptr) return;
   BatchOutcome outcome;
   outcome.job_id = job.id();

@@ -147,20 +147,34 @@ class EnergyRoutingFilter : public FilterPlugin {
 class EnergyEfficiencyScorer : public ScorePlugin {
  public:
   std::string Name() const override { return "EnergyEfficiency"; }
-  double Score(const PlacementRequest& request, const NodeView& node,
-               const ClusterSnapshot& snapshot) const override {
-    const bool learned = AllLearned(request, snapshot);
-    const double mine = learned ? JoulesPerSample(request, node) : MarginalPowerW(request, node);
-    double best = mine;
-    for (const NodeView& other : snapshot.nodes) {
-      if (!other.ready || other.FreeGpus(request.gpu_model) < request.gpus) {
-        continue;
-      }
-      best = std::min(best, learned ? JoulesPerSample(request, other)
-                                    : MarginalPowerW(request, other));
+
+  struct Cheapest : State {
+    bool learned = false;
+    double cost = 0;  // the cheapest candidate's; 0 when there is none
+  };
+
+  std::unique_ptr<State> PreScore(const PlacementRequest& request,
+                                  const ClusterSnapshot& snapshot) const override {
+    auto cheapest = std::make_unique<Cheapest>();
+    cheapest->learned = AllLearned(request, snapshot);
+    bool any = false;
+    for (const NodeView& node : snapshot.nodes) {
+      if (!node.ready || node.FreeGpus(request.gpu_model) < request.gpus) continue;
+      const double cost = cheapest->learned ? JoulesPerSample(request, node)
+                                            : MarginalPowerW(request, node);
+      if (!any || cost < cheapest->cost) cheapest->cost = cost;
+      any = true;
     }
+    return cheapest;
+  }
+
+  double Score(const PlacementRequest& request, const NodeView& node,
+               const ClusterSnapshot&, const State* state) const override {
+    const auto* cheapest = static_cast<const Cheapest*>(state);
+    const double mine = cheapest->learned ? JoulesPerSample(request, node)
+                                          : MarginalPowerW(request, node);
     if (mine <= 0) return 100;
-    return 100.0 * best / mine;
+    return 100.0 * std::min(cheapest->cost, mine) / mine;
   }
 
  private:
@@ -210,7 +224,7 @@ class AwakeScorer : public ScorePlugin {
  public:
   std::string Name() const override { return "Awake"; }
   double Score(const PlacementRequest&, const NodeView& node,
-               const ClusterSnapshot&) const override {
+               const ClusterSnapshot&, const State*) const override {
     return node.asleep ? 0 : 100;
   }
 };
@@ -222,7 +236,7 @@ class ConsolidationScorer : public ScorePlugin {
  public:
   std::string Name() const override { return "Consolidation"; }
   double Score(const PlacementRequest& request, const NodeView& node,
-               const ClusterSnapshot&) const override {
+               const ClusterSnapshot&, const State*) const override {
     if (request.gpus > 0 && !node.gpus.empty()) {
       const int total = static_cast<int>(node.gpus.size());
       return 100.0 * (total - node.FreeGpus("")) / total;
@@ -237,7 +251,7 @@ class ThermalHeadroomScorer : public ScorePlugin {
  public:
   std::string Name() const override { return "ThermalHeadroom"; }
   double Score(const PlacementRequest& request, const NodeView& node,
-               const ClusterSnapshot&) const override {
+               const ClusterSnapshot&, const State*) const override {
     double score = 100;
     for (int32_t index : PickGpus(request, node)) {
       for (const GpuView& gpu : node.gpus) {
@@ -258,7 +272,7 @@ class GpuFitScorer : public ScorePlugin {
  public:
   std::string Name() const override { return "GpuFit"; }
   double Score(const PlacementRequest& request, const NodeView& node,
-               const ClusterSnapshot&) const override {
+               const ClusterSnapshot&, const State*) const override {
     if (request.gpus == 0 && !node.gpus.empty()) return 0;
     return 100;
   }
@@ -373,6 +387,12 @@ PlacementResult PlacementPipeline::Place(const PlacementRequest& request,
     const NodeView* best = nullptr;
     double best_score = -1;
     std::map<std::string, int> reasons;
+    // PreScore: per-replica state of each scorer, computed once.
+    std::vector<std::unique_ptr<ScorePlugin::State>> states;
+    states.reserve(scorers_.size());
+    for (const WeightedScorer& scorer : scorers_) {
+      states.push_back(scorer.plugin->PreScore(request, *working));
+    }
     for (const NodeView& node : working->nodes) {
       NodeVerdict verdict;
       verdict.node = node.name;
@@ -385,9 +405,10 @@ PlacementResult PlacementPipeline::Place(const PlacementRequest& request,
         }
       }
       if (verdict.rejected_by.empty()) {
-        for (const WeightedScorer& scorer : scorers_) {
-          const double score =
-              std::clamp(scorer.plugin->Score(request, node, *working), 0.0, 100.0);
+        for (size_t i = 0; i < scorers_.size(); ++i) {
+          const WeightedScorer& scorer = scorers_[i];
+          const double score = std::clamp(
+              scorer.plugin->Score(request, node, *working, states[i].get()), 0.0, 100.0);
           verdict.scores.push_back({scorer.plugin->Name(), score, scorer.weight});
           verdict.total_score += score * scorer.weight;
         }

@@ -130,10 +130,22 @@ class FilterPlugin {
 // Scores a feasible node in [0, 100]; higher is better.
 class ScorePlugin {
  public:
+  // What a scorer computes once per replica before the nodes are scored
+  // (the Kubernetes scheduling framework's PreScore), e.g. the cheapest
+  // node's cost, so that scoring N nodes costs O(N), not O(N^2).
+  struct State {
+    virtual ~State() = default;
+  };
+
   virtual ~ScorePlugin() = default;
   virtual std::string Name() const = 0;
+  virtual std::unique_ptr<State> PreScore(const PlacementRequest&,
+                                          const ClusterSnapshot&) const {
+    return nullptr;
+  }
+  // `state` is what PreScore returned for this replica.
   virtual double Score(const PlacementRequest& request, const NodeView& node,
-                       const ClusterSnapshot& snapshot) const = 0;
+                       const ClusterSnapshot& snapshot, const State* state) const = 0;
 };
 
 // The placement pipeline: filter -> score -> select -> reserve, once per

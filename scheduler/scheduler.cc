@@ -870,6 +870,7 @@ void Scheduler::ApplyUsage(NodeRecord& node, const v1::TaskUsage& usage) {
   SumEnergy(*job);
   FeedProfiler(*job, *task);
   EnforceBudget(*job);
+  CorrectBatchSize(*job);
   if (task->shards_done() != shards_done_before || task->waiting_for_shards()) {
     FeedSharder(*job, *task);
     Changed(*job);

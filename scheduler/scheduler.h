@@ -142,6 +142,13 @@ struct SchedulerOptions {
   // batch size that costs 2x already shows it cannot win; Zeus stops runs
   // past 2x the best cost for the same reason).
   BatchSizeBanditOptions batch_bandit = {/*prune_factor=*/2, /*prune_min_observations=*/1};
+  // A running training job whose projected cost exceeds this many times its
+  // class's best measured cost is moved to the best batch size (Zeus's
+  // early stopping at beta = 2, applied as a correction instead of a stop),
+  // once it has done batch_correction_min_progress of its work (a reliable
+  // projection). 0: never.
+  double batch_correction_factor = 2;
+  double batch_correction_min_progress = 0.02;
   // Idle power management (NodePowerManager): with node_power.suspend_after
   // set and a power_control to run the commands, idle nodes are suspended
   // and resumed when work needs them. Off by default.
@@ -421,6 +428,12 @@ class Scheduler {
   void RouteByEnergy(const v1::Job& job, const std::set<std::string>& models,
                      const std::map<std::string, double>& static_per_gpu, absl::Time now,
                      PlacementRequest* request) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Mid-run correction: a training attempt whose projected cost is more than
+  // batch_correction_factor x its class's best measured cost moves to the
+  // best batch size through a hint (event BatchCorrected).
+  void CorrectBatchSize(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Jobs moved by CorrectBatchSize: their final cost teaches nothing.
+  std::set<std::string> batch_corrected_ ABSL_GUARDED_BY(mu_);
   // The batch size of a new attempt, and what the class learns at its end.
   int32_t ChooseBatchSize(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LearnBatchSize(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -2079,6 +2079,70 @@ TEST_F(BatchSizeTest, RecurringClassSettlesOnTheCheapestBatchSize) {
   EXPECT_THAT(store_->Get("bandits/train"), IsOk());
 }
 
+// A job that declares its size: a large one never gets an untried batch
+// size, and a running job whose projected cost is far above the class's best
+// is moved to the best batch size mid-run.
+TEST_F(BatchSizeTest, LargeJobsExploitAndCostlyRunsAreCorrected) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("cpu-a").Cpus(64).Build()), IsOk());
+  auto start = [&](double expected_samples) {
+    v1::JobSpec spec = SpecBuilder().Build();
+    spec.set_job_class("train");
+    spec.mutable_batch_size()->set_min(16);
+    spec.mutable_batch_size()->set_default_size(32);
+    spec.mutable_batch_size()->set_max(64);
+    spec.set_expected_samples(expected_samples);
+    absl::StatusOr<v1::Job> job = scheduler_->SubmitJob(spec);
+    EXPECT_THAT(job, IsOk());
+    scheduler_->Tick();
+    const v1::Task task = LookUpTask(absl::StrCat(job->id(), ".r0.a1"));
+    EXPECT_THAT(Started(link, task.task_id(), 100), IsOk());
+    return task;
+  };
+  auto finish = [&](const v1::Task& task, double joules) {
+    v1::TaskEvent exit = ExitedEvent(task.task_id(), 0, v1::Energy());
+    exit.mutable_usage()->set_samples_done(1000);
+    exit.mutable_usage()->set_target_reached(true);
+    exit.mutable_usage()->mutable_energy()->set_total_j(joules);
+    ASSERT_THAT(SendEvent(link, exit), IsOk());
+  };
+  // Small jobs: 32 (the default) costs 2 J per declared sample, 16 costs 1.
+  const v1::Task first = start(1000);
+  ASSERT_EQ(first.batch_size(), 32);
+  finish(first, 2000);
+  const v1::Task second = start(1000);
+  ASSERT_EQ(second.batch_size(), 16);
+  finish(second, 1000);
+  // A job 100x larger than the class's typical one exploits 16; it never
+  // tries the untried 64.
+  const v1::Task large = start(1e5);
+  EXPECT_EQ(large.batch_size(), 16);
+  EXPECT_THAT(LookUpJob(JobIdOf(large.task_id())).batch_decision(),
+              HasSubstr("only exploits what was measured"));
+  // A small job tries 64. After 10% of its work it has spent 500 J: a
+  // projected 5 J per declared sample, more than 2x the best (1 at 16).
+  const v1::Task costly = start(1000);
+  ASSERT_EQ(costly.batch_size(), 64);
+  link.Clear();
+  v1::AgentMessage message;
+  v1::TaskUsage* usage = message.mutable_telemetry()->add_tasks();
+  usage->set_task_id(costly.task_id());
+  usage->set_samples_done(100);
+  usage->set_samples_total(1000);
+  usage->mutable_energy()->set_total_j(500);
+  ASSERT_THAT(scheduler_->OnAgentMessage(&link, message), IsOk());
+  const std::vector<v1::SchedulerCommand> hints = link.Of(v1::SchedulerCommand::kUpdateHints);
+  ASSERT_THAT(hints, SizeIs(1));
+  EXPECT_EQ(hints[0].update_hints().task_id(), costly.task_id());
+  EXPECT_EQ(hints[0].update_hints().batch_size(), 16);
+  const v1::Job corrected = LookUpJob(JobIdOf(costly.task_id()));
+  EXPECT_EQ(corrected.tasks(0).batch_size(), 16);
+  EXPECT_THAT(EventMessage(corrected, "BatchCorrected"), HasSubstr("moved to 16"));
+  // Only once.
+  ASSERT_THAT(scheduler_->OnAgentMessage(&link, message), IsOk());
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kUpdateHints), SizeIs(1));
+}
+
 TEST_F(BatchSizeTest, NoRangeOrPinnedMeansTheDefault) {
   FakeAgentLink link;
   ASSERT_THAT(Register(link, RegisterBuilder("cpu-a").Cpus(64).Build()), IsOk());

@@ -112,6 +112,26 @@ absl::Status BatchSizer::Finished(const BatchOutcome& outcome) {
   return it->second.bandit.Observe(outcome.batch_size, cost);
 }
 
+int32_t BatchSizer::CheckRunning(const std::string& job_class, const std::string& job_id,
+                                 int32_t batch_size, double projected_cost, double factor) {
+  auto it = classes_.find(job_class);
+  if (it == classes_.end() || !(projected_cost > 0)) return 0;
+  ClassState& state = it->second;
+  double best_mean = -1;
+  int32_t best = 0;
+  for (const BatchSizeArmSummary& arm : state.bandit.Summaries()) {
+    if (arm.observations == 0 || arm.pruned) continue;
+    if (best == 0 || arm.mean < best_mean) {
+      best = arm.batch_size;
+      best_mean = arm.mean;
+    }
+  }
+  if (best == 0 || best == batch_size || projected_cost <= factor * best_mean) return 0;
+  (void)state.bandit.Observe(batch_size, projected_cost);
+  state.in_flight.erase(job_id);
+  return best;
+}
+
 std::string BatchSizer::SerializeClass(const std::string& job_class) const {
   auto it = classes_.find(job_class);
   if (it == classes_.end()) return "";

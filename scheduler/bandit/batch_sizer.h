@@ -103,6 +103,18 @@ class BatchSizer {
   // energy, no samples) or a batch size that is not an arm.
   absl::Status Finished(const BatchOutcome& outcome);
 
+  // Mid-run check of a running attempt, as Zeus stops runs past beta x the
+  // best cost: `projected_cost` is the attempt's projected cost in the
+  // class's unit (its energy so far over the share of its work done, per
+  // declared sample). When that is more than `factor` x the mean cost of the
+  // best measured batch size, and that batch size differs from `batch_size`,
+  // returns it: the caller moves the attempt there. The projection is
+  // recorded as an observation of `batch_size`, and the attempt is no longer
+  // in flight (its final cost mixes two batch sizes and teaches nothing).
+  // Otherwise 0.
+  int32_t CheckRunning(const std::string& job_class, const std::string& job_id,
+                       int32_t batch_size, double projected_cost, double factor);
+
   // Text of one class's state for the store; empty for an unknown class.
   std::string SerializeClass(const std::string& job_class) const;
   // Restores a class stored by `SerializeClass`, or a bare BatchSizeBandit

@@ -171,6 +171,32 @@ TEST(BatchSizerTest, StateRoundTripsAndOldBanditStateLoads) {
   EXPECT_EQ(legacy.Bandit("resnet")->Serialize(), bandit_only);
 }
 
+TEST(BatchSizerTest, ARunFarAboveTheBestCostIsMoved) {
+  BatchSizer sizer;
+  std::mt19937_64 gen(1);
+  // 128 measured at 1.2 J per declared sample, 64 at 1.0.
+  sizer.Choose(Request("a", 1e3), absl::BitGenRef(gen), kNoneRunning);
+  ASSERT_TRUE(sizer.Finished(Outcome("a", 128, 1.2e3, 1e3)).ok());
+  BatchChoice b = sizer.Choose(Request("b", 1e3), absl::BitGenRef(gen), kNoneRunning);
+  ASSERT_EQ(b.batch_size, 64);
+  ASSERT_TRUE(sizer.Finished(Outcome("b", 64, 1.0e3, 1e3)).ok());
+  // A job running at 256 projects 1.9: under 2x the best, it stays.
+  BatchChoice c = sizer.Choose(Request("c", 1e3), absl::BitGenRef(gen), kNoneRunning);
+  ASSERT_EQ(c.batch_size, 256);
+  EXPECT_EQ(sizer.CheckRunning("resnet", "c", 256, 1.9, 2), 0);
+  // At 3.0 it is moved to 64, and the projection counts for 256.
+  EXPECT_EQ(sizer.CheckRunning("resnet", "c", 256, 3.0, 2), 64);
+  for (const BatchSizeArmSummary& arm : sizer.Bandit("resnet")->Summaries()) {
+    if (arm.batch_size == 256) {
+      EXPECT_EQ(arm.observations, 1);
+      EXPECT_DOUBLE_EQ(arm.mean, 3.0);
+    }
+  }
+  // A job already at the best batch size is never moved.
+  EXPECT_EQ(sizer.CheckRunning("resnet", "d", 64, 100, 2), 0);
+  EXPECT_EQ(sizer.CheckRunning("unknown", "e", 64, 100, 2), 0);
+}
+
 TEST(BatchSizerTest, NothingToLearnIsAnError) {
   BatchSizer sizer;
   EXPECT_EQ(sizer.Finished(Outcome("x", 128, 100)).code(), absl::StatusCode::kNotFound);

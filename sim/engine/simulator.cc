@@ -141,6 +141,8 @@ class Simulator::Impl {
   absl::StatusOr<PolicyRun> Run();
   std::vector<DeviceEnergy> Devices() const;
   int64_t cap_changes() const { return cap_changes_; }
+  int64_t suspends() const { return suspends_; }
+  int64_t resumes() const { return resumes_; }
 
  private:
   class Link : public AgentLink {
@@ -212,6 +214,9 @@ class Simulator::Impl {
   absl::Status StartTask(int node, const v1::StartTask& start);
   absl::Status StopTask(int node, const std::string& task_id);
   absl::Status SetCap(int node, const v1::SetCap& cap);
+  // A batch-size hint to a running training job: the share of the work done
+  // is kept, the rest takes the epochs to target of the new batch size.
+  absl::Status ChangeBatch(const v1::UpdateHints& hints);
   // Brings the job's progress to now and re-derives its speed, its GPUs'
   // power and its completion event from the GPUs' caps.
   absl::Status Recompute(int job);
@@ -243,6 +248,8 @@ class Simulator::Impl {
   bool tick_needed_ = false;
   int64_t processed_ = 0;
   int64_t cap_changes_ = 0;
+  int64_t suspends_ = 0;
+  int64_t resumes_ = 0;
   int64_t pid_ = 1000;
   size_t finished_ = 0;
   double end_s_ = 0;
@@ -387,6 +394,7 @@ absl::Status Simulator::Impl::HandlePower(const std::string& name, bool suspend)
           absl::StrCat("the scheduler suspended ", name, " while it runs a task"));
     }
     node.suspended = true;
+    ++suspends_;
     node.SetStatic(now_s_, options_.standby_power_w);
     for (Gpu& gpu : node.gpus) gpu.SetPower(now_s_, 0, options_.record_power_steps);
     scheduler_->OnAgentDisconnect(node.link.get());
@@ -402,6 +410,7 @@ absl::Status Simulator::Impl::Resumed(int index) {
   Node& node = nodes_[index];
   node.suspended = false;
   node.resuming = false;
+  ++resumes_;
   node.SetStatic(now_s_, node.static_w);
   for (Gpu& gpu : node.gpus) gpu.SetPower(now_s_, gpu.idle_w, options_.record_power_steps);
   absl::Status registered = scheduler_->OnAgentRegister(node.link.get(), node.registration);
@@ -418,6 +427,8 @@ absl::Status Simulator::Impl::Handle(int node, const v1::SchedulerCommand& comma
       return StopTask(node, command.stop_task().task_id());
     case v1::SchedulerCommand::kSetCap:
       return SetCap(node, command.set_cap());
+    case v1::SchedulerCommand::kUpdateHints:
+      return ChangeBatch(command.update_hints());
     default:
       // Register acks, event acks, hints for training tasks (no early stop
       // is configured) and log fetches need no simulated action.
@@ -536,6 +547,22 @@ absl::Status Simulator::Impl::SetCap(int node_index, const v1::SetCap& cap) {
     return Recompute(tasks_[gpu.task].job);
   }
   return absl::OkStatus();
+}
+
+absl::Status Simulator::Impl::ChangeBatch(const v1::UpdateHints& hints) {
+  auto found = task_by_id_.find(hints.task_id());
+  if (found == task_by_id_.end() || hints.batch_size() <= 0) return absl::OkStatus();
+  const int job = tasks_[found->second].job;
+  JobRun& run = runs_[job];
+  if (!run.running || run.batch == hints.batch_size()) return absl::OkStatus();
+  absl::StatusOr<double> epochs = model_->Epochs(jobs_[job], hints.batch_size());
+  if (!epochs.ok()) return epochs.status();
+  const double share_done = run.EpochsAt(now_s_) / run.epochs_total;
+  run.batch = hints.batch_size();
+  run.epochs_total = *epochs;
+  run.epochs_done = share_done * *epochs;
+  run.last_s = now_s_;
+  return Recompute(job);
 }
 
 absl::Status Simulator::Impl::Recompute(int job_index) {
@@ -812,5 +839,9 @@ absl::StatusOr<PolicyRun> Simulator::Run() { return impl_->Run(); }
 std::vector<DeviceEnergy> Simulator::Devices() const { return impl_->Devices(); }
 
 int64_t Simulator::cap_changes() const { return impl_->cap_changes(); }
+
+int64_t Simulator::suspends() const { return impl_->suspends(); }
+
+int64_t Simulator::resumes() const { return impl_->resumes(); }
 
 }  // namespace joule::sim

@@ -106,6 +106,9 @@ class Simulator {
   std::vector<DeviceEnergy> Devices() const;
   // Cap changes the simulated GPUs received (for tests).
   int64_t cap_changes() const;
+  // Nodes suspended and resumed by idle power management (for tests).
+  int64_t suspends() const;
+  int64_t resumes() const;
 
  private:
   class Impl;
