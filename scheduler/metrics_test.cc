@@ -237,6 +237,7 @@ class SchedulerMetricsTest : public ::testing::Test {
     gpu_job.set_command("/usr/bin/train");
     gpu_job.set_user("alice");
     gpu_job.mutable_resources()->set_gpus(1);
+    gpu_job.mutable_objective()->set_max_slowdown(1.10);
     ASSERT_TRUE(scheduler_->SubmitJob(gpu_job).ok());
     v1::JobSpec cpu_job;
     cpu_job.set_name("etl");

@@ -128,12 +128,9 @@ struct SchedulerOptions {
   bool profile_caps = true;
   ProfilerOptions profiler;
   // The cap choice counts the node static power a task holds while it runs
-  // (its share of the node's GPUs; ChooseCap's static_w); off: the devices'
-  // power only. Off until the benchmark shows it wins on every seed and job
-  // mix (issue 13; on seed 1 of the full trace: -0.65 % job energy, mean JCT
-  // 0.99x, but a makespan 4.8 days longer); `joule-sim
-  // --caps-count-static-power` turns it on.
-  bool caps_count_static_power = false;
+  // (its share of the node's GPUs; ChooseCap's static_w), so the default
+  // objective minimizes the job's whole energy; off: the devices' power only.
+  bool caps_count_static_power = true;
   // Choose training batch sizes within the spec's range by Thompson sampling
   // across recurrences of a job class; off: the spec's default.
   bool learn_batch_size = true;

@@ -35,8 +35,8 @@ struct Flags {
   std::string policies = "baseline,cap-only,joule,joule-pm,oracle";
   int64_t limit = 0;
   double max_job_hours = 0;
-  bool caps_count_static_power = false;
-  bool least_energy_caps = false;
+  bool caps_count_static_power = true;
+  double max_slowdown = 0;
   double size_error = SimOptions().size_error;
   double suspend_after_min = 30;
   double standby_power_w = SimOptions().standby_power_w;
@@ -125,7 +125,7 @@ int Run(const Flags& flags) {
     options.policy = *policy;
     options.seed = flags.seed;
     options.caps_count_static_power = flags.caps_count_static_power;
-    options.least_energy_caps = flags.least_energy_caps;
+    options.max_slowdown = flags.max_slowdown;
     options.size_error = flags.size_error;
     options.telemetry_period = absl::Seconds(flags.telemetry_period_s);
     if (power_managed) {
@@ -211,12 +211,12 @@ int main(int argc, char** argv) {
   app.add_option("--jobs", flags.limit, "only the earliest N trace jobs (0: all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--caps-count-static-power", flags.caps_count_static_power,
-                 "choose power caps by GPU plus attributed node static energy (default: "
-                 "GPU energy only; under evaluation, issue 13)")
+                 "joule chooses power caps by GPU plus attributed node static energy; "
+                 "false: GPU energy only")
       ->capture_default_str();
-  app.add_option("--least-energy-caps", flags.least_energy_caps,
-                 "joule's jobs ask for the least energy per sample (energy_time_weight 1) "
-                 "instead of the default objective")
+  app.add_option("--max-slowdown", flags.max_slowdown,
+                 "joule's jobs ask for the least energy within this slowdown instead of "
+                 "the default objective (the least total energy); 0: the default")
       ->capture_default_str();
   app.add_option("--size-error", flags.size_error,
                  "joule's jobs declare their size with this log-normal error (sigma of "

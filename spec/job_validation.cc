@@ -371,11 +371,10 @@ absl::Status ValidateObjective(const JobSpec& spec, absl::Time now) {
       return absl::OkStatus();
     }
     case joule::v1::Objective::GOAL_NOT_SET:
-      break;
+      // The default: the least total energy.
+      return absl::OkStatus();
   }
-  return Invalid("objective",
-                 "required: set one of max_slowdown, deadline, "
-                 "energy_time_weight");
+  return Invalid("objective", "unknown goal");
 }
 
 absl::Status ValidateLabels(const JobSpec& spec) {
@@ -546,9 +545,6 @@ void ApplyJobSpecDefaults(joule::v1::JobSpec* spec) {
 
   if (spec->job_class().empty()) spec->set_job_class(spec->name());
 
-  if (spec->objective().goal_case() == joule::v1::Objective::GOAL_NOT_SET) {
-    spec->mutable_objective()->set_max_slowdown(kDefaultMaxSlowdown);
-  }
   ApplyRestartPolicyDefaults(spec->mutable_restart_policy());
 }
 

@@ -133,7 +133,7 @@ inline constexpr double kMaxBackoffS = 86400;
 //     so {} -> 32/32/32, {default 64} -> 64/64/64, {min 16, max 256} ->
 //     16/16/256, {default 64, max 256} -> 64/64/256.
 //   job_class (empty)        -> name
-//   objective (no goal)      -> max_slowdown = kDefaultMaxSlowdown
+//   objective (no goal)      -> stays unset: the least total energy
 //   restart_policy           -> see ApplyRestartPolicyDefaults
 // Fields already set are left alone; applying it twice changes nothing.
 // Upper bound on energy_budget_j: 1 PJ, far above any job.

@@ -411,8 +411,6 @@ TEST(ValidateJobSpecTest, EachViolationIsRefusedWithItsFieldPath) {
       {"shards_fewer_than_replicas", [](JobSpec* s) { s->set_shard_count(1); },
        "shard_count: 1 is less than replicas (2)"},
       // objective
-      {"objective_missing", [](JobSpec* s) { s->clear_objective(); },
-       "objective: required"},
       {"slowdown_below_1",
        [](JobSpec* s) { s->mutable_objective()->set_max_slowdown(0.9); },
        "objective.max_slowdown: must be >= 1, got 0.9"},
@@ -620,8 +618,8 @@ TEST(ApplyJobSpecDefaultsTest, FillsEveryUnsetField) {
   EXPECT_EQ(spec.batch_size().min(), 32);
   EXPECT_EQ(spec.batch_size().max(), 32);
   EXPECT_EQ(spec.job_class(), "resnet");
-  ASSERT_EQ(spec.objective().goal_case(), joule::v1::Objective::kMaxSlowdown);
-  EXPECT_DOUBLE_EQ(spec.objective().max_slowdown(), 1.10);
+  // No goal: the cap minimizes the job's whole energy.
+  EXPECT_EQ(spec.objective().goal_case(), joule::v1::Objective::GOAL_NOT_SET);
   EXPECT_EQ(spec.type(), joule::v1::JOB_TYPE_TRAINING);
   ASSERT_TRUE(spec.restart_policy().has_max_retries());
   EXPECT_EQ(spec.restart_policy().max_retries(), 3);

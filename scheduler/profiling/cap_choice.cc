@@ -237,8 +237,9 @@ absl::StatusOr<CapDecision> ChooseCapForPower(const std::vector<CapPoint>& profi
   const size_t fastest = FastestIndex(profile);
   switch (objective.goal_case()) {
     case v1::Objective::GOAL_NOT_SET:
-      return ChooseMaxSlowdown(profile, fastest, kDefaultMaxSlowdown,
-                               remaining_work);
+      // The default: the least energy per unit of work, which with the
+      // node's static power counted is the job's whole energy.
+      return ChooseZeus(profile, fastest, 1.0, p_max_w, remaining_work);
     case v1::Objective::kMaxSlowdown: {
       const double s = objective.max_slowdown();
       if (!std::isfinite(s) || s < 1.0) {

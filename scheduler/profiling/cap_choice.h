@@ -47,9 +47,10 @@ struct CapDecision {
 //
 // With e(c) = power_w / throughput (energy per unit of work), t(c) =
 // 1 / throughput (time per unit of work), and T_fast = t at the fastest point:
-//   1. max_slowdown s (when no goal is set, kDefaultMaxSlowdown = 1.10 from
-//      spec/job_validation.h): minimum e(c) among points with
-//      t(c) <= s * T_fast. The fastest point always qualifies.
+//   0. no goal (the default): minimum e(c), the job's least energy (with
+//      static_w counted, GPUs plus its share of the node), as eta = 1 below.
+//   1. max_slowdown s: minimum e(c) among points with t(c) <= s * T_fast.
+//      The fastest point always qualifies.
 //   2. energy_time_weight eta in [0, 1]: minimum of Zeus's cost
 //        eta * e(c) + (1 - eta) * p_max_w * t(c)
 //      (Jae-Won Chung et al., "Zeus: Understanding and Optimizing GPU Energy

@@ -102,8 +102,8 @@ INSTANTIATE_TEST_SUITE_P(
         {"Slowdown1_19", Slowdown(1.19), 125},
         {"Slowdown1_3", Slowdown(1.3), 100},
         {"Slowdown10", Slowdown(10), 100},
-        // No goal: the documented default of 1.10x.
-        {"DefaultIs1_1", Default(), 175},
+        // No goal: the least energy, as eta = 1.
+        {"DefaultIsLeastEnergy", Default(), 100},
         // Zeus cost eta*e + (1-eta)*250 W*t per sample (eta = 0: time only;
         // eta = 1: energy only; eta = 0.5: 125 W, 0.2229 vs 0.2246 at
         // 150 W and 0.2249 at 100 W).
@@ -208,7 +208,7 @@ TEST(ChooseCapTest, SinglePointIsChosen) {
       ChooseCap({TestGpuModel().Point(150)}, Default(), kPMaxW, 10, kNow);
   ASSERT_TRUE(decision.ok()) << decision.status();
   EXPECT_EQ(decision->cap_w, 150);
-  EXPECT_EQ(decision->reason, "150 W: the only profiled cap");
+  EXPECT_EQ(decision->reason, "150 W: least energy per sample; the fastest cap");
 }
 
 // Equal costs go to the higher (faster) cap, whatever the profile order.

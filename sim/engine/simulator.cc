@@ -273,14 +273,16 @@ v1::JobSpec Simulator::Impl::SpecOf(const SimJob& job) const {
       spec.set_job_class(job.workload);
       break;
     case Policy::kCapOnly:
-      // Zeus's JIT power-limit optimizer profiles every job afresh.
+      // Zeus's JIT power-limit optimizer profiles every job afresh, and
+      // picks the least GPU energy within 1.10x of the fastest cap.
       spec.set_job_class(absl::StrCat("job-", job.trace.id));
+      spec.mutable_objective()->set_max_slowdown(1.10);
       break;
     case Policy::kJoule: {
       // Every job of a workload is a recurrence of one class, whatever its
       // size: its declared size puts the costs of all sizes on one scale.
       spec.set_job_class(job.workload);
-      if (options_.least_energy_caps) spec.mutable_objective()->set_energy_time_weight(1);
+      if (options_.max_slowdown > 0) spec.mutable_objective()->set_max_slowdown(options_.max_slowdown);
       if (options_.size_error >= 0) {
         std::mt19937_64 gen(SplitMix64(options_.seed ^ SplitMix64(job.trace.id ^ 0x5e5e)));
         const double error =
@@ -706,7 +708,8 @@ absl::StatusOr<PolicyRun> Simulator::Impl::Run() {
   options.random_seed = options_.seed;
   options.profile_caps = options_.policy != Policy::kBaseline;
   options.learn_batch_size = options_.policy == Policy::kJoule;
-  options.caps_count_static_power = options_.caps_count_static_power;
+  options.caps_count_static_power =
+      options_.policy == Policy::kJoule && options_.caps_count_static_power;
   if (options_.suspend_after > absl::ZeroDuration()) {
     options.node_power.suspend_after = options_.suspend_after;
     // A resume that takes twice its expected time has failed.

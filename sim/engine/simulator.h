@@ -51,11 +51,12 @@ struct SimOptions {
   absl::Duration burst_period = absl::Seconds(5);
   absl::Duration burst_length = absl::Seconds(30);
   absl::Duration tick_period = absl::Minutes(1);
-  // SchedulerOptions::caps_count_static_power.
-  bool caps_count_static_power = false;
-  // Joule's jobs ask for the least energy per sample (energy_time_weight 1)
-  // instead of the default objective.
-  bool least_energy_caps = false;
+  // Joule: SchedulerOptions::caps_count_static_power (cap-only never counts
+  // it: it is Zeus's GPU-only power-limit optimizer).
+  bool caps_count_static_power = true;
+  // Joule's jobs ask for max_slowdown instead of the default objective (the
+  // least total energy); 0: the default.
+  double max_slowdown = 0;
   // Joule's jobs declare expected_samples: their true work at the default
   // batch size times a log-normal error, exp(N(0, size_error^2)) drawn per
   // job from (seed, job id): a user's estimate from earlier runs. 0: exact.
