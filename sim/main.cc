@@ -21,6 +21,7 @@
 #include "sim/hardware/power_tables.h"
 #include "sim/report/report.h"
 #include "sim/trace/cluster_config.h"
+#include "sim/trace/job_trace.h"
 #include "sim/trace/philly_trace.h"
 #include "sim/trace/workload_mapping.h"
 
@@ -71,7 +72,7 @@ int Run(const Flags& flags) {
     std::cerr << "joule-sim: " << cluster.status() << "\n";
     return 1;
   }
-  absl::StatusOr<std::vector<TraceJob>> trace = LoadPhillyTrace(trace_path, flags.limit);
+  absl::StatusOr<std::vector<TraceJob>> trace = LoadAnyTrace(trace_path, flags.limit);
   if (!trace.ok()) {
     std::cerr << "joule-sim: trace: " << trace.status() << "\n";
     return 1;
@@ -200,7 +201,9 @@ int main(int argc, char** argv) {
                  "directory with traces/philly.csv and gpu-power/ (relative: from the "
                  "current directory)")
       ->capture_default_str();
-  app.add_option("--trace", flags.trace, "Philly trace CSV (default: <data-dir>/traces/philly.csv)");
+  app.add_option("--trace", flags.trace,
+                 "job trace: the Philly CSV, or any trace in sim/trace/job_trace.h's format "
+                 "(arrival_s,duration_s,gpus[,user]) (default: <data-dir>/traces/philly.csv)");
   app.add_option("--power-dir", flags.power_dir,
                  "Zeus power tables (default: <data-dir>/gpu-power)");
   app.add_option("--cluster", flags.cluster, "cluster YAML")->capture_default_str();
