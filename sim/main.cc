@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "common/device_catalog.h"
 #include "common/log.h"
 #include "sim/engine/oracle.h"
 #include "sim/engine/simulator.h"
@@ -33,6 +36,7 @@ struct Flags {
   std::string trace;
   std::string power_dir;
   std::string cluster = "sim/clusters/mixed.yaml";
+  std::string gpu_catalog;
   std::string policies = "baseline,cap-only,joule,joule-pm,oracle";
   int64_t limit = 0;
   double max_job_hours = 0;
@@ -62,7 +66,20 @@ int Run(const Flags& flags) {
       Resolve(flags.trace.empty() ? flags.data_dir + "/traces/philly.csv" : flags.trace);
   const std::string power_dir =
       Resolve(flags.power_dir.empty() ? flags.data_dir + "/gpu-power" : flags.power_dir);
-  absl::StatusOr<PowerTables> tables = PowerTables::Load(power_dir);
+  std::vector<GpuModelSpec> catalog = GpuCatalog();
+  if (!flags.gpu_catalog.empty()) {
+    std::ifstream in(Resolve(flags.gpu_catalog));
+    std::stringstream text;
+    text << in.rdbuf();
+    absl::StatusOr<std::vector<GpuModelSpec>> overrides = ParseGpuCatalog(text.str());
+    if (!in || !overrides.ok()) {
+      std::cerr << "joule-sim: --gpu-catalog " << flags.gpu_catalog << ": "
+                << (in ? overrides.status().message() : "cannot read") << "\n";
+      return 1;
+    }
+    catalog = MergeGpuCatalog(*overrides);
+  }
+  absl::StatusOr<PowerTables> tables = PowerTables::Load(power_dir, catalog);
   if (!tables.ok()) {
     std::cerr << "joule-sim: power tables: " << tables.status() << "\n";
     return 1;
@@ -112,7 +129,7 @@ int Run(const Flags& flags) {
   auto run_one = [&](size_t i) {
     WorkModel own = *model;
     if (names[i] == "oracle") {
-      results[i] = ComputeOracle(own, *cluster, jobs);
+      results[i] = ComputeOracle(own, *cluster, jobs, catalog);
       return;
     }
     // joule-pm: joule with idle power management.
@@ -128,6 +145,7 @@ int Run(const Flags& flags) {
     options.caps_count_static_power = flags.caps_count_static_power;
     options.max_slowdown = flags.max_slowdown;
     options.size_error = flags.size_error;
+    options.gpu_catalog = catalog;
     options.telemetry_period = absl::Seconds(flags.telemetry_period_s);
     if (power_managed) {
       options.suspend_after = absl::Seconds(flags.suspend_after_min * 60);
@@ -207,6 +225,9 @@ int main(int argc, char** argv) {
   app.add_option("--power-dir", flags.power_dir,
                  "Zeus power tables (default: <data-dir>/gpu-power)");
   app.add_option("--cluster", flags.cluster, "cluster YAML")->capture_default_str();
+  app.add_option("--gpu-catalog", flags.gpu_catalog,
+                 "GPU models added to or replacing the built-in catalog, in joule-scheduler's "
+                 "--gpu-catalog CSV format; each summary_power_<gpu>.csv must name one");
   app.add_option("--policies", flags.policies,
                  "comma-separated: baseline, cap-only, joule, joule-pm (joule with idle "
                  "nodes suspended), oracle")

@@ -13,13 +13,14 @@
 namespace joule::sim {
 
 absl::StatusOr<PolicyRun> ComputeOracle(const WorkModel& model, const ClusterConfig& cluster,
-                                        const std::vector<SimJob>& jobs) {
+                                        const std::vector<SimJob>& jobs,
+                                        const std::vector<GpuModelSpec>& catalog) {
   const auto wall_start = std::chrono::steady_clock::now();
   // Static power per GPU of each model's nodes (the lowest, if several
   // node types carry one model).
   std::map<std::string, double> static_per_gpu;
   for (const NodeType& type : cluster.node_types) {
-    const std::string gpu(GpuModelName(type.gpu_model));
+    const std::string gpu(type.gpu_model);
     const double share = type.static_power_w / type.gpus_per_node;
     auto it = static_per_gpu.find(gpu);
     if (it == static_per_gpu.end() || share < it->second) static_per_gpu[gpu] = share;
@@ -87,10 +88,10 @@ absl::StatusOr<PolicyRun> ComputeOracle(const WorkModel& model, const ClusterCon
   }
   std::map<std::string, int> gpus_of;
   for (const NodeType& type : cluster.node_types) {
-    gpus_of[std::string(GpuModelName(type.gpu_model))] += type.count * type.gpus_per_node;
+    gpus_of[type.gpu_model] += type.count * type.gpus_per_node;
   }
   for (const auto& [gpu, count] : gpus_of) {
-    absl::optional<GpuModelSpec> spec = FindGpuModel(gpu);
+    absl::optional<GpuModelSpec> spec = FindGpuModel(catalog, gpu);
     if (!spec) return absl::NotFoundError(absl::StrCat("GPU model ", gpu, " not in the catalog"));
     cluster_j += spec->idle_power_w * std::max(0.0, count * run.makespan_s - busy_gpu_s[gpu]);
   }

@@ -13,14 +13,17 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/device_catalog.h"
 #include "sim/engine/work_model.h"
 #include "sim/report/report.h"
 #include "sim/trace/cluster_config.h"
 
 namespace joule::sim {
 
+// `catalog` gives the idle power of the cluster's GPU models.
 absl::StatusOr<PolicyRun> ComputeOracle(const WorkModel& model, const ClusterConfig& cluster,
-                                        const std::vector<SimJob>& jobs);
+                                        const std::vector<SimJob>& jobs,
+                                        const std::vector<GpuModelSpec>& catalog = GpuCatalog());
 
 }  // namespace joule::sim
 

@@ -299,8 +299,8 @@ v1::JobSpec Simulator::Impl::SpecOf(const SimJob& job) const {
 
 absl::Status Simulator::Impl::RegisterNodes() {
   for (const NodeType& type : cluster_.node_types) {
-    const std::string model(GpuModelName(type.gpu_model));
-    absl::optional<GpuModelSpec> spec = FindGpuModel(model);
+    const std::string model(type.gpu_model);
+    absl::optional<GpuModelSpec> spec = FindGpuModel(options_.gpu_catalog, model);
     if (!spec) return absl::NotFoundError(absl::StrCat("GPU model ", model, " not in the catalog"));
     for (int32_t i = 0; i < type.count; ++i) {
       Node node;
@@ -338,7 +338,7 @@ absl::Status Simulator::Impl::RegisterNodes() {
       device->set_kind(v1::DEVICE_KIND_GPU);
       device->set_model(gpu.model);
       device->set_uuid(absl::StrCat("GPU-sim-", node.name, "-", gpu.index));
-      device->set_memory_bytes(FindGpuModel(gpu.model)->memory_bytes);
+      device->set_memory_bytes(FindGpuModel(options_.gpu_catalog, gpu.model)->memory_bytes);
       device->set_power_limit_min_w(gpu.min_w);
       device->set_power_limit_default_w(gpu.default_w);
       device->set_power_limit_max_w(gpu.max_w);
@@ -706,6 +706,7 @@ absl::StatusOr<PolicyRun> Simulator::Impl::Run() {
   const auto wall_start = std::chrono::steady_clock::now();
   SchedulerOptions options;
   options.random_seed = options_.seed;
+  options.gpu_catalog = options_.gpu_catalog;
   options.profile_caps = options_.policy != Policy::kBaseline;
   options.learn_batch_size = options_.policy == Policy::kJoule;
   options.caps_count_static_power =

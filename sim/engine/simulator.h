@@ -31,6 +31,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/device_catalog.h"
 #include "sim/engine/work_model.h"
 #include "sim/report/report.h"
 #include "sim/trace/cluster_config.h"
@@ -71,6 +72,9 @@ struct SimOptions {
   absl::Duration suspend_after = absl::ZeroDuration();
   double standby_power_w = 20;
   absl::Duration resume_time = absl::Minutes(5);
+  // The GPU models' published characteristics (power limits, idle power,
+  // memory): the built-in catalog, or joule-sim --gpu-catalog's.
+  std::vector<GpuModelSpec> gpu_catalog = GpuCatalog();
   // Keep every GPU's (time, power) steps, for the conservation test.
   bool record_power_steps = false;
   // Stop after this much virtual time past the last arrival (jobs still

@@ -46,7 +46,7 @@ absl::StatusOr<WorkModel> WorkModel::Create(const PowerTables* tables,
   std::vector<std::string> gpus;
   int32_t largest = 0;
   for (const NodeType& type : cluster.node_types) {
-    const std::string gpu(GpuModelName(type.gpu_model));
+    const std::string gpu(type.gpu_model);
     if (!has(gpu)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "cluster ", cluster.name, " has ", gpu, " nodes but the power tables have no ",

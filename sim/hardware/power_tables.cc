@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -16,6 +18,7 @@
 #include "absl/random/distributions.h"
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
@@ -26,15 +29,37 @@ namespace {
 
 constexpr char kTrainFile[] = "summary_train.csv";
 
+constexpr char kPowerPrefix[] = "summary_power_";
+constexpr char kPowerSuffix[] = ".csv";
+
 struct GpuFile {
-  const char* file;
-  const char* gpu;
+  std::string file;
+  std::string gpu;
 };
-constexpr GpuFile kGpuFiles[] = {
-    {"summary_power_v100.csv", "V100"},
-    {"summary_power_a40.csv", "A40"},
-    {"summary_power_rtx6000.csv", "RTX6000"},
-};
+
+// The power files of `dir`, each with its catalog model, sorted by file name.
+absl::StatusOr<std::vector<GpuFile>> PowerFiles(const std::string& dir,
+                                                const std::vector<GpuModelSpec>& catalog) {
+  std::vector<GpuFile> files;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    if (!absl::StartsWith(name, kPowerPrefix) || !absl::EndsWith(name, kPowerSuffix)) continue;
+    const std::string gpu = name.substr(strlen(kPowerPrefix),
+                                        name.size() - strlen(kPowerPrefix) - strlen(kPowerSuffix));
+    absl::optional<GpuModelSpec> spec = FindGpuModel(catalog, gpu);
+    if (!spec) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          dir, "/", name, ": GPU model '", gpu,
+          "' is not in the GPU catalog; describe it there (joule-sim --gpu-catalog)"));
+    }
+    files.push_back({name, spec->model});
+  }
+  if (error) return absl::NotFoundError(absl::StrCat("cannot list ", dir, ": ", error.message()));
+  std::sort(files.begin(), files.end(),
+            [](const GpuFile& a, const GpuFile& b) { return a.file < b.file; });
+  return files;
+}
 
 // A parsed CSV file: plain comma-separated fields, no quoting (the trace has
 // none). Rows keep their 1-based line numbers for error messages.
@@ -201,8 +226,15 @@ EpochCost AlongLimit(const std::map<double, EpochCost>& row, double limit_w,
 }  // namespace
 
 absl::StatusOr<PowerTables> PowerTables::Load(const std::string& dir) {
+  return Load(dir, GpuCatalog());
+}
+
+absl::StatusOr<PowerTables> PowerTables::Load(const std::string& dir,
+                                              const std::vector<GpuModelSpec>& catalog) {
   const std::string prefix = dir.empty() || dir.back() == '/' ? dir : dir + "/";
   PowerTables tables;
+  absl::StatusOr<std::vector<GpuFile>> gpu_files = PowerFiles(dir.empty() ? "." : dir, catalog);
+  if (!gpu_files.ok()) return gpu_files.status();
 
   // 1. Read all power rows, counting rows per optimizer per workload.
   struct PowerRow {
@@ -215,9 +247,8 @@ absl::StatusOr<PowerTables> PowerTables::Load(const std::string& dir) {
   const std::vector<std::string> power_cols = {
       "dataset",     "network",        "batch_size",   "optimizer",
       "power_limit", "time_per_epoch", "average_power"};
-  for (const GpuFile& gf : kGpuFiles) {
+  for (const GpuFile& gf : *gpu_files) {
     const std::string path = prefix + gf.file;
-    if (!std::ifstream(path)) continue;  // This GPU was not measured.
     absl::StatusOr<CsvTable> t = ReadCsv(path, power_cols);
     if (!t.ok()) return t.status();
     tables.gpus_.push_back(gf.gpu);
@@ -247,7 +278,7 @@ absl::StatusOr<PowerTables> PowerTables::Load(const std::string& dir) {
   }
   if (tables.gpus_.empty()) {
     return absl::NotFoundError(
-        absl::StrCat("no summary_power_{v100,a40,rtx6000}.csv in ", dir));
+        absl::StrCat("no summary_power_<gpu>.csv in ", dir));
   }
   std::sort(tables.gpus_.begin(), tables.gpus_.end());
 

@@ -16,6 +16,7 @@
 
 #include "absl/random/bit_gen_ref.h"
 #include "absl/status/statusor.h"
+#include "common/device_catalog.h"
 
 namespace joule::sim {
 
@@ -68,10 +69,16 @@ struct EpochCost {
 // concurrently (the BitGenRef passed in must not be shared without locking).
 class PowerTables {
  public:
-  // Reads <dir>/summary_power_{v100,a40,rtx6000}.csv and
-  // <dir>/summary_train.csv. NOT_FOUND when required files are missing;
-  // INVALID_ARGUMENT or DATA_LOSS, naming file, line and column, for
-  // malformed content.
+  // Reads every <dir>/summary_power_<gpu>.csv and <dir>/summary_train.csv.
+  // <gpu> names a model of `catalog` (matched as common/device_catalog.h
+  // does: case, spaces and dashes do not matter) and the tables use the
+  // catalog's name for it; a file for a model the catalog does not describe
+  // is refused (INVALID_ARGUMENT), never skipped. NOT_FOUND when no power
+  // file or the train file is missing; INVALID_ARGUMENT or DATA_LOSS, naming
+  // file, line and column, for malformed content.
+  static absl::StatusOr<PowerTables> Load(const std::string& dir,
+                                          const std::vector<GpuModelSpec>& catalog);
+  // With the built-in catalog.
   static absl::StatusOr<PowerTables> Load(const std::string& dir);
 
   // Epoch time and average power at `power_limit_w` and `batch_size`.

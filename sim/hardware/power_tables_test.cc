@@ -1,5 +1,6 @@
 #include "sim/hardware/power_tables.h"
 
+#include <algorithm>
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -250,6 +251,24 @@ TEST(PowerTablesTest, MissingFilesAreNotFound) {
   EXPECT_EQ(t.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(t.status().message()),
               HasSubstr("summary_train.csv"));
+}
+
+// Any GPU model the catalog describes can have tables; a file for a model it
+// does not describe is refused, not skipped.
+TEST(PowerTablesTest, GpuModelsComeFromTheCatalog) {
+  FixtureDir fixture("catalog");
+  fixture.Valid().File("summary_power_b200.csv", std::string(kPowerHeader) + kV100);
+  absl::StatusOr<PowerTables> refused = PowerTables::Load(fixture.dir());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("summary_power_b200.csv: GPU model 'b200' is not in the GPU catalog"));
+  absl::StatusOr<std::vector<GpuModelSpec>> b200 =
+      ParseGpuCatalog("B200,192,200,1000,1000,120,400,1965,3996,90\n");
+  ASSERT_TRUE(b200.ok()) << b200.status();
+  absl::StatusOr<PowerTables> loaded = PowerTables::Load(fixture.dir(), MergeGpuCatalog(*b200));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const std::vector<std::string> gpus = loaded->Gpus();
+  EXPECT_NE(std::find(gpus.begin(), gpus.end(), "B200"), gpus.end());
 }
 
 // Loads the real Zeus trace (Zeus, NSDI 2023, ml-energy/zeus trace) when

@@ -1,5 +1,7 @@
 #include "sim/trace/cluster_config.h"
 
+#include <algorithm>
+
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -7,6 +9,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "yaml-cpp/yaml.h"
 
@@ -100,17 +103,18 @@ absl::StatusOr<NodeType> ParseNodeType(const std::string& source,
   absl::StatusOr<std::string> model =
       ScalarString(source, *field, prefix + "gpu_model");
   if (!model.ok()) return model.status();
-  if (*model == "V100") {
-    type.gpu_model = GpuModel::kV100;
-  } else if (*model == "A40") {
-    type.gpu_model = GpuModel::kA40;
-  } else if (*model == "RTX6000") {
-    type.gpu_model = GpuModel::kRtx6000;
-  } else {
+  const bool valid_name =
+      !model->empty() && model->size() <= 64 &&
+      std::all_of(model->begin(), model->end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
+               c == '-';
+      });
+  if (!valid_name) {
     return ErrorAt(source, field->Mark(), prefix + "gpu_model",
-                   absl::StrCat("unknown GPU model '", *model,
-                                "' (expected V100, A40 or RTX6000)"));
+                   absl::StrCat("'", *model,
+                                "' is not a GPU model name (1-64 of A-Z a-z 0-9 . _ -)"));
   }
+  type.gpu_model = *model;
 
   field = Required(source, node, "gpus_per_node", prefix + "gpus_per_node");
   if (!field.ok()) return field.status();
@@ -186,17 +190,6 @@ absl::StatusOr<ClusterConfig> ParseRoot(const std::string& source,
 
 }  // namespace
 
-absl::string_view GpuModelName(GpuModel model) {
-  switch (model) {
-    case GpuModel::kV100:
-      return "V100";
-    case GpuModel::kA40:
-      return "A40";
-    case GpuModel::kRtx6000:
-      return "RTX6000";
-  }
-  return "unknown";
-}
 
 int ClusterConfig::TotalGpus() const {
   int total = 0;

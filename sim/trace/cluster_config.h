@@ -4,8 +4,9 @@
 //   name: mixed                 # required, non-empty
 //   node_types:                 # required, non-empty sequence
 //     - name: v100-8x           # required, unique within the file
-//       gpu_model: V100         # V100 | A40 | RTX6000 (the GPUs measured in
-//                               # the Zeus power trace)
+//       gpu_model: V100         # a model of the GPU catalog (built in, or
+//                               # joule-sim --gpu-catalog) with measured
+//                               # power tables: 1-64 of [A-Za-z0-9._-]
 //       gpus_per_node: 8        # integer >= 1
 //       static_power_w: 300     # GPU-independent node power (CPUs, memory,
 //                               # fans, PSU losses), number >= 0
@@ -26,14 +27,10 @@
 
 namespace joule::sim {
 
-enum class GpuModel { kV100, kA40, kRtx6000 };
-
-// "V100", "A40" or "RTX6000", as written in the YAML files.
-absl::string_view GpuModelName(GpuModel model);
-
 struct NodeType {
   std::string name;
-  GpuModel gpu_model = GpuModel::kV100;
+  // As the catalog names it, e.g. "V100".
+  std::string gpu_model;
   int32_t gpus_per_node = 0;
   double static_power_w = 0;
   int32_t count = 0;
