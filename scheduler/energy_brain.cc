@@ -43,7 +43,6 @@ const v1::Device* Scheduler::TaskGpu(const v1::Task& task) const {
 }
 
 double Scheduler::StaticShareW(const std::string& node_name, int gpus) const {
-  if (!options_.caps_count_static_power) return 0;
   auto node = nodes_.find(node_name);
   if (node == nodes_.end()) return 0;
   int node_gpus = 0;
@@ -68,19 +67,22 @@ double Scheduler::InitialCap(v1::Job& job, v1::Task& task, const v1::Device& gpu
   }
   const int gpus = task.gpu_indices_size();
   const std::string key = ProfileKey(ProfileClass(spec), gpu.model(), gpus);
-  auto stored = profiles_.find(key);
-  if (stored != profiles_.end()) {
-    std::string note;
-    absl::StatusOr<CapDecision> decision =
-        ChooseCap(stored->second, CapObjective(spec, &note), max_w * gpus, 0, clock_->Now(),
-                  StaticShareW(task.node(), gpus));
-    if (decision.ok()) {
-      job.set_cap_decision(absl::StrCat(decision->reason, " (stored profile of class ",
-                                        spec.job_class(), " on ", gpus, "x", gpu.model(),
-                                        note, ")"));
-      return decision->cap_w;
-    }
-    JLOG(WARNING) << "stored profile " << key << " unusable: " << decision.status();
+  std::string note;
+  absl::StatusOr<EnergyPrediction> predicted = energy_model_.Predict(
+      ProfileClass(spec), gpu.model(), gpus, CapObjective(spec, &note),
+      StaticShareW(task.node(), gpus), options_.caps_count_static_power, clock_->Now());
+  if (predicted.ok()) {
+    job.set_cap_decision(absl::StrCat(
+        predicted->decision.reason, " (stored profile of class ", ProfileClass(spec), " on ",
+        gpus, "x", gpu.model(),
+        predicted->measured_gpus == gpus
+            ? std::string()
+            : absl::StrCat(", measured with ", predicted->measured_gpus, " GPUs and scaled"),
+        note, ")"));
+    return predicted->decision.cap_w;
+  }
+  if (!absl::IsNotFound(predicted.status())) {
+    JLOG(WARNING) << "stored profile " << key << " unusable: " << predicted.status();
   }
   // Profile on the first replica; the others run at the maximum until the
   // profile chooses a cap for all of them.
@@ -163,7 +165,7 @@ void Scheduler::FeedProfiler(v1::Job& job, v1::Task& task) {
     Changed(job);
     return;
   }
-  profiles_[key] = profile;
+  energy_model_.Put(key, profile);
   absl::Status stored =
       store_->Put(absl::StrCat(kProfileKeyPrefix, key), SerializeProfile(profile));
   if (!stored.ok()) JLOG(ERROR) << "storing profile " << key << ": " << stored;
@@ -171,7 +173,9 @@ void Scheduler::FeedProfiler(v1::Job& job, v1::Task& task) {
   absl::StatusOr<CapDecision> decision =
       ChooseCap(profile, CapObjective(job.spec(), &note),
                 gpu->power_limit_max_w() * task.gpu_indices_size(), 0, clock_->Now(),
-                StaticShareW(task.node(), task.gpu_indices_size()));
+                options_.caps_count_static_power
+                    ? StaticShareW(task.node(), task.gpu_indices_size())
+                    : 0);
   if (!decision.ok()) {
     JLOG(ERROR) << "choosing a cap for " << job.id() << ": " << decision.status();
     return;
@@ -385,12 +389,12 @@ void Scheduler::EstimateSavings(v1::Job& job) {
   if (first == nullptr || first->gpu_indices().empty() || samples <= 0) return;
   const v1::Device* gpu = TaskGpu(*first);
   if (gpu == nullptr) return;
-  auto profile = profiles_.find(
-      ProfileKey(ProfileClass(job.spec()), gpu->model(), first->gpu_indices_size()));
-  if (profile == profiles_.end() || profile->second.empty()) return;
+  const std::optional<std::vector<CapPoint>> profile = energy_model_.ForGpus(
+      ProfileClass(job.spec()), gpu->model(), first->gpu_indices_size());
+  if (!profile || profile->empty()) return;
   // The profile's highest cap is the maximum power limit, where profiling
   // starts: its energy per sample, times the samples this job did.
-  const CapPoint& top = profile->second.front();
+  const CapPoint& top = profile->front();
   v1::JobSavings* savings = job.mutable_savings();
   savings->set_measured_gpu_j(measured_gpu_j);
   savings->set_estimated_uncapped_gpu_j(samples * top.power_w / top.throughput);
@@ -414,15 +418,15 @@ void Scheduler::SplitShards(v1::Job& job) {
   bool all_profiled = true;
   for (size_t i = 0; i < replicas.size(); ++i) {
     const v1::Device* gpu = TaskGpu(*replicas[i]);
-    auto profile = gpu == nullptr
-                       ? profiles_.end()
-                       : profiles_.find(ProfileKey(ProfileClass(spec), gpu->model(),
-                                                   replicas[i]->gpu_indices_size()));
-    if (profile == profiles_.end() || profile->second.empty()) {
+    const std::optional<std::vector<CapPoint>> profile =
+        gpu == nullptr ? std::nullopt
+                       : energy_model_.ForGpus(ProfileClass(spec), gpu->model(),
+                                               replicas[i]->gpu_indices_size());
+    if (!profile || profile->empty()) {
       all_profiled = false;
       break;
     }
-    throughput[i] = profile->second.front().throughput;
+    throughput[i] = profile->front().throughput;
   }
   if (!all_profiled) std::fill(throughput.begin(), throughput.end(), 1.0);
   absl::StatusOr<Sharder> sharder = Sharder::Create(spec.shard_count(), throughput);
@@ -533,47 +537,16 @@ void Scheduler::RouteByEnergy(const v1::Job& job, const std::set<std::string>& m
   // node's static power) at the cap the objective picks.
   std::map<std::string, double> total_j;
   for (const std::string& model : models) {
-    // The profile with this job's GPU count, else the nearest count's,
-    // scaled: joules per sample do not depend on how many GPUs share a step.
-    const std::string exact = ProfileKey(ProfileClass(spec), model, gpus);
-    const std::string prefix = exact.substr(0, exact.rfind('x') + 1);
-    auto found = profiles_.find(exact);
-    int found_gpus = gpus;
-    if (found == profiles_.end()) {
-      for (auto it = profiles_.lower_bound(prefix);
-           it != profiles_.end() && absl::StartsWith(it->first, prefix); ++it) {
-        int count = 0;
-        if (!absl::SimpleAtoi(absl::string_view(it->first).substr(prefix.size()), &count) ||
-            count <= 0) {
-          continue;
-        }
-        if (found == profiles_.end() || std::abs(std::log2(static_cast<double>(count) / gpus)) <
-                                            std::abs(std::log2(static_cast<double>(found_gpus) / gpus))) {
-          found = it;
-          found_gpus = count;
-        }
-      }
-    }
-    if (found == profiles_.end() || found->second.empty()) continue;
-    std::vector<CapPoint> profile = found->second;
-    const double scale = static_cast<double>(gpus) / found_gpus;
-    for (CapPoint& point : profile) {
-      point.power_w *= scale;
-      point.throughput *= scale;
-    }
     auto static_it = static_per_gpu.find(model);
     const double static_w = static_it == static_per_gpu.end() ? 0 : static_it->second * gpus;
     std::string note;
-    absl::StatusOr<CapDecision> decision =
-        ChooseCap(profile, CapObjective(spec, &note), profile.front().cap_w * gpus, 0, now,
-                  options_.caps_count_static_power ? static_w : 0);
-    if (!decision.ok()) continue;
-    for (const CapPoint& point : profile) {
-      if (point.cap_w == decision->cap_w && point.throughput > 0) {
-        request->learned_cost[model] = {point.power_w / point.throughput, point.throughput};
-        total_j[model] = (point.power_w + static_w) / point.throughput;
-      }
-    }
+    absl::StatusOr<EnergyPrediction> predicted =
+        energy_model_.Predict(ProfileClass(spec), model, gpus, CapObjective(spec, &note), static_w,
+                              options_.caps_count_static_power, now);
+    if (!predicted.ok() || predicted->samples_per_second <= 0) continue;
+    request->learned_cost[model] = {predicted->gpu_joules_per_sample,
+                                    predicted->samples_per_second};
+    total_j[model] = predicted->joules_per_sample;
   }
   if (options_.route_wait_fraction <= 0 || total_j.empty()) return;
 

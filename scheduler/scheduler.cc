@@ -202,7 +202,7 @@ absl::Status Scheduler::Load(const Store& source) {
       JLOG(WARNING) << "ignoring stored profile " << key << ": " << profile.status();
       continue;
     }
-    profiles_[key.substr(strlen(kProfileKeyPrefix))] = *std::move(profile);
+    energy_model_.Put(key.substr(strlen(kProfileKeyPrefix)), *std::move(profile));
   }
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> bandits =
       source.List(kBanditKeyPrefix);
@@ -220,7 +220,7 @@ absl::Status Scheduler::Load(const Store& source) {
     batch_sizer_.Started(job.spec().job_class(), id, job.tasks().rbegin()->batch_size());
   }
   JLOG(INFO) << "loaded " << jobs_.size() << " jobs (" << pending_.size()
-             << " pending) and " << profiles_.size() << " power profiles from the store";
+             << " pending) and " << energy_model_.size() << " power profiles from the store";
   return absl::OkStatus();
 }
 

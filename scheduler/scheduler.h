@@ -27,6 +27,7 @@
 #include "joule/v1/scheduler.pb.h"
 #include "scheduler/bandit/batch_size_bandit.h"
 #include "scheduler/bandit/batch_sizer.h"
+#include "scheduler/energy_model.h"
 #include "scheduler/power/node_power_manager.h"
 #include "scheduler/carbon.h"
 #include "scheduler/placement.h"
@@ -436,8 +437,7 @@ class Scheduler {
   void LearnBatchSize(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const v1::Device* TaskGpu(const v1::Task& task) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The static power of `node` attributed to `gpus` of its GPUs: its static
-  // power times their share of its GPUs; 0 for an unknown node, or with
-  // options_.caps_count_static_power off.
+  // power times their share of its GPUs; 0 for an unknown node.
   double StaticShareW(const std::string& node, int gpus) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -523,9 +523,10 @@ class Scheduler {
       ABSL_GUARDED_BY(mu_);
   int64_t next_watcher_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<int64_t, PendingLogs> pending_logs_ ABSL_GUARDED_BY(mu_);
-  // Power profiles per (job class, GPU model), loaded from and saved to the
-  // store under "profiles/"; and the tasks being profiled now.
-  std::map<std::string, std::vector<CapPoint>> profiles_ ABSL_GUARDED_BY(mu_);
+  // Power profiles per (job class, GPU model, GPUs), loaded from and saved
+  // to the store under "profiles/", and the predictions made from them; and
+  // the tasks being profiled now.
+  EnergyModel energy_model_ ABSL_GUARDED_BY(mu_);
   struct Profiling {
     std::unique_ptr<CapProfiler> profiler;
     std::string profile_key;

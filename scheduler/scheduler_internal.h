@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "joule/v1/job.pb.h"
+#include "scheduler/energy_model.h"
 #include "spec/job_validation.h"
 
 namespace joule {
@@ -25,13 +26,7 @@ inline bool IsActive(v1::TaskState state) {
 // The profile of a job class on a GPU model with a number of GPUs per task:
 // "<class>@<model>x<n>", with the separators kept out of the names.
 inline std::string ProfileKey(const std::string& job_class, const std::string& model, int gpus) {
-  auto clean = [](std::string text) {
-    for (char& c : text) {
-      if (c == '@' || c == '/' || c == ' ') c = '_';
-    }
-    return text;
-  };
-  return absl::StrCat(clean(job_class), "@", clean(model), "x", gpus);
+  return EnergyModel::Key(job_class, model, gpus);
 }
 
 // The label that names the class whose power profiles a job shares, when

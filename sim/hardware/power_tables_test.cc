@@ -1,8 +1,8 @@
 #include "sim/hardware/power_tables.h"
 
-#include <algorithm>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <map>
