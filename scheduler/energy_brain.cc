@@ -533,6 +533,8 @@ void Scheduler::RouteByEnergy(const v1::Job& job, const std::set<std::string>& m
                               absl::Time now, PlacementRequest* request) const {
   const v1::JobSpec& spec = job.spec();
   const int gpus = request->gpus;
+  // Only models the job may use and that come on nodes big enough for one
+  // of its replicas (PlacePending passes them; see `models`).
   // Per model: the whole energy of a sample (GPUs plus their share of the
   // node's static power) at the cap the objective picks.
   std::map<std::string, double> total_j;
@@ -603,6 +605,8 @@ int32_t Scheduler::ChooseBatchSize(v1::Job& job) {
         range.min() >= range.max() ? " (no range to choose from)" : ""));
     return range.default_size();
   }
+  // A new attempt starts uncorrected.
+  job.clear_batch_corrected();
   BatchRequest request;
   request.job_id = job.id();
   request.job_class = spec.job_class();
@@ -625,7 +629,7 @@ void Scheduler::CorrectBatchSize(v1::Job& job) {
   if (options_.batch_correction_factor <= 0 || !options_.learn_batch_size ||
       spec.type() != v1::JOB_TYPE_TRAINING || spec.pin_max_cap() ||
       spec.expected_samples() <= 0 || spec.batch_size().min() >= spec.batch_size().max() ||
-      batch_corrected_.count(job.id()) > 0) {
+      job.batch_corrected()) {
     return;
   }
   double done = 0, total = 0, joules = 0;
@@ -650,10 +654,15 @@ void Scheduler::CorrectBatchSize(v1::Job& job) {
     return;
   }
   const double projected = joules * total / done / spec.expected_samples();
-  const int32_t better = batch_sizer_.CheckRunning(spec.job_class(), job.id(), batch, projected,
-                                                   options_.batch_correction_factor);
-  if (better <= 0 || better < spec.batch_size().min() || better > spec.batch_size().max()) return;
-  batch_corrected_.insert(job.id());
+  const int32_t better = batch_sizer_.CheckRunning(
+      spec.job_class(), job.id(), batch, projected, options_.batch_correction_factor,
+      spec.batch_size().min(), spec.batch_size().max());
+  if (better <= 0) return;
+  job.set_batch_corrected(true);
+  // The projection is an observation of the batch size it left.
+  absl::Status stored = store_->Put(absl::StrCat(kBanditKeyPrefix, spec.job_class()),
+                                    batch_sizer_.SerializeClass(spec.job_class()));
+  if (!stored.ok()) JLOG(ERROR) << "storing the batch sizes of a class: " << stored;
   for (v1::Task* task : tasks) {
     auto node = nodes_.find(task->node());
     if (node == nodes_.end() || node->second.link == nullptr) continue;
@@ -676,7 +685,7 @@ void Scheduler::CorrectBatchSize(v1::Job& job) {
 }
 
 void Scheduler::LearnBatchSize(const v1::Job& job) {
-  if (batch_corrected_.erase(job.id()) > 0) return;
+  if (job.batch_corrected()) return;
   if (batch_sizer_.Bandit(job.spec().job_class()) == nullptr) return;
   BatchOutcome outcome;
   outcome.job_id = job.id();

@@ -214,6 +214,22 @@ absl::Status Scheduler::Load(const Store& source) {
       JLOG(WARNING) << "ignoring stored batch sizes of class " << job_class << ": " << parsed;
     }
   }
+  // Nodes a previous scheduler suspended: asleep until woken.
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> suspended =
+      source.List(internal::kSuspendedKeyPrefix);
+  if (!suspended.ok()) return suspended.status();
+  for (const auto& [key, value] : *suspended) {
+    v1::NodeInfo info;
+    if (!info.ParseFromString(value) || info.name().empty()) {
+      return absl::DataLossError(absl::StrCat("stored suspended node ", key, " does not parse"));
+    }
+    NodeRecord& node = nodes_[info.name()];
+    if (node.link != nullptr) continue;
+    node.info = info;
+    node.ready = false;
+    node.message = "suspended (idle power management; known from the store)";
+    node_power_.RestoreSuspended(info.name(), now);
+  }
   // Attempts running now count as in flight for their class's bandit.
   for (const auto& [id, job] : jobs_) {
     if (job.state() != v1::JOB_STATE_RUNNING || job.tasks().empty()) continue;
@@ -670,6 +686,8 @@ absl::Status Scheduler::OnAgentRegister(AgentLink* link,
   if (node_power_.Asleep(name) ||
       node_power_.state(name) == NodePowerManager::State::kFailed) {
     JLOG(INFO) << "node " << name << " resumed";
+    absl::Status deleted = store_->Delete(absl::StrCat(internal::kSuspendedKeyPrefix, name));
+    if (!deleted.ok()) JLOG(ERROR) << "forgetting suspended node " << name << ": " << deleted;
   }
   node_power_.Registered(name, node.task_ids.empty(), node.last_seen);
   // Telemetry is expected from now on; its age counts from here.
@@ -773,10 +791,12 @@ absl::Status Scheduler::OnAgentMessage(AgentLink* link,
         break;
       case v1::AgentMessage::kGoingDown: {
         const std::string reason = message.going_down().reason().substr(0, 256);
-        if (node_power_.Disconnected(node->info.name())) {
+        if (node_power_.state(node->info.name()) == NodePowerManager::State::kSuspending) {
+          // Asleep (and so wakeable) only once its stream closes: a resume
+          // sent while the node is still shutting down would be lost.
           node->ready = false;
-          node->message = absl::StrCat("suspended (idle power management): ", reason);
-          JLOG(INFO) << "node " << node->info.name() << " suspended: " << reason;
+          node->message = absl::StrCat("suspending (idle power management): ", reason);
+          JLOG(INFO) << "node " << node->info.name() << " going down for suspend: " << reason;
         } else {
           MarkNodeDown(*node, absl::StrCat("the agent is going down: ", reason));
         }
@@ -833,6 +853,9 @@ void Scheduler::OnAgentDisconnect(AgentLink* link) {
   if (node_power_.Disconnected(node->info.name()) ||
       node_power_.state(node->info.name()) == NodePowerManager::State::kSuspended) {
     node->ready = false;
+    absl::Status stored = store_->Put(absl::StrCat(internal::kSuspendedKeyPrefix, node->info.name()),
+                                      node->info.SerializeAsString());
+    if (!stored.ok()) JLOG(ERROR) << "storing suspended node " << node->info.name() << ": " << stored;
     if (!absl::StartsWith(node->message, "suspended")) {
       node->message = "suspended (idle power management)";
     }
@@ -1479,9 +1502,14 @@ void Scheduler::PlacePending() {
     }
   } timer{clock_, options_.observer, now};
   ClusterSnapshot snapshot = Snapshot();
-  std::set<std::string> models;
+  // Per GPU model: the most GPUs of it on one node.
+  std::map<std::string, int> most_per_node;
   for (const NodeView& node : snapshot.nodes) {
-    for (const GpuView& gpu : node.gpus) models.insert(gpu.model);
+    std::map<std::string, int> count;
+    for (const GpuView& gpu : node.gpus) ++count[gpu.model];
+    for (const auto& [model, n] : count) {
+      most_per_node[model] = std::max(most_per_node[model], n);
+    }
   }
   // Per GPU model: the mean static power per GPU of the nodes that have it.
   std::map<std::string, double> static_per_gpu;
@@ -1520,9 +1548,16 @@ void Scheduler::PlacePending() {
     request.memory_bytes = spec.resources().memory_bytes();
     request.gpu_model = spec.resources().gpu_model();
     if (request.gpus > 0 && !spec.pin_max_cap() && options_.energy_aware_placement) {
-      RouteByEnergy(job, models, static_per_gpu, snapshot.now, &request);
-    }
-    PlacementResult result = pipeline_->Place(request, snapshot);
+      // The GPU models this job can use: its gpu_model if it names one, on
+      // nodes with enough of them for a replica.
+      std::set<std::string> usable;
+      for (const auto& [model, most] : most_per_node) {
+        if (most >= request.gpus && (request.gpu_model.empty() || model == request.gpu_model)) {
+          usable.insert(model);
+        }
+      }
+      RouteByEnergy(job, usable, static_per_gpu, snapshot.now, &request);
+    }    PlacementResult result = pipeline_->Place(request, snapshot);
     std::shared_ptr<const v1::JobExplanation> explanation = Explain(job, result);
     explanations_[job.id()] = explanation;
     if (result.kind != PlacementResult::Kind::kPlaced) {

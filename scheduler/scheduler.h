@@ -152,7 +152,7 @@ struct SchedulerOptions {
   // and resumed when work needs them. Off by default.
   NodePowerOptions node_power;
   NodePowerControl* power_control = nullptr;
-  // Energy routing, part of energy-aware placement: a training job waits for
+  // Energy routing, part of energy-aware placement: a job waits for
   // the GPU models that do its class's work for at most route_tolerance x
   // the fewest joules per sample (learned from profiles), for up to
   // route_wait_fraction x its predicted run time there (its expected_samples
@@ -430,8 +430,6 @@ class Scheduler {
   // batch_correction_factor x its class's best measured cost moves to the
   // best batch size through a hint (event BatchCorrected).
   void CorrectBatchSize(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Jobs moved by CorrectBatchSize: their final cost teaches nothing.
-  std::set<std::string> batch_corrected_ ABSL_GUARDED_BY(mu_);
   // The batch size of a new attempt, and what the class learns at its end.
   int32_t ChooseBatchSize(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LearnBatchSize(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

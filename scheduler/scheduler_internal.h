@@ -18,6 +18,9 @@ namespace internal {
 
 inline constexpr char kProfileKeyPrefix[] = "profiles/";
 inline constexpr char kBanditKeyPrefix[] = "bandits/";
+// Nodes suspended by idle power management, with their NodeInfo, so that a
+// restarted scheduler still knows them (and can wake them).
+inline constexpr char kSuspendedKeyPrefix[] = "suspended/";
 
 inline bool IsActive(v1::TaskState state) {
   return state == v1::TASK_STATE_STARTING || state == v1::TASK_STATE_RUNNING;

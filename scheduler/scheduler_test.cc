@@ -3228,6 +3228,28 @@ TEST_F(NodePowerTest, ResumesForWorkAndANodeThatDoesNotComeBackIsMarkedDown) {
   EXPECT_EQ(LookUpNode("b").state(), v1::NODE_STATE_READY);
 }
 
+TEST_F(NodePowerTest, ARestartedSchedulerStillKnowsSuspendedNodes) {
+  FakeAgentLink a;
+  ASSERT_THAT(Register(a, RegisterBuilder("a").Gpus(1, "V100").Build()), IsOk());
+  clock_.Advance(absl::Minutes(10));
+  scheduler_->Tick();
+  ASSERT_THAT(power_.suspended(), ElementsAre("a"));
+  scheduler_->OnAgentDisconnect(&a);
+  Restart();
+  EXPECT_EQ(LookUpNode("a").state(), v1::NODE_STATE_SUSPENDED);
+  // Work for it wakes it, as before the restart.
+  const std::string id = Submit(SpecBuilder().Gpus(1).Build());
+  scheduler_->Tick();
+  EXPECT_THAT(power_.resumed(), ElementsAre("a"));
+  FakeAgentLink again;
+  ASSERT_THAT(Register(again, RegisterBuilder("a").Gpus(1, "V100").Build()), IsOk());
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpJob(id).state(), v1::JOB_STATE_RUNNING);
+  // Awake again: a later restart does not think it is asleep.
+  Restart();
+  EXPECT_NE(LookUpNode("a").state(), v1::NODE_STATE_SUSPENDED);
+}
+
 TEST_F(NodePowerTest, AnAgentGoingDownUnexpectedlyIsDownAtOnce) {
   FakeAgentLink a;
   ASSERT_THAT(Register(a, RegisterBuilder("a").Gpus(1, "V100").Build()), IsOk());

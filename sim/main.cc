@@ -14,6 +14,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/device_catalog.h"
@@ -241,6 +242,14 @@ int main(int argc, char** argv) {
   app.add_option("--max-slowdown", flags.max_slowdown,
                  "joule's jobs ask for the least energy within this slowdown instead of "
                  "the default objective (the least total energy); 0: the default")
+      ->check(CLI::Validator(
+          [](std::string& value) {
+            double s = 0;
+            return absl::SimpleAtod(value, &s) && (s == 0 || (s >= 1 && s <= 100))
+                       ? std::string()
+                       : std::string("must be 0 or in [1, 100]");
+          },
+          "0 or [1, 100]"))
       ->capture_default_str();
   app.add_option("--size-error", flags.size_error,
                  "joule's jobs declare their size with this log-normal error (sigma of "

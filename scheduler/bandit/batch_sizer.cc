@@ -104,6 +104,12 @@ absl::Status BatchSizer::Finished(const BatchOutcome& outcome) {
         "attempt of ", outcome.job_id, " has nothing to learn from: ", outcome.joules,
         " J, ", outcome.samples, " samples"));
   }
+  if (outcome.target_reached && outcome.expected_samples <= 0 && it->second.sizes > 0) {
+    // Its raw joules to target would sit among costs per declared sample.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "class ", outcome.job_class, " learns joules per declared sample, and ", outcome.job_id,
+        " declares no expected_samples"));
+  }
   double cost = outcome.joules / outcome.samples;
   if (outcome.target_reached) {
     cost = outcome.expected_samples > 0 ? outcome.joules / outcome.expected_samples
@@ -113,14 +119,17 @@ absl::Status BatchSizer::Finished(const BatchOutcome& outcome) {
 }
 
 int32_t BatchSizer::CheckRunning(const std::string& job_class, const std::string& job_id,
-                                 int32_t batch_size, double projected_cost, double factor) {
+                                 int32_t batch_size, double projected_cost, double factor,
+                                 int32_t min, int32_t max) {
   auto it = classes_.find(job_class);
   if (it == classes_.end() || !(projected_cost > 0)) return 0;
   ClassState& state = it->second;
   double best_mean = -1;
   int32_t best = 0;
   for (const BatchSizeArmSummary& arm : state.bandit.Summaries()) {
-    if (arm.observations == 0 || arm.pruned) continue;
+    if (arm.observations == 0 || arm.pruned || arm.batch_size < min || arm.batch_size > max) {
+      continue;
+    }
     if (best == 0 || arm.mean < best_mean) {
       best = arm.batch_size;
       best_mean = arm.mean;

@@ -100,7 +100,9 @@ class BatchSizer {
   // its target; joules to the target where it reached it without a
   // declaration; else joules per sample done. NOT_FOUND for a class without
   // a bandit, INVALID_ARGUMENT for an attempt with nothing to learn (no
-  // energy, no samples) or a batch size that is not an arm.
+  // energy, no samples), a batch size that is not an arm, or an undeclared
+  // job's joules to target in a class that has seen declared sizes (the
+  // units would mix).
   absl::Status Finished(const BatchOutcome& outcome);
 
   // Mid-run check of a running attempt, as Zeus stops runs past beta x the
@@ -112,8 +114,10 @@ class BatchSizer {
   // recorded as an observation of `batch_size`, and the attempt is no longer
   // in flight (its final cost mixes two batch sizes and teaches nothing).
   // Otherwise 0.
+  // Only batch sizes in [min, max] (the job's range) are candidates.
   int32_t CheckRunning(const std::string& job_class, const std::string& job_id,
-                       int32_t batch_size, double projected_cost, double factor);
+                       int32_t batch_size, double projected_cost, double factor, int32_t min,
+                       int32_t max);
 
   // Text of one class's state for the store; empty for an unknown class.
   std::string SerializeClass(const std::string& job_class) const;

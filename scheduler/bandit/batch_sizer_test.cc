@@ -183,18 +183,22 @@ TEST(BatchSizerTest, ARunFarAboveTheBestCostIsMoved) {
   // A job running at 256 projects 1.9: under 2x the best, it stays.
   BatchChoice c = sizer.Choose(Request("c", 1e3), absl::BitGenRef(gen), kNoneRunning);
   ASSERT_EQ(c.batch_size, 256);
-  EXPECT_EQ(sizer.CheckRunning("resnet", "c", 256, 1.9, 2), 0);
+  EXPECT_EQ(sizer.CheckRunning("resnet", "c", 256, 1.9, 2, 32, 512), 0);
   // At 3.0 it is moved to 64, and the projection counts for 256.
-  EXPECT_EQ(sizer.CheckRunning("resnet", "c", 256, 3.0, 2), 64);
+  EXPECT_EQ(sizer.CheckRunning("resnet", "c", 256, 3.0, 2, 32, 512), 64);
   for (const BatchSizeArmSummary& arm : sizer.Bandit("resnet")->Summaries()) {
     if (arm.batch_size == 256) {
       EXPECT_EQ(arm.observations, 1);
       EXPECT_DOUBLE_EQ(arm.mean, 3.0);
     }
   }
+  // The best batch size outside the job's range is no candidate: 128 is
+  // the best in [128, 512].
+  EXPECT_EQ(sizer.CheckRunning("resnet", "f", 512, 3.0, 2, 128, 512), 128);
+  EXPECT_EQ(sizer.CheckRunning("resnet", "g", 512, 3.0, 2, 256, 512), 0);
   // A job already at the best batch size is never moved.
-  EXPECT_EQ(sizer.CheckRunning("resnet", "d", 64, 100, 2), 0);
-  EXPECT_EQ(sizer.CheckRunning("unknown", "e", 64, 100, 2), 0);
+  EXPECT_EQ(sizer.CheckRunning("resnet", "d", 64, 100, 2, 32, 512), 0);
+  EXPECT_EQ(sizer.CheckRunning("unknown", "e", 64, 100, 2, 32, 512), 0);
 }
 
 TEST(BatchSizerTest, NothingToLearnIsAnError) {
@@ -204,6 +208,11 @@ TEST(BatchSizerTest, NothingToLearnIsAnError) {
   sizer.Choose(Request("x"), absl::BitGenRef(gen), kNoneRunning);
   EXPECT_EQ(sizer.Finished(Outcome("x", 128, 0)).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(sizer.Finished(Outcome("x", 100, 5)).code(), absl::StatusCode::kInvalidArgument);
+  // Once the class has seen a declared size, raw joules to target would mix
+  // units: refused.
+  sizer.Choose(Request("y", 1e3), absl::BitGenRef(gen), kNoneRunning);
+  EXPECT_EQ(sizer.Finished(Outcome("z", 128, 5e3)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(sizer.Finished(Outcome("y", 128, 5e3, 1e3)).ok());
 }
 
 }  // namespace

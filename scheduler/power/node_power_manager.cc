@@ -47,6 +47,13 @@ bool NodePowerManager::Disconnected(const std::string& node) {
   return true;
 }
 
+void NodePowerManager::RestoreSuspended(const std::string& node, absl::Time now) {
+  NodeState& state = nodes_[node];
+  state.state = State::kSuspended;
+  state.idle = true;
+  state.since = now;
+}
+
 std::vector<std::string> NodePowerManager::ChooseToSuspend(
     absl::Time now, const std::map<std::string, int>& eligible) {
   std::vector<std::string> chosen;

@@ -74,6 +74,8 @@ class NodePowerManager {
   // The node's agent is gone (stream closed, or it said it is going down).
   // True when that was expected (the node was being suspended).
   bool Disconnected(const std::string& node);
+  // A node a previous scheduler suspended (from the store): suspended.
+  void RestoreSuspended(const std::string& node, absl::Time now);
 
   // Nodes to suspend now: awake, idle for at least suspend_after, most idle
   // first, leaving at least keep_idle_gpus idle GPUs awake. `eligible` holds

@@ -127,6 +127,13 @@ TEST(NodePowerManagerTest, OnlyEligibleNodesAreSuspended) {
   EXPECT_EQ(manager.state("b"), State::kAwake);
 }
 
+TEST(NodePowerManagerTest, ARestoredNodeIsSuspendedAndCanBeWoken) {
+  NodePowerManager manager(Options());
+  manager.RestoreSuspended("a", kT0);
+  EXPECT_EQ(manager.state("a"), State::kSuspended);
+  EXPECT_TRUE(manager.RequestResume("a", kT0 + absl::Minutes(1)));
+}
+
 TEST(NodePowerManagerTest, StateNames) {
   EXPECT_STREQ(NodePowerStateName(State::kSuspended), "suspended");
   EXPECT_STREQ(NodePowerStateName(State::kFailed), "failed");

@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -77,6 +78,13 @@ void ProgramPowerControl::Resume(const std::string& node) {
 
 void ProgramPowerControl::Enqueue(const std::string& program, const std::string& node) {
   absl::MutexLock lock(&mu_);
+  // The latest command for a node wins: a suspend still queued when the
+  // node is wanted again must not power it off later.
+  queue_.erase(std::remove_if(queue_.begin(), queue_.end(),
+                              [&node](const std::pair<std::string, std::string>& queued) {
+                                return queued.second == node;
+                              }),
+               queue_.end());
   queue_.emplace_back(program, node);
 }
 

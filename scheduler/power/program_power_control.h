@@ -8,7 +8,8 @@
 // class's own thread, so Suspend and Resume return at once, as the
 // scheduler's lock requires. A program that fails, or runs past `timeout`
 // (then killed), is logged; the scheduler notices a node that does not go
-// down or come back through NodePowerManager's timeouts.
+// down or come back through NodePowerManager's timeouts. The latest command
+// for a node replaces one still queued for it.
 //
 // Threading: Suspend, Resume and WaitIdle are thread-safe. The destructor
 // waits for the program running now and drops the queued ones.

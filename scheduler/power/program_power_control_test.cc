@@ -72,12 +72,30 @@ TEST(ProgramPowerControlTest, RunsCommandsInOrderOffTheCallersThread) {
   const absl::Time start = absl::Now();
   control.Suspend("a");
   control.Suspend("b");
-  control.Resume("a");
+  control.Resume("c");
   // Queued, not run: the callers hold the scheduler's lock.
   EXPECT_LT(absl::Now() - start, absl::Milliseconds(150));
   control.WaitIdle();
-  EXPECT_EQ(Read(log), "suspend a\nsuspend b\nresume a\n");
+  EXPECT_EQ(Read(log), "suspend a\nsuspend b\nresume c\n");
   EXPECT_EQ(control.failures(), 0);
+}
+
+TEST(ProgramPowerControlTest, TheLatestCommandForANodeWins) {
+  const std::string log = TempDir() + "/latest.log";
+  const std::string gate = TempDir() + "/gate";
+  ProgramPowerControl::Options options;
+  // The first command waits for the gate, so the others queue behind it.
+  options.suspend_program = Script(
+      "suspend-gated.sh", "while [ ! -e " + gate + " ]; do sleep 0.05; done; echo suspend $1 >> " + log);
+  options.resume_program = Script("resume-log.sh", "echo resume $1 >> " + log);
+  ProgramPowerControl control(options);
+  control.Suspend("a");
+  absl::SleepFor(absl::Milliseconds(200));  // "a" is running, held by the gate
+  control.Suspend("b");
+  control.Resume("b");  // b is wanted again before its suspend ran
+  std::ofstream(gate) << "";
+  control.WaitIdle();
+  EXPECT_EQ(Read(log), "suspend a\nresume b\n");
 }
 
 TEST(ProgramPowerControlTest, CountsFailures) {
@@ -86,7 +104,7 @@ TEST(ProgramPowerControlTest, CountsFailures) {
   options.resume_program = TempDir() + "/no-such-program";
   ProgramPowerControl control(options);
   control.Suspend("a");
-  control.Resume("a");
+  control.Resume("b");
   control.WaitIdle();
   EXPECT_EQ(control.failures(), 2);
 }

@@ -404,6 +404,10 @@ absl::Status Simulator::Impl::HandlePower(const std::string& name, bool suspend)
   }
   if (!node.suspended || node.resuming) return absl::OkStatus();
   node.resuming = true;
+  // A booting server draws its full static power, and its GPUs their idle
+  // power, from the resume command on.
+  node.SetStatic(now_s_, node.static_w);
+  for (Gpu& gpu : node.gpus) gpu.SetPower(now_s_, gpu.idle_w, options_.record_power_steps);
   Push(now_s_ + absl::ToDoubleSeconds(options_.resume_time), Kind::kResumed, index);
   return absl::OkStatus();
 }
@@ -413,8 +417,6 @@ absl::Status Simulator::Impl::Resumed(int index) {
   node.suspended = false;
   node.resuming = false;
   ++resumes_;
-  node.SetStatic(now_s_, node.static_w);
-  for (Gpu& gpu : node.gpus) gpu.SetPower(now_s_, gpu.idle_w, options_.record_power_steps);
   absl::Status registered = scheduler_->OnAgentRegister(node.link.get(), node.registration);
   if (!registered.ok()) return registered;
   tick_needed_ = true;

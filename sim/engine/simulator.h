@@ -66,7 +66,7 @@ struct SimOptions {
   // Idle power management (SchedulerOptions::node_power): nodes idle for
   // suspend_after are suspended (0: never); a suspended node draws
   // standby_power_w in all (its GPUs nothing) and takes resume_time to come
-  // back. The defaults: Slurm's SuspendTime is commonly minutes; a server in
+  // back, drawing its full static power and idle GPU power while it boots. The defaults: Slurm's SuspendTime is commonly minutes; a server in
   // soft-off (ACPI S5) draws a few watts to tens of watts for its BMC and
   // NICs; a cold boot of a GPU server takes minutes.
   absl::Duration suspend_after = absl::ZeroDuration();
