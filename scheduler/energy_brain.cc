@@ -1,7 +1,10 @@
 // The energy brain's part of the scheduler core: power caps (just-in-time
-// profiling, the objective's choice, stored profiles, savings), batch sizes
-// (the training bandit, inference under a latency SLO), shards, thermal
-// back-off, energy budgets and early stop. Members of Scheduler; see
+// profiling, the objective's choice through the EnergyModel, savings),
+// energy routing for placement, batch sizes (the BatchSizer for training,
+// with mid-run correction; inference under a latency SLO), shards, thermal
+// back-off, energy budgets and early stop. The decisions live in parts with
+// their own headers (energy_model.h, bandit/, profiling/, sharding/); these
+// members wire them to jobs, tasks and agents. Members of Scheduler; see
 // scheduler.h for the threading (all under mu_).
 
 #include <algorithm>
