@@ -2,10 +2,13 @@
 
 #include <cctype>
 #include <cmath>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -119,6 +122,18 @@ std::vector<GpuModelSpec> MergeGpuCatalog(const std::vector<GpuModelSpec>& overr
     if (!replaced) merged.push_back(spec);
   }
   return merged;
+}
+
+absl::StatusOr<std::vector<GpuModelSpec>> LoadGpuCatalogFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read"));
+  absl::StatusOr<std::vector<GpuModelSpec>> overrides = ParseGpuCatalog(text.str());
+  if (!overrides.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", overrides.status().message()));
+  }
+  return MergeGpuCatalog(*overrides);
 }
 
 }  // namespace joule

@@ -52,6 +52,11 @@ absl::StatusOr<std::vector<GpuModelSpec>> ParseGpuCatalog(absl::string_view text
 // The built-in catalog with `overrides` replacing or adding models by name.
 std::vector<GpuModelSpec> MergeGpuCatalog(const std::vector<GpuModelSpec>& overrides);
 
+// The built-in catalog merged with the overrides in the file at `path`
+// (ParseGpuCatalog's format). INVALID_ARGUMENT naming the file when it cannot
+// be read, and its line and field when a line is malformed.
+absl::StatusOr<std::vector<GpuModelSpec>> LoadGpuCatalogFile(const std::string& path);
+
 }  // namespace joule
 
 #endif  // JOULE_COMMON_DEVICE_CATALOG_H_

@@ -1,5 +1,9 @@
 #include "common/device_catalog.h"
 
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
 #include "gtest/gtest.h"
 
 namespace joule {
@@ -44,4 +48,21 @@ TEST(DeviceCatalogTest, MalformedLinesNameTheLineAndField) {
 }
 
 }  // namespace
+TEST(DeviceCatalogTest, LoadsAFileOfOverrides) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = tmp != nullptr ? tmp : "/tmp";
+  std::ofstream(dir + "/catalog.csv") << "# extra\nB200,192,200,1000,1000,120,400,1965,3996,90\n";
+  absl::StatusOr<std::vector<GpuModelSpec>> catalog = LoadGpuCatalogFile(dir + "/catalog.csv");
+  ASSERT_TRUE(catalog.ok()) << catalog.status();
+  EXPECT_TRUE(FindGpuModel(*catalog, "B200").has_value());
+  EXPECT_TRUE(FindGpuModel(*catalog, "V100").has_value());
+  std::ofstream(dir + "/bad.csv") << "B200,192\n";
+  absl::StatusOr<std::vector<GpuModelSpec>> bad = LoadGpuCatalogFile(dir + "/bad.csv");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(bad.status().message()).find(dir + "/bad.csv: "), std::string::npos);
+  absl::StatusOr<std::vector<GpuModelSpec>> missing = LoadGpuCatalogFile(dir + "/none.csv");
+  EXPECT_NE(std::string(missing.status().message()).find("none.csv: cannot read"),
+            std::string::npos);
+}
+
 }  // namespace joule

@@ -156,16 +156,12 @@ absl::StatusOr<SchedulerOptions> MakeOptions(const SchedulerFlags& flags) {
   options.stop_grace = absl::Seconds(flags.stop_grace_s);
   options.profile_caps = flags.profile_caps;
   if (!flags.gpu_catalog.empty()) {
-    std::ifstream in(flags.gpu_catalog);
-    std::stringstream text;
-    text << in.rdbuf();
-    absl::StatusOr<std::vector<GpuModelSpec>> overrides = ParseGpuCatalog(text.str());
-    if (!in || !overrides.ok()) {
+    absl::StatusOr<std::vector<GpuModelSpec>> catalog = LoadGpuCatalogFile(flags.gpu_catalog);
+    if (!catalog.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--gpu-catalog ", flags.gpu_catalog, ": ",
-                       in ? overrides.status().message() : "cannot read"));
+          absl::StrCat("--gpu-catalog ", catalog.status().message()));
     }
-    options.gpu_catalog = MergeGpuCatalog(*overrides);
+    options.gpu_catalog = *std::move(catalog);
   }
   if (flags.suspend_after_s > 0) {
     for (const auto& [flag, program] : {std::pair<const char*, const std::string&>(

@@ -5,9 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -69,16 +67,13 @@ int Run(const Flags& flags) {
       Resolve(flags.power_dir.empty() ? flags.data_dir + "/gpu-power" : flags.power_dir);
   std::vector<GpuModelSpec> catalog = GpuCatalog();
   if (!flags.gpu_catalog.empty()) {
-    std::ifstream in(Resolve(flags.gpu_catalog));
-    std::stringstream text;
-    text << in.rdbuf();
-    absl::StatusOr<std::vector<GpuModelSpec>> overrides = ParseGpuCatalog(text.str());
-    if (!in || !overrides.ok()) {
-      std::cerr << "joule-sim: --gpu-catalog " << flags.gpu_catalog << ": "
-                << (in ? overrides.status().message() : "cannot read") << "\n";
+    absl::StatusOr<std::vector<GpuModelSpec>> loaded =
+        LoadGpuCatalogFile(Resolve(flags.gpu_catalog));
+    if (!loaded.ok()) {
+      std::cerr << "joule-sim: --gpu-catalog " << loaded.status().message() << "\n";
       return 1;
     }
-    catalog = MergeGpuCatalog(*overrides);
+    catalog = *std::move(loaded);
   }
   absl::StatusOr<PowerTables> tables = PowerTables::Load(power_dir, catalog);
   if (!tables.ok()) {
