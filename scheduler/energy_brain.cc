@@ -3,12 +3,14 @@
 // energy routing for placement, batch sizes (the BatchSizer for training,
 // with mid-run correction; inference under a latency SLO), shards, thermal
 // back-off, energy budgets and early stop. The decisions live in parts with
-// their own headers (energy_model.h, bandit/, profiling/, sharding/); these
-// members wire them to jobs, tasks and agents. Members of Scheduler; see
+// their own headers (energy_model.h, run_costs.h, bandit/, profiling/,
+// sharding/, brain/, power/); these members wire them to jobs, tasks and
+// agents. Members of Scheduler; see
 // scheduler.h for the threading (all under mu_).
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -32,16 +34,37 @@ using internal::kProfileKeyPrefix;
 using internal::ProfileClass;
 using internal::ProfileKey;
 
-const v1::Device* Scheduler::TaskGpu(const v1::Task& task) const {
-  if (task.gpu_indices().empty()) return nullptr;
-  auto node = nodes_.find(task.node());
+const v1::Device* Scheduler::GpuAt(const std::string& node_name, int32_t index) const {
+  auto node = nodes_.find(node_name);
   if (node == nodes_.end()) return nullptr;
   for (const v1::Device& device : node->second.info.devices()) {
-    if (device.kind() == v1::DEVICE_KIND_GPU && device.index() == task.gpu_indices(0)) {
-      return &device;
-    }
+    if (device.kind() == v1::DEVICE_KIND_GPU && device.index() == index) return &device;
   }
   return nullptr;
+}
+
+const v1::Device* Scheduler::TaskGpu(const v1::Task& task) const {
+  return task.gpu_indices().empty() ? nullptr : GpuAt(task.node(), task.gpu_indices(0));
+}
+
+std::string Scheduler::GpuModelOf(const ReplicaPlacement& placement) const {
+  const v1::Device* gpu =
+      placement.gpu_indices.empty() ? nullptr : GpuAt(placement.node, placement.gpu_indices[0]);
+  return gpu == nullptr ? std::string() : gpu->model();
+}
+
+SampleCosts Scheduler::RunSampleCosts(const std::string& job_class,
+                                      const std::string& gpu_model) const {
+  // Runs without GPUs are measured under one name of their own.
+  const std::string model = gpu_model.empty() ? internal::kNoGpuModel : gpu_model;
+  return [this, job_class, model](const std::vector<int32_t>& batch_sizes) {
+    std::vector<double> costs;
+    for (const RunCostEstimate& estimate :
+         energy_model_.runs().Predict(job_class, model, batch_sizes)) {
+      costs.push_back(estimate.joules_per_sample);
+    }
+    return costs;
+  };
 }
 
 double Scheduler::StaticShareW(const std::string& node_name, int gpus) const {
@@ -72,15 +95,25 @@ double Scheduler::InitialCap(v1::Job& job, v1::Task& task, const v1::Device& gpu
   std::string note;
   absl::StatusOr<EnergyPrediction> predicted = energy_model_.Predict(
       ProfileClass(spec), gpu.model(), gpus, CapObjective(spec, &note),
-      StaticShareW(task.node(), gpus), options_.caps_count_static_power, clock_->Now());
+      StaticShareW(task.node(), gpus), options_.caps_count_static_power, clock_->Now(),
+      spec.job_class(), task.batch_size());
   if (predicted.ok()) {
+    std::string runs;
+    if (predicted->at_batch) {
+      runs = absl::StrFormat(
+          "; whole runs at batch %d: %.4g J per sample (+-%.0f%%, %s)", task.batch_size(),
+          predicted->at_batch->joules_per_sample, 100 * predicted->at_batch->relative_error,
+          predicted->at_batch->measured
+              ? absl::StrCat(predicted->at_batch->observations, " measured")
+              : std::string("modelled from other batch sizes and GPU models"));
+    }
     job.set_cap_decision(absl::StrCat(
         predicted->decision.reason, " (stored profile of class ", ProfileClass(spec), " on ",
         gpus, "x", gpu.model(),
         predicted->measured_gpus == gpus
             ? std::string()
             : absl::StrCat(", measured with ", predicted->measured_gpus, " GPUs and scaled"),
-        note, ")"));
+        note, runs, ")"));
     return predicted->decision.cap_w;
   }
   if (!absl::IsNotFound(predicted.status())) {
@@ -236,22 +269,12 @@ void Scheduler::SizeInferenceBatch(v1::Job& job, v1::Task& task) {
 
 void Scheduler::WatchQuality(v1::Job& job, v1::Task& task,
                              absl::optional<double> previous) {
-  const v1::EarlyStop& early = job.spec().early_stop();
-  if (early.patience() <= 0 || !task.has_quality() || task.stopped_early()) return;
+  if (!task.has_quality() || task.stopped_early()) return;
   // A new report is a new value; telemetry repeats the last one.
   if (previous.has_value() && *previous == task.quality()) return;
-  auto [it, first] = quality_.try_emplace(task.task_id());
-  QualityTrack& track = it->second;
-  const double q = task.quality();
-  const bool improved = first || (early.higher_is_better()
-                                      ? q > track.best + early.min_delta()
-                                      : q < track.best - early.min_delta());
-  if (improved) {
-    track.best = q;
-    track.stale = 0;
-    return;
-  }
-  if (++track.stale < early.patience()) return;
+  std::optional<EarlyStopVerdict> verdict =
+      early_stop_.Report(task.task_id(), job.spec().early_stop(), task.quality());
+  if (!verdict) return;
   auto node = nodes_.find(task.node());
   if (node == nodes_.end() || node->second.link == nullptr) return;
   v1::SchedulerCommand command;
@@ -273,34 +296,14 @@ void Scheduler::WatchQuality(v1::Job& job, v1::Task& task,
   }
   AddEvent(job, "StoppedEarly",
            absl::StrFormat("task %s: quality %g has not improved on %g for %d reports; %s",
-                           task.task_id(), q, track.best, track.stale, saved));
-  quality_.erase(it);
+                           task.task_id(), task.quality(), verdict->best, verdict->stale, saved));
   Changed(job);
 }
 
 void Scheduler::EnforceBudget(v1::Job& job) {
-  const double budget = job.spec().energy_budget_j();
-  if (budget <= 0 || job.over_budget()) return;
-  double samples = 0, total = 0, attempt_j = 0;
-  bool total_known = true;
-  for (const v1::Task& task : job.tasks()) {
-    if (task.attempt() != job.attempts()) continue;
-    samples += task.samples_done();
-    attempt_j += task.energy().total_j();
-    if (task.samples_total() <= 0) total_known = false;
-    total += task.samples_total();
-  }
-  // Spent so far, plus the remaining work at this attempt's joules per
-  // sample; without a reported total, only what is already spent.
-  double projected = job.energy().total_j();
-  if (total_known && samples > 0 && total > samples) {
-    projected += (total - samples) * attempt_j / samples;
-  }
-  if (projected <= budget) return;
   const absl::Time now = clock_->Now();
-  auto last = last_budget_step_.find(job.id());
-  // One step per few seconds, so the new cap shows in the measurements.
-  if (last != last_budget_step_.end() && now - last->second < absl::Seconds(5)) return;
+  const BudgetCheck check = budget_.Check(job, now);
+  if (!check.step_down) return;
   double lowest = 0;
   bool tightened = false;
   for (v1::Task& task : *job.mutable_tasks()) {
@@ -318,19 +321,20 @@ void Scheduler::EnforceBudget(v1::Job& job) {
     tightened = true;
   }
   if (tightened) {
-    last_budget_step_[job.id()] = now;
+    budget_.Stepped(job.id(), now);
     AddEvent(job, "BudgetTightened",
              absl::StrFormat("projected %.0f J > budget %.0f J: caps lowered to %.0f W",
-                             projected, budget, lowest));
+                             check.projected_j, check.budget_j, lowest));
     Changed(job);
     return;
   }
   job.set_over_budget(true);
-  last_budget_step_.erase(job.id());
+  budget_.Forget(job.id());
   AddEvent(job, "BudgetCannotBeMet",
-           absl::StrFormat("projected %.0f J > budget %.0f J%s", projected, budget,
-                           total_known ? " even at the lowest caps"
-                                       : " (already spent; the task reports no total)"));
+           absl::StrFormat("projected %.0f J > budget %.0f J%s", check.projected_j,
+                           check.budget_j,
+                           check.total_known ? " even at the lowest caps"
+                                             : " (already spent; the task reports no total)"));
   Changed(job);
 }
 
@@ -597,7 +601,7 @@ void Scheduler::RouteByEnergy(const v1::Job& job, const std::set<std::string>& m
       deadline);
 }
 
-int32_t Scheduler::ChooseBatchSize(v1::Job& job) {
+int32_t Scheduler::ChooseBatchSize(v1::Job& job, const std::string& gpu_model) {
   const v1::JobSpec& spec = job.spec();
   const v1::BatchSizeRange& range = spec.batch_size();
   if (spec.pin_max_cap() || !options_.learn_batch_size ||
@@ -617,6 +621,8 @@ int32_t Scheduler::ChooseBatchSize(v1::Job& job) {
   request.max = range.max();
   request.expected_samples = spec.expected_samples();
   request.first_attempt = job.attempts() <= 1;
+  request.sample_costs = RunSampleCosts(spec.job_class(), gpu_model);
+  request.gpu_model = gpu_model;
   BatchChoice choice =
       batch_sizer_.Choose(request, absl::BitGenRef(rng_), [this](const std::string& id) {
         auto running = jobs_.find(id);
@@ -655,10 +661,13 @@ void Scheduler::CorrectBatchSize(v1::Job& job) {
       joules <= 0) {
     return;
   }
-  const double projected = joules * total / done / spec.expected_samples();
+  const v1::Device* gpu = TaskGpu(*tasks.front());
+  const double projected_ratio = total / spec.expected_samples();
+  const double joules_per_sample = joules / done;
   const int32_t better = batch_sizer_.CheckRunning(
-      spec.job_class(), job.id(), batch, projected, options_.batch_correction_factor,
-      spec.batch_size().min(), spec.batch_size().max());
+      spec.job_class(), job.id(), batch, projected_ratio, joules_per_sample,
+      RunSampleCosts(spec.job_class(), gpu == nullptr ? "" : gpu->model()),
+      options_.batch_correction_factor, spec.batch_size().min(), spec.batch_size().max());
   if (better <= 0) return;
   job.set_batch_corrected(true);
   // The projection is an observation of the batch size it left.
@@ -679,7 +688,7 @@ void Scheduler::CorrectBatchSize(v1::Job& job) {
   AddEvent(job, "BatchCorrected",
            absl::StrFormat("batch %d projects %.4g J per declared sample after %.1f%% of the "
                            "work, more than %.1fx the class's best (batch %d): moved to %d",
-                           batch, projected, 100 * done / total,
+                           batch, projected_ratio * joules_per_sample, 100 * done / total,
                            options_.batch_correction_factor, better, better));
   job.set_batch_decision(absl::StrCat(job.batch_decision(), "\nthen corrected to ", better,
                                       " (see the BatchCorrected event)"));
@@ -693,12 +702,28 @@ void Scheduler::LearnBatchSize(const v1::Job& job) {
   outcome.job_id = job.id();
   outcome.job_class = job.spec().job_class();
   outcome.expected_samples = job.spec().expected_samples();
+  std::string gpu_model = internal::kNoGpuModel;
   for (const v1::Task& task : job.tasks()) {
     if (task.attempt() != job.attempts()) continue;
     outcome.samples += task.samples_done();
     outcome.joules += task.energy().total_j();
     outcome.target_reached |= task.target_reached();
     outcome.batch_size = task.batch_size();
+    if (const v1::Device* gpu = TaskGpu(task); gpu != nullptr) gpu_model = gpu->model();
+  }
+  // What a sample cost at this batch size on these GPUs, whatever the run
+  // teaches the bandit.
+  if (outcome.samples > 0 && outcome.joules > 0) {
+    absl::Status observed = energy_model_.runs().Observe(
+        outcome.job_class, gpu_model, outcome.batch_size, outcome.joules / outcome.samples);
+    if (observed.ok()) {
+      absl::Status stored =
+          store_->Put(absl::StrCat(internal::kRunCostKeyPrefix, outcome.job_class),
+                      energy_model_.runs().SerializeClass(outcome.job_class));
+      if (!stored.ok()) JLOG(ERROR) << "storing the run costs of a class: " << stored;
+    } else {
+      JLOG(WARNING) << "run costs of class " << outcome.job_class << ": " << observed;
+    }
   }
   absl::Status learned = batch_sizer_.Finished(outcome);
   if (!learned.ok()) {

@@ -72,7 +72,9 @@ absl::StatusOr<EnergyPrediction> EnergyModel::Predict(const std::string& profile
                                                       const std::string& model, int gpus,
                                                       const v1::Objective& objective,
                                                       double static_w, bool caps_count_static,
-                                                      absl::Time now) const {
+                                                      absl::Time now,
+                                                      const std::string& job_class,
+                                                      int32_t batch_size) const {
   EnergyPrediction prediction;
   std::optional<std::vector<CapPoint>> profile =
       ForGpus(profile_class, model, gpus, &prediction.measured_gpus);
@@ -91,6 +93,10 @@ absl::StatusOr<EnergyPrediction> EnergyModel::Predict(const std::string& profile
       prediction.gpu_joules_per_sample = point.power_w / point.throughput;
       prediction.joules_per_sample = (point.power_w + static_w) / point.throughput;
     }
+  }
+  if (batch_size > 0) {
+    std::vector<RunCostEstimate> runs = runs_.Predict(job_class, model, {batch_size});
+    if (!runs.empty()) prediction.at_batch = runs.front();
   }
   return prediction;
 }

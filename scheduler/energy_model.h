@@ -14,11 +14,19 @@
 // power grow with the GPUs that share it, so joules per sample and the
 // chosen cap do not change.
 //
-// Not modelled yet: batch size (profiles are measured at whatever batch the
-// profiling job ran) and the uncertainty of a profile.
+// Whole runs add what profiles cannot: the joules a sample costs at each
+// batch size (`runs()`, RunCosts: measured per class, GPU model and batch
+// size, modelled across them, with the uncertainty of each prediction). The
+// batch sizer asks it for the batch sizes of a job on the GPUs it was placed
+// on; `Predict` adds it for a batch size when asked.
+//
+// Not modelled: the batch size of a profile (a profile is measured at
+// whatever batch the profiling job ran, and its cap choice stands for every
+// batch size), and the uncertainty of a single profile.
 //
 // Threading: not thread-safe; owned by the scheduler and used under its lock.
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -28,6 +36,7 @@
 #include "absl/time/time.h"
 #include "joule/v1/job.pb.h"
 #include "scheduler/profiling/cap_choice.h"
+#include "scheduler/run_costs.h"
 
 namespace joule {
 
@@ -42,6 +51,9 @@ struct EnergyPrediction {
   // The GPU count the profile was measured with (scaled from when it differs
   // from the request's).
   int measured_gpus = 0;
+  // What whole runs measured at the batch size asked for (with its
+  // uncertainty), when one was asked for and the class has runs.
+  std::optional<RunCostEstimate> at_batch;
 };
 
 class EnergyModel {
@@ -68,16 +80,25 @@ class EnergyModel {
   // The cap `objective` picks for `gpus` GPUs of `model` and its cost.
   // `static_w`: the node static power attributed to those GPUs, counted in
   // joules_per_sample always, and in the cap choice when `caps_count_static`.
+  // With `batch_size` > 0, `at_batch` holds the runs' prediction for the
+  // class `job_class` at that batch size.
   // NOT_FOUND without a profile; ChooseCap's errors otherwise.
   absl::StatusOr<EnergyPrediction> Predict(const std::string& profile_class,
                                            const std::string& model, int gpus,
                                            const v1::Objective& objective, double static_w,
-                                           bool caps_count_static, absl::Time now) const;
+                                           bool caps_count_static, absl::Time now,
+                                           const std::string& job_class = "",
+                                           int32_t batch_size = 0) const;
 
+  // Profiles stored.
   size_t size() const { return profiles_.size(); }
+
+  RunCosts& runs() { return runs_; }
+  const RunCosts& runs() const { return runs_; }
 
  private:
   std::map<std::string, std::vector<CapPoint>> profiles_;
+  RunCosts runs_;
 };
 
 }  // namespace joule

@@ -78,5 +78,29 @@ TEST(EnergyModelTest, PredictionsCountStaticPowerAndDoNotDependOnTheGpuCount) {
             absl::StatusCode::kNotFound);
 }
 
+TEST(EnergyModelTest, PredictionsCarryWholeRunsAtTheBatchSizeAskedFor) {
+  EnergyModel model;
+  model.Put(EnergyModel::Key("c", "V100", 1), OneGpu());
+  const v1::Objective least_energy;
+  // No batch size asked for, or no runs yet: profile only.
+  absl::StatusOr<EnergyPrediction> plain =
+      model.Predict("c", "V100", 1, least_energy, 0, false, kNow);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->at_batch.has_value());
+  EXPECT_FALSE(model.Predict("c", "V100", 1, least_energy, 0, false, kNow, "job", 64)
+                   ->at_batch.has_value());
+  ASSERT_TRUE(model.runs().Observe("job", "V100", 64, 3.0).ok());
+  ASSERT_TRUE(model.runs().Observe("job", "V100", 64, 3.0).ok());
+  absl::StatusOr<EnergyPrediction> at_64 =
+      model.Predict("c", "V100", 1, least_energy, 0, false, kNow, "job", 64);
+  ASSERT_TRUE(at_64.ok());
+  ASSERT_TRUE(at_64->at_batch.has_value());
+  EXPECT_DOUBLE_EQ(at_64->at_batch->joules_per_sample, 3.0);
+  EXPECT_TRUE(at_64->at_batch->measured);
+  EXPECT_EQ(at_64->at_batch->observations, 2);
+  // The profile's cap choice is unchanged by the runs.
+  EXPECT_EQ(at_64->decision.cap_w, plain->decision.cap_w);
+}
+
 }  // namespace
 }  // namespace joule

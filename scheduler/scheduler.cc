@@ -214,6 +214,17 @@ absl::Status Scheduler::Load(const Store& source) {
       JLOG(WARNING) << "ignoring stored batch sizes of class " << job_class << ": " << parsed;
     }
   }
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> run_costs =
+      source.List(internal::kRunCostKeyPrefix);
+  if (!run_costs.ok()) return run_costs.status();
+  for (const auto& [key, value] : *run_costs) {
+    const std::string job_class = key.substr(strlen(internal::kRunCostKeyPrefix));
+    absl::Status parsed = energy_model_.runs().ParseClass(job_class, value);
+    if (!parsed.ok()) {
+      // Like a bad profile: the class measures its runs again.
+      JLOG(WARNING) << "ignoring stored run costs of class " << job_class << ": " << parsed;
+    }
+  }
   // Nodes a previous scheduler suspended: asleep until woken.
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> suspended =
       source.List(internal::kSuspendedKeyPrefix);
@@ -1101,7 +1112,7 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
 
 void Scheduler::EndTask(v1::Job& job, v1::Task& task, v1::TaskState state,
                         const std::string& message_in) {
-  quality_.erase(task.task_id());
+  early_stop_.Forget(task.task_id());
   latencies_.erase(task.task_id());
   last_resize_.erase(task.task_id());
   const std::string message =
@@ -1264,6 +1275,7 @@ void Scheduler::Evaluate(v1::Job& job) {
   }
   *job.mutable_end_time() = ToProtoTime(now);
   sharders_.erase(job.id());
+  budget_.Forget(job.id());
   // The most recent finished jobs keep every node's verdict for `explain`;
   // older ones keep only the chosen node's.
   finished_explained_.push_back(job.id());
@@ -1767,7 +1779,8 @@ absl::Status Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
   job.set_state(v1::JOB_STATE_RUNNING);
   job.set_message("starting");
   job.clear_not_before();
-  const int32_t batch_size = ChooseBatchSize(job);
+  const int32_t batch_size = ChooseBatchSize(
+      job, result.replicas.empty() ? std::string() : GpuModelOf(result.replicas.front()));
   std::vector<v1::Task*> started;
   std::string where;
   for (int32_t replica = 0; replica < static_cast<int32_t>(result.replicas.size());
@@ -1781,8 +1794,8 @@ absl::Status Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
     task->set_node(placement.node);
     for (int32_t gpu : placement.gpu_indices) task->add_gpu_indices(gpu);
     const v1::Device* gpu = TaskGpu(*task);
-    task->set_power_cap_w(gpu == nullptr ? 0 : InitialCap(job, *task, *gpu));
     task->set_batch_size(batch_size);
+    task->set_power_cap_w(gpu == nullptr ? 0 : InitialCap(job, *task, *gpu));
 
     task_to_job_[task->task_id()] = job.id();
     Allocate(job, *task);

@@ -27,6 +27,8 @@
 #include "joule/v1/scheduler.pb.h"
 #include "scheduler/bandit/batch_size_bandit.h"
 #include "scheduler/bandit/batch_sizer.h"
+#include "scheduler/brain/early_stop.h"
+#include "scheduler/brain/energy_budget.h"
 #include "scheduler/energy_model.h"
 #include "scheduler/power/node_power_manager.h"
 #include "scheduler/carbon.h"
@@ -399,15 +401,11 @@ class Scheduler {
   // patience without improvement, sends the task a stop hint.
   void WatchQuality(v1::Job& job, v1::Task& task, absl::optional<double> previous)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  struct QualityTrack {
-    double best = 0;
-    int stale = 0;
-  };
-  absl::flat_hash_map<std::string, QualityTrack> quality_ ABSL_GUARDED_BY(mu_);
+  EarlyStopWatch early_stop_ ABSL_GUARDED_BY(mu_);
   // Projects the job's energy from its tasks' progress (`total=`) and, over
   // its budget, tightens its caps, or says it cannot be met.
   void EnforceBudget(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::flat_hash_map<std::string, absl::Time> last_budget_step_ ABSL_GUARDED_BY(mu_);
+  EnergyBudgetGuard budget_ ABSL_GUARDED_BY(mu_);
   // Lowers the cap of GPUs near their throttle temperature.
   void ThermalBackoff(NodeRecord& node, const v1::NodeSample& sample)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -430,10 +428,24 @@ class Scheduler {
   // batch_correction_factor x its class's best measured cost moves to the
   // best batch size through a hint (event BatchCorrected).
   void CorrectBatchSize(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The batch size of a new attempt, and what the class learns at its end.
-  int32_t ChooseBatchSize(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The batch size of a new attempt placed on GPUs of `gpu_model` (empty
+  // when it has none), and what the class learns at its end (its work ratio
+  // for the BatchSizer, its joules per sample for the energy model's runs).
+  int32_t ChooseBatchSize(v1::Job& job, const std::string& gpu_model)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LearnBatchSize(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The joules per sample of `job_class` on `gpu_model` (empty: without
+  // GPUs) that whole runs measured, per batch size (BatchSizer's
+  // SampleCosts).
+  SampleCosts RunSampleCosts(const std::string& job_class, const std::string& gpu_model) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The GPU with `index` on `node`, or nullptr.
+  const v1::Device* GpuAt(const std::string& node, int32_t index) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const v1::Device* TaskGpu(const v1::Task& task) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The model of a placement's first GPU; empty without one.
+  std::string GpuModelOf(const ReplicaPlacement& placement) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The static power of `node` attributed to `gpus` of its GPUs: its static
   // power times their share of its GPUs; 0 for an unknown node.
   double StaticShareW(const std::string& node, int gpus) const

@@ -18,6 +18,10 @@ namespace internal {
 
 inline constexpr char kProfileKeyPrefix[] = "profiles/";
 inline constexpr char kBanditKeyPrefix[] = "bandits/";
+// What whole runs of a job class measured (RunCosts), per job class.
+inline constexpr char kRunCostKeyPrefix[] = "runcosts/";
+// The model name run costs of attempts without GPUs are kept under.
+inline constexpr char kNoGpuModel[] = "(no GPU)";
 // Nodes suspended by idle power management, with their NodeInfo, so that a
 // restarted scheduler still knows them (and can wake them).
 inline constexpr char kSuspendedKeyPrefix[] = "suspended/";

@@ -2145,6 +2145,72 @@ TEST_F(BatchSizeTest, LargeJobsExploitAndCostlyRunsAreCorrected) {
   EXPECT_THAT(link.Of(v1::SchedulerCommand::kUpdateHints), SizeIs(1));
 }
 
+// The bandit of a class with declared sizes learns work ratios (samples to
+// the target per declared sample), and the joules a sample costs at each
+// batch size come from the energy model's runs, per GPU model; both are
+// stored and survive a restart.
+TEST_F(BatchSizeTest, WorkRatiosAndRunCostsAreLearnedApartAndStored) {
+  options_.profile_caps = false;
+  scheduler_ = NewScheduler();
+  FakeAgentLink v100, a100;
+  ASSERT_THAT(Register(v100, RegisterBuilder("gpu-v").Gpus(1, "V100").Build()), IsOk());
+  ASSERT_THAT(Register(a100, RegisterBuilder("gpu-a").Gpus(1, "A100").Build()), IsOk());
+  auto run = [&](FakeAgentLink& link, const std::string& model, double expected,
+                 double samples_per_declared, double joules_per_sample) {
+    v1::JobSpec spec = SpecBuilder().Gpus(1).Build();
+    spec.set_job_class("train");
+    spec.mutable_resources()->set_gpu_model(model);
+    spec.mutable_batch_size()->set_min(16);
+    spec.mutable_batch_size()->set_default_size(32);
+    spec.mutable_batch_size()->set_max(64);
+    spec.set_expected_samples(expected);
+    absl::StatusOr<v1::Job> job = scheduler_->SubmitJob(spec);
+    EXPECT_THAT(job, IsOk());
+    scheduler_->Tick();
+    const v1::Task task = LookUpTask(absl::StrCat(job->id(), ".r0.a1"));
+    EXPECT_THAT(Started(link, task.task_id(), 100), IsOk());
+    if (samples_per_declared > 0) {
+      const double samples = expected * samples_per_declared;
+      v1::TaskEvent exit = ExitedEvent(task.task_id(), 0, v1::Energy());
+      exit.mutable_usage()->set_samples_done(samples);
+      exit.mutable_usage()->set_target_reached(true);
+      exit.mutable_usage()->mutable_energy()->set_total_j(samples * joules_per_sample);
+      EXPECT_THAT(SendEvent(link, exit), IsOk());
+    }
+    return LookUpJob(job->id());
+  };
+  // Small jobs on V100 try 32, 16 and 64. Each needs as many samples as it
+  // declared; a sample costs 2, 1 and 3 J there.
+  const std::map<int32_t, double> v100_joules = {{16, 1.0}, {32, 2.0}, {64, 3.0}};
+  for (int32_t expected_batch : {32, 16, 64}) {
+    v1::Job small = run(v100, "V100", 1000, 0, 0);
+    ASSERT_EQ(small.tasks(0).batch_size(), expected_batch);
+    v1::TaskEvent exit = ExitedEvent(small.tasks(0).task_id(), 0, v1::Energy());
+    exit.mutable_usage()->set_samples_done(1000);
+    exit.mutable_usage()->set_target_reached(true);
+    exit.mutable_usage()->mutable_energy()->set_total_j(1000 * v100_joules.at(expected_batch));
+    ASSERT_THAT(SendEvent(v100, exit), IsOk());
+  }
+  absl::StatusOr<std::string> bandit = store_->Get("bandits/train");
+  ASSERT_THAT(bandit, IsOk());
+  EXPECT_THAT(*bandit, HasSubstr("unit work_ratio"));
+  // The work ratios are all 1: what was learned is not joules.
+  EXPECT_THAT(*bandit, HasSubstr("arm 64 1 1 0"));
+  ASSERT_THAT(store_->Get("runcosts/train"), IsOk());
+
+  Restart();
+  ASSERT_THAT(Register(v100, RegisterBuilder("gpu-v").Gpus(1, "V100").Build()), IsOk());
+  ASSERT_THAT(Register(a100, RegisterBuilder("gpu-a").Gpus(1, "A100").Build()), IsOk());
+  // A large job on A100, where no run was measured yet, exploits the batch
+  // size whose samples are cheapest by the model (V100's batch factors and
+  // the mean GPU factor): 16, and it says why.
+  const v1::Job large = run(a100, "A100", 1e6, 0, 0);
+  EXPECT_EQ(large.tasks(0).batch_size(), 16);
+  EXPECT_THAT(large.batch_decision(),
+              HasSubstr("samples to target per declared sample x joules per sample on A100 "
+                        "(16: 1 J, 32: 2 J, 64: 3 J)"));
+}
+
 TEST_F(BatchSizeTest, NoRangeOrPinnedMeansTheDefault) {
   FakeAgentLink link;
   ASSERT_THAT(Register(link, RegisterBuilder("cpu-a").Cpus(64).Build()), IsOk());

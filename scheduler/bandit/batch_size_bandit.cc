@@ -217,29 +217,44 @@ double BatchSizeBandit::NoiseStd() const {
   return std::sqrt(std::max(variance, 0.0));
 }
 
-double BatchSizeBandit::PruneReferenceMean() const {
+double BatchSizeBandit::Scale(absl::Span<const double> scales, int index) {
+  return scales.empty() ? 1.0 : scales[index];
+}
+
+double BatchSizeBandit::PruneReferenceMean(absl::Span<const double> scales) const {
   double best = -1;
-  for (const ArmStats& s : stats_) {
-    if (s.n >= options_.prune_min_observations && (best < 0 || s.mean < best)) {
-      best = s.mean;
+  for (size_t i = 0; i < stats_.size(); ++i) {
+    const double mean = stats_[i].mean * Scale(scales, i);
+    if (stats_[i].n >= options_.prune_min_observations && (best < 0 || mean < best)) {
+      best = mean;
     }
   }
   return best;
 }
 
-bool BatchSizeBandit::IsPruned(int index) const {
+bool BatchSizeBandit::IsPruned(int index, absl::Span<const double> scales) const {
   if (options_.prune_factor == 0) return false;
   const ArmStats& s = stats_[index];
   if (s.n < options_.prune_min_observations) return false;
-  const double reference = PruneReferenceMean();
-  return reference >= 0 && s.mean > options_.prune_factor * reference;
+  const double reference = PruneReferenceMean(scales);
+  return reference >= 0 && s.mean * Scale(scales, index) > options_.prune_factor * reference;
 }
 
 absl::StatusOr<int32_t> BatchSizeBandit::Choose(absl::BitGenRef gen,
                                                 absl::Span<const int32_t> in_flight,
-                                                bool explore) {
+                                                bool explore, absl::Span<const double> scales) {
   if (arms_.empty()) {
     return absl::FailedPreconditionError("the batch size bandit has no arms");
+  }
+  if (!scales.empty() && scales.size() != arms_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "got ", scales.size(), " cost scales for ", arms_.size(), " batch-size arms"));
+  }
+  for (double scale : scales) {
+    if (!std::isfinite(scale) || scale <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a batch-size arm's cost scale must be finite and > 0, got ", scale));
+    }
   }
   std::vector<int64_t> running(arms_.size(), 0);
   for (int32_t arm : in_flight) {
@@ -259,7 +274,7 @@ absl::StatusOr<int32_t> BatchSizeBandit::Choose(absl::BitGenRef gen,
   double best_value = 0;
   for (int index : exploration_order_) {
     const ArmStats& s = stats_[index];
-    if (s.n == 0 || IsPruned(index)) continue;
+    if (s.n == 0 || IsPruned(index, scales)) continue;
     double value = s.mean;
     if (explore) {
       const double posterior_std =
@@ -270,6 +285,7 @@ absl::StatusOr<int32_t> BatchSizeBandit::Choose(absl::BitGenRef gen,
     } else {
       value += sigma / std::sqrt(static_cast<double>(s.n));
     }
+    value *= Scale(scales, index);
     if (best_index < 0 || value < best_value) {
       best_index = index;
       best_value = value;
@@ -322,7 +338,7 @@ std::vector<BatchSizeArmSummary> BatchSizeBandit::Summaries() const {
     summary.std = stats_[i].n == 0
                       ? 0
                       : sigma / std::sqrt(static_cast<double>(stats_[i].n));
-    summary.pruned = IsPruned(i);
+    summary.pruned = IsPruned(i, {});
     summaries.push_back(summary);
   }
   return summaries;

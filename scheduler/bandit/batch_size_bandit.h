@@ -117,6 +117,12 @@ struct BatchSizeArmSummary {
 //      deviation above its mean): a job that may not explore gets an arm
 //      whose cost is known, not one that looked best after a single lucky
 //      run.
+//   Scales (optional, one per arm, in `arms()` order): the cost an arm is
+//   judged by is its learned cost times its scale. The bandit then learns one
+//   factor of a product and the caller knows the other, e.g. the samples an
+//   arm needs to reach the target (learned) times the joules a sample costs
+//   at that batch size on the GPUs at hand (measured elsewhere). Pruning,
+//   draws and the pessimistic cost are all compared after scaling.
 //   4. When no arm qualifies (nothing observed and every untried arm in
 //      flight, or exploration not allowed before any observation): the
 //      default batch size.
@@ -145,11 +151,12 @@ class BatchSizeBandit {
 
   // The batch size to use for the next recurrence (see the class comment).
   // `in_flight` holds the arm of every recurrence still running (entries
-  // that are not arms are ignored). FAILED_PRECONDITION if the bandit has no
-  // arms.
+  // that are not arms are ignored). `scales`: empty, or one finite positive
+  // factor per arm (see the class comment); INVALID_ARGUMENT otherwise.
+  // FAILED_PRECONDITION if the bandit has no arms.
   absl::StatusOr<int32_t> Choose(absl::BitGenRef gen,
                                  absl::Span<const int32_t> in_flight = {},
-                                 bool explore = true);
+                                 bool explore = true, absl::Span<const double> scales = {});
 
   // Records the cost one recurrence incurred with batch size `arm`.
   // INVALID_ARGUMENT for an unknown arm or a cost that is negative, not finite
@@ -194,11 +201,13 @@ class BatchSizeBandit {
 
   // Index of `arm` in `arms_`, or -1.
   int IndexOf(int32_t arm) const;
-  // Whether arm `index` is pruned given the current statistics.
-  bool IsPruned(int index) const;
-  // Lowest mean among arms with >= prune_min_observations observations, or a
-  // negative number if there is none.
-  double PruneReferenceMean() const;
+  // Arm `index`'s factor in `scales` (1 when empty).
+  static double Scale(absl::Span<const double> scales, int index);
+  // Whether arm `index` is pruned given the current statistics and scales.
+  bool IsPruned(int index, absl::Span<const double> scales) const;
+  // Lowest scaled mean among arms with >= prune_min_observations
+  // observations, or a negative number if there is none.
+  double PruneReferenceMean(absl::Span<const double> scales) const;
 
   std::vector<int32_t> arms_;  // sorted, unique, positive
   int32_t default_arm_ = 0;

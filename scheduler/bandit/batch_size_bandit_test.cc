@@ -408,6 +408,38 @@ TEST(BatchSizeBanditTest, RunsInFlightNarrowThompsonDraws) {
   EXPECT_LT(believed, alone);
 }
 
+TEST(BatchSizeBanditTest, ScalesWeighTheLearnedCost) {
+  // Learned: 8 costs 100, 16 costs 120 (many runs each, little noise). Scaled
+  // by 1.5 and 1.0 (the other factor of the cost, known to the caller) 16
+  // wins, when exploring and when not; pruning compares scaled costs too.
+  BatchSizeBanditOptions options;
+  options.prune_factor = 1.3;
+  BatchSizeBandit bandit({8, 16}, 16, options);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(bandit.Observe(8, 100 + (i % 2)).ok());
+    ASSERT_TRUE(bandit.Observe(16, 120 + (i % 2)).ok());
+  }
+  std::mt19937_64 gen(3);
+  const std::vector<double> scales = {1.5, 1.0};
+  EXPECT_EQ(bandit.Choose(gen, {}, /*explore=*/false).value(), 8);
+  EXPECT_EQ(bandit.Choose(gen, {}, /*explore=*/false, scales).value(), 16);
+  int sixteen = 0;
+  for (int i = 0; i < 200; ++i) sixteen += bandit.Choose(gen, {}, true, scales).value() == 16;
+  EXPECT_EQ(sixteen, 200);
+  // 8 at 2.0: 200 against 120, pruned; unscaled neither is.
+  EXPECT_EQ(bandit.Choose(gen, {}, true, std::vector<double>{2.0, 1.0}).value(), 16);
+  for (const BatchSizeArmSummary& arm : bandit.Summaries()) EXPECT_FALSE(arm.pruned);
+  // Scales must be one positive finite number per arm.
+  EXPECT_EQ(bandit.Choose(gen, {}, true, std::vector<double>{1.0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bandit.Choose(gen, {}, true, std::vector<double>{1.0, 0.0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bandit.Choose(gen, {}, true, std::vector<double>{1.0, std::nan("")})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 // ---------------------------------------------------------------------------
 // Bad input
 
