@@ -670,7 +670,9 @@ void Scheduler::CorrectBatchSize(v1::Job& job) {
       options_.batch_correction_factor, spec.batch_size().min(), spec.batch_size().max());
   if (better <= 0) return;
   job.set_batch_corrected(true);
-  // The projection is an observation of the batch size it left.
+  // The projection is an observation of the batch size it left, and so is
+  // what a sample cost there: the two factors of its cost stay together.
+  RecordRunCost(spec.job_class(), gpu == nullptr ? "" : gpu->model(), batch, joules_per_sample);
   absl::Status stored = store_->Put(absl::StrCat(kBanditKeyPrefix, spec.job_class()),
                                     batch_sizer_.SerializeClass(spec.job_class()));
   if (!stored.ok()) JLOG(ERROR) << "storing the batch sizes of a class: " << stored;
@@ -695,6 +697,20 @@ void Scheduler::CorrectBatchSize(v1::Job& job) {
   Changed(job);
 }
 
+void Scheduler::RecordRunCost(const std::string& job_class, const std::string& gpu_model,
+                              int32_t batch_size, double joules_per_sample) {
+  absl::Status observed = energy_model_.runs().Observe(
+      job_class, gpu_model.empty() ? internal::kNoGpuModel : gpu_model, batch_size,
+      joules_per_sample);
+  if (!observed.ok()) {
+    JLOG(WARNING) << "run costs of class " << job_class << ": " << observed;
+    return;
+  }
+  absl::Status stored = store_->Put(absl::StrCat(internal::kRunCostKeyPrefix, job_class),
+                                    energy_model_.runs().SerializeClass(job_class));
+  if (!stored.ok()) JLOG(ERROR) << "storing the run costs of a class: " << stored;
+}
+
 void Scheduler::LearnBatchSize(const v1::Job& job) {
   if (job.batch_corrected()) return;
   if (batch_sizer_.Bandit(job.spec().job_class()) == nullptr) return;
@@ -702,7 +718,7 @@ void Scheduler::LearnBatchSize(const v1::Job& job) {
   outcome.job_id = job.id();
   outcome.job_class = job.spec().job_class();
   outcome.expected_samples = job.spec().expected_samples();
-  std::string gpu_model = internal::kNoGpuModel;
+  std::string gpu_model;
   for (const v1::Task& task : job.tasks()) {
     if (task.attempt() != job.attempts()) continue;
     outcome.samples += task.samples_done();
@@ -714,16 +730,8 @@ void Scheduler::LearnBatchSize(const v1::Job& job) {
   // What a sample cost at this batch size on these GPUs, whatever the run
   // teaches the bandit.
   if (outcome.samples > 0 && outcome.joules > 0) {
-    absl::Status observed = energy_model_.runs().Observe(
-        outcome.job_class, gpu_model, outcome.batch_size, outcome.joules / outcome.samples);
-    if (observed.ok()) {
-      absl::Status stored =
-          store_->Put(absl::StrCat(internal::kRunCostKeyPrefix, outcome.job_class),
-                      energy_model_.runs().SerializeClass(outcome.job_class));
-      if (!stored.ok()) JLOG(ERROR) << "storing the run costs of a class: " << stored;
-    } else {
-      JLOG(WARNING) << "run costs of class " << outcome.job_class << ": " << observed;
-    }
+    RecordRunCost(outcome.job_class, gpu_model, outcome.batch_size,
+                  outcome.joules / outcome.samples);
   }
   absl::Status learned = batch_sizer_.Finished(outcome);
   if (!learned.ok()) {

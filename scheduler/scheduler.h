@@ -439,6 +439,12 @@ class Scheduler {
   // SampleCosts).
   SampleCosts RunSampleCosts(const std::string& job_class, const std::string& gpu_model) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records what a sample of `job_class` cost at `batch_size` on
+  // `gpu_model` (empty: without GPUs) in the energy model's run costs, and
+  // stores them.
+  void RecordRunCost(const std::string& job_class, const std::string& gpu_model,
+                     int32_t batch_size, double joules_per_sample)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The GPU with `index` on `node`, or nullptr.
   const v1::Device* GpuAt(const std::string& node, int32_t index) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <deque>
@@ -21,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -2140,6 +2142,11 @@ TEST_F(BatchSizeTest, LargeJobsExploitAndCostlyRunsAreCorrected) {
   const v1::Job corrected = LookUpJob(JobIdOf(costly.task_id()));
   EXPECT_EQ(corrected.tasks(0).batch_size(), 16);
   EXPECT_THAT(EventMessage(corrected, "BatchCorrected"), HasSubstr("moved to 16"));
+  // What a sample cost at 64 (5 J) is kept with the projected work ratio, so
+  // the next choice does not take 64 for as cheap per sample as the others.
+  absl::StatusOr<std::string> run_costs = store_->Get("runcosts/train");
+  ASSERT_THAT(run_costs, IsOk());
+  EXPECT_THAT(*run_costs, HasSubstr(absl::StrFormat("cell 64 1 %.17g 0 (no GPU)", std::log(5.0))));
   // Only once.
   ASSERT_THAT(scheduler_->OnAgentMessage(&link, message), IsOk());
   EXPECT_THAT(link.Of(v1::SchedulerCommand::kUpdateHints), SizeIs(1));
