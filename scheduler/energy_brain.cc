@@ -601,11 +601,28 @@ void Scheduler::RouteByEnergy(const v1::Job& job, const std::set<std::string>& m
       deadline);
 }
 
+bool Scheduler::LearnsBatchSize(const v1::JobSpec& spec) const {
+  return !spec.pin_max_cap() && options_.learn_batch_size &&
+         spec.type() == v1::JOB_TYPE_TRAINING && spec.batch_size().min() < spec.batch_size().max();
+}
+
+BatchRequest Scheduler::BatchRequestOf(const v1::Job& job) const {
+  const v1::JobSpec& spec = job.spec();
+  BatchRequest request;
+  request.job_id = job.id();
+  request.job_class = spec.job_class();
+  request.min = spec.batch_size().min();
+  request.default_size = spec.batch_size().default_size();
+  request.max = spec.batch_size().max();
+  request.expected_samples = spec.expected_samples();
+  request.first_attempt = job.attempts() <= 1;
+  return request;
+}
+
 int32_t Scheduler::ChooseBatchSize(v1::Job& job, const std::string& gpu_model) {
   const v1::JobSpec& spec = job.spec();
   const v1::BatchSizeRange& range = spec.batch_size();
-  if (spec.pin_max_cap() || !options_.learn_batch_size ||
-      spec.type() != v1::JOB_TYPE_TRAINING || range.min() >= range.max()) {
+  if (!LearnsBatchSize(spec)) {
     job.set_batch_decision(absl::StrFormat(
         "%d: the job's default batch size%s", range.default_size(),
         range.min() >= range.max() ? " (no range to choose from)" : ""));
@@ -613,14 +630,7 @@ int32_t Scheduler::ChooseBatchSize(v1::Job& job, const std::string& gpu_model) {
   }
   // A new attempt starts uncorrected.
   job.clear_batch_corrected();
-  BatchRequest request;
-  request.job_id = job.id();
-  request.job_class = spec.job_class();
-  request.min = range.min();
-  request.default_size = range.default_size();
-  request.max = range.max();
-  request.expected_samples = spec.expected_samples();
-  request.first_attempt = job.attempts() <= 1;
+  BatchRequest request = BatchRequestOf(job);
   request.sample_costs = RunSampleCosts(spec.job_class(), gpu_model);
   request.gpu_model = gpu_model;
   BatchChoice choice =

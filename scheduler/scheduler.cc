@@ -243,8 +243,11 @@ absl::Status Scheduler::Load(const Store& source) {
   }
   // Attempts running now count as in flight for their class's bandit.
   for (const auto& [id, job] : jobs_) {
-    if (job.state() != v1::JOB_STATE_RUNNING || job.tasks().empty()) continue;
-    batch_sizer_.Started(job.spec().job_class(), id, job.tasks().rbegin()->batch_size());
+    if (job.state() != v1::JOB_STATE_RUNNING || job.tasks().empty() || job.batch_corrected() ||
+        !LearnsBatchSize(job.spec())) {
+      continue;
+    }
+    batch_sizer_.Started(BatchRequestOf(job), job.tasks().rbegin()->batch_size());
   }
   JLOG(INFO) << "loaded " << jobs_.size() << " jobs (" << pending_.size()
              << " pending) and " << energy_model_.size() << " power profiles from the store";

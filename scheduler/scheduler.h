@@ -428,6 +428,10 @@ class Scheduler {
   // batch_correction_factor x its class's best measured cost moves to the
   // best batch size through a hint (event BatchCorrected).
   void CorrectBatchSize(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the BatchSizer chooses the job's batch size (a training job
+  // with a range, not pinned, learning on), and what it is asked.
+  bool LearnsBatchSize(const v1::JobSpec& spec) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  BatchRequest BatchRequestOf(const v1::Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The batch size of a new attempt placed on GPUs of `gpu_model` (empty
   // when it has none), and what the class learns at its end (its work ratio
   // for the BatchSizer, its joules per sample for the energy model's runs).

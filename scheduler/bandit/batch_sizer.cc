@@ -49,17 +49,7 @@ std::vector<double> BatchSizer::Scales(const ClassState& state, const SampleCost
 
 BatchChoice BatchSizer::Choose(const BatchRequest& request, absl::BitGenRef gen,
                                const std::function<bool(const std::string&)>& running) {
-  auto it = classes_.find(request.job_class);
-  if (it == classes_.end()) {
-    it = classes_
-             .emplace(request.job_class,
-                      ClassState{BatchSizeBandit(CandidateBatchSizes(request.min,
-                                                                     request.default_size,
-                                                                     request.max),
-                                                 request.default_size, options_)})
-             .first;
-  }
-  ClassState& state = it->second;
+  ClassState& state = ClassOf(request);
   // A retry replaces the job's earlier attempt; attempts that ended without
   // teaching anything (cancelled, lost, failed) are forgotten.
   for (auto entry = state.in_flight.begin(); entry != state.in_flight.end();) {
@@ -135,10 +125,22 @@ bool BatchSizer::MayExplore(const std::string& job_class, double expected_sample
   return expected_samples <= typical * (1 + 1e-9);
 }
 
-void BatchSizer::Started(const std::string& job_class, const std::string& job_id,
-                         int32_t batch_size) {
-  auto it = classes_.find(job_class);
-  if (it != classes_.end()) it->second.in_flight[job_id] = batch_size;
+BatchSizer::ClassState& BatchSizer::ClassOf(const BatchRequest& request) {
+  auto it = classes_.find(request.job_class);
+  if (it == classes_.end()) {
+    it = classes_
+             .emplace(request.job_class,
+                      ClassState{BatchSizeBandit(CandidateBatchSizes(request.min,
+                                                                     request.default_size,
+                                                                     request.max),
+                                                 request.default_size, options_)})
+             .first;
+  }
+  return it->second;
+}
+
+void BatchSizer::Started(const BatchRequest& request, int32_t batch_size) {
+  ClassOf(request).in_flight[request.job_id] = batch_size;
 }
 
 absl::Status BatchSizer::Finished(const BatchOutcome& outcome) {

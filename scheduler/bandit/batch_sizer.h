@@ -113,7 +113,9 @@ class BatchSizer {
   bool MayExplore(const std::string& job_class, double expected_samples) const;
 
   // Re-adds an attempt that is running at `batch_size` (after a restart).
-  void Started(const std::string& job_class, const std::string& job_id, int32_t batch_size);
+  // `request` names the job, its class and batch range; a class the store
+  // did not hold (none of its runs had finished) is created from the range.
+  void Started(const BatchRequest& request, int32_t batch_size);
 
   // Learns from a finished attempt and forgets it as in flight. What it
   // teaches: the work ratio (samples done over declared samples) where the
@@ -171,6 +173,9 @@ class BatchSizer {
   // Per arm of `state`'s bandit: the sample costs of `costs`, or empty when
   // the class does not learn work ratios or they are unknown or unusable.
   static std::vector<double> Scales(const ClassState& state, const SampleCosts& costs);
+
+  // The class of `request`, created from its range when new.
+  ClassState& ClassOf(const BatchRequest& request);
 
   BatchSizeBanditOptions options_;
   std::map<std::string, ClassState> classes_;

@@ -205,6 +205,18 @@ TEST(BatchSizerTest, AnUntriedBatchSizeInFlightIsNotHandedOutAgain) {
   EXPECT_EQ(sizer.Choose(Request("job-6"), absl::BitGenRef(gen), is_running).batch_size, 128);
 }
 
+TEST(BatchSizerTest, AttemptsRunningAtARestartCountInFlightEvenInANewClass) {
+  // After a restart the store held nothing of the class (none of its runs
+  // had finished): the attempt still running at the default is re-added,
+  // and the next job tries another batch size.
+  BatchSizer sizer;
+  sizer.Started(Request("a"), 128);
+  ASSERT_NE(sizer.Bandit("resnet"), nullptr);
+  std::mt19937_64 gen(1);
+  auto only_a = [](const std::string& id) { return id == "a"; };
+  EXPECT_EQ(sizer.Choose(Request("b"), absl::BitGenRef(gen), only_a).batch_size, 64);
+}
+
 TEST(BatchSizerTest, StateRoundTripsAndEarlierStateIsRelearned) {
   BatchSizer sizer;
   std::mt19937_64 gen(3);
