@@ -1610,6 +1610,10 @@ void Scheduler::PlacePending() {
           options_.power_control->Resume(name);
         }
       }
+      // Its awake nodes wait with it: not suspended meanwhile.
+      for (const ReplicaPlacement& placement : result.replicas) {
+        if (asleep.count(placement.node) == 0) node_power_.Hold(placement.node, now);
+      }
       const std::string message =
           absl::StrCat("waiting for suspended node(s) ", absl::StrJoin(asleep, ", "),
                        " to resume (at most ",

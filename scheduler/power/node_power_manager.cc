@@ -40,6 +40,12 @@ void NodePowerManager::SetIdle(const std::string& node, bool idle, absl::Time no
   if (state.state == State::kAwake) state.since = now;
 }
 
+void NodePowerManager::Hold(const std::string& node, absl::Time now) {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end() || it->second.state != State::kAwake) return;
+  it->second.since = std::max(it->second.since, now);
+}
+
 bool NodePowerManager::Disconnected(const std::string& node) {
   auto it = nodes_.find(node);
   if (it == nodes_.end() || it->second.state != State::kSuspending) return false;

@@ -71,6 +71,10 @@ class NodePowerManager {
   // The node has no tasks since `now` (called when its last task ends), or
   // got one (`idle` false).
   void SetIdle(const std::string& node, bool idle, absl::Time now);
+  // Work is waiting to start on this awake node (a job whose other nodes
+  // are resuming): its idle clock restarts at `now`, so it is not suspended
+  // before the work can start. No effect on a node that is not awake.
+  void Hold(const std::string& node, absl::Time now);
   // The node's agent is gone (stream closed, or it said it is going down).
   // True when that was expected (the node was being suspended).
   bool Disconnected(const std::string& node);

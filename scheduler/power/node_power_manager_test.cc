@@ -57,6 +57,19 @@ TEST(NodePowerManagerTest, TheIdleClockRestartsWhenATaskEnds) {
   EXPECT_THAT(manager.ChooseToSuspend(kT0 + absl::Minutes(19), kGpus), ElementsAre("a"));
 }
 
+TEST(NodePowerManagerTest, ANodeHeldForWaitingWorkStaysAwake) {
+  NodePowerManager manager(Options());
+  manager.Registered("a", true, kT0);
+  // At minute 8 a job is placed on a and a suspended partner; it waits for
+  // the partner, and a's idle clock restarts.
+  manager.Hold("a", kT0 + absl::Minutes(8));
+  EXPECT_THAT(manager.ChooseToSuspend(kT0 + absl::Minutes(12), kGpus), IsEmpty());
+  EXPECT_THAT(manager.ChooseToSuspend(kT0 + absl::Minutes(18), kGpus), ElementsAre("a"));
+  // Holding a node that is not awake changes nothing.
+  manager.Hold("a", kT0 + absl::Minutes(19));
+  EXPECT_EQ(manager.state("a"), State::kSuspending);
+}
+
 TEST(NodePowerManagerTest, KeepsIdleGpusAwake) {
   NodePowerManager manager(Options(/*keep_idle_gpus=*/8));
   manager.Registered("a", true, kT0);
