@@ -23,7 +23,9 @@ std::string GpuNoun(const PlacementRequest& request) {
                                    : absl::StrCat(request.gpu_model, " GPUs");
 }
 
-// The free GPUs a replica would get on `node`: coolest first, then by index.
+// The free GPUs a replica would get on `node`: those of the models energy
+// routing chose first (on a node with several models), then the coolest,
+// then by index.
 std::vector<int32_t> PickGpus(const PlacementRequest& request,
                               const NodeView& node) {
   std::vector<const GpuView*> candidates;
@@ -32,8 +34,12 @@ std::vector<int32_t> PickGpus(const PlacementRequest& request,
       candidates.push_back(&gpu);
     }
   }
+  auto routed = [&request](const GpuView* gpu) {
+    return request.routed_models.empty() || request.routed_models.count(gpu->model) > 0;
+  };
   std::sort(candidates.begin(), candidates.end(),
-            [](const GpuView* a, const GpuView* b) {
+            [&routed](const GpuView* a, const GpuView* b) {
+              if (routed(a) != routed(b)) return routed(a);
               if (a->temp_c != b->temp_c) return a->temp_c < b->temp_c;
               return a->index < b->index;
             });

@@ -304,6 +304,21 @@ TEST(PlacementTest, EnergyRoutingKeepsAJobOffOtherModels) {
             PlacementResult::Kind::kPlaced);
 }
 
+TEST(PlacementTest, EnergyRoutingPicksTheRoutedGpusOfAMixedNode) {
+  auto pipeline = PlacementPipeline::Default(absl::Seconds(30));
+  // Two V100s (cooler) and two A40s on one node; the job is routed to A40.
+  ClusterSnapshot cluster = Cluster(
+      {NodeBuilder("mixed").Gpus(2, "V100").Gpus(2, "A40").Temp(2, 60).Temp(3, 50).Build()});
+  PlacementRequest request = Request(2);
+  request.routed_models = {"A40"};
+  PlacementResult result = pipeline->Place(request, cluster);
+  ASSERT_EQ(result.kind, PlacementResult::Kind::kPlaced);
+  EXPECT_THAT(result.replicas[0].gpu_indices, ElementsAre(2, 3));
+  // Unrouted, the coolest: the V100s.
+  request.routed_models.clear();
+  EXPECT_THAT(pipeline->Place(request, cluster).replicas[0].gpu_indices, ElementsAre(0, 1));
+}
+
 // A suspended node loses to any awake one, even an idle node with a worse
 // power prior; it is chosen when nothing awake fits.
 TEST(PlacementTest, AwakeNodesComeBeforeSuspendedOnes) {
