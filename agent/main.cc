@@ -39,6 +39,7 @@
 #include "common/log.h"
 #include "common/metrics_http.h"
 #include "common/node_name.h"
+#include "common/scheduler_targets.h"
 #include "common/server_options.h"
 #include "common/tls_credentials.h"
 #include "grpcpp/grpcpp.h"
@@ -61,6 +62,7 @@ struct AgentFlags {
   std::string task_cgroup_root;
   std::string nvml_library = "libnvidia-ml.so.1";
   bool probe = false;
+  bool check_config = false;
   double probe_interval_s = 1;
   double telemetry_period_s = 1;
   double heartbeat_period_s = 1;
@@ -132,8 +134,57 @@ int64_t MemTotalBytes(const std::string& procfs_root) {
   return int64_t{8} << 30;
 }
 
+// --check-config: every problem of the flags and of the files they name
+// (certificates, task users, metrics users), found without touching the
+// hardware, binding a port or reaching the scheduler. Empty when sound.
+std::vector<std::string> CheckConfig(const AgentFlags& flags) {
+  std::vector<std::string> problems;
+  auto note = [&problems](const absl::Status& status, const std::string& flag = "") {
+    if (!status.ok()) problems.push_back(absl::StrCat(flag, status.message()));
+  };
+  if (!flags.node_name.empty()) note(ValidateNodeName(flags.node_name), "--node-name: ");
+  if (SchedulerTargets::SplitAddressList(flags.scheduler).empty()) {
+    problems.push_back(absl::StrCat("--scheduler \"", flags.scheduler, "\": no address"));
+  }
+  for (const std::string& target : SchedulerTargets::SplitAddressList(flags.scheduler)) {
+    note(CheckListenAddress(target, "--scheduler"));
+  }
+  note(CheckListenAddress(flags.listen, "--listen"));
+  if (!flags.task_users.empty()) note(LoadTaskUsersFile(flags.task_users).status(), "--task-users: ");
+  if (!flags.memory.empty()) {
+    int64_t bytes = 0;
+    note(ParseQuantity(flags.memory, &bytes), "--memory: ");
+  }
+  for (const std::string& label : flags.labels) {
+    if (label.empty() || label[0] == '=' || label.find('=') == std::string::npos) {
+      problems.push_back(absl::StrCat("--label: \"", label, "\" is not KEY=VALUE"));
+    }
+  }
+  if (flags.cpu_idle_w > flags.cpu_tdp_w) problems.push_back("--cpu-idle-w must be <= --cpu-tdp-w");
+  note(LinkCredentials(flags).status());
+  if (!flags.metrics_listen.empty()) {
+    MetricsServerOptions metrics;
+    metrics.auth_file = flags.metrics_auth_file;
+    note(CheckMetricsServer(flags.metrics_listen, metrics));
+  }
+  return problems;
+}
+
+int CheckConfigAndExit(const AgentFlags& flags) {
+  const std::vector<std::string> problems = CheckConfig(flags);
+  for (const std::string& problem : problems) std::cerr << "joule-agent: " << problem << "\n";
+  if (!problems.empty()) {
+    std::cerr << "joule-agent: " << problems.size() << " configuration problem"
+              << (problems.size() == 1 ? "" : "s") << "\n";
+    return 2;
+  }
+  std::cout << "joule-agent: configuration OK" << std::endl;
+  return 0;
+}
+
 int Run(const AgentFlags& flags) {
   if (flags.verbose) SetMinLogLevel(LogLevel::kDebug);
+  if (flags.check_config) return CheckConfigAndExit(flags);
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -412,6 +463,9 @@ int main(int argc, char** argv) {
   app.add_option("--nvml-library", flags.nvml_library,
                  "NVML library to dlopen (a name on the loader path, or a path)")
       ->capture_default_str();
+  app.add_flag("--check-config", flags.check_config,
+               "Check the flags and every file they name (certificates, task users, metrics "
+               "users), print every problem, and exit (0: sound, 2: not) without starting");
   app.add_flag("--probe", flags.probe,
                "Print the discovered devices, their sources and three samples, "
                "change nothing, and exit");
@@ -462,7 +516,7 @@ int main(int argc, char** argv) {
                  "Name to expect in the scheduler's certificate (default: the host of "
                  "--scheduler)");
   CLI11_PARSE(app, argc, argv);
-  if (flags.cpu_idle_w > flags.cpu_tdp_w) {
+  if (flags.cpu_idle_w > flags.cpu_tdp_w && !flags.check_config) {
     std::cerr << "joule-agent: --cpu-idle-w must be <= --cpu-tdp-w\n";
     return 2;
   }

@@ -14,9 +14,10 @@
 
 namespace joule {
 
-absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsServer(
-    const std::string& listen, const std::shared_ptr<prometheus::Registry>& registry,
-    std::string* bound, const MetricsServerOptions& options) {
+namespace {
+
+// The address checks of CheckMetricsServer.
+absl::Status CheckMetricsListen(const std::string& listen, const MetricsServerOptions& options) {
   const size_t colon = listen.rfind(':');
   if (colon == std::string::npos || colon + 1 == listen.size()) {
     return absl::InvalidArgumentError(
@@ -28,6 +29,28 @@ absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsServer(
         "--metrics-listen ", listen, ": /metrics beyond loopback needs --metrics-auth-file "
         "(HTTP basic auth for the scrapers); without it, listen on 127.0.0.1"));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckMetricsServer(const std::string& listen, const MetricsServerOptions& options) {
+  if (absl::Status address = CheckMetricsListen(listen, options); !address.ok()) return address;
+  if (options.auth_file.empty()) return absl::OkStatus();
+  absl::StatusOr<std::unique_ptr<BasicAuthFile>> loaded = BasicAuthFile::Load(
+      options.auth_file, options.clock != nullptr ? options.clock : RealClock::Get(),
+      options.auth_reload_interval);
+  if (!loaded.ok()) {
+    return absl::Status(loaded.status().code(),
+                        absl::StrCat("--metrics-auth-file: ", loaded.status().message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsServer(
+    const std::string& listen, const std::shared_ptr<prometheus::Registry>& registry,
+    std::string* bound, const MetricsServerOptions& options) {
+  if (absl::Status address = CheckMetricsListen(listen, options); !address.ok()) return address;
   std::shared_ptr<BasicAuthFile> auth;
   if (!options.auth_file.empty()) {
     absl::StatusOr<std::unique_ptr<BasicAuthFile>> loaded = BasicAuthFile::Load(
@@ -67,7 +90,7 @@ absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsServer(
         },
         "joule metrics");
   }
-  const std::string address = absl::StrCat(listen.substr(0, colon), ":", ports[0]);
+  const std::string address = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", ports[0]);
   JLOG(INFO) << "metrics on " << address
              << (auth != nullptr ? " (basic auth)" : " (no authentication)");
   std::cout << "metrics on " << address << std::endl;

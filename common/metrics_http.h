@@ -42,6 +42,11 @@ absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsServer(
     const std::string& listen, const std::shared_ptr<prometheus::Registry>& registry,
     std::string* bound = nullptr, const MetricsServerOptions& options = {});
 
+// What StartMetricsServer checks before it binds anything: `listen` is
+// HOST:PORT, an address beyond loopback comes with an auth file, and the
+// auth file reads and parses. For configuration checks (--check-config).
+absl::Status CheckMetricsServer(const std::string& listen, const MetricsServerOptions& options);
+
 // The registry in the text exposition format, as a scrape would get it.
 std::string RenderMetrics(prometheus::Registry& registry);
 

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "grpcpp/resource_quota.h"
@@ -29,6 +30,18 @@ void ApplyServerLimits(grpc::ServerBuilder* builder, int max_receive_bytes) {
     return q;
   }();
   builder->SetResourceQuota(*quota);
+}
+
+absl::Status CheckListenAddress(const std::string& listen, const std::string& flag) {
+  const size_t colon = listen.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
+      port < 0 || port > 65535 || listen.find_first_of(" \t\n") != std::string::npos ||
+      (listen[0] == '[' && listen[colon - 1] != ']')) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " \"", listen, "\": want HOST:PORT with a port in 0..65535"));
+  }
+  return absl::OkStatus();
 }
 
 bool IsLoopbackListen(const std::string& listen) {

@@ -25,6 +25,11 @@ inline constexpr int kMaxStreamsPerConnection = 64;
 //    of growing).
 void ApplyServerLimits(grpc::ServerBuilder* builder, int max_receive_bytes);
 
+// OK when `listen` has the form HOST:PORT (HOST may be empty for every
+// address, or a bracketed IPv6 address) with PORT a number in [0, 65535];
+// otherwise INVALID_ARGUMENT naming `flag`. For configuration checks.
+absl::Status CheckListenAddress(const std::string& listen, const std::string& flag);
+
 // True when `listen` ("HOST:PORT") binds a loopback address only
 // (127.0.0.0/8, ::1, localhost).
 bool IsLoopbackListen(const std::string& listen);

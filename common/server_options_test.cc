@@ -5,6 +5,18 @@
 namespace joule {
 namespace {
 
+TEST(CheckListenAddressTest, WantsHostAndPort) {
+  for (const char* ok : {"127.0.0.1:7070", "0.0.0.0:0", "[::]:7070", ":7070", "host:65535"}) {
+    EXPECT_TRUE(CheckListenAddress(ok, "--listen").ok()) << ok;
+  }
+  for (const char* bad : {"", "7070", "host:", "host:http", "host:65536", "host:-1",
+                          "[::1:7070", "a b:1"}) {
+    absl::Status status = CheckListenAddress(bad, "--listen");
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(status.message().find("--listen"), std::string::npos) << status;
+  }
+}
+
 TEST(RequireLoopbackTest, AcceptsOnlyLoopbackHosts) {
   for (const char* ok : {"127.0.0.1:7070", "127.3.4.5:0", "[::1]:7070", "localhost:1"}) {
     EXPECT_TRUE(RequireLoopback(ok, "--listen").ok()) << ok;

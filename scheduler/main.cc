@@ -83,6 +83,7 @@ struct SchedulerFlags {
   std::string trust_domain = "joule";
   double register_timeout_s = 5;
   bool repair_store = false;
+  bool check_config = false;
   // Idle power management (README, "Idle power").
   std::string suspend_program;
   std::string resume_program;
@@ -503,6 +504,56 @@ int RunReplica(const SchedulerFlags& flags, const Security& security,
 
 // --repair-store: cuts the embedded store's log at its first bad record,
 // keeping a copy of the damaged file, prints what it did and exits.
+// --check-config: every problem of the flags and of the files they name
+// (certificates, tokens, GPU catalog, carbon config, metrics users, etcd
+// credentials), found without binding a port, opening the store or reaching
+// etcd. Empty when the configuration is sound.
+std::vector<std::string> CheckConfig(const SchedulerFlags& flags) {
+  std::vector<std::string> problems;
+  auto note = [&problems](const absl::Status& status) {
+    if (!status.ok()) problems.emplace_back(status.message());
+  };
+  note(CheckListenAddress(flags.listen, "--listen"));
+  note(LoadSecurity(flags).status());
+  note(MakeOptions(flags).status());
+  if (flags.store != "local") {
+    absl::StatusOr<etcd::EtcdUrl> url = etcd::ParseEtcdUrl(flags.store);
+    if (!url.ok()) {
+      problems.push_back(absl::StrCat("--store: ", url.status().message()));
+    } else {
+      note(EtcdOptionsFromFlags(flags, *url).status());
+      if (url->tls) {
+        TlsFiles etcd_tls;
+        etcd_tls.ca_file = flags.etcd_ca;
+        etcd_tls.cert_file = flags.etcd_cert;
+        etcd_tls.key_file = flags.etcd_key;
+        note(CheckTlsFiles(etcd_tls, "--etcd", /*need_identity=*/false));
+      } else if (!flags.etcd_ca.empty() || !flags.etcd_cert.empty() || !flags.etcd_key.empty()) {
+        problems.push_back("--etcd-ca/--etcd-cert/--etcd-key are for TLS: use an etcds:// --store");
+      }
+    }
+  }
+  if (!flags.advertise.empty()) note(CheckListenAddress(flags.advertise, "--advertise"));
+  if (!flags.metrics_listen.empty()) {
+    MetricsServerOptions metrics;
+    metrics.auth_file = flags.metrics_auth_file;
+    note(CheckMetricsServer(flags.metrics_listen, metrics));
+  }
+  return problems;
+}
+
+int CheckConfigAndExit(const SchedulerFlags& flags) {
+  const std::vector<std::string> problems = CheckConfig(flags);
+  for (const std::string& problem : problems) std::cerr << "joule-scheduler: " << problem << "\n";
+  if (!problems.empty()) {
+    std::cerr << "joule-scheduler: " << problems.size() << " configuration problem"
+              << (problems.size() == 1 ? "" : "s") << "\n";
+    return 2;
+  }
+  std::cout << "joule-scheduler: configuration OK" << std::endl;
+  return 0;
+}
+
 int RepairStore(const SchedulerFlags& flags) {
   if (flags.store != "local") {
     std::cerr << "joule-scheduler: --repair-store is for the embedded store (--store=local); "
@@ -522,6 +573,7 @@ int RepairStore(const SchedulerFlags& flags) {
 int Run(const SchedulerFlags& flags, const std::vector<std::string>& argv) {
   if (flags.verbose) SetMinLogLevel(LogLevel::kDebug);
   if (flags.repair_store) return RepairStore(flags);
+  if (flags.check_config) return CheckConfigAndExit(flags);
   // Signals are taken by sigwait, so block them before any other thread
   // starts.
   sigset_t signals;
@@ -664,6 +716,10 @@ int main(int argc, char** argv) {
                "Repair the embedded store in --data-dir after it refused to start: keep a "
                "copy of the damaged log, cut it at the first bad record, say how many "
                "records were dropped, and exit");
+  app.add_flag("--check-config", flags.check_config,
+               "Check the flags and every file they name (certificates, tokens, catalogs, "
+               "carbon config, metrics users, etcd credentials), print every problem, and "
+               "exit (0: sound, 2: not) without starting");
   app.add_flag("--insecure", flags.insecure,
                "Plaintext without authentication, for one machine: --listen must be a "
                "loopback address; every client is the admin \"local\"");
