@@ -27,6 +27,11 @@ PACKAGES=(
   clang                      # scripts/fuzz.sh: libFuzzer targets
   libclang-rt-14-dev         # libFuzzer and the sanitizer runtimes for clang
 )
+# Node.js and npm for the offline validation of the Kubernetes manifests
+# (deploy/kubernetes/validate): Debian's, unless a node is already there.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -35,15 +40,35 @@ for pkg in "${PACKAGES[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
-fi
-
-echo "setup: installing ${missing[*]}" >&2
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   SUDO="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q "${missing[@]}"
+fi
+
+# Debian's kubectl (package kubernetes-client, kubectl 1.20 with kustomize
+# v2.0.3) renders the Kubernetes overlays. It is unpacked into .cache/ rather
+# than installed, so that it never replaces a kubectl the machine has.
+cd "$(dirname "$0")/.."
+KUBECTL_DIR=.cache/kubernetes-client
+if [ ! -x "$KUBECTL_DIR/usr/bin/kubectl" ]; then
+  echo "setup: unpacking Debian's kubernetes-client into $KUBECTL_DIR" >&2
+  mkdir -p .cache/debs
+  (cd .cache/debs && { apt-get download kubernetes-client 2>/dev/null ||
+                       { $SUDO apt-get update -q && apt-get download kubernetes-client; }; })
+  rm -rf "$KUBECTL_DIR"
+  dpkg -x .cache/debs/kubernetes-client_*.deb "$KUBECTL_DIR"
+fi
+
+# The validator's npm packages, exactly as package-lock.json pins them.
+VALIDATE_DIR=deploy/kubernetes/validate
+if [ ! -d "$VALIDATE_DIR/node_modules" ] ||
+   ! (cd "$VALIDATE_DIR" && npm ls --all >/dev/null 2>&1); then
+  echo "setup: npm ci in $VALIDATE_DIR" >&2
+  (cd "$VALIDATE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+fi

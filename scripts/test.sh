@@ -45,6 +45,23 @@ read -r fuzz_passed fuzz_failed <<<"${fuzz_counts:-0 1}"
 passed=$((passed + fuzz_passed))
 failed=$((failed + fuzz_failed))
 
+# The Kubernetes manifests, offline: every overlay rendered by Debian's
+# kubectl, validated against the API schemas and the policy, the validator's
+# own tests, promtool on the generated rules. Counts: one per overlay, one
+# per validator test, one for the rules; a failure counts one.
+k8s_log="$(mktemp)"
+KUBECTL="$PWD/.cache/kubernetes-client/usr/bin/kubectl" deploy/kubernetes/validate/run.sh 2>&1 |
+  tee "$k8s_log"
+k8s_status=${PIPESTATUS[0]}
+if [ "$k8s_status" -eq 0 ]; then
+  overlays="$(sed -n 's/^kubernetes manifests: [0-9]* objects in \([0-9]*\) overlays valid$/\1/p' "$k8s_log")"
+  node_tests="$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$k8s_log" | tail -1)"
+  passed=$((passed + ${overlays:-0} + ${node_tests:-0} + 1))
+else
+  failed=$((failed + 1))
+fi
+rm -f "$k8s_log"
+
 if [ $status -ne 0 ] && [ $failed -eq 0 ]; then
   failed=1
 fi
