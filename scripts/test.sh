@@ -47,16 +47,19 @@ failed=$((failed + fuzz_failed))
 
 # The Kubernetes manifests, offline: every overlay rendered by Debian's
 # kubectl, validated against the API schemas and the policy, the validator's
-# own tests, promtool on the generated rules. Counts: one per overlay, one
-# per validator test, one for the rules; a failure counts one.
+# own tests, every Joule container's arguments checked by its binary
+# (--check-config), promtool on the generated rules. Counts: one per
+# overlay, validator test and container, one for the rules; a failure
+# counts one.
 k8s_log="$(mktemp)"
-KUBECTL="$PWD/.cache/kubernetes-client/usr/bin/kubectl" deploy/kubernetes/validate/run.sh 2>&1 |
-  tee "$k8s_log"
+KUBECTL="$PWD/.cache/kubernetes-client/usr/bin/kubectl" JOULE_BIN_DIR="$(bazel info bazel-bin 2>/dev/null)" \
+  deploy/kubernetes/validate/run.sh 2>&1 | tee "$k8s_log"
 k8s_status=${PIPESTATUS[0]}
 if [ "$k8s_status" -eq 0 ]; then
   overlays="$(sed -n 's/^kubernetes manifests: [0-9]* objects in \([0-9]*\) overlays valid$/\1/p' "$k8s_log")"
   node_tests="$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$k8s_log" | tail -1)"
-  passed=$((passed + ${overlays:-0} + ${node_tests:-0} + 1))
+  containers="$(sed -n 's/^check_args: \([0-9]*\) containers accepted by their binaries$/\1/p' "$k8s_log")"
+  passed=$((passed + ${overlays:-0} + ${node_tests:-0} + ${containers:-0} + 1))
 else
   failed=$((failed + 1))
 fi

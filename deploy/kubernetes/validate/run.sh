@@ -10,7 +10,9 @@
 #  3. validate.mjs checks every rendered object: schema, unknown fields,
 #     policy (see its header);
 #  4. validate_test.mjs, the checker's own tests, run with node --test;
-#  5. check_rules.sh runs promtool check rules on the PrometheusRule.
+#  5. check_rules.sh runs promtool check rules on the PrometheusRule;
+#  with JOULE_BIN_DIR (bazel-bin), check_args.mjs first runs every Joule
+#  container's binary with exactly its arguments and --check-config.
 #
 # The last line is `kubernetes manifests: N objects in M overlays valid`
 # (monitoring/ counts as an overlay); any failure stops the script with a
@@ -51,6 +53,13 @@ echo "== validate.mjs"
 cat "$tmp/validate.out"
 summary=$(sed -n 's/^validate.mjs: \([0-9][0-9]*\) objects in \([0-9][0-9]*\) files valid$/\1 \2/p' "$tmp/validate.out")
 [ -n "$summary" ] || die "validate.mjs printed no summary"
+
+if [ -n "${JOULE_BIN_DIR:-}" ]; then
+  echo "== check_args.mjs"
+  # shellcheck disable=SC2046
+  "$NODE" "$here/check_args.mjs" "$JOULE_BIN_DIR" $(ls "$tmp/out"/*.yaml) ||
+    die "a container's arguments are refused by its binary (above)"
+fi
 
 echo "== validate_test.mjs"
 (cd "$here" && "$NODE" --test validate_test.mjs) >"$tmp/test.out" 2>&1 || {
