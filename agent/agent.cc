@@ -238,6 +238,33 @@ void Agent::SetSink(MessageSink* sink) {
   sink_ = sink;
 }
 
+void Agent::SetGpuHolders(std::map<int32_t, v1::KubernetesContainer> holders) {
+  absl::MutexLock lock(&mu_);
+  auto name = [](const v1::KubernetesContainer& holder) {
+    return absl::StrCat(holder.namespace_(), "/", holder.pod(), " (container ",
+                        holder.container(), ")");
+  };
+  for (const auto& [index, holder] : holders) {
+    auto before = gpu_holders_.find(index);
+    if (before != gpu_holders_.end() && name(before->second) == name(holder)) continue;
+    JLOG(INFO) << "GPU " << index << " is held by pod " << name(holder);
+    for (const auto& [id, task] : tasks_) {
+      const auto& gpus = task.spec.gpu_indices();
+      if (std::find(gpus.begin(), gpus.end(), index) != gpus.end()) {
+        JLOG(WARNING) << "GPU " << index << " of task " << id
+                      << " is also held by pod " << name(holder)
+                      << ": the kubelet gave a pod a GPU Joule uses";
+      }
+    }
+  }
+  for (const auto& [index, holder] : gpu_holders_) {
+    if (!holders.count(index)) {
+      JLOG(INFO) << "GPU " << index << " is no longer held by pod " << name(holder);
+    }
+  }
+  gpu_holders_ = std::move(holders);
+}
+
 int Agent::running_tasks() const {
   absl::MutexLock lock(&mu_);
   return static_cast<int>(tasks_.size());
@@ -826,12 +853,17 @@ void Agent::Account(absl::Time now, v1::NodeSample* sample,
     const double delta = std::max(0.0, reading.energy_j() - last_gpu_energy_j_[index]);
     last_gpu_energy_j_[index] = reading.energy_j();
     auto it = owner.find(index);
+    auto holder = gpu_holders_.find(index);
     if (it != owner.end()) {
       gpu_j[it->second] += delta;
-    } else {
+    } else if (holder == gpu_holders_.end()) {
       static_pool_j += delta;
+    }  // Else a pod's GPU: its energy is the pod's, not the tasks'.
+    if (sample != nullptr) {
+      v1::DeviceSample* device = sample->add_devices();
+      *device = reading;
+      if (holder != gpu_holders_.end()) *device->mutable_held_by() = holder->second;
     }
-    if (sample != nullptr) *sample->add_devices() = reading;
   }
 
   // 2. CPU (and DRAM): the idle part into the pool, the rest by CPU-time

@@ -94,7 +94,9 @@ struct AgentOptions {
 //  2. The CPU's dynamic energy (above its idle power) is split by each
 //     task's share of the host's busy CPU time (its process group).
 //  3. The static pool (node static power, CPU idle power, energy of GPUs no
-//     task owns) is split evenly among the running tasks.
+//     task owns) is split evenly among the running tasks. A GPU a
+//     Kubernetes pod holds (SetGpuHolders) is not in the pool: its energy
+//     is the pod's, and telemetry marks it DeviceSample.held_by.
 //
 // Tasks run as their owner, isolated:
 //  1. StartTask.user maps to a uid, gid and groups (TaskUsers); root, low
@@ -134,6 +136,13 @@ class Agent {
   int RecoverFromLostJournal(const CapJournal::Reset& reset);
 
   void SetSink(MessageSink* sink);
+  // The GPUs Kubernetes containers hold outside Joule (from the kubelet's
+  // PodResources API; agent/kubelet/pod_gpu_watcher.h), by GPU index,
+  // replacing the previous set. From the next accounting step their energy
+  // leaves the static pool and telemetry marks them held_by, so that the
+  // scheduler places nothing there. Quick; call it with no kubelet call in
+  // flight.
+  void SetGpuHolders(std::map<int32_t, v1::KubernetesContainer> holders);
   // The CPU settings SetCap may change (RAPL package limits, cpufreq
   // maxima), by key; see CpuSetting. Call before the agent starts.
   void SetCpuSettings(std::map<std::string, CpuSetting> settings);
@@ -270,6 +279,8 @@ class Agent {
   absl::Time last_account_ ABSL_GUARDED_BY(mu_);
   std::map<int32_t, double> last_gpu_energy_j_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::DeviceSample> last_cpu_samples_ ABSL_GUARDED_BY(mu_);
+  // GPUs Kubernetes containers hold, by index (SetGpuHolders).
+  std::map<int32_t, v1::KubernetesContainer> gpu_holders_ ABSL_GUARDED_BY(mu_);
   // State of every telemetry/actuator source, by name.
   std::map<std::string, v1::SourceStatus> sources_ ABSL_GUARDED_BY(mu_);
   // Cgroups of ended tasks, killed, to be removed once empty.

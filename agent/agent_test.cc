@@ -921,6 +921,48 @@ TEST_F(AgentTest, UnownedGpuEnergyGoesToTheStaticPool) {
                    kV100BusyW + kV100IdleW + kCpuIdleW + kStaticPowerW);
 }
 
+// A GPU a Kubernetes pod holds outside Joule: its energy is the pod's, not
+// the static pool the tasks share, and telemetry says who holds it.
+TEST_F(AgentTest, PodHeldGpuIsMarkedAndKeptOutOfTheStaticPool) {
+  Agent& agent = MakeAgent(2);
+  v1::KubernetesContainer holder;
+  holder.set_namespace_("team-a");
+  holder.set_pod("infer-0");
+  holder.set_container("server");
+  agent.SetGpuHolders({{0, holder}});
+  agent.HandleCommand(StartBuilder("task-b").Shell(kWaitForGo).Gpus({1}).Build());
+  clock_.Advance(absl::Seconds(10));
+  cpu_stat_->AddTicks(0, 1000);  // Idle CPU: 20 W.
+  v1::NodeSample sample = Telemetry();
+
+  const v1::TaskUsage* usage = FindUsage(sample, "task-b");
+  ASSERT_NE(usage, nullptr);
+  EXPECT_DOUBLE_EQ(usage->energy().static_j(), kStaticPowerW * 10 + kCpuIdleW * 10);
+  const v1::DeviceSample* held = FindGpu(sample, 0);
+  ASSERT_NE(held, nullptr);
+  ASSERT_TRUE(held->has_held_by());
+  EXPECT_EQ(held->held_by().namespace_(), "team-a");
+  EXPECT_EQ(held->held_by().pod(), "infer-0");
+  EXPECT_EQ(held->held_by().container(), "server");
+  EXPECT_DOUBLE_EQ(held->energy_j(), kV100IdleW * 10);
+  const v1::DeviceSample* own = FindGpu(sample, 1);
+  ASSERT_NE(own, nullptr);
+  EXPECT_FALSE(own->has_held_by());
+  // The pod let go: GPU 0's energy is back in the pool.
+  agent.SetGpuHolders({});
+  clock_.Advance(absl::Seconds(10));
+  cpu_stat_->AddTicks(0, 1000);
+  v1::NodeSample next = Telemetry();
+  usage = FindUsage(next, "task-b");
+  ASSERT_NE(usage, nullptr);
+  EXPECT_DOUBLE_EQ(usage->energy().static_j(),
+                   2 * (kStaticPowerW * 10 + kCpuIdleW * 10) + kV100IdleW * 10);
+  held = FindGpu(next, 0);
+  ASSERT_NE(held, nullptr);
+  EXPECT_FALSE(held->has_held_by());
+  Release("task-b");
+}
+
 TEST_F(AgentTest, ExitEventCarriesEnergyUpToTheExit) {
   Agent& agent = MakeAgent(1);
   agent.HandleCommand(StartBuilder("t-done").Shell(kWaitForGo).Gpus({0}).Build());

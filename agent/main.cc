@@ -27,6 +27,8 @@
 #include "agent/cap_journal.h"
 #include "agent/devices.h"
 #include "agent/hardware.h"
+#include "agent/kubelet/pod_gpu_watcher.h"
+#include "agent/kubelet/pod_resources.h"
 #include "agent/metrics.h"
 #include "agent/probe.h"
 #include "agent/scheduler_link.h"
@@ -87,6 +89,9 @@ struct AgentFlags {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_server_name;
+  // The kubelet's PodResources socket; empty: pods' GPUs are not watched.
+  std::string pod_resources_socket;
+  double pod_resources_period_s = 10;
 };
 
 // The credentials for the scheduler link: mutual TLS with this node's
@@ -162,6 +167,10 @@ std::vector<std::string> CheckConfig(const AgentFlags& flags) {
   }
   if (flags.cpu_idle_w > flags.cpu_tdp_w) problems.push_back("--cpu-idle-w must be <= --cpu-tdp-w");
   note(LinkCredentials(flags).status());
+  if (!flags.pod_resources_socket.empty()) {
+    note(PodResourcesClient::Create(flags.pod_resources_socket).status(),
+         "--pod-resources-socket: ");
+  }
   if (!flags.metrics_listen.empty()) {
     MetricsServerOptions metrics;
     metrics.auth_file = flags.metrics_auth_file;
@@ -269,6 +278,17 @@ int Run(const AgentFlags& flags) {
     std::cerr << "joule-agent: " << link_credentials.status().message() << "\n";
     return 2;
   }
+  std::unique_ptr<PodResourcesClient> pod_resources;
+  if (!flags.pod_resources_socket.empty()) {
+    absl::StatusOr<std::unique_ptr<PodResourcesClient>> client =
+        PodResourcesClient::Create(flags.pod_resources_socket);
+    if (!client.ok()) {
+      std::cerr << "joule-agent: --pod-resources-socket: " << client.status().message()
+                << "\n";
+      return 2;
+    }
+    pod_resources = *std::move(client);
+  }
   for (const v1::SourceStatus& source : hardware->sources) {
     if (source.state() == v1::SourceStatus::STATE_DEGRADED) {
       JLOG(WARNING) << "source " << source.name() << " degraded: " << source.message();
@@ -353,6 +373,25 @@ int Run(const AgentFlags& flags) {
   link.Start();
 
   std::atomic<bool> stop{false};
+  // The kubelet is asked on a thread of its own, so that a slow answer
+  // (up to the client's 2 s deadline) holds up neither the agent's lock nor
+  // its task loop.
+  std::thread pod_loop;
+  if (pod_resources != nullptr) {
+    const v1::Register described = agent.MakeRegister();
+    pod_loop = std::thread([&, devices = std::vector<v1::Device>(
+                                   described.node().devices().begin(),
+                                   described.node().devices().end())] {
+      PodGpuWatcher watcher(pod_resources.get(), devices, &agent, clock,
+                            absl::Seconds(flags.pod_resources_period_s));
+      JLOG(INFO) << "watching the GPUs of pods through unix://"
+                 << pod_resources->socket_path();
+      while (!stop.load()) {
+        watcher.PollIfDue();
+        absl::SleepFor(absl::Milliseconds(100));
+      }
+    });
+  }
   std::thread loop([&] {
     const absl::Duration period = absl::Seconds(flags.telemetry_period_s);
     const absl::Duration heartbeat_period = absl::Seconds(flags.heartbeat_period_s);
@@ -388,6 +427,7 @@ int Run(const AgentFlags& flags) {
   JLOG(INFO) << "signal " << signal_number << ": stopping tasks and restoring caps";
   stop = true;
   loop.join();
+  if (pod_loop.joinable()) pod_loop.join();
   const absl::Duration grace = absl::Seconds(flags.stop_grace_s);
   agent.StopAllTasks(grace);
   const absl::Time give_up = clock->Now() + grace + absl::Seconds(5);
@@ -515,6 +555,15 @@ int main(int argc, char** argv) {
   app.add_option("--tls-server-name", flags.tls_server_name,
                  "Name to expect in the scheduler's certificate (default: the host of "
                  "--scheduler)");
+  app.add_option("--pod-resources-socket", flags.pod_resources_socket,
+                 "The kubelet's PodResources socket (e.g. " +
+                     std::string(joule::kDefaultPodResourcesSocket) +
+                     "): GPUs Kubernetes pods hold outside Joule get their energy "
+                     "attributed to the pod and are reported busy (default: off)");
+  app.add_option("--pod-resources-period", flags.pod_resources_period_s,
+                 "Seconds between PodResources lists")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 3600.0));
   CLI11_PARSE(app, argc, argv);
   if (flags.cpu_idle_w > flags.cpu_tdp_w && !flags.check_config) {
     std::cerr << "joule-agent: --cpu-idle-w must be <= --cpu-tdp-w\n";

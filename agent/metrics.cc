@@ -105,7 +105,8 @@ AgentMetrics::AgentMetrics(std::string node, std::vector<GpuModelSpec> catalog)
                        "1 while the stream to the scheduler is up, else 0.")),
       last_sample_timestamp_(
           Gauge(*registry_, "joule_agent_last_sample_timestamp_seconds",
-                "Unix time of the last telemetry sample, in seconds.")) {
+                "Unix time of the last telemetry sample, in seconds.")),
+      pod_energy_(*registry_, node_) {
   // Present from the start, so that rates and alerts see them at 0.
   reconnects_.Add({{"node", node_}});
   connected_.Add({{"node", node_}}).Set(0);
@@ -184,6 +185,7 @@ prometheus::Counter& AgentMetrics::SampleErrors(const std::string& source) {
 }
 
 void AgentMetrics::OnSample(const v1::NodeSample& sample) {
+  pod_energy_.OnSample(sample);
   absl::MutexLock lock(&mu_);
   std::map<DeviceKey, const v1::DeviceSample*> read;
   for (const v1::DeviceSample& device : sample.devices()) {

@@ -12,6 +12,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
+#include "agent/kubelet/pod_energy_metrics.h"
 #include "common/device_catalog.h"
 #include "joule/v1/agent.pb.h"
 #include "joule/v1/node.pb.h"
@@ -39,7 +40,9 @@ namespace joule {
 //     baseline, so a counter never decreases.
 //  3. Cardinality stays bounded: series per device (fixed at start), per
 //     source, and per running task; a task's series are removed when it ends
-//     (after its final energy was counted).
+//     (after its final energy was counted). Per-pod GPU series (GPUs
+//     Kubernetes pods hold outside Joule) are PodEnergyMetrics', capped and
+//     expired there.
 //
 // Units: Prometheus base units (clocks in Hz, ratios 0–1, Unix seconds).
 //
@@ -108,6 +111,8 @@ class AgentMetrics : public AgentObserver {
   prometheus::Family<prometheus::Counter>& reconnects_;
   prometheus::Family<prometheus::Gauge>& connected_;
   prometheus::Family<prometheus::Gauge>& last_sample_timestamp_;
+  // Fed every sample; guarded by its own lock.
+  PodEnergyMetrics pod_energy_;
 
   mutable absl::Mutex mu_;
   std::map<DeviceKey, DeviceState> devices_ ABSL_GUARDED_BY(mu_);
