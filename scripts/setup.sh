@@ -23,6 +23,7 @@ PACKAGES=(
   etcd-server                # etcd, started by the store and fault tests
   etcd-client                # etcdctl, used by the tests to enable auth
   openssl                    # test certificates for the etcd TLS test
+  iproute2                   # ip netns and veth pairs for the network test
   prometheus                 # prometheus and promtool, for the metrics checks
   clang                      # scripts/fuzz.sh: libFuzzer targets
   libclang-rt-14-dev         # libFuzzer and the sanitizer runtimes for clang
