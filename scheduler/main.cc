@@ -84,6 +84,8 @@ struct SchedulerFlags {
   double register_timeout_s = 5;
   bool repair_store = false;
   bool check_config = false;
+  // Empty: no plaintext health port.
+  std::string health_listen;
   // Idle power management (README, "Idle power").
   std::string suspend_program;
   std::string resume_program;
@@ -206,7 +208,7 @@ absl::StatusOr<SchedulerOptions> MakeOptions(const SchedulerFlags& flags) {
   return options;
 }
 
-void SetServing(HealthService& health, bool serving) {
+void SetServingOn(HealthService& health, bool serving) {
   const auto status = serving ? grpc::health::v1::HealthCheckResponse::SERVING
                               : grpc::health::v1::HealthCheckResponse::NOT_SERVING;
   health.SetStatus("joule.v1.SchedulerService", status);
@@ -227,7 +229,18 @@ struct Frontend {
   std::unique_ptr<grpc::Server> server;
   // "host:port" with the port actually bound.
   std::string bound;
+  // --health-listen: the health service alone, in plaintext, for probes
+  // that cannot speak TLS (the kubelet's gRPC probe). It answers the same
+  // statuses as `health`.
+  HealthService plain_health;
+  std::unique_ptr<grpc::Server> health_server;
 };
+
+// Whether this replica serves the API (leads), on every health service.
+void SetServing(Frontend& frontend, bool serving) {
+  SetServingOn(frontend.health, serving);
+  SetServingOn(frontend.plain_health, serving);
+}
 
 // Starts the frontend on `listen`, serving `scheduler` (nullptr: a standby
 // that refuses every call until it leads) and printing "listening on
@@ -242,7 +255,7 @@ std::unique_ptr<Frontend> StartFrontend(const SchedulerFlags& flags,
   auto frontend = std::make_unique<Frontend>(std::move(auth),
                                              absl::Seconds(flags.register_timeout_s));
   frontend->serving.Lead(scheduler);
-  SetServing(frontend->health, scheduler != nullptr);
+  SetServing(*frontend, scheduler != nullptr);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen,
@@ -260,6 +273,22 @@ std::unique_ptr<Frontend> StartFrontend(const SchedulerFlags& flags,
   }
   frontend->bound = absl::StrCat(HostOf(listen), ":", port);
   std::cout << "listening on " << frontend->bound << std::endl;
+  if (!flags.health_listen.empty()) {
+    grpc::ServerBuilder health_builder;
+    int health_port = 0;
+    // Plaintext, health only: nothing on it needs authentication.
+    health_builder.AddListeningPort(flags.health_listen, grpc::InsecureServerCredentials(),
+                                    &health_port);
+    ApplyServerLimits(&health_builder, 64 << 10);
+    health_builder.RegisterService(&frontend->plain_health);
+    frontend->health_server = health_builder.BuildAndStart();
+    if (frontend->health_server == nullptr || health_port == 0) {
+      std::cerr << "joule-scheduler: cannot listen on --health-listen " << flags.health_listen
+                << "\n";
+      return nullptr;
+    }
+    std::cout << "health on " << HostOf(flags.health_listen) << ":" << health_port << std::endl;
+  }
   return frontend;
 }
 
@@ -481,7 +510,7 @@ int RunReplica(const SchedulerFlags& flags, const Security& security,
     if (metrics != nullptr) metrics->SetLeader(true);
     serving.set_leader_address(advertise);
     serving.Lead(scheduler.get());
-    SetServing(frontend->health, true);
+    SetServing(*frontend, true);
     JLOG(INFO) << "leading as " << advertise << " (leader key rev " << key.rev()
                << "); state loaded "
                << (snapshot ? absl::StrCat("from the watch at revision ", mirror_revision)
@@ -495,7 +524,7 @@ int RunReplica(const SchedulerFlags& flags, const Security& security,
   (*client)->CancelCampaigns();
   replica.join();
   leader_watch.join();
-  SetServing(frontend->health, false);
+  SetServing(*frontend, false);
   // Hand over at once instead of after the lease's TTL.
   if (leading.load()) (void)(*client)->LeaseRevoke(lease->id());
   frontend->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
@@ -534,6 +563,9 @@ std::vector<std::string> CheckConfig(const SchedulerFlags& flags) {
     }
   }
   if (!flags.advertise.empty()) note(CheckListenAddress(flags.advertise, "--advertise"));
+  if (!flags.health_listen.empty()) {
+    note(CheckListenAddress(flags.health_listen, "--health-listen"));
+  }
   if (!flags.metrics_listen.empty()) {
     MetricsServerOptions metrics;
     metrics.auth_file = flags.metrics_auth_file;
@@ -697,6 +729,9 @@ int main(int argc, char** argv) {
                  "series) and electricity price per region (node label "
                  "joule.dev/region); without it, jobs' emissions and cost are not "
                  "configured (reported as 0)");
+  app.add_option("--health-listen", flags.health_listen,
+                 "HOST:PORT of a plaintext port serving only the gRPC health service (for "
+                 "Kubernetes gRPC probes; the API port is TLS); empty: none");
   app.add_option("--metrics-listen", flags.metrics_listen,
                  "HOST:PORT to serve Prometheus metrics at /metrics (port 0 picks "
                  "one; the address is printed as 'metrics on ...'); empty: off");

@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "joule/v1/scheduler.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "common/clock.h"
@@ -457,6 +458,28 @@ TEST(EndToEndTest, BothServersServeTheStandardHealthService) {
     return Health(agent, "joule.v1.AgentService") ==
            grpc::health::v1::HealthCheckResponse::NOT_SERVING;
   }));
+}
+
+// With TLS on the API port, --health-listen serves the health service alone
+// in plaintext, for probes that cannot speak TLS (the kubelet's).
+TEST(EndToEndTest, PlaintextHealthPortBesideTheTlsApi) {
+  TestCluster cluster("health-port");
+  cluster.StartScheduler("127.0.0.1:0", {"--health-listen=127.0.0.1:0"});
+  const std::string health = cluster.WaitForLine("scheduler.out", "health on ");
+  ASSERT_FALSE(health.empty());
+  const auto kServing = grpc::health::v1::HealthCheckResponse::SERVING;
+  EXPECT_EQ(Health(health, ""), kServing);
+  EXPECT_EQ(Health(health, "joule.v1.SchedulerService"), kServing);
+  // Nothing but health is served there: the API is not reachable in
+  // plaintext.
+  auto stub = v1::SchedulerService::NewStub(
+      grpc::CreateChannel(health, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(RealClock::Get()->Now() + absl::Seconds(10)));
+  v1::ListJobsRequest request;
+  v1::ListJobsResponse response;
+  EXPECT_EQ(stub->ListJobs(&context, request, &response).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
 }
 
 }  // namespace
