@@ -610,6 +610,12 @@ TEST_F(AgentMetricsTest, EveryFamilyHasHelpAndTypeAndPassesPromtool) {
   devices.push_back(std::move(flaky));
   Agent& agent = MakeAgent(1, std::move(devices));
   agent.HandleCommand(Start("task-a", "job-1", {1}));
+  // GPU 0 is a Kubernetes pod's (agent/kubelet/): the per-pod series.
+  v1::KubernetesContainer holder;
+  holder.set_namespace_("team-a");
+  holder.set_pod("infer-0");
+  holder.set_container("server");
+  agent.SetGpuHolders({{0, holder}});
   clock_.Advance(absl::Seconds(5));
   agent.SendTelemetry();
   gpu->failing = true;
@@ -637,6 +643,9 @@ TEST_F(AgentMetricsTest, EveryFamilyHasHelpAndTypeAndPassesPromtool) {
       "joule_agent_stream_reconnects_total",
       "joule_agent_connected",
       "joule_agent_last_sample_timestamp_seconds",
+      "joule_pod_gpu_energy_joules_total",
+      "joule_pod_gpus",
+      "joule_pod_series_overflow_total",
   };
   std::set<std::string> helped, typed, named;
   for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {

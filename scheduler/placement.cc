@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <map>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace joule {
 namespace {
@@ -105,13 +108,27 @@ class FreeResourcesFilter : public FilterPlugin {
     const int free_gpus = node.FreeGpus(request.gpu_model);
     if (free_gpus < request.gpus) {
       int hot = 0;
+      std::vector<std::string> held;
       for (const GpuView& gpu : node.gpus) {
-        hot += gpu.free && gpu.hot && ModelMatches(request.gpu_model, gpu);
+        if (!ModelMatches(request.gpu_model, gpu)) continue;
+        hot += gpu.free && gpu.hot;
+        if (!gpu.held_by.empty()) {
+          held.push_back(absl::StrCat("GPU ", gpu.index, " held by pod ", gpu.held_by));
+        }
       }
-      return absl::StrFormat("%d free %s%s, a replica needs %d", free_gpus,
-                             GpuNoun(request),
-                             hot > 0 ? absl::StrFormat(" (%d more too hot)", hot) : "",
-                             request.gpus);
+      std::vector<std::string> notes;
+      if (hot > 0) notes.push_back(absl::StrFormat("%d more too hot", hot));
+      constexpr size_t kHeldNamed = 3;
+      if (held.size() > kHeldNamed) {
+        const size_t more = held.size() - kHeldNamed;
+        held.resize(kHeldNamed);
+        held.push_back(absl::StrCat("and ", more, " more held by pods"));
+      }
+      if (!held.empty()) notes.push_back(absl::StrJoin(held, ", "));
+      return absl::StrFormat(
+          "%d free %s%s, a replica needs %d", free_gpus, GpuNoun(request),
+          notes.empty() ? "" : absl::StrCat(" (", absl::StrJoin(notes, "; "), ")"),
+          request.gpus);
     }
     if (node.free_cpus + 1e-9 < request.cpus) {
       return absl::StrFormat("%.2f free CPUs, a replica needs %.2f",

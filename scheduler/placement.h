@@ -23,6 +23,9 @@ struct GpuView {
   double throttle_temp_c = 90;
   // Within the thermal margin of throttle_temp_c: takes no new work.
   bool hot = false;
+  // "namespace/pod" of a Kubernetes pod that holds the GPU outside Joule
+  // (the agent's DeviceSample.held_by); such a GPU is not free.
+  std::string held_by;
 };
 
 // A frozen view of one node, taken at the start of a placement cycle.

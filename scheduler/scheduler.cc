@@ -119,6 +119,18 @@ absl::Status ValidateRegister(const v1::Register& message) {
   return absl::OkStatus();
 }
 
+// The GPUs of `sample` a Kubernetes pod holds outside Joule (the agent's
+// --pod-resources-socket), by index: "namespace/pod".
+std::map<int32_t, std::string> PodHeldGpus(const v1::NodeSample& sample) {
+  std::map<int32_t, std::string> held;
+  for (const v1::DeviceSample& device : sample.devices()) {
+    if (device.kind() != v1::DEVICE_KIND_GPU || !device.has_held_by()) continue;
+    held[device.index()] =
+        absl::StrCat(device.held_by().namespace_(), "/", device.held_by().pod());
+  }
+  return held;
+}
+
 }  // namespace
 
 Scheduler::Scheduler(Store* store, const Clock* clock, SchedulerOptions options)
@@ -455,10 +467,12 @@ v1::Node Scheduler::NodeToProto(const NodeRecord& node) const {
   *out.mutable_last_sample() = node.last_sample;
   for (const std::string& id : node.task_ids) out.add_task_ids(id);
   int gpus = 0;
+  const std::map<int32_t, std::string> held = PodHeldGpus(node.last_sample);
   for (const v1::Device& device : node.info.devices()) {
-    gpus += device.kind() == v1::DEVICE_KIND_GPU;
+    gpus += device.kind() == v1::DEVICE_KIND_GPU && !node.used_gpus.count(device.index()) &&
+            !held.count(device.index());
   }
-  out.set_free_gpus(gpus - static_cast<int>(node.used_gpus.size()));
+  out.set_free_gpus(gpus);
   out.set_free_cpus(node.info.cpus() - node.used_cpus);
   out.set_free_memory_bytes(node.info.memory_bytes() - node.used_memory_bytes);
   return out;
@@ -787,6 +801,10 @@ absl::Status Scheduler::OnAgentMessage(AgentLink* link,
         if (Refused(*node, telemetry_guard_.CheckSample(node->info.name(), message.telemetry(),
                                                         node->last_seen))) {
           break;
+        }
+        // A pod that let go of a GPU frees it for the next cycle.
+        if (PodHeldGpus(node->last_sample) != PodHeldGpus(message.telemetry())) {
+          placement_dirty_ = true;
         }
         node->last_sample = message.telemetry();
         node->last_telemetry = node->last_seen;
@@ -1435,6 +1453,11 @@ void Scheduler::ManageNodePower() {
   std::map<std::string, int> eligible;
   for (const auto& [name, node] : nodes_) {
     if (!node.ready || node.link == nullptr || !node.task_ids.empty()) continue;
+    if (!PodHeldGpus(node.last_sample).empty()) {
+      // A Kubernetes pod uses its GPUs: not idle, whatever Joule runs there.
+      node_power_.Hold(name, now);
+      continue;
+    }
     int gpus = 0;
     for (const v1::Device& device : node.info.devices()) {
       gpus += device.kind() == v1::DEVICE_KIND_GPU;
@@ -1471,6 +1494,7 @@ ClusterSnapshot Scheduler::Snapshot() const {
     view.free_memory_bytes = node.info.memory_bytes() - node.used_memory_bytes;
     view.static_power_w = node.info.static_power_w();
     view.running_tasks = static_cast<int>(node.task_ids.size());
+    const std::map<int32_t, std::string> held = PodHeldGpus(node.last_sample);
     for (const v1::Device& device : node.info.devices()) {
       if (device.kind() != v1::DEVICE_KIND_GPU) continue;
       GpuView gpu;
@@ -1486,6 +1510,11 @@ ClusterSnapshot Scheduler::Snapshot() const {
             sample.index() == device.index()) {
           gpu.temp_c = sample.temp_c();
         }
+      }
+      // Not Joule's to place on while a pod holds it.
+      if (auto pod = held.find(device.index()); pod != held.end()) {
+        gpu.held_by = pod->second;
+        gpu.free = false;
       }
       gpu.hot = gpu.temp_c >= gpu.throttle_temp_c - options_.thermal_margin_c;
       view.gpus.push_back(std::move(gpu));

@@ -2364,6 +2364,57 @@ TEST_F(SchedulerTest, HotGpuIsCappedAndAvoided) {
   EXPECT_EQ(LookUpTask(absl::StrCat(second, ".r0.a1")).gpu_indices(0), 1);
 }
 
+// A sample of `gpus` GPUs in which Kubernetes pods hold some outside Joule
+// (the agent's --pod-resources-socket): index -> "namespace/pod".
+v1::AgentMessage PodHeldSample(absl::Time now, int gpus,
+                               const std::map<int32_t, std::string>& held) {
+  v1::AgentMessage message;
+  v1::NodeSample* sample = message.mutable_telemetry();
+  *sample->mutable_time() = ToProtoTime(now);
+  for (int32_t i = 0; i < gpus; ++i) {
+    v1::DeviceSample* device = sample->add_devices();
+    device->set_kind(v1::DEVICE_KIND_GPU);
+    device->set_index(i);
+    device->set_temp_c(40);
+    auto pod = held.find(i);
+    if (pod == held.end()) continue;
+    const size_t slash = pod->second.find('/');
+    device->mutable_held_by()->set_namespace_(pod->second.substr(0, slash));
+    device->mutable_held_by()->set_pod(pod->second.substr(slash + 1));
+    device->mutable_held_by()->set_container("main");
+  }
+  return message;
+}
+
+// A GPU a Kubernetes pod holds is not placed on, and says so; the node's
+// free GPU is; once the pod lets go, the GPU takes work again.
+TEST_F(SchedulerTest, GpuHeldByAPodIsNotPlacedOnAndAFreeOneIs) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(2, "V100").Build()), IsOk());
+  ASSERT_THAT(scheduler_->OnAgentMessage(
+                  &link, PodHeldSample(clock_.Now(), 2, {{0, "team-a/infer-0"}})),
+              IsOk());
+  EXPECT_EQ(LookUpNode("gpu-a").free_gpus(), 1);
+
+  const std::string first = Submit(SpecBuilder().Gpus(1).Build());
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpJob(first).state(), v1::JOB_STATE_RUNNING);
+  EXPECT_THAT(LookUpTask(absl::StrCat(first, ".r0.a1")).gpu_indices(), ElementsAre(1));
+  ASSERT_THAT(Started(link, absl::StrCat(first, ".r0.a1"), 7), IsOk());
+
+  const std::string second = Submit(SpecBuilder().Gpus(1).Build());
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpJob(second).state(), v1::JOB_STATE_PENDING);
+  EXPECT_THAT(LookUpJob(second).message(), HasSubstr("GPU 0 held by pod team-a/infer-0"));
+  EXPECT_EQ(LookUpNode("gpu-a").free_gpus(), 0);
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kStartTask), SizeIs(1));
+
+  // The pod is gone: the next cycle places on GPU 0.
+  ASSERT_THAT(scheduler_->OnAgentMessage(&link, PodHeldSample(clock_.Now(), 2, {})), IsOk());
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpJob(second).state(), v1::JOB_STATE_RUNNING);
+  EXPECT_THAT(LookUpTask(absl::StrCat(second, ".r0.a1")).gpu_indices(), ElementsAre(0));
+}
 
 // Energy budgets: over its projected budget a job's caps step down; at the
 // lowest caps it says the budget cannot be met.
@@ -3262,6 +3313,29 @@ TEST_F(NodePowerTest, SuspendsIdleNodesButNeverABusyOne) {
   clock_.Advance(absl::Minutes(1));
   scheduler_->Tick();
   EXPECT_THAT(power_.suspended(), ElementsAre("idle", "busy"));
+}
+
+// A node whose GPUs a Kubernetes pod holds is in use, though Joule runs
+// nothing there: never suspended while the pod holds them, and idle only
+// from when it lets go.
+TEST_F(NodePowerTest, NodeWithAPodHoldingItsGpuIsNotSuspended) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("k8s").Gpus(1, "V100").Build()), IsOk());
+  ASSERT_THAT(scheduler_->OnAgentMessage(
+                  &link, PodHeldSample(clock_.Now(), 1, {{0, "team-a/notebook"}})),
+              IsOk());
+  clock_.Advance(absl::Hours(2));
+  scheduler_->Tick();
+  EXPECT_THAT(power_.suspended(), IsEmpty());
+  EXPECT_EQ(LookUpNode("k8s").state(), v1::NODE_STATE_READY);
+
+  ASSERT_THAT(scheduler_->OnAgentMessage(&link, PodHeldSample(clock_.Now(), 1, {})), IsOk());
+  clock_.Advance(absl::Minutes(9));
+  scheduler_->Tick();
+  EXPECT_THAT(power_.suspended(), IsEmpty());
+  clock_.Advance(absl::Minutes(1));
+  scheduler_->Tick();
+  EXPECT_THAT(power_.suspended(), ElementsAre("k8s"));
 }
 
 TEST_F(NodePowerTest, ResumesForWorkAndANodeThatDoesNotComeBackIsMarkedDown) {

@@ -58,6 +58,8 @@ const FILE_KINDS = {
   "--sysfs-root": "hardware",
   "--procfs-root": "hardware",
   "--task-cgroup-root": "hardware",
+  // The kubelet's socket, which --check-config does not dial.
+  "--pod-resources-socket": "hardware",
 };
 
 function fail(message) {
