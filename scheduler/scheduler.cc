@@ -131,6 +131,19 @@ std::map<int32_t, std::string> PodHeldGpus(const v1::NodeSample& sample) {
   return held;
 }
 
+// Whether two samples differ in which GPUs pods hold. Runs on every
+// telemetry report: allocation-free unless some GPU is held.
+bool PodHoldsChanged(const v1::NodeSample& before, const v1::NodeSample& after) {
+  auto any_held = [](const v1::NodeSample& sample) {
+    for (const v1::DeviceSample& device : sample.devices()) {
+      if (device.kind() == v1::DEVICE_KIND_GPU && device.has_held_by()) return true;
+    }
+    return false;
+  };
+  if (!any_held(before) && !any_held(after)) return false;
+  return PodHeldGpus(before) != PodHeldGpus(after);
+}
+
 }  // namespace
 
 Scheduler::Scheduler(Store* store, const Clock* clock, SchedulerOptions options)
@@ -803,7 +816,7 @@ absl::Status Scheduler::OnAgentMessage(AgentLink* link,
           break;
         }
         // A pod that let go of a GPU frees it for the next cycle.
-        if (PodHeldGpus(node->last_sample) != PodHeldGpus(message.telemetry())) {
+        if (PodHoldsChanged(node->last_sample, message.telemetry())) {
           placement_dirty_ = true;
         }
         node->last_sample = message.telemetry();

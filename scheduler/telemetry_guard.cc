@@ -76,7 +76,7 @@ void TelemetryGuard::Register(const v1::NodeInfo& node) {
     // NaN and unknown limits get the absolute ceiling.
     const double ceiling_w =
         max_w > 0 ? std::min(cap, limits_.device_ceiling_factor * max_w) : cap;
-    state.device_ceiling_w[{device.kind(), device.index()}] = ceiling_w;
+    state.device_ceiling_w[DeviceKey{device.kind(), device.index()}] = ceiling_w;
     sum_w += ceiling_w;
   }
   const double static_w = node.static_power_w() > 0 ? std::min(cap, node.static_power_w()) : 0;
@@ -90,14 +90,21 @@ const TelemetryGuard::NodeState* TelemetryGuard::Find(const std::string& node) c
 
 double TelemetryGuard::DeviceCeilingW(const std::string& node, v1::DeviceKind kind,
                                       int32_t index) const {
-  const NodeState* state = Find(node);
+  return DeviceCeilingW(Find(node), kind, index);
+}
+
+double TelemetryGuard::DeviceCeilingW(const NodeState* state, v1::DeviceKind kind,
+                                      int32_t index) const {
   if (state == nullptr) return limits_.max_device_power_w;
-  auto it = state->device_ceiling_w.find({kind, index});
+  auto it = state->device_ceiling_w.find(DeviceKey{kind, index});
   return it == state->device_ceiling_w.end() ? limits_.max_device_power_w : it->second;
 }
 
 double TelemetryGuard::NodeCeilingW(const std::string& node) const {
-  const NodeState* state = Find(node);
+  return NodeCeilingW(Find(node));
+}
+
+double TelemetryGuard::NodeCeilingW(const NodeState* state) const {
   // A node that never registered: one device of unknown limits.
   return state != nullptr && state->registered
              ? state->node_ceiling_w
@@ -106,7 +113,8 @@ double TelemetryGuard::NodeCeilingW(const std::string& node) const {
 
 absl::optional<TelemetryProblem> TelemetryGuard::CheckDevice(const v1::DeviceSample& device,
                                                              double ceiling_w) const {
-  const std::string name = DeviceName(device);
+  // Telemetry hot path: the device's name is made only for a problem.
+  const auto name = [&device] { return DeviceName(device); };
   const std::pair<const char*, double> values[] = {
       {"power_w", device.power_w()},
       {"energy_j", device.energy_j()},
@@ -118,7 +126,7 @@ absl::optional<TelemetryProblem> TelemetryGuard::CheckDevice(const v1::DeviceSam
   for (const auto& [field, value] : values) {
     if (!std::isfinite(value)) {
       return Problem(TelemetryRejection::kNotFinite,
-                     absl::StrFormat("%s: %s is %f", name, field, value));
+                     absl::StrFormat("%s: %s is %f", name(), field, value));
     }
   }
   const std::pair<const char*, double> non_negative[] = {
@@ -131,17 +139,17 @@ absl::optional<TelemetryProblem> TelemetryGuard::CheckDevice(const v1::DeviceSam
   for (const auto& [field, value] : non_negative) {
     if (value < 0) {
       return Problem(TelemetryRejection::kNegative,
-                     absl::StrFormat("%s: %s is %g", name, field, value));
+                     absl::StrFormat("%s: %s is %g", name(), field, value));
     }
   }
   if (device.power_w() > ceiling_w || device.power_cap_w() > ceiling_w) {
     return Problem(TelemetryRejection::kPowerAboveMax,
                    absl::StrFormat("%s: power_w %g / power_cap_w %g above its ceiling of %g W",
-                                   name, device.power_w(), device.power_cap_w(), ceiling_w));
+                                   name(), device.power_w(), device.power_cap_w(), ceiling_w));
   }
   if (device.temp_c() < limits_.min_temp_c || device.temp_c() > limits_.max_temp_c) {
     return Problem(TelemetryRejection::kTemperatureOutOfRange,
-                   absl::StrFormat("%s: temp_c %g outside [%g, %g]", name, device.temp_c(),
+                   absl::StrFormat("%s: temp_c %g outside [%g, %g]", name(), device.temp_c(),
                                    limits_.min_temp_c, limits_.max_temp_c));
   }
   for (const auto& [field, value] : {std::make_pair("utilization", device.utilization()),
@@ -149,7 +157,7 @@ absl::optional<TelemetryProblem> TelemetryGuard::CheckDevice(const v1::DeviceSam
                                                     device.memory_utilization())}) {
     if (value < 0 || value > 1) {
       return Problem(TelemetryRejection::kUtilizationOutOfRange,
-                     absl::StrFormat("%s: %s %g outside [0, 1]", name, field, value));
+                     absl::StrFormat("%s: %s %g outside [0, 1]", name(), field, value));
     }
   }
   return absl::nullopt;
@@ -158,10 +166,13 @@ absl::optional<TelemetryProblem> TelemetryGuard::CheckDevice(const v1::DeviceSam
 absl::optional<TelemetryProblem> TelemetryGuard::CheckSample(const std::string& node,
                                                              const v1::NodeSample& sample,
                                                              absl::Time now) {
-  const double node_ceiling_w = NodeCeilingW(node);
+  // One lookup of the node per report (the ceilings below read `known`).
+  auto found = nodes_.find(node);
+  NodeState* known = found == nodes_.end() ? nullptr : &found->second;
+  const double node_ceiling_w = NodeCeilingW(known);
   for (const v1::DeviceSample& device : sample.devices()) {
     absl::optional<TelemetryProblem> problem =
-        CheckDevice(device, DeviceCeilingW(node, device.kind(), device.index()));
+        CheckDevice(device, DeviceCeilingW(known, device.kind(), device.index()));
     if (problem.has_value()) return problem;
   }
   const double node_w = sample.node_power_w();
@@ -177,15 +188,15 @@ absl::optional<TelemetryProblem> TelemetryGuard::CheckSample(const std::string& 
                    absl::StrFormat("node_power_w %g above the node's ceiling of %g W", node_w,
                                    node_ceiling_w));
   }
-  NodeState& state = nodes_[node];
+  NodeState& state = known != nullptr ? *known : nodes_[node];
   // Counters, against the baselines of the last accepted sample.
   for (const v1::DeviceSample& device : sample.devices()) {
-    auto baseline = state.counters.find({device.kind(), device.index()});
+    auto baseline = state.counters.find(DeviceKey{device.kind(), device.index()});
     if (baseline == state.counters.end()) continue;
     const double before_j = baseline->second.energy_j;
     const double now_j = device.energy_j();
     const double allowance_j =
-        Allowance(DeviceCeilingW(node, device.kind(), device.index()),
+        Allowance(DeviceCeilingW(&state, device.kind(), device.index()),
                   now - baseline->second.at, limits_.energy_grace);
     if (now_j - before_j > allowance_j) {
       return Problem(TelemetryRejection::kEnergyAboveMax,
@@ -202,7 +213,7 @@ absl::optional<TelemetryProblem> TelemetryGuard::CheckSample(const std::string& 
     }
   }
   for (const v1::DeviceSample& device : sample.devices()) {
-    state.counters[{device.kind(), device.index()}] = Baseline{device.energy_j(), now};
+    state.counters[DeviceKey{device.kind(), device.index()}] = Baseline{device.energy_j(), now};
   }
   return absl::nullopt;
 }

@@ -2,6 +2,9 @@
 #define JOULE_SCHEDULER_TELEMETRY_GUARD_H_
 
 #include <map>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include <set>
 #include <string>
 #include <utility>
@@ -136,19 +139,24 @@ class TelemetryGuard {
   struct NodeState {
     // False for a node only seen through FirstOf or CheckSample.
     bool registered = false;
-    std::map<DeviceKey, double> device_ceiling_w;
+    absl::flat_hash_map<DeviceKey, double> device_ceiling_w;
     double node_ceiling_w = 0;
-    std::map<DeviceKey, Baseline> counters;
+    absl::flat_hash_map<DeviceKey, Baseline> counters;
     std::set<TelemetryRejection> logged;
   };
 
   const NodeState* Find(const std::string& node) const;
+  // The ceilings of `state` (nullptr: a node never seen).
+  double DeviceCeilingW(const NodeState* state, v1::DeviceKind kind, int32_t index) const;
+  double NodeCeilingW(const NodeState* state) const;
   absl::optional<TelemetryProblem> CheckDevice(const v1::DeviceSample& device,
                                                double ceiling_w) const;
 
   const std::vector<GpuModelSpec> catalog_;
   const TelemetryLimits limits_;
-  std::map<std::string, NodeState> nodes_;
+  // Node states are looked up once per telemetry report: hashed, and
+  // node-based so that a state's address survives other nodes' insertion.
+  absl::node_hash_map<std::string, NodeState> nodes_;
 };
 
 }  // namespace joule
