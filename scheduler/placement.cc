@@ -76,7 +76,7 @@ class TelemetryFreshFilter : public FilterPlugin {
   std::string Name() const override { return "TelemetryFresh"; }
   std::string Filter(const PlacementRequest&, const NodeView& node,
                      const ClusterSnapshot& snapshot) const override {
-    const absl::Duration age = snapshot.now - node.last_seen;
+    const absl::Duration age = snapshot.now - node.last_telemetry;
     if (age <= max_age_) return "";
     return absl::StrFormat("no telemetry for %.0fs (limit %.0fs)",
                            absl::ToDoubleSeconds(age),

@@ -32,7 +32,9 @@ struct GpuView {
 struct NodeView {
   std::string name;
   bool ready = false;
-  absl::Time last_seen;
+  // When the node's agent last sent telemetry (heartbeats do not count: a
+  // node that only heartbeats has no fresh readings to place by).
+  absl::Time last_telemetry;
   std::vector<GpuView> gpus;
   double total_cpus = 0;
   double free_cpus = 0;

@@ -20,7 +20,7 @@ class NodeBuilder {
   explicit NodeBuilder(std::string name) {
     node_.name = std::move(name);
     node_.ready = true;
-    node_.last_seen = kNow;
+    node_.last_telemetry = kNow;
     node_.total_cpus = node_.free_cpus = 16;
     node_.total_memory_bytes = node_.free_memory_bytes = int64_t{64} << 30;
     node_.static_power_w = 100;
@@ -69,8 +69,8 @@ class NodeBuilder {
     node_.ready = false;
     return *this;
   }
-  NodeBuilder& LastSeen(absl::Time t) {
-    node_.last_seen = t;
+  NodeBuilder& LastTelemetry(absl::Time t) {
+    node_.last_telemetry = t;
     return *this;
   }
   NodeView Build() const { return node_; }
@@ -139,7 +139,7 @@ INSTANTIATE_TEST_SUITE_P(
                       NodeBuilder("b").Gpus(4, "V100").Build()}),
              Request(1), PlacementResult::Kind::kPlaced, {"b"}, ""},
         Case{"StaleTelemetrySkipped",
-             Cluster({NodeBuilder("a").Gpus(4, "V100").LastSeen(kNow - absl::Minutes(5)).Build(),
+             Cluster({NodeBuilder("a").Gpus(4, "V100").LastTelemetry(kNow - absl::Minutes(5)).Build(),
                       NodeBuilder("b").Gpus(4, "V100").Build()}),
              Request(1), PlacementResult::Kind::kPlaced, {"b"}, ""},
         Case{"ModelConstraint",

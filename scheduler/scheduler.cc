@@ -731,8 +731,9 @@ absl::Status Scheduler::OnAgentRegister(AgentLink* link,
     if (!deleted.ok()) JLOG(ERROR) << "forgetting suspended node " << name << ": " << deleted;
   }
   node_power_.Registered(name, node.task_ids.empty(), node.last_seen);
-  // Telemetry is expected from now on; its age counts from here.
-  if (node.last_telemetry == absl::Time()) node.last_telemetry = node.last_seen;
+  // Telemetry is expected from now on; its age counts from here (a
+  // re-registering agent is as fresh as a new one).
+  node.last_telemetry = node.last_seen;
   placement_dirty_ = true;
   JLOG(INFO) << "node " << name << " registered with "
              << message.node().devices_size() << " devices and "
@@ -820,6 +821,10 @@ absl::Status Scheduler::OnAgentMessage(AgentLink* link,
           placement_dirty_ = true;
         }
         node->last_sample = message.telemetry();
+        // A node whose readings had gone stale is placeable again.
+        if (node->last_seen - node->last_telemetry > options_.telemetry_freshness) {
+          placement_dirty_ = true;
+        }
         node->last_telemetry = node->last_seen;
         if (message.telemetry().sources_size() > 0) {
           *node->info.mutable_sources() = message.telemetry().sources();
@@ -1494,12 +1499,12 @@ ClusterSnapshot Scheduler::Snapshot() const {
     view.name = name;
     view.ready = node.ready && node.link != nullptr &&
                  node_power_.state(name) != NodePowerManager::State::kSuspending;
-    view.last_seen = node.last_seen;
+    view.last_telemetry = node.last_telemetry;
     if (PowerManaged() && node_power_.Asleep(name)) {
       // Placement may wake it: the job then waits for its agent to register.
       view.ready = true;
       view.asleep = true;
-      view.last_seen = snapshot.now;
+      view.last_telemetry = snapshot.now;
     }
     view.total_cpus = node.info.cpus();
     view.free_cpus = node.info.cpus() - node.used_cpus;

@@ -977,6 +977,36 @@ TEST_F(SchedulerTest, JobLargerThanEveryNodeStaysPending) {
   EXPECT_THAT(small.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
 }
 
+// A node whose agent only heartbeats has no fresh readings: TelemetryFresh
+// keeps work off it (heartbeats alone used to count as telemetry), and its
+// next telemetry report lets the work in.
+TEST_F(SchedulerTest, HeartbeatsAloneAreNotFreshTelemetry) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()), IsOk());
+  // Alive (a heartbeat every 5 s) but silent on telemetry for longer than
+  // the freshness limit.
+  AdvanceAlive(link, options_.telemetry_freshness + absl::Seconds(10));
+  const std::string job_id = Submit(SpecBuilder().Gpus(1).Build());
+  scheduler_->Tick();
+  v1::Job job = LookUpJob(job_id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING);
+  absl::StatusOr<v1::JobExplanation> explained = scheduler_->ExplainJob(job_id);
+  ASSERT_THAT(explained, IsOk());
+  EXPECT_THAT(explained->DebugString(), HasSubstr("no telemetry for"));
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+
+  v1::AgentMessage report;
+  v1::DeviceSample* device = report.mutable_telemetry()->add_devices();
+  device->set_kind(v1::DEVICE_KIND_GPU);
+  device->set_index(0);
+  device->set_power_w(50);
+  device->set_temp_c(40);
+  ASSERT_THAT(scheduler_->OnAgentMessage(&link, report), IsOk());
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpJob(job_id).state(), v1::JOB_STATE_RUNNING);
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kStartTask), SizeIs(1));
+}
+
 TEST_F(SchedulerTest, QueueKeepsSubmissionOrderPerShapeAndBackfillsOtherShapes) {
   FakeAgentLink link;
   ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(4, "V100").Build()), IsOk());
