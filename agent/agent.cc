@@ -396,12 +396,24 @@ void Agent::StartTask(const v1::StartTask& start) {
   Account(now, nullptr);
 
   std::string problem;
+  bool node_busy = false;
   absl::StatusOr<TaskIdentity> identity = users_.Resolve(start.user());
   if (!identity.ok()) {
     problem = absl::StrCat("refusing to start the task: ", identity.status().message());
   } else {
     for (int32_t index : start.gpu_indices()) {
       if (Gpu(index) == nullptr) problem = absl::StrCat("no GPU with index ", index);
+    }
+  }
+  // A GPU a Kubernetes pod took since the scheduler's last view of it: the
+  // task would share it with the pod. Refused as the node's state, so the
+  // job is placed again rather than failed.
+  for (int32_t index : start.gpu_indices()) {
+    auto holder = gpu_holders_.find(index);
+    if (problem.empty() && holder != gpu_holders_.end()) {
+      problem = absl::StrCat("GPU ", index, " is held by Kubernetes pod ",
+                             holder->second.namespace_(), "/", holder->second.pod());
+      node_busy = true;
     }
   }
   Task task;
@@ -479,10 +491,12 @@ void Agent::StartTask(const v1::StartTask& start) {
   if (!problem.empty()) {
     JLOG(WARNING) << "task " << start.task_id() << " could not start: " << problem;
     workspace_.RemoveHints(start.task_id());
-    ReleaseGpus(start, now);
+    // A pod's GPU was never taken: nothing of it to give back.
+    if (!node_busy) ReleaseGpus(start, now);
     event.set_kind(v1::TaskEvent::KIND_START_FAILED);
     event.set_exit_code(127);
     event.set_message(problem);
+    event.set_node_busy(node_busy);
     Emit(event);
     return;
   }

@@ -921,6 +921,33 @@ TEST_F(AgentTest, UnownedGpuEnergyGoesToTheStaticPool) {
                    kV100BusyW + kV100IdleW + kCpuIdleW + kStaticPowerW);
 }
 
+// A start on a GPU a pod took since the scheduler last looked is refused as
+// the node's state (node_busy), so the scheduler places the job again; the
+// pod's GPU is left as it was.
+TEST_F(AgentTest, StartOnAPodHeldGpuIsRefusedAsNodeBusy) {
+  Agent& agent = MakeAgent(2);
+  v1::KubernetesContainer holder;
+  holder.set_namespace_("team-a");
+  holder.set_pod("infer-0");
+  holder.set_container("server");
+  agent.SetGpuHolders({{1, holder}});
+  agent.HandleCommand(StartBuilder("t-held").Shell("exit 0").Gpus({1}).Cap(150).Build());
+  std::vector<v1::TaskEvent> events = sink_.Events("t-held");
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_EQ(events[0].kind(), v1::TaskEvent::KIND_START_FAILED);
+  EXPECT_TRUE(events[0].node_busy());
+  EXPECT_EQ(events[0].message(), "GPU 1 is held by Kubernetes pod team-a/infer-0");
+  EXPECT_EQ(agent.running_tasks(), 0);
+  const v1::DeviceSample* gpu = FindGpu(Telemetry(), 1);
+  ASSERT_NE(gpu, nullptr);
+  EXPECT_DOUBLE_EQ(gpu->power_cap_w(), kV100DefaultCapW);
+  // Other failures are the task's: not node_busy.
+  agent.HandleCommand(StartBuilder("t-bad").Command("/no/such/binary", {}).Gpus({0}).Build());
+  events = sink_.Events("t-bad");
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_FALSE(events[0].node_busy());
+}
+
 // A GPU a Kubernetes pod holds outside Joule: its energy is the pod's, not
 // the static pool the tasks share, and telemetry says who holds it.
 TEST_F(AgentTest, PodHeldGpuIsMarkedAndKeptOutOfTheStaticPool) {

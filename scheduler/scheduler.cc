@@ -1121,7 +1121,12 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
           event.has_time() ? event.time() : ToProtoTime(clock_->Now());
       v1::TaskState state;
       std::string message;
-      if (event.kind() == v1::TaskEvent::KIND_START_FAILED) {
+      if (event.kind() == v1::TaskEvent::KIND_START_FAILED && event.node_busy()) {
+        // The node's state, not the task's fault: lost, so retried.
+        state = v1::TASK_STATE_LOST;
+        message = absl::StrCat("node ", node.info.name(), " could not take it: ",
+                               event.message());
+      } else if (event.kind() == v1::TaskEvent::KIND_START_FAILED) {
         state = v1::TASK_STATE_FAILED;
         message = absl::StrCat("could not start: ", event.message());
       } else if (event.stopped()) {

@@ -1007,6 +1007,31 @@ TEST_F(SchedulerTest, HeartbeatsAloneAreNotFreshTelemetry) {
   EXPECT_THAT(link.Of(v1::SchedulerCommand::kStartTask), SizeIs(1));
 }
 
+// A start the node refused because a Kubernetes pod took the GPU in the
+// meantime is the node's state: the task is lost and the job retried, not
+// failed.
+TEST_F(SchedulerTest, StartRefusedForABusyNodeIsRetried) {
+  FakeAgentLink link;
+  ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()), IsOk());
+  const std::string job_id = Submit(SpecBuilder().Gpus(1).Build());
+  scheduler_->Tick();
+  const v1::Task task = LookUpTask(absl::StrCat(job_id, ".r0.a1"));
+  v1::AgentMessage message;
+  v1::TaskEvent* event = message.mutable_task_event();
+  event->set_task_id(task.task_id());
+  event->set_job_id(job_id);
+  event->set_kind(v1::TaskEvent::KIND_START_FAILED);
+  event->set_exit_code(127);
+  event->set_message("GPU 0 is held by Kubernetes pod team-a/infer-0");
+  event->set_node_busy(true);
+  ASSERT_THAT(scheduler_->OnAgentMessage(&link, message), IsOk());
+  const v1::Job job = LookUpJob(job_id);
+  EXPECT_NE(job.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(job.tasks(0).state(), v1::TASK_STATE_LOST);
+  EXPECT_THAT(job.tasks(0).message(), HasSubstr("held by Kubernetes pod team-a/infer-0"));
+  EXPECT_TRUE(HasEvent(job, "Retrying"));
+}
+
 TEST_F(SchedulerTest, QueueKeepsSubmissionOrderPerShapeAndBackfillsOtherShapes) {
   FakeAgentLink link;
   ASSERT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(4, "V100").Build()), IsOk());
