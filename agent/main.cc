@@ -179,21 +179,9 @@ std::vector<std::string> CheckConfig(const AgentFlags& flags) {
   return problems;
 }
 
-int CheckConfigAndExit(const AgentFlags& flags) {
-  const std::vector<std::string> problems = CheckConfig(flags);
-  for (const std::string& problem : problems) std::cerr << "joule-agent: " << problem << "\n";
-  if (!problems.empty()) {
-    std::cerr << "joule-agent: " << problems.size() << " configuration problem"
-              << (problems.size() == 1 ? "" : "s") << "\n";
-    return 2;
-  }
-  std::cout << "joule-agent: configuration OK" << std::endl;
-  return 0;
-}
-
 int Run(const AgentFlags& flags) {
   if (flags.verbose) SetMinLogLevel(LogLevel::kDebug);
-  if (flags.check_config) return CheckConfigAndExit(flags);
+  if (flags.check_config) return ReportConfigCheck("joule-agent", CheckConfig(flags), std::cout, std::cerr);
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);

@@ -44,6 +44,18 @@ absl::Status CheckListenAddress(const std::string& listen, const std::string& fl
   return absl::OkStatus();
 }
 
+int ReportConfigCheck(const std::string& program, const std::vector<std::string>& problems,
+                      std::ostream& out, std::ostream& err) {
+  for (const std::string& problem : problems) err << program << ": " << problem << "\n";
+  if (!problems.empty()) {
+    err << program << ": " << problems.size() << " configuration problem"
+        << (problems.size() == 1 ? "" : "s") << "\n";
+    return 2;
+  }
+  out << program << ": configuration OK" << std::endl;
+  return 0;
+}
+
 bool IsLoopbackListen(const std::string& listen) {
   absl::string_view host = listen;
   const size_t colon = host.rfind(':');

@@ -1,7 +1,9 @@
 #ifndef JOULE_COMMON_SERVER_OPTIONS_H_
 #define JOULE_COMMON_SERVER_OPTIONS_H_
 
+#include <ostream>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
@@ -29,6 +31,12 @@ void ApplyServerLimits(grpc::ServerBuilder* builder, int max_receive_bytes);
 // address, or a bracketed IPv6 address) with PORT a number in [0, 65535];
 // otherwise INVALID_ARGUMENT naming `flag`. For configuration checks.
 absl::Status CheckListenAddress(const std::string& listen, const std::string& flag);
+
+// The end of a --check-config run: each of `problems` on `err` as
+// "PROGRAM: problem" and their count, exit status 2; or "PROGRAM:
+// configuration OK" on `out`, exit status 0.
+int ReportConfigCheck(const std::string& program, const std::vector<std::string>& problems,
+                      std::ostream& out, std::ostream& err);
 
 // True when `listen` ("HOST:PORT") binds a loopback address only
 // (127.0.0.0/8, ::1, localhost).

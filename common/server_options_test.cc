@@ -1,5 +1,7 @@
 #include "common/server_options.h"
 
+#include <sstream>
+
 #include "gtest/gtest.h"
 
 namespace joule {
@@ -15,6 +17,17 @@ TEST(CheckListenAddressTest, WantsHostAndPort) {
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_NE(status.message().find("--listen"), std::string::npos) << status;
   }
+}
+
+TEST(ReportConfigCheckTest, NamesEveryProblemOrSaysOk) {
+  std::ostringstream out, err;
+  EXPECT_EQ(ReportConfigCheck("joule-x", {"--a: bad", "--b: worse"}, out, err), 2);
+  EXPECT_EQ(err.str(), "joule-x: --a: bad\njoule-x: --b: worse\njoule-x: 2 configuration problems\n");
+  EXPECT_EQ(out.str(), "");
+  std::ostringstream ok_out, ok_err;
+  EXPECT_EQ(ReportConfigCheck("joule-x", {}, ok_out, ok_err), 0);
+  EXPECT_EQ(ok_out.str(), "joule-x: configuration OK\n");
+  EXPECT_EQ(ok_err.str(), "");
 }
 
 TEST(RequireLoopbackTest, AcceptsOnlyLoopbackHosts) {

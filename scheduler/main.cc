@@ -574,18 +574,6 @@ std::vector<std::string> CheckConfig(const SchedulerFlags& flags) {
   return problems;
 }
 
-int CheckConfigAndExit(const SchedulerFlags& flags) {
-  const std::vector<std::string> problems = CheckConfig(flags);
-  for (const std::string& problem : problems) std::cerr << "joule-scheduler: " << problem << "\n";
-  if (!problems.empty()) {
-    std::cerr << "joule-scheduler: " << problems.size() << " configuration problem"
-              << (problems.size() == 1 ? "" : "s") << "\n";
-    return 2;
-  }
-  std::cout << "joule-scheduler: configuration OK" << std::endl;
-  return 0;
-}
-
 int RepairStore(const SchedulerFlags& flags) {
   if (flags.store != "local") {
     std::cerr << "joule-scheduler: --repair-store is for the embedded store (--store=local); "
@@ -605,7 +593,7 @@ int RepairStore(const SchedulerFlags& flags) {
 int Run(const SchedulerFlags& flags, const std::vector<std::string>& argv) {
   if (flags.verbose) SetMinLogLevel(LogLevel::kDebug);
   if (flags.repair_store) return RepairStore(flags);
-  if (flags.check_config) return CheckConfigAndExit(flags);
+  if (flags.check_config) return ReportConfigCheck("joule-scheduler", CheckConfig(flags), std::cout, std::cerr);
   // Signals are taken by sigwait, so block them before any other thread
   // starts.
   sigset_t signals;

@@ -100,6 +100,11 @@ std::vector<RunCostEstimate> RunCosts::Predict(const std::string& job_class,
     for (auto& [batch, value] : beta) value /= batch_runs[batch];
   }
 
+  // An unmeasured factor: the error of the mean standing in, plus a whole s
+  // for how far the factor may lie from it.
+  double total_runs = 0;
+  for (const auto& [name, runs] : model_runs) total_runs += runs;
+
   std::vector<RunCostEstimate> estimates;
   estimates.reserve(batch_sizes.size());
   for (int32_t batch_size : batch_sizes) {
@@ -113,10 +118,6 @@ std::vector<RunCostEstimate> RunCosts::Predict(const std::string& job_class,
       estimates.push_back(estimate);
       continue;
     }
-    // An unmeasured factor: the error of the mean standing in, plus a whole
-    // s for how far the factor may lie from it.
-    double total_runs = 0;
-    for (const auto& [name, runs] : model_runs) total_runs += runs;
     double log_joules = 0, variance = 0;
     if (auto a = alpha.find(model); a != alpha.end()) {
       log_joules += a->second;

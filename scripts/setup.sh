@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Joule builds and runs with, if any is missing.
-# Used by demo.sh and test.sh; safe to run again (does nothing when all are
+# Used by demo.sh and test.sh (--test: also the Kubernetes checks' kubectl and
+# npm packages); safe to run again (does nothing when all are
 # present).
 set -euo pipefail
 
@@ -28,9 +29,12 @@ PACKAGES=(
   clang                      # scripts/fuzz.sh: libFuzzer targets
   libclang-rt-14-dev         # libFuzzer and the sanitizer runtimes for clang
 )
+# --test (scripts/test.sh): also what the Kubernetes manifest checks need.
+WITH_TEST_TOOLS=false
+if [ "${1:-}" = "--test" ]; then WITH_TEST_TOOLS=true; fi
 # Node.js and npm for the offline validation of the Kubernetes manifests
 # (deploy/kubernetes/validate): Debian's, unless a node is already there.
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+if $WITH_TEST_TOOLS && { ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; }; then
   PACKAGES+=(nodejs npm)
 fi
 
@@ -51,6 +55,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q "${missing[@]}"
 fi
+
+$WITH_TEST_TOOLS || exit 0
 
 # Debian's kubectl (package kubernetes-client, kubectl 1.20 with kustomize
 # v2.0.3) renders the Kubernetes overlays. It is unpacked into .cache/ rather

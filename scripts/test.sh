@@ -7,7 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/junit_totals.sh
 
-./scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
+./scripts/setup.sh --test || { echo "0 passed, 1 failed"; exit 1; }
 
 BAZEL_FLAGS=(--noshow_progress)
 TEST_FLAGS=()

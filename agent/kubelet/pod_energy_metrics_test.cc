@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "agent/kubelet/testing/metric_value.h"
 #include "common/proto_time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -70,17 +71,7 @@ class PodEnergyMetricsTest : public ::testing::Test {
   }
 
   std::optional<double> Find(const std::string& name, const Labels& labels) const {
-    for (const prometheus::MetricFamily& family : registry_->Collect()) {
-      if (family.name != name) continue;
-      for (const prometheus::ClientMetric& metric : family.metric) {
-        Labels have;
-        for (const auto& label : metric.label) have[label.name] = label.value;
-        if (have != labels) continue;
-        return family.type == prometheus::MetricType::Counter ? metric.counter.value
-                                                              : metric.gauge.value;
-      }
-    }
-    return std::nullopt;
+    return MetricValue(*registry_, name, labels);
   }
 
   int SeriesOf(const std::string& name) const {

@@ -19,6 +19,7 @@
 #include "agent/devices.h"
 #include "agent/kubelet/pod_resources.h"
 #include "agent/kubelet/testing/fake_kubelet.h"
+#include "agent/kubelet/testing/metric_value.h"
 #include "agent/kubelet/testing/pod_resources_builder.h"
 #include "agent/metrics.h"
 #include "common/clock.h"
@@ -112,17 +113,7 @@ class PodGpuWatcherTest : public ::testing::Test {
   }
 
   std::optional<double> Metric(const std::string& name, const Labels& labels) const {
-    for (const prometheus::MetricFamily& family : metrics_.registry()->Collect()) {
-      if (family.name != name) continue;
-      for (const prometheus::ClientMetric& metric : family.metric) {
-        Labels have;
-        for (const auto& label : metric.label) have[label.name] = label.value;
-        if (have != labels) continue;
-        return family.type == prometheus::MetricType::Counter ? metric.counter.value
-                                                              : metric.gauge.value;
-      }
-    }
-    return std::nullopt;
+    return MetricValue(*metrics_.registry(), name, labels);
   }
 
   FakeClock clock_;
