@@ -147,8 +147,12 @@ bool Decode(absl::string_view payload, Message* message) {
 }
 
 std::unique_ptr<Scheduler> NewScheduler(Store* store, const Clock* clock) {
+  // Store writes inline, on the fuzzing thread: runs are reproducible, and
+  // the links are only ever called from this thread.
+  SchedulerOptions options;
+  options.store_writes.inline_commits = true;
   absl::StatusOr<std::unique_ptr<Scheduler>> scheduler =
-      Scheduler::Create(store, clock, SchedulerOptions());
+      Scheduler::Create(store, clock, options);
   FUZZ_CHECK_MSG(scheduler.ok(), "Scheduler::Create failed on its own store: " +
                                      scheduler.status().ToString());
   return *std::move(scheduler);

@@ -201,9 +201,9 @@ void Scheduler::FeedProfiler(v1::Job& job, v1::Task& task) {
     return;
   }
   energy_model_.Put(key, profile);
-  absl::Status stored =
-      store_->Put(absl::StrCat(kProfileKeyPrefix, key), SerializeProfile(profile));
-  if (!stored.ok()) JLOG(ERROR) << "storing profile " << key << ": " << stored;
+  StoreState(StoreMutation{StoreMutation::Op::kPut, absl::StrCat(kProfileKeyPrefix, key),
+                           SerializeProfile(profile)},
+             absl::StrCat("storing profile ", key));
   std::string note;
   absl::StatusOr<CapDecision> decision =
       ChooseCap(profile, CapObjective(job.spec(), &note),
@@ -683,9 +683,9 @@ void Scheduler::CorrectBatchSize(v1::Job& job) {
   // The projection is an observation of the batch size it left, and so is
   // what a sample cost there: the two factors of its cost stay together.
   RecordRunCost(spec.job_class(), gpu == nullptr ? "" : gpu->model(), batch, joules_per_sample);
-  absl::Status stored = store_->Put(absl::StrCat(kBanditKeyPrefix, spec.job_class()),
-                                    batch_sizer_.SerializeClass(spec.job_class()));
-  if (!stored.ok()) JLOG(ERROR) << "storing the batch sizes of a class: " << stored;
+  StoreState(StoreMutation{StoreMutation::Op::kPut, absl::StrCat(kBanditKeyPrefix, spec.job_class()),
+                           batch_sizer_.SerializeClass(spec.job_class())},
+             "storing the batch sizes of a class");
   for (v1::Task* task : tasks) {
     auto node = nodes_.find(task->node());
     if (node == nodes_.end() || node->second.link == nullptr) continue;
@@ -716,9 +716,9 @@ void Scheduler::RecordRunCost(const std::string& job_class, const std::string& g
     JLOG(WARNING) << "run costs of class " << job_class << ": " << observed;
     return;
   }
-  absl::Status stored = store_->Put(absl::StrCat(internal::kRunCostKeyPrefix, job_class),
-                                    energy_model_.runs().SerializeClass(job_class));
-  if (!stored.ok()) JLOG(ERROR) << "storing the run costs of a class: " << stored;
+  StoreState(StoreMutation{StoreMutation::Op::kPut, absl::StrCat(internal::kRunCostKeyPrefix, job_class),
+                           energy_model_.runs().SerializeClass(job_class)},
+             "storing the run costs of a class");
 }
 
 void Scheduler::LearnBatchSize(const v1::Job& job) {
@@ -748,9 +748,9 @@ void Scheduler::LearnBatchSize(const v1::Job& job) {
     JLOG(WARNING) << "batch sizes of class " << outcome.job_class << ": " << learned;
     return;
   }
-  absl::Status stored = store_->Put(absl::StrCat(kBanditKeyPrefix, outcome.job_class),
-                                    batch_sizer_.SerializeClass(outcome.job_class));
-  if (!stored.ok()) JLOG(ERROR) << "storing the batch sizes of a class: " << stored;
+  StoreState(StoreMutation{StoreMutation::Op::kPut, absl::StrCat(kBanditKeyPrefix, outcome.job_class),
+                           batch_sizer_.SerializeClass(outcome.job_class)},
+             "storing the batch sizes of a class");
 }
 
 }  // namespace joule

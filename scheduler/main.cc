@@ -412,6 +412,13 @@ int RunReplica(const SchedulerFlags& flags, const Security& security,
   }
   EtcdStore store(client->get(), url->prefix);
   const std::string election = absl::StrCat(url->prefix, "leader");
+  // Each group commit is one etcd transaction: within etcd's default
+  // --max-txn-ops (128) and --max-request-bytes (1.5 MiB; 1 MiB of keys and
+  // values leaves room for the key prefix and the request's framing). A
+  // single larger write still goes alone, as before.
+  SchedulerOptions leader_options = options;
+  leader_options.store_writes.max_batch_mutations = 128;
+  leader_options.store_writes.max_batch_bytes = 1 << 20;
 
   // Standing by until elected: joule_leader 0, and no scheduler to show.
   if (metrics != nullptr) metrics->SetLeader(false);
@@ -500,7 +507,7 @@ int RunReplica(const SchedulerFlags& flags, const Security& security,
       JLOG(WARNING) << "the state watch is behind; loading the state from etcd";
     }
     absl::StatusOr<std::unique_ptr<Scheduler>> created =
-        Scheduler::Create(&store, RealClock::Get(), options, snapshot.get());
+        Scheduler::Create(&store, RealClock::Get(), leader_options, snapshot.get());
     if (!created.ok()) {
       (void)(*client)->LeaseRevoke(lease->id());
       deposed(created.status());

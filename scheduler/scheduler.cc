@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
 #include "common/device_catalog.h"
 #include "common/log.h"
 #include "common/node_name.h"
@@ -147,8 +148,7 @@ bool PodHoldsChanged(const v1::NodeSample& before, const v1::NodeSample& after) 
 }  // namespace
 
 Scheduler::Scheduler(Store* store, const Clock* clock, SchedulerOptions options)
-    : store_(store),
-      clock_(clock),
+    : clock_(clock),
       options_(options),
       pipeline_(options.energy_aware_placement
                     ? PlacementPipeline::Default(options.telemetry_freshness)
@@ -160,7 +160,14 @@ Scheduler::Scheduler(Store* store, const Clock* clock, SchedulerOptions options)
         }
         return coolest;
       }()),
-      rng_(options.random_seed) {}
+      rng_(options.random_seed),
+      writer_(std::make_unique<GroupCommitWriter>(store, options.store_writes)) {}
+
+Scheduler::~Scheduler() {
+  // Before anything else goes: the last completions take mu_ and use the
+  // state (and may send StartTasks on links still registered).
+  writer_.reset();
+}
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
     Store* store, const Clock* clock, SchedulerOptions options,
@@ -279,9 +286,18 @@ absl::Status Scheduler::Load(const Store& source) {
   return absl::OkStatus();
 }
 
-absl::Status Scheduler::Persist(const v1::Job& job) {
-  return store_->Put(absl::StrCat(kJobKeyPrefix, job.id()),
-                     job.SerializeAsString());
+GroupCommitWriter::Done Scheduler::Locked(AfterWrite after) {
+  if (options_.store_writes.inline_commits) {
+    // The completion runs inside Enqueue, whose caller holds mu_.
+    return [this, after = std::move(after)](const absl::Status& status) {
+      mu_.AssertHeld();
+      after(status);
+    };
+  }
+  return [this, after = std::move(after)](const absl::Status& status) {
+    absl::MutexLock lock(&mu_);
+    after(status);
+  };
 }
 
 void Scheduler::Changed(v1::Job& job) {
@@ -290,26 +306,79 @@ void Scheduler::Changed(v1::Job& job) {
   Notify(job);
 }
 
-absl::Status Scheduler::StoreJob(const v1::Job& job) {
-  absl::Status status = Persist(job);
-  if (status.ok()) {
-    unstored_.erase(job.id());
-    if (!store_error_.ok() && unstored_.empty()) {
-      JLOG(INFO) << "store writes succeed again; every job is stored";
-      store_error_ = absl::OkStatus();
-    }
-    return status;
+absl::Status Scheduler::StoreJob(const v1::Job& job, AfterWrite after) {
+  return WriteJobKey(job.id(),
+                     StoreMutation{StoreMutation::Op::kPut, absl::StrCat(kJobKeyPrefix, job.id()),
+                                   job.SerializeAsString()},
+                     std::move(after));
+}
+
+absl::Status Scheduler::WriteJobKey(const std::string& job_id, StoreMutation mutation,
+                                    AfterWrite after) {
+  const int64_t write = next_write_++;
+  // Counted before Enqueue: with inline commits the outcome comes inside it.
+  JobWrites& writes = job_writes_[job_id];
+  writes.latest = write;
+  ++writes.in_flight;
+  absl::StatusOr<GroupCommitWriter::Ticket> queued = writer_->Enqueue(
+      {std::move(mutation)},
+      Locked([this, job_id, write, after = std::move(after)](const absl::Status& status) {
+        JobWritten(job_id, write, status);
+        if (after) after(status);
+      }));
+  if (queued.ok()) return absl::OkStatus();
+  // Refused outright, so never on its way. It stays the latest write: an
+  // older one that succeeds does not make the job stored.
+  auto it = job_writes_.find(job_id);
+  if (it != job_writes_.end() && --it->second.in_flight == 0) job_writes_.erase(it);
+  MarkUnstored(job_id, queued.status());
+  return queued.status();
+}
+
+void Scheduler::JobWritten(const std::string& job_id, int64_t write,
+                           const absl::Status& status) {
+  bool latest = true;
+  if (auto it = job_writes_.find(job_id); it != job_writes_.end()) {
+    latest = it->second.latest == write;
+    if (--it->second.in_flight == 0) job_writes_.erase(it);
   }
-  unstored_.insert(job.id());
+  if (!status.ok()) {
+    MarkUnstored(job_id, status);
+    return;
+  }
+  store_refusing_ = false;
+  // Writes are done in the order they were queued: a newer state of the
+  // job is still on its way, and its outcome decides.
+  if (!latest) return;
+  unstored_.erase(job_id);
+  if (!store_error_.ok() && unstored_.empty()) {
+    JLOG(INFO) << "store writes succeed again; every job is stored";
+    store_error_ = absl::OkStatus();
+  }
+}
+
+void Scheduler::MarkUnstored(const std::string& job_id, const absl::Status& status) {
+  unstored_.insert(job_id);
+  // A value refused outright concerns only its own job; anything else
+  // (etcd down, this scheduler fenced, a failed fsync) every write alike.
+  if (!absl::IsInvalidArgument(status)) store_refusing_ = true;
   // Once per failure streak: an etcd restart would otherwise log every job
   // at every tick.
   if (store_error_.ok()) {
-    JLOG(ERROR) << "storing job " << job.id() << " failed: " << status
+    JLOG(ERROR) << "storing job " << job_id << " failed: " << status
                 << "; jobs are kept in memory, written again at each tick until "
                    "the store takes them, and no task is started meanwhile";
   }
   store_error_ = status;
-  return status;
+}
+
+void Scheduler::StoreState(StoreMutation mutation, std::string what) {
+  // Nobody waits for these: the failure is logged where it happens.
+  absl::StatusOr<GroupCommitWriter::Ticket> queued =
+      writer_->Enqueue({std::move(mutation)}, [what](const absl::Status& status) {
+        if (!status.ok()) JLOG(ERROR) << what << ": " << status;
+      });
+  if (!queued.ok()) JLOG(ERROR) << what << ": " << queued.status();
 }
 
 void Scheduler::Notify(const v1::Job& job) {
@@ -318,24 +387,34 @@ void Scheduler::Notify(const v1::Job& job) {
   }
 }
 
-bool Scheduler::WriteUnstored() {
+void Scheduler::WriteUnstored() {
   const std::vector<std::string> ids(unstored_.begin(), unstored_.end());
   for (const std::string& id : ids) {
+    // A write of the job is on its way; its outcome decides.
+    if (job_writes_.contains(id)) continue;
     auto it = jobs_.find(id);
     if (it == jobs_.end()) {
-      unstored_.erase(id);
-      continue;
+      // A submission the store refused: nobody was told its id, and its
+      // write may have landed all the same (an unknown outcome), so the
+      // store must forget it rather than recover it after a restart.
+      (void)WriteJobKey(id, StoreMutation{StoreMutation::Op::kDelete,
+                                          absl::StrCat(kJobKeyPrefix, id), ""},
+                        nullptr);
+    } else {
+      // The latest state, not the one whose write failed.
+      SumEnergy(it->second);
+      (void)StoreJob(it->second);
     }
-    // The latest state, not the one whose write failed.
-    SumEnergy(it->second);
-    absl::Status status = StoreJob(it->second);
     // A store that is down refuses every job alike (and each try may wait
-    // out a timeout): one failed write per tick is enough. A value the
-    // store refuses outright concerns only its own job.
-    if (!status.ok() && !absl::IsInvalidArgument(status)) return false;
+    // out a timeout): while it does, one write per tick asks whether it is
+    // back. A value the store refuses outright concerns only its own job.
+    if (store_refusing_) break;
   }
-  return true;
 }
+
+void Scheduler::AwaitStoreWrites() { writer_->Flush(); }
+
+GroupCommitWriter::Stats Scheduler::StoreWriterStats() const { return writer_->GetStats(); }
 
 Scheduler::StoreHealth Scheduler::GetStoreHealth() const {
   absl::MutexLock lock(&mu_);
@@ -368,35 +447,59 @@ absl::StatusOr<v1::Job> Scheduler::SubmitJob(v1::JobSpec spec,
   absl::Status valid = ValidateJobSpec(spec, now);
   if (!valid.ok()) return valid;
 
-  absl::MutexLock lock(&mu_);
-  if (!request_id.empty()) {
-    auto seen = request_to_job_.find(request_id);
-    if (seen != request_to_job_.end()) {
-      const v1::Job& existing = jobs_.at(seen->second);
-      if (existing.spec().SerializeAsString() != spec.SerializeAsString()) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "request_id ", request_id, " already created ", existing.id(),
-            " from a different spec"));
-      }
-      return existing;
-    }
-  }
-  const int64_t number = next_job_number_;
   v1::Job job;
-  job.set_id(absl::StrCat("job-", number));
-  *job.mutable_spec() = std::move(spec);
-  job.set_state(v1::JOB_STATE_PENDING);
-  job.set_message("waiting for placement");
-  *job.mutable_submit_time() = ToProtoTime(now);
-  job.set_request_id(request_id);
-  // Present from the start, so that `joulectl get` can tell a job measured
-  // without a carbon config (no currency) from one not yet measured.
-  job.mutable_footprint()->set_currency(options_.carbon.currency());
-  AddEvent(job, "Submitted", absl::StrCat("job ", job.spec().name(), " accepted"));
-  // Durable before the client hears of it; nothing is kept on failure.
-  absl::Status stored = Persist(job);
-  if (!stored.ok()) return stored;
-  ++next_job_number_;
+  absl::StatusOr<GroupCommitWriter::Ticket> ticket;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!request_id.empty()) {
+      // A submission with this id still waiting for the store decides:
+      // after it, the id names its job or (refused) nothing.
+      auto settled = [this, &request_id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !submitting_.contains(request_id);
+      };
+      mu_.Await(absl::Condition(&settled));
+      auto seen = request_to_job_.find(request_id);
+      if (seen != request_to_job_.end()) {
+        const v1::Job& existing = jobs_.at(seen->second);
+        if (existing.spec().SerializeAsString() != spec.SerializeAsString()) {
+          return absl::AlreadyExistsError(absl::StrCat(
+              "request_id ", request_id, " already created ", existing.id(),
+              " from a different spec"));
+        }
+        return existing;
+      }
+    }
+    // Taken for good: submissions that arrive while this one waits for the
+    // store number theirs above it, and a refused job's number is skipped.
+    const int64_t number = next_job_number_++;
+    job.set_id(absl::StrCat("job-", number));
+    *job.mutable_spec() = std::move(spec);
+    job.set_state(v1::JOB_STATE_PENDING);
+    job.set_message("waiting for placement");
+    *job.mutable_submit_time() = ToProtoTime(now);
+    job.set_request_id(request_id);
+    // Present from the start, so that `joulectl get` can tell a job measured
+    // without a carbon config (no currency) from one not yet measured.
+    job.mutable_footprint()->set_currency(options_.carbon.currency());
+    AddEvent(job, "Submitted", absl::StrCat("job ", job.spec().name(), " accepted"));
+    // Durable before the client hears of it. Queued under the lock, waited
+    // for without it: submissions arriving meanwhile share the commit.
+    ticket = writer_->Enqueue({StoreMutation{StoreMutation::Op::kPut,
+                                             absl::StrCat(kJobKeyPrefix, job.id()),
+                                             job.SerializeAsString()}});
+    if (!ticket.ok()) return ticket.status();
+    if (!request_id.empty()) submitting_.insert(request_id);
+  }
+  const absl::Status stored = writer_->Wait(*ticket);
+  absl::MutexLock lock(&mu_);
+  if (!request_id.empty()) submitting_.erase(request_id);
+  if (!stored.ok()) {
+    // Nothing of the job is kept, and nobody learns its id. Its write's
+    // outcome is unknown; WriteUnstored deletes whatever of it landed.
+    MarkUnstored(job.id(), stored);
+    return stored;
+  }
+  // Only now visible (get, list, cancel) and pending.
   if (!request_id.empty()) request_to_job_[request_id] = job.id();
   jobs_[job.id()] = job;
   AddPending(job);
@@ -428,6 +531,17 @@ std::vector<v1::Job> Scheduler::ListJobs(
 
 absl::StatusOr<v1::Job> Scheduler::CancelJob(const std::string& job_id,
                                              const std::string& reason) {
+  // Answered once the store has the cancel (as SubmitJob answers once it
+  // has the job), waited for without the lock.
+  auto stored = std::make_shared<absl::Notification>();
+  absl::StatusOr<v1::Job> answer = CancelAndStore(job_id, reason, stored);
+  if (answer.ok()) stored->WaitForNotification();
+  return answer;
+}
+
+absl::StatusOr<v1::Job> Scheduler::CancelAndStore(
+    const std::string& job_id, const std::string& reason,
+    std::shared_ptr<absl::Notification> stored) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) {
@@ -455,7 +569,13 @@ absl::StatusOr<v1::Job> Scheduler::CancelJob(const std::string& job_id,
   // Sends the stops to the tasks on live nodes (or, for a node whose stream
   // is briefly closed, at its re-registration), or ends the job.
   Evaluate(job);
-  Changed(job);
+  SumEnergy(job);
+  // A write the store fails (or refuses outright) does not fail the cancel:
+  // the job is unstored and written again at each tick.
+  if (!StoreJob(job, [stored](const absl::Status&) { stored->Notify(); }).ok()) {
+    stored->Notify();
+  }
+  Notify(job);
   return job;
 }
 
@@ -727,8 +847,9 @@ absl::Status Scheduler::OnAgentRegister(AgentLink* link,
   if (node_power_.Asleep(name) ||
       node_power_.state(name) == NodePowerManager::State::kFailed) {
     JLOG(INFO) << "node " << name << " resumed";
-    absl::Status deleted = store_->Delete(absl::StrCat(internal::kSuspendedKeyPrefix, name));
-    if (!deleted.ok()) JLOG(ERROR) << "forgetting suspended node " << name << ": " << deleted;
+    StoreState(StoreMutation{StoreMutation::Op::kDelete,
+                             absl::StrCat(internal::kSuspendedKeyPrefix, name), ""},
+               absl::StrCat("forgetting suspended node ", name));
   }
   node_power_.Registered(name, node.task_ids.empty(), node.last_seen);
   // Telemetry is expected from now on; its age counts from here (a
@@ -777,7 +898,11 @@ absl::Status Scheduler::OnAgentRegister(AgentLink* link,
   // or lost them. They are lost; their jobs run again as a new attempt.
   std::vector<std::string> unknown;
   for (const std::string& task_id : node.task_ids) {
-    if (!reported.count(task_id)) unknown.push_back(task_id);
+    // A task whose placement is still being stored: its StartTask comes
+    // when the store has it.
+    if (!reported.count(task_id) && !unsent_tasks_.contains(task_id)) {
+      unknown.push_back(task_id);
+    }
   }
   for (const std::string& task_id : unknown) {
     v1::Job* job = nullptr;
@@ -903,9 +1028,10 @@ void Scheduler::OnAgentDisconnect(AgentLink* link) {
   if (node_power_.Disconnected(node->info.name()) ||
       node_power_.state(node->info.name()) == NodePowerManager::State::kSuspended) {
     node->ready = false;
-    absl::Status stored = store_->Put(absl::StrCat(internal::kSuspendedKeyPrefix, node->info.name()),
-                                      node->info.SerializeAsString());
-    if (!stored.ok()) JLOG(ERROR) << "storing suspended node " << node->info.name() << ": " << stored;
+    StoreState(StoreMutation{StoreMutation::Op::kPut,
+                             absl::StrCat(internal::kSuspendedKeyPrefix, node->info.name()),
+                             node->info.SerializeAsString()},
+               absl::StrCat("storing suspended node ", node->info.name()));
     if (!absl::StartsWith(node->message, "suspended")) {
       node->message = "suspended (idle power management)";
     }
@@ -1105,9 +1231,14 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
                                clock_->Now() - FromProtoTime(job->submit_time())))) {
           *task->mutable_energy() = event.usage().energy();
           AccountEnergy(*job, *task, 0);
-          Changed(*job);
+          StoreThenAck(*job, node.info.name(), event.task_id());
+          Notify(*job);
+        } else if (unstored_.count(job->id()) > 0 || job_writes_.contains(job->id())) {
+          // The task's end may not be stored yet.
+          StoreThenAck(*job, node.info.name(), event.task_id());
+        } else {
+          ack();
         }
-        ack();
         return;
       }
       if (event.has_usage()) {
@@ -1143,8 +1274,8 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
       }
       EndTask(*job, *task, state, message);
       Evaluate(*job);
-      Changed(*job);
-      ack();
+      StoreThenAck(*job, node.info.name(), event.task_id());
+      Notify(*job);
       return;
     }
     case v1::TaskEvent::KIND_UNSPECIFIED:
@@ -1152,6 +1283,21 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
       JLOG(WARNING) << "task event without kind from " << node.info.name();
       return;
   }
+}
+
+void Scheduler::StoreThenAck(v1::Job& job, const std::string& node,
+                             const std::string& task_id) {
+  SumEnergy(job);
+  // Not stored: not acknowledged, and the agent sends the event again when
+  // it registers again.
+  (void)StoreJob(job, [this, node, task_id](const absl::Status& stored) {
+    if (!stored.ok()) return;
+    auto it = nodes_.find(node);
+    if (it == nodes_.end() || it->second.link == nullptr) return;
+    v1::SchedulerCommand command;
+    command.mutable_ack_task_event()->set_task_id(task_id);
+    it->second.link->Send(command);
+  });
 }
 
 void Scheduler::EndTask(v1::Job& job, v1::Task& task, v1::TaskState state,
@@ -1433,7 +1579,7 @@ void Scheduler::Tick() {
   {
     absl::MutexLock lock(&mu_);
     // First, so that the store catches up before anything new is stored.
-    const bool store_up = WriteUnstored();
+    WriteUnstored();
     const absl::Time now = clock_->Now();
     for (auto& [name, node] : nodes_) {
       if (node.ready || !node.task_ids.empty()) {
@@ -1449,7 +1595,7 @@ void Scheduler::Tick() {
     ManageNodePower();
     EndBackoffs();
     // A store that refuses writes would refuse every placement too.
-    if (store_up) PlacePending();
+    if (!store_refusing_) PlacePending();
   }
   for (auto& completion : completions) completion();
 }
@@ -1829,93 +1975,149 @@ absl::StatusOr<v1::JobExplanation> Scheduler::ExplainJob(const std::string& job_
 
 absl::Status Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
   // What an undo restores if the store refuses the placement.
-  v1::Job before = job;
-  std::optional<Sharder> sharder_before;
-  if (auto it = sharders_.find(job.id()); it != sharders_.end()) sharder_before = it->second;
+  auto placement = std::make_shared<PendingPlacement>();
+  placement->job_id = job.id();
+  placement->before = job;
+  if (auto it = sharders_.find(job.id()); it != sharders_.end()) {
+    placement->sharder_before = it->second;
+  }
 
-  const v1::JobSpec& spec = job.spec();
   job.set_attempts(job.attempts() + 1);
   job.set_state(v1::JOB_STATE_RUNNING);
   job.set_message("starting");
   job.clear_not_before();
   const int32_t batch_size = ChooseBatchSize(
       job, result.replicas.empty() ? std::string() : GpuModelOf(result.replicas.front()));
-  std::vector<v1::Task*> started;
   std::string where;
   for (int32_t replica = 0; replica < static_cast<int32_t>(result.replicas.size());
        ++replica) {
-    const ReplicaPlacement& placement = result.replicas[replica];
+    const ReplicaPlacement& replica_placement = result.replicas[replica];
     v1::Task* task = job.add_tasks();
     task->set_task_id(absl::StrFormat("%s.r%d.a%d", job.id(), replica, job.attempts()));
     task->set_replica_index(replica);
     task->set_attempt(job.attempts());
     task->set_state(v1::TASK_STATE_STARTING);
-    task->set_node(placement.node);
-    for (int32_t gpu : placement.gpu_indices) task->add_gpu_indices(gpu);
+    task->set_node(replica_placement.node);
+    for (int32_t gpu : replica_placement.gpu_indices) task->add_gpu_indices(gpu);
     const v1::Device* gpu = TaskGpu(*task);
     task->set_batch_size(batch_size);
     task->set_power_cap_w(gpu == nullptr ? 0 : InitialCap(job, *task, *gpu));
 
     task_to_job_[task->task_id()] = job.id();
+    unsent_tasks_.insert(task->task_id());
     Allocate(job, *task);
-    absl::StrAppend(&where, where.empty() ? "" : ", ", placement.node);
-    started.push_back(task);
+    absl::StrAppend(&where, where.empty() ? "" : ", ", replica_placement.node);
   }
   SplitShards(job);
   AddEvent(job, "Scheduled",
            absl::StrFormat("attempt %d placed on %s", job.attempts(), where));
+  placement->attempt = job.attempts();
+  placement->where = where;
   // Stored before any agent hears of it, so a restart knows every task that
-  // might be running. Nothing is started unless the store has it.
+  // might be running: PlacementStored sends the StartTasks once the store
+  // has the placement. Nothing is started unless the store has it.
   SumEnergy(job);
-  absl::Status stored = StoreJob(job);
-  if (!stored.ok()) {
-    for (v1::Task* task : started) {
+  const absl::Status queued = StoreJob(job, [this, placement](const absl::Status& stored) {
+    mu_.AssertHeld();
+    PlacementStored(*placement, stored);
+  });
+  if (!queued.ok()) {
+    // Refused outright: undone now.
+    PlacementStored(*placement, queued);
+    return queued;
+  }
+  // With inline commits the outcome is already in (and handled).
+  return placement->done ? placement->status : absl::OkStatus();
+}
+
+void Scheduler::PlacementStored(PendingPlacement& placement, const absl::Status& stored) {
+  placement.done = true;
+  placement.status = stored;
+  auto it = jobs_.find(placement.job_id);
+  if (it == jobs_.end()) return;  // jobs are never removed
+  v1::Job& job = it->second;
+  // The attempt's tasks that waited for this write, and whether anything
+  // touched the attempt meanwhile (a cancel; a task lost with its node).
+  std::vector<v1::Task*> waiting;
+  bool untouched = job.attempts() == placement.attempt && !job.cancel_requested();
+  for (v1::Task& task : *job.mutable_tasks()) {
+    if (task.attempt() != placement.attempt) continue;
+    if (unsent_tasks_.erase(task.task_id()) > 0 && task.state() == v1::TASK_STATE_STARTING) {
+      waiting.push_back(&task);
+    } else {
+      untouched = false;
+    }
+  }
+  if (untouched && stored.ok()) {
+    Notify(job);
+    if (job.attempts() == 1 && options_.observer != nullptr) {
+      options_.observer->OnFirstPlacement(clock_->Now() - FromProtoTime(job.submit_time()));
+    }
+    for (const v1::Task* task : waiting) SendStartTask(job, *task);
+    return;
+  }
+  if (untouched) {
+    // Not stored, so not started: the placement is undone in memory (tasks,
+    // resources, shard split, attempt count) and the job waits for a later
+    // cycle.
+    for (const v1::Task* task : waiting) {
       Release(job, *task);
       task_to_job_.erase(task->task_id());
       profiling_.erase(task->task_id());
     }
-    job = std::move(before);
-    if (sharder_before.has_value()) {
-      sharders_.insert_or_assign(job.id(), *std::move(sharder_before));
+    job = std::move(placement.before);
+    if (placement.sharder_before.has_value()) {
+      sharders_.insert_or_assign(job.id(), *std::move(placement.sharder_before));
     } else {
       sharders_.erase(job.id());
     }
-    job.set_message(absl::StrCat("placed on ", where,
+    job.set_message(absl::StrCat("placed on ", placement.where,
                                  " but not started: the store refused the write (",
                                  stored.ToString(), "); placing again later"));
-    // The failed write may still have landed; StoreJob marked the job
-    // unstored, so its pending state is written again at the next tick.
     AddPending(job);
-    Notify(job);
-    return stored;
+    // The failed write may still have landed, and writes of the job queued
+    // after it hold the placement: the undone state is written after them
+    // (and again at each tick while the store refuses it).
+    Changed(job);
+    return;
   }
-  Notify(job);
-  if (job.attempts() == 1 && options_.observer != nullptr) {
-    options_.observer->OnFirstPlacement(clock_->Now() - FromProtoTime(job.submit_time()));
+  // Cancelled, or a task of the attempt ended, while the placement was being
+  // stored: the tasks no agent has heard of end here, never started, and
+  // the job moves on (cancelled, retried or failed as its policy says).
+  if (waiting.empty()) return;
+  const std::string why =
+      !stored.ok() ? absl::StrCat("the store refused the placement (", stored.ToString(), ")")
+      : job.cancel_requested() ? std::string("the job was cancelled")
+                               : std::string("the attempt ended before its placement was stored");
+  for (v1::Task* task : waiting) {
+    EndTask(job, *task, v1::TASK_STATE_KILLED, absl::StrCat("not started: ", why));
   }
-  for (v1::Task* task : started) {
-    v1::SchedulerCommand command;
-    v1::StartTask* start = command.mutable_start_task();
-    start->set_task_id(task->task_id());
-    start->set_job_id(job.id());
-    start->set_attempt(task->attempt());
-    start->set_replica_index(task->replica_index());
-    start->set_replica_count(spec.replicas());
-    start->set_type(spec.type());
-    start->set_command(spec.command());
-    *start->mutable_args() = spec.args();
-    *start->mutable_env() = spec.env();
-    *start->mutable_gpu_indices() = task->gpu_indices();
-    start->set_power_cap_w(task->power_cap_w());
-    start->set_batch_size(task->batch_size());
-    start->set_shards(task->shards());
-    start->set_shard_count(spec.shard_count());
-    start->set_working_dir(spec.working_dir());
-    start->set_user(spec.user());
-    NodeRecord& node = nodes_[task->node()];
-    if (node.link != nullptr) node.link->Send(command);
-  }
-  return absl::OkStatus();
+  Evaluate(job);
+  Changed(job);
+}
+
+void Scheduler::SendStartTask(const v1::Job& job, const v1::Task& task) {
+  const v1::JobSpec& spec = job.spec();
+  v1::SchedulerCommand command;
+  v1::StartTask* start = command.mutable_start_task();
+  start->set_task_id(task.task_id());
+  start->set_job_id(job.id());
+  start->set_attempt(task.attempt());
+  start->set_replica_index(task.replica_index());
+  start->set_replica_count(spec.replicas());
+  start->set_type(spec.type());
+  start->set_command(spec.command());
+  *start->mutable_args() = spec.args();
+  *start->mutable_env() = spec.env();
+  *start->mutable_gpu_indices() = task.gpu_indices();
+  start->set_power_cap_w(task.power_cap_w());
+  start->set_batch_size(task.batch_size());
+  start->set_shards(task.shards());
+  start->set_shard_count(spec.shard_count());
+  start->set_working_dir(spec.working_dir());
+  start->set_user(spec.user());
+  NodeRecord& node = nodes_[task.node()];
+  if (node.link != nullptr) node.link->Send(command);
 }
 
 }  // namespace joule

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -14,9 +15,11 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/notification.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -36,6 +39,7 @@
 #include "scheduler/profiling/cap_choice.h"
 #include "scheduler/profiling/cap_profiler.h"
 #include "scheduler/sharding/sharder.h"
+#include "scheduler/store/group_commit_writer.h"
 #include "scheduler/store/store.h"
 #include "scheduler/telemetry_guard.h"
 
@@ -43,7 +47,9 @@ namespace joule {
 
 // The scheduler's end of one agent stream. Implementations must not call
 // back into the Scheduler from Send (it is called with the scheduler's lock
-// held) and must not block.
+// held, on a thread that calls into the Scheduler or on the store writer's
+// thread, which sends a placement's StartTasks once it is stored) and must
+// not block.
 class AgentLink {
  public:
   virtual ~AgentLink() = default;
@@ -195,6 +201,17 @@ struct SchedulerOptions {
   // Told of placement cycles, first placements and caps sent; may be null.
   // Must outlive the scheduler.
   SchedulerObserver* observer = nullptr;
+  // How state reaches the store (GroupCommitWriter). By default a writer
+  // thread takes the writes queued under the scheduler's lock and commits
+  // them together outside it: one fsync (one etcd transaction) for all the
+  // writes queued meanwhile, and none while the lock is held. etcd needs
+  // the batch limits set to its own (scheduler/main.cc does).
+  // inline_commits writes each change on the calling thread before the
+  // call returns, under the lock: deterministic, for the simulator (which
+  // runs the core on a virtual clock and must not depend on a thread's
+  // timing) and for unit tests that check every effect of a call when it
+  // returns.
+  GroupCommitWriterOptions store_writes;
 };
 
 // The scheduler core: cluster state, the job queue, placement and every
@@ -203,12 +220,16 @@ struct SchedulerOptions {
 //
 // Job life cycle:
 //  1. SubmitJob validates, stores durably (fsync) and queues the job; a
-//     failed write refuses the job.
+//     failed write refuses the job. It waits for the store without the
+//     lock, so concurrent submissions share one commit.
 //  2. Tick() places pending jobs in submission order through the placement
-//     pipeline (a gang is placed whole), stores the tasks as STARTING, then
-//     sends StartTask to the agents -- only once that write succeeded. A
-//     failed write undoes the placement in memory (tasks, resources, shard
-//     split, attempt count) and the job waits for a later cycle.
+//     pipeline (a gang is placed whole), queues the tasks' write as
+//     STARTING, and sends StartTask to the agents from that write's
+//     completion -- only once it succeeded, and only if the job still wants
+//     the tasks (not cancelled, no sibling lost meanwhile; otherwise they
+//     end unstarted). A failed write undoes the placement in memory (tasks,
+//     resources, shard split, attempt count) and the job waits for a later
+//     cycle.
 //  3. Task events from agents move tasks to RUNNING and then to a final
 //     state; the job follows: all succeeded, cancelled, or an attempt that
 //     ended in a lost or failed task. The job's restart policy decides the
@@ -220,14 +241,19 @@ struct SchedulerOptions {
 //     others.
 //  4. Tick() also marks nodes silent beyond the heartbeat timeout down; their
 //     tasks are lost.
-// Every other state change is stored as it happens; a write that fails
-// leaves the job marked unstored, and each Tick() writes its latest state
-// again until the store takes it (one log line per failure streak).
+// Every other state change is queued for the store as it happens; a write
+// that fails leaves the job marked unstored, and each Tick() writes its
+// latest state again until the store takes it (one log line per failure
+// streak); while the store refuses writes, nothing is placed.
 // On restart the store gives back every job; running tasks are adopted when
 // their agent reconnects and reports them, and never started twice: a task
 // the agent does not report is lost and its job retried as a new attempt.
 //
 // Thread-safe; all state guarded by mu_. Time comes only from the clock.
+// Store writes are queued under mu_ to writer_ and done by its thread
+// (never under mu_, unless options.store_writes.inline_commits); their
+// completions take mu_ on that thread. Lock order: mu_, then the writer's
+// own lock; nothing waits for the writer while holding mu_.
 class Scheduler {
  public:
   using JobWatcher = std::function<void(const v1::Job&)>;
@@ -244,6 +270,10 @@ class Scheduler {
       Store* store, const Clock* clock, SchedulerOptions options,
       const Store* initial_state = nullptr);
 
+  // Writes whatever is still queued for the store and runs its completions
+  // (a placement's StartTasks among them) first.
+  ~Scheduler();
+
   // Client API.
   // With a `request_id` already seen, returns the job it created (the same
   // spec) or ALREADY_EXISTS (another spec); a retried submit never makes a
@@ -252,6 +282,8 @@ class Scheduler {
                                     const std::string& request_id = "");
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id) const;
   std::vector<v1::Job> ListJobs(const std::set<v1::JobState>& states) const;
+  // Answers once the store has the cancel (or refused it: then it is
+  // written again at each tick).
   absl::StatusOr<v1::Job> CancelJob(const std::string& job_id,
                                     const std::string& reason);
   std::vector<v1::Node> ListNodes() const;
@@ -292,6 +324,13 @@ class Scheduler {
   };
   StoreHealth GetStoreHealth() const;
 
+  // Blocks until every store write queued before the call is done and its
+  // completion has run (e.g. a placement's StartTasks sent). For tests and
+  // benchmarks; with inline commits there is never anything to wait for.
+  void AwaitStoreWrites();
+  // How the writes were grouped (commits, their sizes, what is queued now).
+  GroupCommitWriter::Stats StoreWriterStats() const;
+
   // What the metrics exporter shows: counts, nodes, and the jobs that have
   // run and are not finished or that ended within `job_retention` (so the
   // exporter's per-job series stay bounded). Walks every job under the
@@ -330,16 +369,54 @@ class Scheduler {
   Scheduler(Store* store, const Clock* clock, SchedulerOptions options);
 
   absl::Status Load(const Store& source) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Persist(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Persists and notifies watchers after a state change.
+
+  // Runs with mu_ held once a write queued under mu_ is done.
+  using AfterWrite = std::function<void(const absl::Status&)>;
+  // The writer's completion for a write queued under mu_: takes mu_ (on the
+  // writer's thread) and runs `after`. With inline commits the completion
+  // runs inside Enqueue, where the caller already holds mu_.
+  GroupCommitWriter::Done Locked(AfterWrite after);
+  // Queues the job's current state for the store and notifies watchers
+  // after a state change.
   void Changed(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Persists the job; on failure marks it unstored (WriteUnstored writes it
-  // again) and returns the error.
-  absl::Status StoreJob(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues the job's current state for the store; JobWritten records the
+  // outcome, then `after` runs (both with mu_ held). A state the store
+  // refuses outright (INVALID_ARGUMENT, e.g. too large) is never queued:
+  // the job is marked unstored, `after` does not run, and the error is
+  // returned.
+  absl::Status StoreJob(const v1::Job& job, AfterWrite after = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // StoreJob's write of any mutation of the job's key, counted in
+  // job_writes_.
+  absl::Status WriteJobKey(const std::string& job_id, StoreMutation mutation, AfterWrite after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The store answered write `write` of `job_id` (StoreJob, or the delete
+  // of a refused submission): a failure marks the job unstored; success of
+  // its latest write marks it stored.
+  void JobWritten(const std::string& job_id, int64_t write, const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MarkUnstored(const std::string& job_id, const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a write of state that is not a job (power profiles, batch-size
+  // bandits, run costs, suspended nodes); a failure is logged as `what`:
+  // that state is learned again, and its next change writes it again.
+  void StoreState(StoreMutation mutation, std::string what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Notify(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Writes every unstored job's current state again. Returns false when
-  // the store still refuses writes (it stops at the first such failure).
-  bool WriteUnstored() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // CancelJob's work under the lock; `stored` is notified once the cancel's
+  // write is done.
+  absl::StatusOr<v1::Job> CancelAndStore(const std::string& job_id, const std::string& reason,
+                                         std::shared_ptr<absl::Notification> stored);
+  // Queues the job's state and acknowledges the agent's final event about
+  // `task_id` (sent from `node`) once the store has it: an agent forgets an
+  // acknowledged event, so an earlier acknowledgement would let a crash
+  // lose the task's end.
+  void StoreThenAck(v1::Job& job, const std::string& node, const std::string& task_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues every unstored job's current state again (for a submission the
+  // store refused: the deletion of whatever of it may have landed). Jobs
+  // with a write on its way wait for its outcome. While the store refuses
+  // writes, one job per call asks whether it is back.
+  void WriteUnstored() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddEvent(v1::Job& job, const std::string& reason,
                 const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -367,11 +444,31 @@ class Scheduler {
   void EndBackoffs() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PlacePending() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ClusterSnapshot Snapshot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Creates the tasks, stores the job and only then starts the tasks. When
-  // the store refuses the write, undoes the placement (the job is pending
-  // again, as before) and returns the error.
+  // Creates the tasks and queues the job's write; PlacementStored starts
+  // the tasks once the store has it. Returns the error of a write refused
+  // outright (the placement is undone), or, with inline commits, of the
+  // write itself; OK once the write is queued.
   absl::Status Bind(v1::Job& job, const PlacementResult& result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A placement whose write is on its way, and what undoes it.
+  struct PendingPlacement {
+    std::string job_id;
+    int32_t attempt = 0;
+    std::string where;  // its nodes, for messages
+    v1::Job before;
+    std::optional<Sharder> sharder_before;
+    // Set when the write's outcome has been handled.
+    bool done = false;
+    absl::Status status;
+  };
+  // The placement's write is done (or was refused outright). Stored, and
+  // the job still wants the attempt: sends the StartTasks. Not stored, and
+  // nothing touched the attempt meanwhile: undoes the placement. Otherwise
+  // (cancelled, a sibling lost meanwhile): the tasks no agent heard of end
+  // here, unstarted, and the job moves on.
+  void PlacementStored(PendingPlacement& placement, const absl::Status& stored)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendStartTask(const v1::Job& job, const v1::Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // An older finished job keeps only its chosen node's verdict: a
   // long-running scheduler would otherwise hold every node's scores for
   // every job ever run (~30 KB per job on 125 nodes).
@@ -499,7 +596,6 @@ class Scheduler {
   void ExpireLogRequests(std::vector<std::function<void()>>* completions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  Store* const store_;
   const Clock* const clock_;
   const SchedulerOptions options_;
   const std::unique_ptr<PlacementPipeline> pipeline_;
@@ -518,9 +614,27 @@ class Scheduler {
   // pending_ then.
   std::set<std::pair<absl::Time, std::string>> backoff_ ABSL_GUARDED_BY(mu_);
   // Jobs whose in-memory state the store does not have yet (a failed
-  // write), and the latest write error (OK while writes succeed).
+  // write; for a refused submission, its absence), and the latest write
+  // error (OK while writes succeed).
   std::set<std::string> unstored_ ABSL_GUARDED_BY(mu_);
   absl::Status store_error_ ABSL_GUARDED_BY(mu_);
+  // Whether the last write the store answered failed (the store is down or
+  // this scheduler fenced): nothing is placed meanwhile.
+  bool store_refusing_ ABSL_GUARDED_BY(mu_) = false;
+  // Job writes on their way to the store: the number of the latest one
+  // queued, and how many are queued. Writes are numbered from next_write_.
+  struct JobWrites {
+    int64_t latest = 0;
+    int in_flight = 0;
+  };
+  absl::flat_hash_map<std::string, JobWrites> job_writes_ ABSL_GUARDED_BY(mu_);
+  int64_t next_write_ ABSL_GUARDED_BY(mu_) = 1;
+  // Tasks of placements whose write is on its way: no agent has heard of
+  // them (an agent that registers meanwhile is not expected to run them).
+  absl::flat_hash_set<std::string> unsent_tasks_ ABSL_GUARDED_BY(mu_);
+  // Request ids of submissions waiting for the store; a duplicate waits for
+  // the first one's outcome.
+  absl::flat_hash_set<std::string> submitting_ ABSL_GUARDED_BY(mu_);
   // The last cycle's explanation per shape that found no room; a pending
   // job the cycle did not reach is explained by its shape's.
   std::map<Shape, std::shared_ptr<const v1::JobExplanation>> last_failed_
@@ -578,6 +692,11 @@ class Scheduler {
   }
   // Drops impossible telemetry before it reaches accounting.
   TelemetryGuard telemetry_guard_ ABSL_GUARDED_BY(mu_){options_.gpu_catalog};
+
+  // Every write to the store goes through it. Last, so that it is destroyed
+  // first: its destructor runs the last completions, which use the state
+  // above.
+  std::unique_ptr<GroupCommitWriter> writer_;
 };
 
 }  // namespace joule

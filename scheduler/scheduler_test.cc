@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -579,11 +581,14 @@ class SchedulerTest : public ::testing::Test {
   }
 
   // Most tests follow the life cycle at default caps; the power tests below
-  // turn profiling on.
+  // turn profiling on. Store writes are inline, so that every effect of a
+  // call (the stored state, a placement's StartTasks) is there when it
+  // returns; "Group commit" below runs the writer's thread.
   static SchedulerOptions DefaultCapsOptions() {
     SchedulerOptions options;
     options.profile_caps = false;
     options.learn_batch_size = false;
+    options.store_writes.inline_commits = true;
     return options;
   }
 
@@ -2983,16 +2988,433 @@ TEST_F(SchedulerDurabilityTest, UnstoredChangesAreWrittenAgainAtTheNextTick) {
   EXPECT_EQ(health.unstored_jobs, 0);
 }
 
-// Submission stays all or nothing: a refused write refuses the job.
+// Submission stays all or nothing: a refused write refuses the job, and
+// the store is told to forget whatever of it may have landed (a failed
+// write's outcome is unknown). Its number is skipped, never handed out to
+// another job.
 TEST_F(SchedulerDurabilityTest, SubmitRefusedWhenTheStoreIs) {
   flaky_->FailWrites(absl::UnavailableError("etcd: connection refused"));
   EXPECT_THAT(scheduler_->SubmitJob(SpecBuilder().Build()),
               StatusIs(absl::StatusCode::kUnavailable, "connection refused"));
   EXPECT_THAT(scheduler_->ListJobs({}), IsEmpty());
+  EXPECT_THAT(scheduler_->GetJob("job-1"), StatusIs(absl::StatusCode::kNotFound, ""));
   flaky_->Heal();
   absl::StatusOr<v1::Job> job = scheduler_->SubmitJob(SpecBuilder().Build());
   ASSERT_THAT(job, IsOk());
-  EXPECT_EQ(job->id(), "job-1");
+  EXPECT_EQ(job->id(), "job-2");
+
+  // The refused write landed after all: the next tick deletes it.
+  ASSERT_THAT(store_->Put("jobs/job-1", "landed anyway"), IsOk());
+  scheduler_->Tick();
+  EXPECT_THAT(store_->Get("jobs/job-1"), StatusIs(absl::StatusCode::kNotFound, ""));
+  EXPECT_THAT(store_->Get("jobs/job-2"), IsOk());
+  const Scheduler::StoreHealth health = scheduler_->GetStoreHealth();
+  EXPECT_THAT(health.last_error, IsOk());
+  EXPECT_EQ(health.unstored_jobs, 0);
+  EXPECT_THAT(scheduler_->ListJobs({}), SizeIs(1));
+}
+
+// ---- 11b. Group commit: no store I/O under the lock ----
+
+// A store whose commits can be held at a gate, as a slow fsync or etcd
+// round trip holds them, and made to fail. Counts the commits that reach
+// it.
+//
+// Thread-safe; state guarded by mu_.
+class GatedStore : public Store {
+ public:
+  explicit GatedStore(Store* base) : base_(base) {}
+
+  // Commits from now on wait at the gate until Open.
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    open_ = false;
+  }
+  void Open() {
+    absl::MutexLock lock(&mu_);
+    open_ = true;
+  }
+  void FailWrites(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    failure_ = std::move(status);
+  }
+  // Blocks until `n` commits have arrived since the store was made.
+  void AwaitArrived(int n) {
+    absl::MutexLock lock(&mu_);
+    auto arrived = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return arrived_ >= n; };
+    mu_.Await(absl::Condition(&arrived));
+  }
+  int arrived() const {
+    absl::MutexLock lock(&mu_);
+    return arrived_;
+  }
+  // The number of mutations of each commit, in order.
+  std::vector<size_t> commit_sizes() const {
+    absl::MutexLock lock(&mu_);
+    return commit_sizes_;
+  }
+
+  absl::Status Put(absl::string_view key, absl::string_view value) override {
+    return Commit({{StoreMutation::Op::kPut, std::string(key), std::string(value)}});
+  }
+  absl::Status Delete(absl::string_view key) override {
+    return Commit({{StoreMutation::Op::kDelete, std::string(key), ""}});
+  }
+  absl::Status Commit(const std::vector<StoreMutation>& mutations) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++arrived_;
+      mu_.Await(absl::Condition(&open_));
+      commit_sizes_.push_back(mutations.size());
+      if (!failure_.ok()) return failure_;
+    }
+    return base_->Commit(mutations);
+  }
+  absl::StatusOr<std::string> Get(absl::string_view key) const override {
+    return base_->Get(key);
+  }
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> List(
+      absl::string_view prefix) const override {
+    return base_->List(prefix);
+  }
+
+ private:
+  Store* const base_;
+  mutable absl::Mutex mu_;
+  bool open_ ABSL_GUARDED_BY(mu_) = true;
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);
+  int arrived_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<size_t> commit_sizes_ ABSL_GUARDED_BY(mu_);
+};
+
+// The scheduler with its writer thread (the default, as joule-scheduler
+// runs) over a GatedStore on the fixture's LocalStore.
+class GroupCommitTest : public SchedulerTest {
+ protected:
+  void SetUp() override {
+    options_.store_writes.inline_commits = false;
+    SchedulerTest::SetUp();
+    scheduler_.reset();
+    gated_ = std::make_unique<GatedStore>(store_.get());
+    absl::StatusOr<std::unique_ptr<Scheduler>> scheduler =
+        Scheduler::Create(gated_.get(), &clock_, options_);
+    ASSERT_THAT(scheduler, IsOk());
+    scheduler_ = *std::move(scheduler);
+  }
+  void TearDown() override {
+    gated_->Open();
+    scheduler_.reset();
+  }
+
+  // The job as the store has it; NOT_FOUND when it has none.
+  absl::StatusOr<v1::Job> StoredJob(const std::string& job_id) {
+    absl::StatusOr<std::string> value = store_->Get(absl::StrCat("jobs/", job_id));
+    if (!value.ok()) return value.status();
+    v1::Job job;
+    if (!job.ParseFromString(*value)) return absl::DataLossError("does not parse");
+    return job;
+  }
+
+  // Registers a one-GPU node and submits a one-GPU job (the store open).
+  std::string NodeAndJob(FakeAgentLink& link, const v1::JobSpec& spec) {
+    EXPECT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()), IsOk());
+    return Submit(spec);
+  }
+
+  // Wait (without sleeping) until `n` writes queue behind the commit held
+  // at the gate / until `n` writes were queued in all.
+  void AwaitQueued(int64_t n) {
+    while (scheduler_->StoreWriterStats().queued < n) std::this_thread::yield();
+  }
+  void AwaitEnqueued(int64_t n) {
+    while (scheduler_->StoreWriterStats().enqueued < n) std::this_thread::yield();
+  }
+
+  std::unique_ptr<GatedStore> gated_;
+};
+
+// SubmitJob answers only once its job is durable; while it waits, the
+// scheduler is not locked (other calls answer, more submissions queue up),
+// and the submissions that queued meanwhile share one commit.
+TEST_F(GroupCommitTest, SubmitAnswersOnlyOnceDurableAndSubmissionsShareCommits) {
+  gated_->Close();
+  std::atomic<bool> answered{false};
+  absl::StatusOr<v1::Job> first = absl::UnknownError("not answered");
+  std::thread submitter([&] {
+    first = scheduler_->SubmitJob(SpecBuilder("first").Build(), "req-1");
+    answered = true;
+  });
+  gated_->AwaitArrived(1);
+  // Held in the store: not answered, not visible, not stored.
+  EXPECT_FALSE(answered);
+  EXPECT_THAT(scheduler_->GetJob("job-1"), StatusIs(absl::StatusCode::kNotFound, ""));
+  EXPECT_THAT(scheduler_->ListJobs({}), IsEmpty());
+  EXPECT_THAT(StoredJob("job-1"), StatusIs(absl::StatusCode::kNotFound, ""));
+  scheduler_->Tick();  // the lock is free while the commit is held
+
+  // Eight more, and a retry of the first request, while the commit is held.
+  constexpr int kMore = 8;
+  std::vector<absl::StatusOr<v1::Job>> more(kMore, absl::UnknownError("not answered"));
+  absl::StatusOr<v1::Job> retried = absl::UnknownError("not answered");
+  std::vector<std::thread> submitters;
+  for (int i = 0; i < kMore; ++i) {
+    submitters.emplace_back([&, i] {
+      more[i] = scheduler_->SubmitJob(SpecBuilder(absl::StrCat("more-", i)).Build());
+    });
+  }
+  submitters.emplace_back(
+      [&] { retried = scheduler_->SubmitJob(SpecBuilder("first").Build(), "req-1"); });
+  // Job numbers are taken under the lock, before the store answers.
+  AwaitQueued(kMore);
+  gated_->Open();
+  submitter.join();
+  for (std::thread& thread : submitters) thread.join();
+
+  ASSERT_THAT(first, IsOk());
+  EXPECT_EQ(first->id(), "job-1");
+  ASSERT_THAT(retried, IsOk());
+  EXPECT_EQ(retried->id(), "job-1");  // the retry waited for the first
+  std::set<std::string> ids = {first->id()};
+  for (const absl::StatusOr<v1::Job>& job : more) {
+    ASSERT_THAT(job, IsOk());
+    ids.insert(job->id());
+    EXPECT_THAT(StoredJob(job->id()), IsOk());
+  }
+  EXPECT_EQ(ids.size(), kMore + 1);
+  EXPECT_THAT(scheduler_->ListJobs({}), SizeIs(kMore + 1));
+  // The held commit, then the eight queued behind it in one.
+  EXPECT_THAT(gated_->commit_sizes(), ElementsAre(1, kMore));
+}
+
+// A store that refuses the commit refuses every submission in it: nothing
+// of them is kept, and what may have landed is deleted once the store is
+// back.
+TEST_F(GroupCommitTest, RefusedCommitRefusesEverySubmissionInItAndKeepsNothing) {
+  gated_->Close();
+  gated_->FailWrites(absl::UnavailableError("fsync: input/output error"));
+  constexpr int kSubmitters = 4;
+  std::vector<absl::StatusOr<v1::Job>> results(kSubmitters, absl::UnknownError(""));
+  std::vector<std::thread> submitters;
+  for (int i = 0; i < kSubmitters; ++i) {
+    submitters.emplace_back([&, i] { results[i] = scheduler_->SubmitJob(SpecBuilder().Build()); });
+  }
+  AwaitEnqueued(kSubmitters);
+  gated_->Open();
+  for (std::thread& thread : submitters) thread.join();
+  for (const absl::StatusOr<v1::Job>& result : results) {
+    EXPECT_THAT(result, StatusIs(absl::StatusCode::kUnavailable, "input/output error"));
+  }
+  EXPECT_THAT(scheduler_->ListJobs({}), IsEmpty());
+  EXPECT_EQ(scheduler_->GetStoreHealth().last_error.code(), absl::StatusCode::kUnavailable);
+
+  // Back: the refused jobs are deleted (one write asks first, then the
+  // rest), and numbering goes on above them.
+  gated_->FailWrites(absl::OkStatus());
+  for (int tick = 0; tick < 3; ++tick) {
+    scheduler_->Tick();
+    scheduler_->AwaitStoreWrites();
+  }
+  EXPECT_THAT(store_->List("jobs/").value_or(std::vector<std::pair<std::string, std::string>>{
+                  {"x", "x"}}),
+              IsEmpty());
+  EXPECT_THAT(scheduler_->GetStoreHealth().last_error, IsOk());
+  EXPECT_EQ(scheduler_->GetStoreHealth().unstored_jobs, 0);
+  EXPECT_EQ(Submit(SpecBuilder().Build()), absl::StrCat("job-", kSubmitters + 1));
+}
+
+// A placement's StartTask goes out only once the store has the placement;
+// the tick that placed it does not wait for the store.
+TEST_F(GroupCommitTest, PlacementIsStartedOnlyOnceStored) {
+  FakeAgentLink link;
+  const std::string id = NodeAndJob(link, SpecBuilder().Gpus(1).Build());
+  gated_->Close();
+  const int before = gated_->arrived();
+  scheduler_->Tick();  // returns with the placement's commit held
+  gated_->AwaitArrived(before + 1);
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+  EXPECT_EQ(StoredJob(id)->state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(LookUpNode("gpu-a").free_gpus(), 0);  // held for it meanwhile
+
+  gated_->Open();
+  scheduler_->AwaitStoreWrites();
+  const auto starts = link.Of(v1::SchedulerCommand::kStartTask);
+  ASSERT_THAT(starts, SizeIs(1));
+  EXPECT_EQ(starts[0].start_task().task_id(), "job-1.r0.a1");
+  absl::StatusOr<v1::Job> stored = StoredJob(id);
+  ASSERT_THAT(stored, IsOk());
+  ASSERT_THAT(stored->tasks(), SizeIs(1));
+  EXPECT_EQ(stored->tasks(0).state(), v1::TASK_STATE_STARTING);
+  EXPECT_EQ(LookUpJob(id).state(), v1::JOB_STATE_RUNNING);
+}
+
+// The agent re-registers while the placement is being stored: the task is
+// not lost (the agent cannot know it yet); its StartTask goes to the new
+// stream.
+TEST_F(GroupCommitTest, AgentRegisteringWhileAPlacementIsStoredDoesNotLoseIt) {
+  FakeAgentLink link;
+  const std::string id = NodeAndJob(link, SpecBuilder().Gpus(1).Build());
+  gated_->Close();
+  const int before = gated_->arrived();
+  scheduler_->Tick();
+  gated_->AwaitArrived(before + 1);
+  FakeAgentLink again;
+  ASSERT_THAT(Register(again, RegisterBuilder("gpu-a").Gpus(1, "V100").Build()), IsOk());
+  gated_->Open();
+  scheduler_->AwaitStoreWrites();
+  EXPECT_THAT(again.Of(v1::SchedulerCommand::kStartTask), SizeIs(1));
+  const v1::Job job = LookUpJob(id);
+  ASSERT_THAT(job.tasks(), SizeIs(1));
+  EXPECT_EQ(job.tasks(0).state(), v1::TASK_STATE_STARTING);
+  EXPECT_EQ(job.retries(), 0);
+}
+
+// Cancelled while its placement is being stored: nothing is started, and
+// the job ends as cancelled once the write is done.
+TEST_F(GroupCommitTest, CancelWhileThePlacementIsStoredStartsNothing) {
+  FakeAgentLink link;
+  const std::string id = NodeAndJob(link, SpecBuilder().Gpus(1).Build());
+  gated_->Close();
+  const int before = gated_->arrived();
+  scheduler_->Tick();
+  gated_->AwaitArrived(before + 1);
+  // The cancel is answered once stored: after the placement's commit.
+  absl::StatusOr<v1::Job> cancelled = absl::UnknownError("not answered");
+  std::thread canceller([&] { cancelled = scheduler_->CancelJob(id, ""); });
+  AwaitQueued(1);
+  gated_->Open();
+  canceller.join();
+  ASSERT_THAT(cancelled, IsOk());
+  EXPECT_TRUE(cancelled->cancel_requested());
+  scheduler_->AwaitStoreWrites();
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+  const v1::Job job = LookUpJob(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_CANCELLED) << job.message();
+  ASSERT_THAT(job.tasks(), SizeIs(1));
+  EXPECT_EQ(job.tasks(0).state(), v1::TASK_STATE_KILLED);
+  EXPECT_THAT(job.tasks(0).message(), HasSubstr("not started: the job was cancelled"));
+  EXPECT_EQ(LookUpNode("gpu-a").free_gpus(), 1);
+  EXPECT_EQ(StoredJob(id)->state(), v1::JOB_STATE_CANCELLED);
+}
+
+// The placement's write fails: nothing is started, the placement is undone,
+// and nothing is placed while the store refuses writes. Once it takes them
+// again, the job's state is written again and the job placed and started.
+TEST_F(GroupCommitTest, RefusedPlacementIsUndoneAndPlacedAgainOnceTheStoreIsBack) {
+  FakeAgentLink link;
+  const std::string id = NodeAndJob(link, SpecBuilder().Gpus(1).Build());
+  gated_->Close();
+  gated_->FailWrites(absl::UnavailableError("etcd: connection refused"));
+  const int before = gated_->arrived();
+  scheduler_->Tick();
+  gated_->AwaitArrived(before + 1);
+  gated_->Open();
+  scheduler_->AwaitStoreWrites();
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+  v1::Job job = LookUpJob(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(job.attempts(), 0);
+  EXPECT_THAT(job.tasks(), IsEmpty());
+  EXPECT_THAT(job.message(), HasSubstr("not started: the store refused the write"));
+  EXPECT_EQ(LookUpNode("gpu-a").free_gpus(), 1);
+  EXPECT_EQ(scheduler_->GetStoreHealth().unstored_jobs, 1);
+
+  // Still refusing: ticks ask, nothing is placed.
+  for (int tick = 0; tick < 2; ++tick) {
+    AdvanceAlive(link, absl::Seconds(3));
+    scheduler_->Tick();
+    scheduler_->AwaitStoreWrites();
+  }
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kStartTask), IsEmpty());
+  EXPECT_EQ(LookUpJob(id).attempts(), 0);
+
+  gated_->FailWrites(absl::OkStatus());
+  for (int tick = 0; tick < 3 && link.Of(v1::SchedulerCommand::kStartTask).empty(); ++tick) {
+    AdvanceAlive(link, absl::Seconds(3));
+    scheduler_->Tick();
+    scheduler_->AwaitStoreWrites();
+  }
+  ASSERT_THAT(link.Of(v1::SchedulerCommand::kStartTask), SizeIs(1));
+  job = LookUpJob(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(job.attempts(), 1);
+  absl::StatusOr<v1::Job> stored = StoredJob(id);
+  ASSERT_THAT(stored, IsOk());
+  ASSERT_THAT(stored->tasks(), SizeIs(1));
+  EXPECT_EQ(stored->tasks(0).state(), v1::TASK_STATE_STARTING);
+  EXPECT_THAT(scheduler_->GetStoreHealth().last_error, IsOk());
+  EXPECT_EQ(scheduler_->GetStoreHealth().unstored_jobs, 0);
+}
+
+// A job changed while the store refuses writes is written again, in its
+// latest state, once the store is back.
+TEST_F(GroupCommitTest, ChangesTheStoreRefusedAreWrittenAgainOnceItIsBack) {
+  FakeAgentLink link;
+  const std::string id = NodeAndJob(link, SpecBuilder().Gpus(1).Build());
+  scheduler_->Tick();
+  scheduler_->AwaitStoreWrites();
+  ASSERT_THAT(Started(link, "job-1.r0.a1", 10), IsOk());
+  scheduler_->AwaitStoreWrites();
+  gated_->FailWrites(absl::UnavailableError("etcd: connection refused"));
+  ASSERT_THAT(Exited(link, "job-1.r0.a1", 0, Joules(50)), IsOk());
+  scheduler_->AwaitStoreWrites();
+  EXPECT_EQ(LookUpJob(id).state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(StoredJob(id)->state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(scheduler_->GetStoreHealth().unstored_jobs, 1);
+
+  gated_->FailWrites(absl::OkStatus());
+  scheduler_->Tick();
+  scheduler_->AwaitStoreWrites();
+  EXPECT_EQ(StoredJob(id)->state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_DOUBLE_EQ(StoredJob(id)->energy().total_j(), 50);
+  EXPECT_EQ(scheduler_->GetStoreHealth().unstored_jobs, 0);
+  EXPECT_THAT(scheduler_->GetStoreHealth().last_error, IsOk());
+}
+
+// An agent forgets a final task event once it is acknowledged: the
+// acknowledgement waits until the store has the task's end. Not stored, it
+// is not acknowledged, and the agent's resent event is, once it is.
+TEST_F(GroupCommitTest, TaskEndIsAcknowledgedOnlyOnceStored) {
+  FakeAgentLink link;
+  const std::string id = NodeAndJob(link, SpecBuilder().Gpus(1).Build());
+  scheduler_->Tick();
+  scheduler_->AwaitStoreWrites();
+  ASSERT_THAT(Started(link, "job-1.r0.a1", 10), IsOk());
+  scheduler_->AwaitStoreWrites();
+
+  gated_->Close();
+  const int before = gated_->arrived();
+  ASSERT_THAT(Exited(link, "job-1.r0.a1", 0, Joules(50)), IsOk());
+  gated_->AwaitArrived(before + 1);
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kAckTaskEvent), IsEmpty());
+  gated_->Open();
+  scheduler_->AwaitStoreWrites();
+  ASSERT_THAT(link.Of(v1::SchedulerCommand::kAckTaskEvent), SizeIs(1));
+  EXPECT_EQ(StoredJob(id)->state(), v1::JOB_STATE_SUCCEEDED);
+
+  // Refused: no acknowledgement until the store has it and the agent, once
+  // registered again, sends the event again.
+  const std::string second = Submit(SpecBuilder().Gpus(1).Build());
+  scheduler_->Tick();
+  scheduler_->AwaitStoreWrites();
+  ASSERT_THAT(Started(link, "job-2.r0.a1", 11), IsOk());
+  scheduler_->AwaitStoreWrites();
+  gated_->FailWrites(absl::UnavailableError("etcd: connection refused"));
+  ASSERT_THAT(Exited(link, "job-2.r0.a1", 0, Joules(30)), IsOk());
+  scheduler_->AwaitStoreWrites();
+  EXPECT_THAT(link.Of(v1::SchedulerCommand::kAckTaskEvent), SizeIs(1));
+  gated_->FailWrites(absl::OkStatus());
+  scheduler_->Tick();
+  scheduler_->AwaitStoreWrites();
+  EXPECT_EQ(StoredJob(second)->state(), v1::JOB_STATE_SUCCEEDED);
+  FakeAgentLink again;
+  v1::Register reg = RegisterBuilder("gpu-a").Gpus(1, "V100").Build();
+  *reg.add_unacked_events() = ExitedEvent("job-2.r0.a1", 0, Joules(30));
+  ASSERT_THAT(Register(again, reg), IsOk());
+  scheduler_->AwaitStoreWrites();
+  const auto acks = again.Of(v1::SchedulerCommand::kAckTaskEvent);
+  ASSERT_THAT(acks, SizeIs(1));
+  EXPECT_EQ(acks[0].ack_task_event().task_id(), "job-2.r0.a1");
+  EXPECT_EQ(LookUpJob(second).state(), v1::JOB_STATE_SUCCEEDED);
 }
 
 // A hot standby hands over its watched copy: the new scheduler loads it,

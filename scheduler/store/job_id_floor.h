@@ -11,6 +11,9 @@ namespace joule {
 
 // Job ids are "job-<N>", N counting up from 1 (Scheduler::SubmitJob), and a
 // job's record is never deleted, so the stored jobs alone keep ids unique.
+// (The one record deleted is that of a submission the store refused: its
+// write's outcome was unknown, and nobody was told its id, so handing the
+// number out again after a restart reuses no id anyone holds.)
 // A store repair (RepairLocalStore) drops damaged records, and with them
 // perhaps the newest jobs, whose ids users and scripts may still hold. So the
 // repair stores, under kJobIdFloorKey, the highest job number that may have

@@ -724,6 +724,10 @@ absl::StatusOr<PolicyRun> Simulator::Impl::Run() {
   // alive for three periods.
   options.telemetry_freshness = 3 * options_.telemetry_period;
   options.heartbeat_timeout = 3 * options_.telemetry_period;
+  // Store writes on the simulator's thread, done when the call that made
+  // them returns: a writer thread would send StartTasks (into commands_,
+  // which only this thread reads) at times no virtual clock controls.
+  options.store_writes.inline_commits = true;
   absl::StatusOr<std::unique_ptr<Scheduler>> scheduler =
       Scheduler::Create(&store_, &clock_, options);
   if (!scheduler.ok()) return scheduler.status();
