@@ -568,6 +568,23 @@ int Explain(Client& client, const std::string& id) {
   }
   std::cout << "Cap:       " << response.cap_decision() << "\n"
             << "Batch:     " << response.batch_decision() << "\n";
+  if (response.nodes_total() > 0) {
+    std::cout << "Profile:   " << response.profile() << "\n"
+              << absl::StrFormat("Nodes:     %d in the cluster, %d filtered, %d feasible%s\n",
+                                 response.nodes_total(), response.nodes_filtered(),
+                                 response.nodes_feasible(),
+                                 response.sampled() ? " (enough found: the rest not looked at)"
+                                                    : "");
+  }
+  if (response.rejections_size() > 0) {
+    Table rejections({"NODES", "PLUGIN", "CODE", "EXAMPLE"});
+    for (const v1::RejectionCount& rejection : response.rejections()) {
+      rejections.AddRow({absl::StrCat(rejection.nodes()), rejection.plugin(), rejection.code(),
+                         rejection.example()});
+    }
+    std::cout << "\nTurned away (first replica):\n";
+    rejections.Print(std::cout);
+  }
   if (response.candidates_size() == 0) return kExitOk;
   // One column per scoring plugin, in the pipeline's order.
   std::vector<std::string> plugins;
@@ -578,16 +595,12 @@ int Explain(Client& client, const std::string& id) {
       }
     }
   }
-  std::vector<std::string> header = {"", "NODE", "VERDICT"};
+  std::vector<std::string> header = {"", "NODE"};
   for (const std::string& plugin : plugins) header.push_back(absl::AsciiStrToUpper(plugin));
   header.push_back("TOTAL");
   Table table(header);
   for (const v1::PlacementCandidate& candidate : response.candidates()) {
-    std::vector<std::string> row = {candidate.chosen() ? "*" : "", candidate.node(),
-                                    candidate.rejected_by().empty()
-                                        ? "ok"
-                                        : absl::StrCat(candidate.rejected_by(), ": ",
-                                                       candidate.reason())};
+    std::vector<std::string> row = {candidate.chosen() ? "*" : "", candidate.node()};
     for (const std::string& plugin : plugins) {
       std::string cell = "-";
       for (const v1::PluginScore& score : candidate.scores()) {
@@ -597,12 +610,10 @@ int Explain(Client& client, const std::string& id) {
       }
       row.push_back(cell);
     }
-    row.push_back(candidate.rejected_by().empty()
-                      ? absl::StrFormat("%.1f", candidate.total_score())
-                      : "-");
+    row.push_back(absl::StrFormat("%.1f", candidate.total_score()));
     table.AddRow(row);
   }
-  std::cout << "\nCandidates (first replica; * = chosen):\n";
+  std::cout << "\nBest candidates (first replica; * = chosen):\n";
   table.Print(std::cout);
   return kExitOk;
 }

@@ -4,6 +4,12 @@ namespace joule {
 
 absl::Time RealClock::Now() const { return absl::Now(); }
 
+bool RealClock::WaitUntil(absl::Time deadline, const absl::Notification* cancel) const {
+  if (cancel != nullptr) return cancel->WaitForNotificationWithDeadline(deadline);
+  absl::SleepFor(deadline - absl::Now());
+  return false;
+}
+
 RealClock* RealClock::Get() {
   static RealClock* clock = new RealClock();
   return clock;
@@ -12,6 +18,21 @@ RealClock* RealClock::Get() {
 absl::Time FakeClock::Now() const {
   absl::MutexLock lock(&mu_);
   return now_;
+}
+
+bool FakeClock::WaitUntil(absl::Time deadline, const absl::Notification* cancel) const {
+  // A notification cannot wake a mutex condition, so a cancel is noticed
+  // within kPoll of real time.
+  constexpr absl::Duration kPoll = absl::Milliseconds(5);
+  absl::MutexLock lock(&mu_);
+  auto reached = [this, deadline]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return now_ >= deadline;
+  };
+  while (!reached()) {
+    if (cancel != nullptr && cancel->HasBeenNotified()) return true;
+    mu_.AwaitWithTimeout(absl::Condition(&reached), kPoll);
+  }
+  return cancel != nullptr && cancel->HasBeenNotified();
 }
 
 void FakeClock::Advance(absl::Duration d) {

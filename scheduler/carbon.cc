@@ -11,45 +11,16 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/yaml_errors.h"
 #include "yaml-cpp/yaml.h"
 
 namespace joule {
 namespace {
 
 constexpr size_t kMaxCurrencyBytes = 16;
-
-// The text of a bad field, quoted and escaped, at most 64 bytes of it.
-std::string Quote(absl::string_view text) {
-  return absl::StrCat("\"", absl::CHexEscape(text.substr(0, 64)),
-                      text.size() > 64 ? "...\"" : "\"");
-}
-
-absl::Status LineError(absl::string_view file, int line, absl::string_view field,
-                       absl::string_view problem) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(file, " line ", line, ": ", field, ": ", problem));
-}
-
-// A number that must be finite and >= 0; `problem` gets why not.
-bool ParseNonNegative(absl::string_view text, double* value, std::string* problem) {
-  if (!absl::SimpleAtod(text, value)) {
-    *problem = absl::StrCat("not a number: ", Quote(text));
-    return false;
-  }
-  if (!std::isfinite(*value)) {
-    *problem = absl::StrCat("not a finite number: ", Quote(text));
-    return false;
-  }
-  if (*value < 0) {
-    *problem = absl::StrCat("must be >= 0, got ", text);
-    return false;
-  }
-  return true;
-}
 
 // RFC 3339, or Unix seconds (a plain number).
 bool ParseCsvTime(absl::string_view text, absl::Time* t) {
@@ -62,62 +33,6 @@ bool ParseCsvTime(absl::string_view text, absl::Time* t) {
   std::string error;
   return absl::ParseTime(absl::RFC3339_full, std::string(text), t, &error);
 }
-
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat(path, ": cannot read: ", std::strerror(errno)));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
-  return text.str();
-}
-
-// ---- YAML ----
-
-// Errors read "SOURCE line N: FIELD: problem" (yaml-cpp's marks are
-// 0-based).
-class YamlErrors {
- public:
-  explicit YamlErrors(const std::string& source) : source_(source) {}
-
-  absl::Status At(const YAML::Node& node, absl::string_view field,
-                  absl::string_view problem) const {
-    const YAML::Mark mark = node.Mark();
-    if (mark.is_null()) {
-      return absl::InvalidArgumentError(absl::StrCat(source_, ": ", field, ": ", problem));
-    }
-    return LineError(source_, mark.line + 1, field, problem);
-  }
-
-  // Unknown keys of a mapping are refused: they are usually typos.
-  absl::Status CheckKeys(const YAML::Node& map, absl::string_view prefix,
-                         const std::set<std::string>& allowed) const {
-    for (const auto& entry : map) {
-      const std::string key = entry.first.Scalar();
-      if (!allowed.count(key)) {
-        return At(entry.first, absl::StrCat(prefix, key), "unknown key");
-      }
-    }
-    return absl::OkStatus();
-  }
-
-  absl::StatusOr<double> NonNegative(const YAML::Node& node,
-                                     absl::string_view field) const {
-    if (!node.IsScalar()) return At(node, field, "expected a number");
-    double value = 0;
-    std::string problem;
-    if (!ParseNonNegative(node.Scalar(), &value, &problem)) return At(node, field, problem);
-    return value;
-  }
-
-  const std::string& source() const { return source_; }
-
- private:
-  const std::string& source_;
-};
 
 std::string JoinPath(const std::string& dir, const std::string& path) {
   if (dir.empty() || (!path.empty() && path[0] == '/')) return path;
@@ -154,7 +69,7 @@ absl::StatusOr<RegionRates> ParseRates(const YamlErrors& errors, const YAML::Nod
       return errors.At(file, absl::StrCat(prefix, "intensity_file"),
                        "expected a file name");
     }
-    absl::StatusOr<std::string> text = ReadWholeFile(JoinPath(base_dir, file.Scalar()));
+    absl::StatusOr<std::string> text = ReadConfigFile(JoinPath(base_dir, file.Scalar()));
     if (!text.ok()) {
       return errors.At(file, absl::StrCat(prefix, "intensity_file"), text.status().message());
     }
@@ -213,13 +128,13 @@ absl::StatusOr<IntensitySeries> IntensitySeries::ParseCsv(absl::string_view text
     seen_content = true;
     if (!time_ok) {
       return LineError(file_name, line_number, "time",
-                       absl::StrCat("not RFC 3339 or Unix seconds: ", Quote(time_text)));
+                       absl::StrCat("not RFC 3339 or Unix seconds: ", QuoteField(time_text)));
     }
     if (!value_ok) return LineError(file_name, line_number, "intensity", problem);
     if (!points.empty() && from <= points.back().from) {
       return LineError(
           file_name, line_number, "time",
-          absl::StrCat(Quote(time_text), " is not after line ", previous_line,
+          absl::StrCat(QuoteField(time_text), " is not after line ", previous_line,
                        "'s time (rows must be sorted by time)"));
     }
     points.push_back({from, value});
@@ -246,18 +161,10 @@ absl::StatusOr<CarbonConfig> CarbonConfig::Parse(absl::string_view text,
                                                  const std::string& source,
                                                  const std::string& base_dir) {
   const YamlErrors errors(source);
-  // yaml-cpp reports malformed documents by throwing; nothing else here
-  // throws past this function.
-  YAML::Node loaded;
-  try {
-    loaded = YAML::Load(std::string(text));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(
-        e.mark.is_null() ? absl::StrCat(source, ": ", e.msg)
-                         : absl::StrCat(source, " line ", e.mark.line + 1, ": ", e.msg));
-  }
+  absl::StatusOr<YAML::Node> loaded = LoadYaml(text, source);
+  if (!loaded.ok()) return loaded.status();
   // Read through a const node: a missing key must not be inserted.
-  const YAML::Node& root = loaded;
+  const YAML::Node& root = *loaded;
   if (!root.IsMap()) {
     return errors.At(root, "document", "expected a mapping with default: and regions:");
   }
@@ -301,7 +208,7 @@ absl::StatusOr<CarbonConfig> CarbonConfig::Parse(absl::string_view text,
 }
 
 absl::StatusOr<CarbonConfig> CarbonConfig::Load(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadWholeFile(path);
+  absl::StatusOr<std::string> text = ReadConfigFile(path);
   if (!text.ok()) return text.status();
   const size_t slash = path.rfind('/');
   return Parse(*text, path, slash == std::string::npos ? "" : path.substr(0, slash + 1));

@@ -31,6 +31,7 @@
 #include "common/health_service.h"
 #include "common/leader_redirect.h"
 #include "common/log.h"
+#include "common/periodic_timer.h"
 #include "common/metrics_http.h"
 #include "common/server_options.h"
 #include "common/tls_credentials.h"
@@ -41,6 +42,7 @@
 #include "scheduler/grpc_services.h"
 #include "scheduler/metrics.h"
 #include "scheduler/power/program_power_control.h"
+#include "scheduler/placement/profile.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/replica.h"
 #include "scheduler/store/etcd_store.h"
@@ -54,6 +56,7 @@ struct SchedulerFlags {
   std::string listen = "0.0.0.0:7070";
   std::string data_dir = "joule-data";
   double heartbeat_timeout_s = 10;
+  double starvation_guard_s = 3600;
   double stop_grace_s = 10;
   int tick_ms = 100;
   bool profile_caps = true;
@@ -71,6 +74,7 @@ struct SchedulerFlags {
   std::string advertise;
   double leader_lease_s = 5;
   std::string carbon_config;
+  std::string placement_config;
   std::string metrics_listen;
   std::string metrics_auth_file;
   double metrics_job_retention_s = 3600;
@@ -156,6 +160,7 @@ std::string HostOf(const std::string& listen) {
 absl::StatusOr<SchedulerOptions> MakeOptions(const SchedulerFlags& flags) {
   SchedulerOptions options;
   options.heartbeat_timeout = absl::Seconds(flags.heartbeat_timeout_s);
+  options.starvation_guard = absl::Seconds(flags.starvation_guard_s);
   options.stop_grace = absl::Seconds(flags.stop_grace_s);
   options.profile_caps = flags.profile_caps;
   if (!flags.gpu_catalog.empty()) {
@@ -292,21 +297,20 @@ std::unique_ptr<Frontend> StartFrontend(const SchedulerFlags& flags,
   return frontend;
 }
 
-// Runs Tick() every tick_ms until `stop`, and copies the scheduler's
-// state into `metrics` (when serving them) about once a second.
-void TickLoop(Scheduler* scheduler, int tick_ms, const std::atomic<bool>& stop,
-              SchedulerMetrics* metrics) {
-  constexpr absl::Duration kMetricsPeriod = absl::Seconds(1);
-  absl::Time next_refresh = absl::InfinitePast();
-  while (!stop.load()) {
-    scheduler->Tick();
-    const absl::Time now = RealClock::Get()->Now();
-    if (metrics != nullptr && now >= next_refresh) {
-      metrics->Refresh(*scheduler);
-      next_refresh = now + kMetricsPeriod;
-    }
-    absl::SleepFor(absl::Milliseconds(tick_ms));
+// Runs Tick() every tick_ms and copies the scheduler's state into
+// `metrics` (when serving them) once a second, on timers of the real clock,
+// until the returned timers are destroyed.
+std::vector<std::unique_ptr<PeriodicTimer>> StartTicking(Scheduler* scheduler, int tick_ms,
+                                                         SchedulerMetrics* metrics) {
+  std::vector<std::unique_ptr<PeriodicTimer>> timers;
+  timers.push_back(std::make_unique<PeriodicTimer>(
+      RealClock::Get(), absl::Milliseconds(tick_ms), [scheduler] { scheduler->Tick(); }));
+  if (metrics != nullptr) {
+    timers.push_back(std::make_unique<PeriodicTimer>(
+        RealClock::Get(), absl::Seconds(1),
+        [scheduler, metrics] { metrics->Refresh(*scheduler); }));
   }
+  return timers;
 }
 
 // Blocks until SIGINT or SIGTERM (blocked in every thread, see Run).
@@ -337,11 +341,10 @@ int RunLocal(const SchedulerFlags& flags, const Security& security,
   if (frontend == nullptr) return 1;
   // The embedded store has one scheduler: it always leads.
   if (metrics != nullptr) metrics->SetLeader(true);
-  std::atomic<bool> stop{false};
-  std::thread loop([&] { TickLoop(scheduler->get(), flags.tick_ms, stop, metrics); });
+  std::vector<std::unique_ptr<PeriodicTimer>> ticking =
+      StartTicking(scheduler->get(), flags.tick_ms, metrics);
   WaitForSignal(signals);
-  stop = true;
-  loop.join();
+  ticking.clear();
   frontend->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   return 0;
 }
@@ -450,10 +453,11 @@ int RunReplica(const SchedulerFlags& flags, const Security& security,
     std::cerr << "joule-scheduler: cannot get a lease from etcd: " << lease.status() << "\n";
     return 1;
   }
-  etcd::LeaseKeeper keeper(client->get(), lease->id(), ttl_s, deposed);
+  etcd::LeaseKeeper keeper(client->get(), RealClock::Get(), lease->id(), ttl_s, deposed);
   StateMirror mirror(client->get(), url->prefix);
 
   std::atomic<bool> stop{false};
+  absl::Notification stopping;  // notified with `stop`
   std::atomic<bool> leading{false};
   std::unique_ptr<Scheduler> scheduler;
   // While standing by: the leader's address for redirects, from etcd's
@@ -523,11 +527,14 @@ int RunReplica(const SchedulerFlags& flags, const Security& security,
                << (snapshot ? absl::StrCat("from the watch at revision ", mirror_revision)
                             : std::string("from etcd"))
                << " in " << absl::ToDoubleMilliseconds(absl::Now() - elected) << " ms";
-    TickLoop(scheduler.get(), flags.tick_ms, stop, metrics);
+    std::vector<std::unique_ptr<PeriodicTimer>> ticking =
+        StartTicking(scheduler.get(), flags.tick_ms, metrics);
+    stopping.WaitForNotification();
   });
 
   WaitForSignal(signals);
   stop = true;
+  stopping.Notify();
   (*client)->CancelCampaigns();
   replica.join();
   leader_watch.join();
@@ -669,6 +676,10 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", flags.data_dir,
                  "Directory of the embedded crash-safe store")
       ->capture_default_str();
+  app.add_option("--starvation-guard", flags.starvation_guard_s,
+                 "Seconds a pending job that would fit once the running tasks end may find "
+                 "no room before the jobs submitted after it wait for it (0: off)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--heartbeat-timeout", flags.heartbeat_timeout_s,
                  "Seconds of agent silence before its node is marked down and "
                  "its tasks lost")
@@ -719,6 +730,10 @@ int main(int argc, char** argv) {
   app.add_option("--advertise", flags.advertise,
                  "HOST:PORT that clients and agents use to reach this replica "
                  "(default: the bound --listen address)");
+  app.add_option("--placement-config", flags.placement_config,
+                 "YAML file of placement profiles (filters, weighted scorers, "
+                 "percentage_of_nodes_to_score); its default_profile places jobs. "
+                 "Default: the built-in energy profile (see README, Placement)");
   app.add_option("--carbon-config", flags.carbon_config,
                  "YAML file of carbon intensity (gCO2e/kWh, constant or a CSV time "
                  "series) and electricity price per region (node label "

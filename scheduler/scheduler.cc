@@ -150,9 +150,10 @@ bool PodHoldsChanged(const v1::NodeSample& before, const v1::NodeSample& after) 
 Scheduler::Scheduler(Store* store, const Clock* clock, SchedulerOptions options)
     : clock_(clock),
       options_(options),
-      pipeline_(options.energy_aware_placement
-                    ? PlacementPipeline::Default(options.telemetry_freshness)
-                    : PlacementPipeline::FirstFit(options.telemetry_freshness)),
+      pipeline_(*PlacementPipeline::FromProfile(
+          options.placement_profile.value_or(options.energy_aware_placement ? EnergyProfile()
+                                                                            : FirstFitProfile()),
+          PluginArgs{options.telemetry_freshness})),
       coolest_throttle_c_([&options] {
         double coolest = std::numeric_limits<double>::infinity();
         for (const GpuModelSpec& spec : options.gpu_catalog) {
@@ -172,6 +173,14 @@ Scheduler::~Scheduler() {
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
     Store* store, const Clock* clock, SchedulerOptions options,
     const Store* initial_state) {
+  if (options.placement_profile.has_value()) {
+    absl::Status valid = ValidateProfile(*options.placement_profile);
+    if (!valid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("placement profile ",
+                                                     options.placement_profile->name, ": ",
+                                                     valid.message()));
+    }
+  }
   std::unique_ptr<Scheduler> scheduler(new Scheduler(store, clock, options));
   absl::MutexLock lock(&scheduler->mu_);
   absl::Status status =
@@ -281,7 +290,7 @@ absl::Status Scheduler::Load(const Store& source) {
     }
     batch_sizer_.Started(BatchRequestOf(job), job.tasks().rbegin()->batch_size());
   }
-  JLOG(INFO) << "loaded " << jobs_.size() << " jobs (" << pending_.size()
+  JLOG(INFO) << "loaded " << jobs_.size() << " jobs (" << queue_.size() + queue_.backoff_size()
              << " pending) and " << energy_model_.size() << " power profiles from the store";
   return absl::OkStatus();
 }
@@ -1690,11 +1699,12 @@ ClusterSnapshot Scheduler::Snapshot() const {
     }
     snapshot.nodes.push_back(std::move(view));
   }
+  snapshot.Index();
   return snapshot;
 }
 
 void Scheduler::PlacePending() {
-  if (pending_.empty()) return;
+  if (queue_.empty()) return;
   // A cycle that failed to place a job would fail again until something
   // changes: a job arrives or is re-queued, resources are released, a node
   // (re)joins. Only telemetry-driven inputs (freshness, temperature) change
@@ -1715,15 +1725,6 @@ void Scheduler::PlacePending() {
     }
   } timer{clock_, options_.observer, now};
   ClusterSnapshot snapshot = Snapshot();
-  // Per GPU model: the most GPUs of it on one node.
-  std::map<std::string, int> most_per_node;
-  for (const NodeView& node : snapshot.nodes) {
-    std::map<std::string, int> count;
-    for (const GpuView& gpu : node.gpus) ++count[gpu.model];
-    for (const auto& [model, n] : count) {
-      most_per_node[model] = std::max(most_per_node[model], n);
-    }
-  }
   // Per GPU model: the mean static power per GPU of the nodes that have it.
   std::map<std::string, double> static_per_gpu;
   {
@@ -1736,22 +1737,16 @@ void Scheduler::PlacePending() {
     }
     for (const auto& [model, sum] : sums) static_per_gpu[model] = sum.first / sum.second;
   }
-  // Within one cycle the cluster only fills up, so a request shape that
-  // found no room finds none later in the cycle either. The cycle therefore
-  // walks the queue in submission order through the heads of the per-shape
-  // queues, and drops a shape at its first failure: a long queue costs one
-  // pipeline pass per placed job plus one per distinct shape, not one per
-  // job. Jobs behind a failed head keep the message of the last cycle that
-  // examined them; `explain` shows them their shape's verdict.
+  // The walk visits the heads of the per-shape queues in submission order
+  // and drops a shape at its first failure (JobQueue). Jobs behind a failed
+  // head keep the message of the last cycle that examined them; `explain`
+  // shows them their shape's verdict.
   last_failed_.clear();
-  std::set<std::tuple<int64_t, std::string, Shape>> heads;
-  for (const auto& [shape, queue] : pending_by_shape_) {
-    heads.emplace(queue.begin()->first, queue.begin()->second, shape);
-  }
-  while (!heads.empty()) {
-    const auto [number, job_id, shape] = *heads.begin();
-    heads.erase(heads.begin());
-    v1::Job& job = jobs_[job_id];
+  JobQueue::Walk walk = queue_.StartWalk();
+  // The cluster with every running task ended, for the starvation guard.
+  std::optional<ClusterSnapshot> drained;
+  while (std::optional<JobQueue::Entry> entry = walk.Next()) {
+    v1::Job& job = jobs_[entry->job_id];
     const v1::JobSpec& spec = job.spec();
     PlacementRequest request;
     request.job_id = job.id();
@@ -1764,35 +1759,46 @@ void Scheduler::PlacePending() {
       // The GPU models this job can use: its gpu_model if it names one, on
       // nodes with enough of them for a replica.
       std::set<std::string> usable;
-      for (const auto& [model, most] : most_per_node) {
-        if (most >= request.gpus && (request.gpu_model.empty() || model == request.gpu_model)) {
+      for (const auto& [model, index] : snapshot.models()) {
+        if (!model.empty() && index.most_per_node >= request.gpus &&
+            (request.gpu_model.empty() || model == request.gpu_model)) {
           usable.insert(model);
         }
       }
       RouteByEnergy(job, usable, static_per_gpu, snapshot.now, &request);
-    }    PlacementResult result = pipeline_->Place(request, snapshot);
+    }
+    // Reserves what it places in the cycle's snapshot, so later jobs of the
+    // cycle see it taken.
+    PlacementResult result = pipeline_->Place(request, &snapshot);
     std::shared_ptr<const v1::JobExplanation> explanation = Explain(job, result);
     explanations_[job.id()] = explanation;
     if (result.kind != PlacementResult::Kind::kPlaced) {
       // Held, not refused: nodes may join or free up later.
-      if (job.message() != result.reason) {
-        job.set_message(result.reason);
+      std::string message = result.reason;
+      const bool holds = result.kind == PlacementResult::Kind::kRetryLater &&
+                         request.routed_models.empty() &&
+                         HoldsTheQueue(job, request, snapshot, &drained);
+      if (holds) {
+        absl::StrAppend(&message, "; waiting longer than ",
+                        absl::FormatDuration(options_.starvation_guard),
+                        ", so jobs submitted after it wait until it is placed");
+      }
+      if (job.message() != message) {
+        job.set_message(message);
         Changed(job);
+      }
+      if (holds) {
+        JLOG(DEBUG) << job.id() << " holds the queue (starvation guard)";
+        break;
       }
       if (!request.routed_models.empty()) {
         // Energy routing held this job, not its shape: the next job of the
         // shape (another class) may fit elsewhere.
-        auto rest = pending_by_shape_.find(shape);
-        if (rest == pending_by_shape_.end()) continue;
-        auto next = rest->second.upper_bound({number, job_id});
-        if (next != rest->second.end()) heads.emplace(next->first, next->second, shape);
+        walk.Continue(*entry);
         continue;
       }
-      last_failed_.emplace(shape, explanation);
+      last_failed_.emplace(entry->shape, explanation);
       continue;
-    }
-    for (const ReplicaPlacement& placement : result.replicas) {
-      PlacementPipeline::Reserve(request, placement, &snapshot);
     }
     std::set<std::string> asleep;
     for (const ReplicaPlacement& placement : result.replicas) {
@@ -1820,10 +1826,7 @@ void Scheduler::PlacePending() {
         job.set_message(message);
         Changed(job);
       }
-      auto rest = pending_by_shape_.find(shape);
-      if (rest == pending_by_shape_.end()) continue;
-      auto next = rest->second.upper_bound({number, job_id});
-      if (next != rest->second.end()) heads.emplace(next->first, next->second, shape);
+      walk.Continue(*entry);
       continue;
     }
     RemovePending(job);
@@ -1837,45 +1840,43 @@ void Scheduler::PlacePending() {
     }
     // The next job of the shape after this one: jobs before it that energy
     // routing held wait for the next cycle.
-    auto rest = pending_by_shape_.find(shape);
-    if (rest == pending_by_shape_.end()) continue;
-    auto next = rest->second.upper_bound({number, job_id});
-    if (next != rest->second.end()) heads.emplace(next->first, next->second, shape);
+    walk.Continue(*entry);
   }
 }
 
-Scheduler::Shape Scheduler::ShapeOf(const v1::JobSpec& spec) {
-  return Shape{spec.replicas(), spec.resources().gpus(), spec.resources().cpus(),
-               spec.resources().memory_bytes(), spec.resources().gpu_model()};
+bool Scheduler::HoldsTheQueue(const v1::Job& job, const PlacementRequest& request,
+                              const ClusterSnapshot& snapshot,
+                              std::optional<ClusterSnapshot>* drained) const {
+  const absl::Duration guard = options_.starvation_guard;
+  if (guard <= absl::ZeroDuration() || guard == absl::InfiniteDuration()) return false;
+  absl::Time since = FromProtoTime(job.submit_time());
+  if (job.has_not_before()) since = std::max(since, FromProtoTime(job.not_before()));
+  if (snapshot.now - since < guard) return false;
+  // Would it fit if every running task ended? Not if it needs nodes that are
+  // down or GPUs pods hold: holding the queue for it could last forever.
+  // Made once per cycle: Place changes it only when it places, and then the
+  // cycle ends.
+  if (!drained->has_value()) {
+    *drained = snapshot;
+    for (NodeView& node : (*drained)->nodes) {
+      for (GpuView& gpu : node.gpus) gpu.free = gpu.held_by.empty();
+      node.free_cpus = node.total_cpus;
+      node.free_memory_bytes = node.total_memory_bytes;
+      node.running_tasks = 0;
+    }
+    (*drained)->Index();
+  }
+  return pipeline_->Place(request, &**drained).kind == PlacementResult::Kind::kPlaced;
 }
 
 void Scheduler::AddPending(const v1::Job& job) {
-  if (job.has_not_before()) {
-    const absl::Time not_before = FromProtoTime(job.not_before());
-    if (not_before > clock_->Now()) {
-      backoff_.emplace(not_before, job.id());
-      return;
-    }
-  }
-  const std::pair<int64_t, std::string> entry{JobNumber(job.id()), job.id()};
-  if (pending_.insert(entry).second) pending_by_shape_[ShapeOf(job.spec())].insert(entry);
+  queue_.Add(job, JobNumber(job.id()), clock_->Now());
 }
 
-void Scheduler::RemovePending(const v1::Job& job) {
-  if (job.has_not_before()) backoff_.erase({FromProtoTime(job.not_before()), job.id()});
-  const std::pair<int64_t, std::string> entry{JobNumber(job.id()), job.id()};
-  if (pending_.erase(entry) == 0) return;
-  auto queue = pending_by_shape_.find(ShapeOf(job.spec()));
-  if (queue == pending_by_shape_.end()) return;
-  queue->second.erase(entry);
-  if (queue->second.empty()) pending_by_shape_.erase(queue);
-}
+void Scheduler::RemovePending(const v1::Job& job) { queue_.Remove(job, JobNumber(job.id())); }
 
 void Scheduler::EndBackoffs() {
-  const absl::Time now = clock_->Now();
-  while (!backoff_.empty() && backoff_.begin()->first <= now) {
-    const std::string job_id = backoff_.begin()->second;
-    backoff_.erase(backoff_.begin());
+  for (const std::string& job_id : queue_.DueBackoffs(clock_->Now())) {
     auto it = jobs_.find(job_id);
     if (it == jobs_.end() || it->second.state() != v1::JOB_STATE_PENDING) continue;
     AddPending(it->second);
@@ -1898,24 +1899,36 @@ std::shared_ptr<const v1::JobExplanation> Scheduler::Explain(
     case PlacementResult::Kind::kInfeasible:
       out.set_outcome("INFEASIBLE");
       break;
+    case PlacementResult::Kind::kError:
+      out.set_outcome("ERROR");
+      break;
   }
   out.set_reason(result.reason);
+  out.set_profile(pipeline_->profile_name());
+  const CycleSummary& summary = result.summary;
+  out.set_nodes_total(summary.nodes_total);
+  out.set_nodes_filtered(summary.nodes_filtered);
+  out.set_nodes_feasible(summary.nodes_feasible);
+  out.set_sampled(summary.sampled);
+  for (const RejectionCount& rejection : summary.rejections) {
+    v1::RejectionCount* count = out.add_rejections();
+    count->set_plugin(rejection.plugin);
+    count->set_code(PluginCodeName(rejection.code));
+    count->set_nodes(rejection.nodes);
+    count->set_example(rejection.example);
+  }
   const std::string chosen = result.replicas.empty() ? "" : result.replicas[0].node;
-  for (const NodeVerdict& verdict : result.verdicts) {
+  for (const ScoredCandidate& top : summary.top) {
     v1::PlacementCandidate* candidate = out.add_candidates();
-    candidate->set_node(verdict.node);
-    if (!verdict.rejected_by.empty()) {
-      candidate->set_rejected_by(verdict.rejected_by[0].plugin);
-      candidate->set_reason(verdict.rejected_by[0].reason);
-    }
-    for (const ScoreEntry& entry : verdict.scores) {
+    candidate->set_node(top.node);
+    for (const ScoreEntry& entry : top.scores) {
       v1::PluginScore* score = candidate->add_scores();
       score->set_plugin(entry.plugin);
       score->set_score(entry.score);
       score->set_weight(entry.weight);
     }
-    candidate->set_total_score(verdict.total_score);
-    candidate->set_chosen(verdict.node == chosen);
+    candidate->set_total_score(top.total_score);
+    candidate->set_chosen(top.node == chosen);
   }
   for (const ReplicaPlacement& replica : result.replicas) {
     out.add_replica_nodes(replica.node);
@@ -1935,7 +1948,7 @@ absl::StatusOr<v1::JobExplanation> Scheduler::ExplainJob(const std::string& job_
   if (job->second.state() == v1::JOB_STATE_PENDING) {
     // The last cycle's verdict on the job's shape is the newest, also for a
     // job the cycle stopped before.
-    auto shared = last_failed_.find(ShapeOf(job->second.spec()));
+    auto shared = last_failed_.find(JobQueue::ShapeOf(job->second.spec()));
     if (shared != last_failed_.end()) source = shared->second;
   }
   if (source != nullptr) {

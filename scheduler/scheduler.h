@@ -33,9 +33,11 @@
 #include "scheduler/brain/early_stop.h"
 #include "scheduler/brain/energy_budget.h"
 #include "scheduler/energy_model.h"
+#include "scheduler/job_queue.h"
 #include "scheduler/power/node_power_manager.h"
 #include "scheduler/carbon.h"
-#include "scheduler/placement.h"
+#include "scheduler/placement/pipeline.h"
+#include "scheduler/placement/profile.h"
 #include "scheduler/profiling/cap_choice.h"
 #include "scheduler/profiling/cap_profiler.h"
 #include "scheduler/sharding/sharder.h"
@@ -177,6 +179,16 @@ struct SchedulerOptions {
   // thermal headroom and GPU fit; off: the first feasible node in name order
   // (energy-oblivious first fit, for the simulator's baselines).
   bool energy_aware_placement = true;
+  // A pending job that fits the cluster once its running tasks end, but has
+  // found no room for this long (a large gang behind a stream of small
+  // jobs that keep taking what frees up), holds the queue: no job submitted
+  // after it is placed until it is. Zero or infinite: off.
+  absl::Duration starvation_guard = absl::Hours(1);
+  // The placement profile (--placement-config's default_profile): its
+  // filters, weighted scorers and sampling. Unset: the built-in "energy"
+  // profile, or "first-fit" without energy_aware_placement. Validated by
+  // Create.
+  std::optional<PlacementProfile> placement_profile;
   // Seeds the scheduler's random choices (the simulator fixes it).
   uint64_t random_seed = 1;
   // A GPU within this many degrees of its throttle temperature gets its cap
@@ -432,17 +444,23 @@ class Scheduler {
   void Release(const v1::Job& job, const v1::Task& task)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // What placement needs of a job: replicas, GPUs, CPUs and memory per
-  // replica, GPU model. Jobs of one shape fit or do not fit alike.
-  using Shape = std::tuple<int32_t, int32_t, double, int64_t, std::string>;
-  static Shape ShapeOf(const v1::JobSpec& spec);
-  // The queue of pending jobs and its count of jobs per shape, together.
-  // A job whose not_before lies ahead waits in backoff_ instead.
+  using Shape = JobQueue::Shape;
+  // Into and out of queue_ (a job whose not_before lies ahead waits in its
+  // backoff instead).
   void AddPending(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemovePending(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues the jobs whose backoff has passed.
   void EndBackoffs() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PlacePending() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The starvation guard: whether `job`, which found no room in this cycle,
+  // has waited longer than options_.starvation_guard and would fit once the
+  // running tasks end, so that the jobs behind it wait until it is placed.
+  // `drained` is the cycle's copy of the snapshot with every task ended,
+  // made on first use.
+  bool HoldsTheQueue(const v1::Job& job, const PlacementRequest& request,
+                     const ClusterSnapshot& snapshot,
+                     std::optional<ClusterSnapshot>* drained) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ClusterSnapshot Snapshot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Creates the tasks and queues the job's write; PlacementStored starts
   // the tasks once the store has it. Returns the error of a write refused
@@ -604,15 +622,8 @@ class Scheduler {
 
   mutable absl::Mutex mu_;
   std::map<std::string, v1::Job> jobs_ ABSL_GUARDED_BY(mu_);
-  // Submission order of pending jobs: (sequence number, job id).
-  std::set<std::pair<int64_t, std::string>> pending_ ABSL_GUARDED_BY(mu_);
-  // The same jobs per shape, so that a cycle visits each shape's queue in
-  // submission order without walking jobs of shapes that already failed.
-  std::map<Shape, std::set<std::pair<int64_t, std::string>>> pending_by_shape_
-      ABSL_GUARDED_BY(mu_);
-  // Pending jobs waiting out a retry backoff, by the time it ends; they join
-  // pending_ then.
-  std::set<std::pair<absl::Time, std::string>> backoff_ ABSL_GUARDED_BY(mu_);
+  // Pending jobs: submission order per shape, and retries in backoff.
+  JobQueue queue_ ABSL_GUARDED_BY(mu_);
   // Jobs whose in-memory state the store does not have yet (a failed
   // write; for a refused submission, its absence), and the latest write
   // error (OK while writes succeed).

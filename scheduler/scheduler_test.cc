@@ -1307,6 +1307,92 @@ TEST_F(SchedulerTest, SilentNodeIsMarkedDownAndJobRetriedAfterBackoff) {
   EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_LOST);
 }
 
+// ---- 6b. The queue: no starvation ----
+
+class StarvationTest : public SchedulerTest {
+ protected:
+  // A 4-GPU job behind a stream of 1-GPU jobs (two a minute, three minutes
+  // each) that keep taking every GPU that frees up. Returns the minute its
+  // task was started, or -1 if not within `minutes`.
+  int MinuteTheGangStarts(FakeAgentLink& link, int minutes);
+};
+
+int StarvationTest::MinuteTheGangStarts(FakeAgentLink& link, int minutes) {
+  EXPECT_THAT(Register(link, RegisterBuilder("gpu-a").Gpus(4, "V100").Build()), IsOk());
+  std::map<std::string, int> ends;  // running small task -> minute it exits
+  std::string gang;
+  size_t seen = 0;
+  for (int minute = 0; minute < minutes; ++minute) {
+    for (auto it = ends.begin(); it != ends.end();) {
+      if (it->second > minute) {
+        ++it;
+        continue;
+      }
+      EXPECT_THAT(Exited(link, it->first, 0), IsOk());
+      it = ends.erase(it);
+    }
+    Submit(SpecBuilder("small").Gpus(1).Build());
+    Submit(SpecBuilder("small").Gpus(1).Build());
+    if (minute == 1) gang = Submit(SpecBuilder("gang").Gpus(4).Build());
+    v1::AgentMessage telemetry;
+    *telemetry.mutable_telemetry()->mutable_time() = ToProtoTime(clock_.Now());
+    EXPECT_THAT(scheduler_->OnAgentMessage(&link, telemetry), IsOk());
+    scheduler_->Tick();
+    const std::vector<v1::SchedulerCommand> starts = link.Of(v1::SchedulerCommand::kStartTask);
+    for (; seen < starts.size(); ++seen) {
+      const v1::StartTask& start = starts[seen].start_task();
+      EXPECT_THAT(Started(link, start.task_id(), 100 + static_cast<int64_t>(seen)), IsOk());
+      if (start.job_id() == gang) return minute;
+      ends[start.task_id()] = minute + 3;
+    }
+    AdvanceAlive(link, absl::Minutes(1));
+  }
+  return -1;
+}
+
+TEST_F(StarvationTest, ALargeJobIsNotStarvedByAStreamOfSmallOnes) {
+  options_.starvation_guard = absl::Minutes(10);
+  scheduler_ = NewScheduler();
+  FakeAgentLink link;
+  const int minute = MinuteTheGangStarts(link, 60);
+  // Submitted at minute 1; after 10 minutes it holds the queue, and the
+  // small jobs running then end within 3 minutes.
+  EXPECT_GE(minute, 11);
+  EXPECT_LE(minute, 1 + 10 + 3 + 1);
+}
+
+TEST_F(StarvationTest, WithoutTheStarvationGuardTheLargeJobWaitsForever) {
+  options_.starvation_guard = absl::ZeroDuration();
+  scheduler_ = NewScheduler();
+  FakeAgentLink link;
+  EXPECT_EQ(MinuteTheGangStarts(link, 60), -1);
+}
+
+// A job that would not fit even with every task ended (it needs more GPUs
+// than the ready nodes have) never holds the queue.
+TEST_F(StarvationTest, AJobThatCannotFitOnReadyNodesDoesNotHoldTheQueue) {
+  options_.starvation_guard = absl::Minutes(1);
+  scheduler_ = NewScheduler();
+  FakeAgentLink a;
+  FakeAgentLink b;
+  ASSERT_THAT(Register(a, RegisterBuilder("gpu-a").Gpus(2, "V100").Build()), IsOk());
+  ASSERT_THAT(Register(b, RegisterBuilder("gpu-b").Gpus(2, "V100").Build()), IsOk());
+  const std::string gang = Submit(SpecBuilder("gang").Replicas(2).Gpus(2).Build());
+  // gpu-b goes down: the gang fits the cluster, not its ready nodes.
+  AdvanceAlive(a, options_.heartbeat_timeout + absl::Seconds(5));
+  scheduler_->Tick();
+  ASSERT_EQ(LookUpNode("gpu-b").state(), v1::NODE_STATE_DOWN);
+  AdvanceAlive(a, absl::Minutes(2));
+  const std::string small = Submit(SpecBuilder("small").Gpus(1).Build());
+  v1::AgentMessage telemetry;
+  *telemetry.mutable_telemetry()->mutable_time() = ToProtoTime(clock_.Now());
+  ASSERT_THAT(scheduler_->OnAgentMessage(&a, telemetry), IsOk());
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpJob(gang).state(), v1::JOB_STATE_PENDING);
+  EXPECT_THAT(LookUpJob(gang).message(), Not(HasSubstr("jobs submitted after it wait")));
+  EXPECT_EQ(LookUpJob(small).state(), v1::JOB_STATE_RUNNING);
+}
+
 // ---- 7. Restart and adoption ----
 
 class SchedulerRestartTest : public SchedulerTest {
@@ -2465,7 +2551,8 @@ TEST_F(SchedulerTest, GpuHeldByAPodIsNotPlacedOnAndAFreeOneIs) {
   const std::string second = Submit(SpecBuilder().Gpus(1).Build());
   scheduler_->Tick();
   EXPECT_EQ(LookUpJob(second).state(), v1::JOB_STATE_PENDING);
-  EXPECT_THAT(LookUpJob(second).message(), HasSubstr("GPU 0 held by pod team-a/infer-0"));
+  EXPECT_THAT(LookUpJob(second).message(),
+              HasSubstr("1 held by pods, e.g. gpu-a GPU 0 by team-a/infer-0"));
   EXPECT_EQ(LookUpNode("gpu-a").free_gpus(), 0);
   EXPECT_THAT(link.Of(v1::SchedulerCommand::kStartTask), SizeIs(1));
 

@@ -755,9 +755,10 @@ void EtcdClient::RotateEndpoint() {
 // ---------------------------------------------------------------------------
 // LeaseKeeper
 
-LeaseKeeper::LeaseKeeper(EtcdClient* client, int64_t lease_id, int64_t ttl_s,
+LeaseKeeper::LeaseKeeper(EtcdClient* client, const Clock* clock, int64_t lease_id, int64_t ttl_s,
                          std::function<void(const absl::Status& why)> on_lost)
     : client_(client),
+      clock_(clock),
       lease_id_(lease_id),
       ttl_s_(ttl_s),
       on_lost_(std::move(on_lost)),
@@ -770,7 +771,7 @@ LeaseKeeper::~LeaseKeeper() {
 }
 
 void LeaseKeeper::Run() {
-  const Clock* clock = RealClock::Get();
+  const Clock* clock = clock_;
   auto lose = [this](const absl::Status& why) {
     lost_.store(true);
     JLOG(WARNING) << "etcd lease " << lease_id_ << " lost: " << why;
@@ -816,11 +817,7 @@ void LeaseKeeper::Run() {
       last_error = renewed.status();
       next = clock->Now() + retry;
     }
-    const absl::Duration wait = std::min(next, valid_until) - clock->Now();
-    if (wait > absl::ZeroDuration() &&
-        stopping_.WaitForNotificationWithTimeout(wait)) {
-      return;
-    }
+    if (clock->WaitUntil(std::min(next, valid_until), &stopping_)) return;
   }
 }
 

@@ -11,6 +11,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "common/clock.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -146,10 +147,11 @@ class EtcdClient {
 // expired, or when no keep-alive has succeeded for longer than the TTL
 // measured from the send time of the last successful one (so the holder never
 // believes in a lease that etcd may already have expired). Transient errors
-// are retried until then.
+// are retried until then. Times and waits are on `clock` (the caller's; the
+// keeper reads no clock of its own).
 class LeaseKeeper {
  public:
-  LeaseKeeper(EtcdClient* client, int64_t lease_id, int64_t ttl_s,
+  LeaseKeeper(EtcdClient* client, const Clock* clock, int64_t lease_id, int64_t ttl_s,
               std::function<void(const absl::Status& why)> on_lost);
   ~LeaseKeeper();  // stops the thread; does not revoke the lease
 
@@ -159,6 +161,7 @@ class LeaseKeeper {
   void Run();
 
   EtcdClient* const client_;
+  const Clock* const clock_;
   const int64_t lease_id_;
   const int64_t ttl_s_;
   std::function<void(const absl::Status&)> on_lost_;

@@ -363,7 +363,7 @@ TEST_F(EtcdClientTest, LeaseKeeperKeepsLeaseAlive) {
   ASSERT_TRUE(Put(*client_, "/alive", "v", lease->id()).ok());
   int lost = 0;
   {
-    LeaseKeeper keeper(client_.get(), lease->id(), 2,
+    LeaseKeeper keeper(client_.get(), RealClock::Get(), lease->id(), 2,
                        [&](const absl::Status&) { ++lost; });
     // Two and a half TTLs: without the keeper the lease would be gone.
     absl::SleepFor(absl::Seconds(5));
@@ -384,7 +384,8 @@ TEST_F(EtcdClientTest, LeaseKeeperReportsLossWhileEtcdIsStopped) {
   absl::Mutex mu;
   int lost = 0;
   absl::Status why;
-  LeaseKeeper keeper(client_.get(), lease->id(), 2, [&](const absl::Status& status) {
+  LeaseKeeper keeper(client_.get(), RealClock::Get(), lease->id(), 2,
+                     [&](const absl::Status& status) {
     absl::MutexLock lock(&mu);
     ++lost;
     why = status;

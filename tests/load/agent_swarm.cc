@@ -48,6 +48,7 @@ struct SwarmFlags {
   int streams = 2000;
   int channels = 0;  // 0: as few as the server's per-connection stream limit allows.
   int period_ms = 1000;
+  int gpus_per_node = 4;
   double duration_s = 10;
   int64_t scheduler_pid = 0;
   std::string node_prefix = "swarm-";
@@ -177,7 +178,7 @@ int Run(const SwarmFlags& flags) {
   for (int i = 0; i < n; ++i) {
     streams.push_back(std::make_unique<SwarmStream>(absl::StrCat(flags.node_prefix, i),
                                                     stubs[i % stubs.size()].get(), &clock,
-                                                    &progress));
+                                                    &progress, flags.gpus_per_node));
   }
   std::cerr << "agent_swarm: opening " << n << " streams over " << channels.size()
             << " channels to " << flags.scheduler << "\n";
@@ -321,6 +322,9 @@ int main(int argc, char** argv) {
                  "0 picks enough for the scheduler's per-connection stream limit")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 16));
+  app.add_option("--gpus-per-node", flags.gpus_per_node,
+                 "Simulated GPUs per node, each in every telemetry sample")
+      ->check(CLI::Range(0, 64));
   app.add_option("--period-ms", flags.period_ms, "Telemetry period per stream")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600000));

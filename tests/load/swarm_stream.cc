@@ -8,7 +8,6 @@
 namespace joule {
 namespace {
 
-constexpr int kGpus = 4;
 constexpr int kCpus = 8;
 constexpr int64_t kMemoryBytes = int64_t{16} << 30;
 constexpr double kStaticPowerW = 100;
@@ -57,11 +56,11 @@ int SwarmProgress::AwaitDone(int count, absl::Duration timeout) {
   return done_;
 }
 
-v1::NodeInfo SwarmNodeInfo(const std::string& name) {
+v1::NodeInfo SwarmNodeInfo(const std::string& name, int gpus) {
   v1::NodeInfo node;
   node.set_name(name);
   (*node.mutable_labels())["joule.dev/load-test"] = "agent_swarm";
-  for (int i = 0; i < kGpus; ++i) {
+  for (int i = 0; i < gpus; ++i) {
     v1::Device* device = node.add_devices();
     device->set_index(i);
     device->set_kind(v1::DEVICE_KIND_GPU);
@@ -82,13 +81,17 @@ v1::NodeInfo SwarmNodeInfo(const std::string& name) {
 }
 
 SwarmStream::SwarmStream(std::string node_name, v1::AgentService::Stub* stub,
-                         const Clock* clock, SwarmProgress* progress)
-    : node_name_(std::move(node_name)), stub_(stub), clock_(clock), progress_(progress) {}
+                         const Clock* clock, SwarmProgress* progress, int gpus)
+    : node_name_(std::move(node_name)),
+      gpus_(gpus),
+      stub_(stub),
+      clock_(clock),
+      progress_(progress) {}
 
 void SwarmStream::Start() {
   stub_->async()->Connect(&context_, this);
   absl::MutexLock lock(&mu_);
-  *outgoing_.mutable_register_()->mutable_node() = SwarmNodeInfo(node_name_);
+  *outgoing_.mutable_register_()->mutable_node() = SwarmNodeInfo(node_name_, gpus_);
   start_time_ = clock_->Now();
   writing_ = true;
   StartWrite(&outgoing_);
@@ -186,7 +189,7 @@ void SwarmStream::BuildTelemetryLocked(absl::Time now) {
   outgoing_.Clear();
   v1::NodeSample* sample = outgoing_.mutable_telemetry();
   *sample->mutable_time() = ToProtoTime(now);
-  for (int i = 0; i < kGpus; ++i) {
+  for (int i = 0; i < gpus_; ++i) {
     v1::DeviceSample* device = sample->add_devices();
     device->set_index(i);
     device->set_kind(v1::DEVICE_KIND_GPU);
@@ -197,7 +200,7 @@ void SwarmStream::BuildTelemetryLocked(absl::Time now) {
     device->set_power_cap_w(kPowerLimitDefaultW);
     device->set_source("simulated");
   }
-  sample->set_node_power_w(kGpus * kSamplePowerW + kStaticPowerW);
+  sample->set_node_power_w(gpus_ * kSamplePowerW + kStaticPowerW);
 }
 
 }  // namespace joule

@@ -41,10 +41,10 @@ class SwarmProgress {
   int done_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// What a node of the swarm looks like: 4 simulated V100s with power limits
-// 100/250/250 W (min/default/max) and 35 W idle, on a node with 8 CPUs,
-// 16 GiB and 100 W of static power.
-v1::NodeInfo SwarmNodeInfo(const std::string& name);
+// What a node of the swarm looks like: `gpus` simulated V100s with power
+// limits 100/250/250 W (min/default/max) and 35 W idle, on a node with 8
+// CPUs, 16 GiB and 100 W of static power.
+v1::NodeInfo SwarmNodeInfo(const std::string& name, int gpus = 4);
 
 // One simulated agent: a single agent stream opened with the gRPC callback
 // client API, speaking the protocol a real joule-agent speaks.
@@ -73,8 +73,9 @@ class SwarmStream
  public:
   enum class SendResult { kSent, kBusy, kNotReady };
 
+  // A node with `gpus` GPUs, each reported in every telemetry sample.
   SwarmStream(std::string node_name, v1::AgentService::Stub* stub, const Clock* clock,
-              SwarmProgress* progress);
+              SwarmProgress* progress, int gpus = 4);
 
   void Start();
   SendResult SendTelemetry();
@@ -108,6 +109,7 @@ class SwarmStream
   void StartWritesDoneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string node_name_;
+  const int gpus_;
   v1::AgentService::Stub* const stub_;
   const Clock* const clock_;
   SwarmProgress* const progress_;

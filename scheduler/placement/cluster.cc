@@ -1,0 +1,167 @@
+#include "scheduler/placement/cluster.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace joule {
+namespace {
+
+// The distinct GPU models of a node, in first-seen order (nodes have one or
+// two).
+std::vector<const std::string*> ModelsOf(const NodeView& node) {
+  std::vector<const std::string*> models;
+  for (const GpuView& gpu : node.gpus) {
+    if (std::none_of(models.begin(), models.end(),
+                     [&gpu](const std::string* m) { return *m == gpu.model; })) {
+      models.push_back(&gpu.model);
+    }
+  }
+  return models;
+}
+
+}  // namespace
+
+int NodeView::FreeGpus(const std::string& model) const {
+  if (usable_gpus >= 0 && (model.empty() || (one_model && !gpus.empty()))) {
+    return model.empty() || gpus.front().model == model ? usable_gpus : 0;
+  }
+  int n = 0;
+  for (const GpuView& gpu : gpus) n += Usable(gpu) && ModelMatches(model, gpu);
+  return n;
+}
+
+int NodeView::TotalGpus(const std::string& model) const {
+  if (model.empty()) return static_cast<int>(gpus.size());
+  int n = 0;
+  for (const GpuView& gpu : gpus) n += ModelMatches(model, gpu);
+  return n;
+}
+
+void ClusterSnapshot::Index() {
+  models_.clear();
+  by_name_.clear();
+  by_name_.reserve(nodes.size());
+  most_cpus_ = 0;
+  most_memory_bytes_ = 0;
+  ModelIndex& any = models_[""];
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+    NodeView& node = nodes[i];
+    node.usable_gpus = -1;
+    node.usable_gpus = node.FreeGpus("");
+    node.one_model = ModelsOf(node).size() <= 1;
+    by_name_[node.name] = i;
+    most_cpus_ = std::max(most_cpus_, node.total_cpus);
+    most_memory_bytes_ = std::max(most_memory_bytes_, node.total_memory_bytes);
+    any.most_per_node = std::max(any.most_per_node, static_cast<int>(node.gpus.size()));
+    for (const std::string* model : ModelsOf(node)) {
+      ModelIndex& index = models_[*model];
+      index.most_per_node = std::max(index.most_per_node, node.TotalGpus(*model));
+    }
+  }
+  for (auto& [name, index] : models_) {
+    index.by_free.resize(index.most_per_node + 1);
+    index.by_total.assign(index.most_per_node + 1, 0);
+  }
+  for (const NodeView& node : nodes) {
+    if (node.gpus.empty()) continue;
+    ++any.by_total[node.gpus.size()];
+    for (const GpuView& gpu : node.gpus) {
+      for (ModelIndex* index : {&any, &models_[gpu.model]}) {
+        index->hot += gpu.free && gpu.hot;
+        index->held += !gpu.held_by.empty();
+        if (!gpu.held_by.empty() && index->held_example.empty()) {
+          index->held_example = absl::StrCat(node.name, " GPU ", gpu.index, " by ", gpu.held_by);
+        }
+      }
+    }
+    for (const std::string* model : ModelsOf(node)) {
+      ++models_[*model].by_total[node.TotalGpus(*model)];
+    }
+  }
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) Count(i, +1);
+}
+
+void ClusterSnapshot::Count(int node_index, int sign) {
+  const NodeView& node = nodes[node_index];
+  if (node.gpus.empty()) return;
+  auto count = [&](const std::string& model) {
+    absl::btree_set<int>& bucket = models_[model].by_free[node.FreeGpus(model)];
+    if (sign > 0) {
+      bucket.insert(node_index);
+    } else {
+      bucket.erase(node_index);
+    }
+  };
+  count("");
+  for (const std::string* model : ModelsOf(node)) count(*model);
+}
+
+int64_t ClusterSnapshot::ModelIndex::NodesWithFree(int gpus) const {
+  int64_t n = 0;
+  for (int k = std::max(gpus, 0); k < static_cast<int>(by_free.size()); ++k) n += by_free[k].size();
+  return n;
+}
+
+int64_t ClusterSnapshot::ModelIndex::NodesWithTotal(int gpus) const {
+  int64_t n = 0;
+  for (int k = std::max(gpus, 0); k < static_cast<int>(by_total.size()); ++k) n += by_total[k];
+  return n;
+}
+
+int ClusterSnapshot::Find(const std::string& name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? -1 : it->second;
+}
+
+const ClusterSnapshot::ModelIndex* ClusterSnapshot::model(const std::string& name) const {
+  auto it = models_.find(name);
+  return it == models_.end() ? nullptr : &it->second;
+}
+
+int ClusterSnapshot::MostFreeOnOneNode(const std::string& model) const {
+  const ModelIndex* index = this->model(model);
+  if (index == nullptr) return 0;
+  for (int k = static_cast<int>(index->by_free.size()) - 1; k > 0; --k) {
+    if (!index->by_free[k].empty()) return k;
+  }
+  return 0;
+}
+
+void ClusterSnapshot::Reserve(int node_index, const std::vector<int32_t>& gpu_indices,
+                              double cpus, int64_t memory_bytes) {
+  NodeView& node = nodes[node_index];
+  Count(node_index, -1);
+  for (GpuView& gpu : node.gpus) {
+    if (std::find(gpu_indices.begin(), gpu_indices.end(), gpu.index) != gpu_indices.end()) {
+      gpu.free = false;
+    }
+  }
+  node.usable_gpus = -1;
+  node.usable_gpus = node.FreeGpus("");
+  Count(node_index, +1);
+  node.free_cpus -= cpus;
+  node.free_memory_bytes -= memory_bytes;
+  ++node.running_tasks;
+}
+
+void ClusterSnapshot::Unreserve(int node_index, const std::vector<int32_t>& gpu_indices,
+                                double cpus, int64_t memory_bytes) {
+  NodeView& node = nodes[node_index];
+  Count(node_index, -1);
+  for (GpuView& gpu : node.gpus) {
+    if (std::find(gpu_indices.begin(), gpu_indices.end(), gpu.index) != gpu_indices.end()) {
+      gpu.free = true;
+    }
+  }
+  node.usable_gpus = -1;
+  node.usable_gpus = node.FreeGpus("");
+  Count(node_index, +1);
+  node.free_cpus += cpus;
+  node.free_memory_bytes += memory_bytes;
+  --node.running_tasks;
+}
+
+}  // namespace joule
