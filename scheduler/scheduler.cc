@@ -786,8 +786,7 @@ absl::Status Scheduler::SetNodeCap(const std::string& node_name, const v1::SetCa
 Scheduler::NodeRecord* Scheduler::FindNodeByLink(AgentLink* link) {
   auto it = link_to_node_.find(link);
   if (it == link_to_node_.end()) return nullptr;
-  auto node = nodes_.find(it->second);
-  return node == nodes_.end() || node->second.link != link ? nullptr : &node->second;
+  return it->second->link != link ? nullptr : it->second;
 }
 
 v1::Task* Scheduler::FindTask(const std::string& task_id, v1::Job** job) {
@@ -849,7 +848,7 @@ absl::Status Scheduler::OnAgentRegister(AgentLink* link,
     }
   }
   node.link = link;
-  link_to_node_[link] = name;
+  link_to_node_[link] = &node;
   node.ready = true;
   node.message = "";
   node.last_seen = clock_->Now();
@@ -1652,15 +1651,24 @@ void Scheduler::ManageNodePower() {
 }
 
 ClusterSnapshot Scheduler::Snapshot() const {
+  // Runs once per placement cycle over every node: no map built per node,
+  // one power-state lookup, one pass over the last sample.
   ClusterSnapshot snapshot;
   snapshot.now = clock_->Now();
+  snapshot.nodes.reserve(nodes_.size());
+  const bool power_managed = PowerManaged();
+  // Per device index of the node: the last sample's temperature, and the pod
+  // that holds it.
+  std::vector<const v1::DeviceSample*> samples;
   for (const auto& [name, node] : nodes_) {
     NodeView view;
     view.name = name;
+    const NodePowerManager::State power = node_power_.state(name);
     view.ready = node.ready && node.link != nullptr &&
-                 node_power_.state(name) != NodePowerManager::State::kSuspending;
+                 power != NodePowerManager::State::kSuspending;
     view.last_telemetry = node.last_telemetry;
-    if (PowerManaged() && node_power_.Asleep(name)) {
+    if (power_managed && (power == NodePowerManager::State::kSuspended ||
+                          power == NodePowerManager::State::kResuming)) {
       // Placement may wake it: the job then waits for its agent to register.
       view.ready = true;
       view.asleep = true;
@@ -1672,30 +1680,42 @@ ClusterSnapshot Scheduler::Snapshot() const {
     view.free_memory_bytes = node.info.memory_bytes() - node.used_memory_bytes;
     view.static_power_w = node.info.static_power_w();
     view.running_tasks = static_cast<int>(node.task_ids.size());
-    const std::map<int32_t, std::string> held = PodHeldGpus(node.last_sample);
+    samples.clear();
+    for (const v1::DeviceSample& sample : node.last_sample.devices()) {
+      if (sample.kind() != v1::DEVICE_KIND_GPU || sample.index() < 0 || sample.index() > 1024) {
+        continue;
+      }
+      if (samples.size() <= static_cast<size_t>(sample.index())) {
+        samples.resize(sample.index() + 1, nullptr);
+      }
+      samples[sample.index()] = &sample;
+    }
+    view.gpus.reserve(node.info.devices_size());
     for (const v1::Device& device : node.info.devices()) {
       if (device.kind() != v1::DEVICE_KIND_GPU) continue;
-      GpuView gpu;
+      GpuView& gpu = view.gpus.emplace_back();
       gpu.index = device.index();
       gpu.model = device.model();
       gpu.free = !node.used_gpus.count(device.index());
       gpu.idle_power_w = device.idle_power_w();
       gpu.power_limit_default_w = device.power_limit_default_w();
-      auto throttle = node.throttle_temp_c.find(device.index());
-      if (throttle != node.throttle_temp_c.end()) gpu.throttle_temp_c = throttle->second;
-      for (const v1::DeviceSample& sample : node.last_sample.devices()) {
-        if (sample.kind() == v1::DEVICE_KIND_GPU &&
-            sample.index() == device.index()) {
-          gpu.temp_c = sample.temp_c();
+      if (!node.throttle_temp_c.empty()) {
+        auto throttle = node.throttle_temp_c.find(device.index());
+        if (throttle != node.throttle_temp_c.end()) gpu.throttle_temp_c = throttle->second;
+      }
+      const v1::DeviceSample* sample =
+          device.index() >= 0 && static_cast<size_t>(device.index()) < samples.size()
+              ? samples[device.index()]
+              : nullptr;
+      if (sample != nullptr) {
+        gpu.temp_c = sample->temp_c();
+        // Not Joule's to place on while a pod holds it.
+        if (sample->has_held_by()) {
+          gpu.held_by = absl::StrCat(sample->held_by().namespace_(), "/", sample->held_by().pod());
+          gpu.free = false;
         }
       }
-      // Not Joule's to place on while a pod holds it.
-      if (auto pod = held.find(device.index()); pod != held.end()) {
-        gpu.held_by = pod->second;
-        gpu.free = false;
-      }
       gpu.hot = gpu.temp_c >= gpu.throttle_temp_c - options_.thermal_margin_c;
-      view.gpus.push_back(std::move(gpu));
     }
     snapshot.nodes.push_back(std::move(view));
   }

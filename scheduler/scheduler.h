@@ -658,8 +658,9 @@ class Scheduler {
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, NodeRecord> nodes_ ABSL_GUARDED_BY(mu_);
   // The node each live stream registered, so that a message finds its node
-  // without a scan (telemetry from thousands of agents is the hot path).
-  absl::flat_hash_map<AgentLink*, std::string> link_to_node_ ABSL_GUARDED_BY(mu_);
+  // without a scan or a name lookup (telemetry from thousands of agents is
+  // the hot path). nodes_ never drops a record, so the pointers stay valid.
+  absl::flat_hash_map<AgentLink*, NodeRecord*> link_to_node_ ABSL_GUARDED_BY(mu_);
   int64_t next_job_number_ ABSL_GUARDED_BY(mu_) = 1;
   // Whether anything placement depends on changed since the last cycle.
   bool placement_dirty_ ABSL_GUARDED_BY(mu_) = true;

@@ -11,8 +11,8 @@ namespace {
 
 // The distinct GPU models of a node, in first-seen order (nodes have one or
 // two).
-std::vector<const std::string*> ModelsOf(const NodeView& node) {
-  std::vector<const std::string*> models;
+absl::InlinedVector<const std::string*, 2> ModelsOf(const NodeView& node) {
+  absl::InlinedVector<const std::string*, 2> models;
   for (const GpuView& gpu : node.gpus) {
     if (std::none_of(models.begin(), models.end(),
                      [&gpu](const std::string* m) { return *m == gpu.model; })) {
@@ -40,8 +40,28 @@ int NodeView::TotalGpus(const std::string& model) const {
   return n;
 }
 
-void ClusterSnapshot::Index() {
+ClusterSnapshot::ClusterSnapshot(const ClusterSnapshot& other)
+    : now(other.now), nodes(other.nodes) {
+  if (other.indexed_) Index();
+}
+
+ClusterSnapshot& ClusterSnapshot::operator=(const ClusterSnapshot& other) {
+  if (this == &other) return *this;
+  now = other.now;
+  nodes = other.nodes;
   models_.clear();
+  node_models_.clear();
+  by_name_.clear();
+  indexed_ = false;
+  if (other.indexed_) Index();
+  return *this;
+}
+
+void ClusterSnapshot::Index() {
+  indexed_ = true;
+  static const std::string* const kAny = new std::string();
+  models_.clear();
+  node_models_.assign(nodes.size(), {});
   by_name_.clear();
   by_name_.reserve(nodes.size());
   most_cpus_ = 0;
@@ -51,21 +71,25 @@ void ClusterSnapshot::Index() {
     NodeView& node = nodes[i];
     node.usable_gpus = -1;
     node.usable_gpus = node.FreeGpus("");
-    node.one_model = ModelsOf(node).size() <= 1;
+    const absl::InlinedVector<const std::string*, 2> models = ModelsOf(node);
+    node.one_model = models.size() <= 1;
     by_name_[node.name] = i;
     most_cpus_ = std::max(most_cpus_, node.total_cpus);
     most_memory_bytes_ = std::max(most_memory_bytes_, node.total_memory_bytes);
     any.most_per_node = std::max(any.most_per_node, static_cast<int>(node.gpus.size()));
-    for (const std::string* model : ModelsOf(node)) {
+    if (!node.gpus.empty()) node_models_[i].push_back({kAny, &any});
+    for (const std::string* model : models) {
       ModelIndex& index = models_[*model];
       index.most_per_node = std::max(index.most_per_node, node.TotalGpus(*model));
+      node_models_[i].push_back({model, &index});
     }
   }
   for (auto& [name, index] : models_) {
     index.by_free.resize(index.most_per_node + 1);
     index.by_total.assign(index.most_per_node + 1, 0);
   }
-  for (const NodeView& node : nodes) {
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const NodeView& node = nodes[i];
     if (node.gpus.empty()) continue;
     ++any.by_total[node.gpus.size()];
     for (const GpuView& gpu : node.gpus) {
@@ -77,26 +101,30 @@ void ClusterSnapshot::Index() {
         }
       }
     }
-    for (const std::string* model : ModelsOf(node)) {
-      ++models_[*model].by_total[node.TotalGpus(*model)];
+    for (size_t m = 1; m < node_models_[i].size(); ++m) {
+      const NodeModel& model = node_models_[i][m];
+      ++model.index->by_total[node.TotalGpus(*model.model)];
     }
   }
-  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) Count(i, +1);
+  // In node order, so each insertion lands at the end of its bucket.
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+    for (const NodeModel& model : node_models_[i]) {
+      absl::btree_set<int>& bucket = model.index->by_free[nodes[i].FreeGpus(*model.model)];
+      bucket.insert(bucket.end(), i);
+    }
+  }
 }
 
 void ClusterSnapshot::Count(int node_index, int sign) {
   const NodeView& node = nodes[node_index];
-  if (node.gpus.empty()) return;
-  auto count = [&](const std::string& model) {
-    absl::btree_set<int>& bucket = models_[model].by_free[node.FreeGpus(model)];
+  for (const NodeModel& model : node_models_[node_index]) {
+    absl::btree_set<int>& bucket = model.index->by_free[node.FreeGpus(*model.model)];
     if (sign > 0) {
       bucket.insert(node_index);
     } else {
       bucket.erase(node_index);
     }
-  };
-  count("");
-  for (const std::string* model : ModelsOf(node)) count(*model);
+  }
 }
 
 int64_t ClusterSnapshot::ModelIndex::NodesWithFree(int gpus) const {

@@ -8,6 +8,7 @@
 
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/time/time.h"
 
 namespace joule {
@@ -98,6 +99,13 @@ class ClusterSnapshot {
     int64_t NodesWithTotal(int gpus) const;
   };
 
+  ClusterSnapshot() = default;
+  // A copy is indexed afresh (the index points into its own nodes).
+  ClusterSnapshot(const ClusterSnapshot& other);
+  ClusterSnapshot& operator=(const ClusterSnapshot& other);
+  ClusterSnapshot(ClusterSnapshot&&) = default;
+  ClusterSnapshot& operator=(ClusterSnapshot&&) = default;
+
   absl::Time now;
   std::vector<NodeView> nodes;
 
@@ -131,7 +139,15 @@ class ClusterSnapshot {
   void Count(int node_index, int sign);
 
   std::map<std::string, ModelIndex> models_;
+  // Per node: the ModelIndex of "" and of each of its GPU models, with the
+  // model name ("" for any), so that Count need not look them up.
+  struct NodeModel {
+    const std::string* model;
+    ModelIndex* index;
+  };
+  std::vector<absl::InlinedVector<NodeModel, 3>> node_models_;
   absl::flat_hash_map<std::string, int> by_name_;
+  bool indexed_ = false;
   double most_cpus_ = 0;
   int64_t most_memory_bytes_ = 0;
 };
