@@ -15,8 +15,9 @@ namespace joule {
 // it missed rather than running them back to back). On a FakeClock it runs
 // as the test advances the clock.
 //
-// Thread-safe: the destructor (or Stop) ends the thread after the run in
-// progress; `fn` must not destroy the timer.
+// Threading: `fn` runs on the timer's own thread. Stop (or the destructor)
+// ends that thread after the run in progress; call it from one thread only,
+// never from `fn`.
 class PeriodicTimer {
  public:
   PeriodicTimer(const Clock* clock, absl::Duration period, std::function<void()> fn);

@@ -210,6 +210,16 @@ absl::StatusOr<SchedulerOptions> MakeOptions(const SchedulerFlags& flags) {
                << (regions.empty() ? std::string("(none: the default everywhere)")
                                    : absl::StrJoin(regions, ", "));
   }
+  if (!flags.placement_config.empty()) {
+    absl::StatusOr<PlacementConfig> placement = PlacementConfig::Load(flags.placement_config);
+    if (!placement.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--placement-config ", flags.placement_config,
+                                                     ": ", placement.status().message()));
+    }
+    options.placement_profile = *placement->Find(placement->default_profile);
+    JLOG(INFO) << "placement config " << flags.placement_config << ": profile "
+               << placement->default_profile;
+  }
   return options;
 }
 
@@ -548,8 +558,8 @@ int RunReplica(const SchedulerFlags& flags, const Security& security,
 // --repair-store: cuts the embedded store's log at its first bad record,
 // keeping a copy of the damaged file, prints what it did and exits.
 // --check-config: every problem of the flags and of the files they name
-// (certificates, tokens, GPU catalog, carbon config, metrics users, etcd
-// credentials), found without binding a port, opening the store or reaching
+// (certificates, tokens, GPU catalog, carbon and placement configs, metrics
+// users, etcd credentials), found without binding a port, opening the store or reaching
 // etcd. Empty when the configuration is sound.
 std::vector<std::string> CheckConfig(const SchedulerFlags& flags) {
   std::vector<std::string> problems;
@@ -768,8 +778,8 @@ int main(int argc, char** argv) {
                "records were dropped, and exit");
   app.add_flag("--check-config", flags.check_config,
                "Check the flags and every file they name (certificates, tokens, catalogs, "
-               "carbon config, metrics users, etcd credentials), print every problem, and "
-               "exit (0: sound, 2: not) without starting");
+               "carbon and placement configs, metrics users, etcd credentials), print every "
+               "problem, and exit (0: sound, 2: not) without starting");
   app.add_flag("--insecure", flags.insecure,
                "Plaintext without authentication, for one machine: --listen must be a "
                "loopback address; every client is the admin \"local\"");

@@ -130,13 +130,30 @@ class FakeAgentLink : public AgentLink {
   std::vector<v1::SchedulerCommand> sent_ ABSL_GUARDED_BY(mu_);
 };
 
+// Reads pass to another Store; subclasses decide what writes do.
+class ForwardingStore : public Store {
+ public:
+  explicit ForwardingStore(Store* base) : base_(base) {}
+
+  absl::StatusOr<std::string> Get(absl::string_view key) const override {
+    return base_->Get(key);
+  }
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> List(
+      absl::string_view prefix) const override {
+    return base_->List(prefix);
+  }
+
+ protected:
+  Store* const base_;
+};
+
 // A Store that passes everything to another one, except that its writes
 // fail with a chosen status while FailWrites is in force (etcd restarting:
 // UNAVAILABLE; this scheduler deposed: FAILED_PRECONDITION "fenced: ...").
 // Thread-safe; guarded by mu_.
-class FlakyStore : public Store {
+class FlakyStore : public ForwardingStore {
  public:
-  explicit FlakyStore(Store* base) : base_(base) {}
+  using ForwardingStore::ForwardingStore;
 
   void FailWrites(absl::Status status) {
     absl::MutexLock lock(&mu_);
@@ -160,13 +177,6 @@ class FlakyStore : public Store {
     if (absl::Status s = Refuse(); !s.ok()) return s;
     return base_->Commit(mutations);
   }
-  absl::StatusOr<std::string> Get(absl::string_view key) const override {
-    return base_->Get(key);
-  }
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> List(
-      absl::string_view prefix) const override {
-    return base_->List(prefix);
-  }
 
  private:
   absl::Status Refuse() {
@@ -175,7 +185,6 @@ class FlakyStore : public Store {
     return failure_;
   }
 
-  Store* const base_;
   mutable absl::Mutex mu_;
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
   int refused_ ABSL_GUARDED_BY(mu_) = 0;
@@ -3108,9 +3117,9 @@ TEST_F(SchedulerDurabilityTest, SubmitRefusedWhenTheStoreIs) {
 // it.
 //
 // Thread-safe; state guarded by mu_.
-class GatedStore : public Store {
+class GatedStore : public ForwardingStore {
  public:
-  explicit GatedStore(Store* base) : base_(base) {}
+  using ForwardingStore::ForwardingStore;
 
   // Commits from now on wait at the gate until Open.
   void Close() {
@@ -3157,16 +3166,8 @@ class GatedStore : public Store {
     }
     return base_->Commit(mutations);
   }
-  absl::StatusOr<std::string> Get(absl::string_view key) const override {
-    return base_->Get(key);
-  }
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> List(
-      absl::string_view prefix) const override {
-    return base_->List(prefix);
-  }
 
  private:
-  Store* const base_;
   mutable absl::Mutex mu_;
   bool open_ ABSL_GUARDED_BY(mu_) = true;
   absl::Status failure_ ABSL_GUARDED_BY(mu_);

@@ -22,6 +22,13 @@ absl::InlinedVector<const std::string*, 2> ModelsOf(const NodeView& node) {
   return models;
 }
 
+// Counts the node's usable GPUs afresh, for its cache.
+int CountUsable(const NodeView& node) {
+  int n = 0;
+  for (const GpuView& gpu : node.gpus) n += Usable(gpu);
+  return n;
+}
+
 }  // namespace
 
 int NodeView::FreeGpus(const std::string& model) const {
@@ -69,8 +76,7 @@ void ClusterSnapshot::Index() {
   ModelIndex& any = models_[""];
   for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
     NodeView& node = nodes[i];
-    node.usable_gpus = -1;
-    node.usable_gpus = node.FreeGpus("");
+    node.usable_gpus = CountUsable(node);
     const absl::InlinedVector<const std::string*, 2> models = ModelsOf(node);
     node.one_model = models.size() <= 1;
     by_name_[node.name] = i;
@@ -167,8 +173,7 @@ void ClusterSnapshot::Reserve(int node_index, const std::vector<int32_t>& gpu_in
       gpu.free = false;
     }
   }
-  node.usable_gpus = -1;
-  node.usable_gpus = node.FreeGpus("");
+  node.usable_gpus = CountUsable(node);
   Count(node_index, +1);
   node.free_cpus -= cpus;
   node.free_memory_bytes -= memory_bytes;
@@ -184,8 +189,7 @@ void ClusterSnapshot::Unreserve(int node_index, const std::vector<int32_t>& gpu_
       gpu.free = true;
     }
   }
-  node.usable_gpus = -1;
-  node.usable_gpus = node.FreeGpus("");
+  node.usable_gpus = CountUsable(node);
   Count(node_index, +1);
   node.free_cpus += cpus;
   node.free_memory_bytes += memory_bytes;

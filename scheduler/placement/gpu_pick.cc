@@ -41,19 +41,6 @@ PickedGpus PickGpus(const PlacementRequest& request, const NodeView& node) {
   return picked;
 }
 
-const GpuView* GpuAt(const NodeView& node, int32_t index) {
-  // Agents report GPUs by index in order, so the position usually is the
-  // index.
-  if (index >= 0 && index < static_cast<int32_t>(node.gpus.size()) &&
-      node.gpus[index].index == index) {
-    return &node.gpus[index];
-  }
-  for (const GpuView& gpu : node.gpus) {
-    if (gpu.index == index) return &gpu;
-  }
-  return nullptr;
-}
-
 std::string GpuNoun(const PlacementRequest& request) {
   return request.gpu_model.empty() ? "GPUs" : absl::StrCat(request.gpu_model, " GPUs");
 }

@@ -16,9 +16,6 @@ namespace joule {
 // Fewer than request.gpus when the node lacks them.
 PickedGpus PickGpus(const PlacementRequest& request, const NodeView& node);
 
-// The GPU of `node` with `index`, or nullptr.
-const GpuView* GpuAt(const NodeView& node, int32_t index);
-
 // "GPUs", or "V100 GPUs" for a request that names a model.
 std::string GpuNoun(const PlacementRequest& request);
 

@@ -55,6 +55,34 @@ TEST(ConfigCheckTest, SchedulerReportsEveryProblem) {
   EXPECT_THAT(result.err, HasSubstr("5 configuration problems"));
 }
 
+// A placement profile file is checked whole: a misspelled plugin is named
+// with its file, line and field, and nothing starts.
+TEST(ConfigCheckTest, SchedulerNamesABadPlacementProfile) {
+  TestCluster cluster("config-check-placement");
+  const std::string config = cluster.WriteFile(
+      "placement.yaml",
+      "profiles:\n  - name: packing\n    filters: [GpuModel, NodeReady, FreeResources]\n"
+      "    scorers:\n      - {name: Consolidaton, weight: 1}\n");
+  CtlResult result = cluster.Run(
+      "scheduler/joule-scheduler",
+      {"--check-config", "--listen=127.0.0.1:0", "--insecure", "--placement-config=" + config});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.err, HasSubstr("--placement-config"));
+  EXPECT_THAT(result.err, HasSubstr("placement.yaml line 5: profiles.packing.scorers[0].name: "
+                                    "unknown score plugin \"Consolidaton\""));
+
+  const std::string good = cluster.WriteFile(
+      "placement-good.yaml",
+      "default_profile: packing\nprofiles:\n  - name: packing\n"
+      "    filters: [GpuModel, NodeReady, FreeResources]\n"
+      "    scorers:\n      - {name: Consolidation, weight: 1}\n");
+  CtlResult sound = cluster.Run(
+      "scheduler/joule-scheduler",
+      {"--check-config", "--listen=127.0.0.1:0", "--insecure", "--placement-config=" + good});
+  EXPECT_EQ(sound.exit_code, 0) << sound.err;
+  EXPECT_THAT(sound.err, HasSubstr("profile packing"));
+}
+
 TEST(ConfigCheckTest, AgentSoundConfigurationPassesAndBadOneIsNamed) {
   TestCluster cluster("config-check-agent");
   absl::StatusOr<CertFiles> node = cluster.pki().Node("gpu-1");

@@ -5,7 +5,6 @@
 #include <memory>
 #include <vector>
 
-#include "scheduler/placement/gpu_pick.h"
 
 namespace joule {
 namespace {

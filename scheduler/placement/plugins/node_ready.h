@@ -1,11 +1,8 @@
 #ifndef JOULE_SCHEDULER_PLACEMENT_PLUGINS_NODE_READY_H_
 #define JOULE_SCHEDULER_PLACEMENT_PLUGINS_NODE_READY_H_
 
-#include <memory>
 #include <string>
-#include <vector>
 
-#include "absl/time/time.h"
 #include "scheduler/placement/framework.h"
 
 namespace joule {

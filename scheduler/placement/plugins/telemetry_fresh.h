@@ -1,9 +1,7 @@
 #ifndef JOULE_SCHEDULER_PLACEMENT_PLUGINS_TELEMETRY_FRESH_H_
 #define JOULE_SCHEDULER_PLACEMENT_PLUGINS_TELEMETRY_FRESH_H_
 
-#include <memory>
 #include <string>
-#include <vector>
 
 #include "absl/time/time.h"
 #include "scheduler/placement/framework.h"

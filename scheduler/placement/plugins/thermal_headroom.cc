@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "scheduler/placement/gpu_pick.h"
 
 namespace joule {
 
