@@ -34,22 +34,13 @@ using internal::kProfileKeyPrefix;
 using internal::ProfileClass;
 using internal::ProfileKey;
 
-const v1::Device* Scheduler::GpuAt(const std::string& node_name, int32_t index) const {
-  auto node = nodes_.find(node_name);
-  if (node == nodes_.end()) return nullptr;
-  for (const v1::Device& device : node->second.info.devices()) {
-    if (device.kind() == v1::DEVICE_KIND_GPU && device.index() == index) return &device;
-  }
-  return nullptr;
-}
-
 const v1::Device* Scheduler::TaskGpu(const v1::Task& task) const {
-  return task.gpu_indices().empty() ? nullptr : GpuAt(task.node(), task.gpu_indices(0));
+  return task.gpu_indices().empty() ? nullptr : nodes_.GpuAt(task.node(), task.gpu_indices(0));
 }
 
 std::string Scheduler::GpuModelOf(const ReplicaPlacement& placement) const {
   const v1::Device* gpu =
-      placement.gpu_indices.empty() ? nullptr : GpuAt(placement.node, placement.gpu_indices[0]);
+      placement.gpu_indices.empty() ? nullptr : nodes_.GpuAt(placement.node, placement.gpu_indices[0]);
   return gpu == nullptr ? std::string() : gpu->model();
 }
 
@@ -65,16 +56,6 @@ SampleCosts Scheduler::RunSampleCosts(const std::string& job_class,
     }
     return costs;
   };
-}
-
-double Scheduler::StaticShareW(const std::string& node_name, int gpus) const {
-  auto node = nodes_.find(node_name);
-  if (node == nodes_.end()) return 0;
-  int node_gpus = 0;
-  for (const v1::Device& device : node->second.info.devices()) {
-    if (device.kind() == v1::DEVICE_KIND_GPU) ++node_gpus;
-  }
-  return node_gpus > 0 ? node->second.info.static_power_w() * gpus / node_gpus : 0;
 }
 
 double Scheduler::InitialCap(v1::Job& job, v1::Task& task, const v1::Device& gpu) {
@@ -95,7 +76,7 @@ double Scheduler::InitialCap(v1::Job& job, v1::Task& task, const v1::Device& gpu
   std::string note;
   absl::StatusOr<EnergyPrediction> predicted = energy_model_.Predict(
       ProfileClass(spec), gpu.model(), gpus, CapObjective(spec, &note),
-      StaticShareW(task.node(), gpus), options_.caps_count_static_power, clock_->Now(),
+      nodes_.StaticShareW(task.node(), gpus), options_.caps_count_static_power, clock_->Now(),
       spec.job_class(), task.batch_size());
   if (predicted.ok()) {
     std::string runs;
@@ -148,8 +129,7 @@ double Scheduler::InitialCap(v1::Job& job, v1::Task& task, const v1::Device& gpu
 void Scheduler::ApplyCap(v1::Job& job, v1::Task& task, double cap_w,
                          const std::string& reason) {
   if (task.power_cap_w() == cap_w) return;
-  auto node = nodes_.find(task.node());
-  if (node == nodes_.end() || node->second.link == nullptr) return;
+  if (!nodes_.Reachable(task.node())) return;
   for (int32_t gpu : task.gpu_indices()) {
     v1::SchedulerCommand command;
     v1::SetCap* cap = command.mutable_set_cap();
@@ -157,7 +137,7 @@ void Scheduler::ApplyCap(v1::Job& job, v1::Task& task, double cap_w,
     cap->set_index(gpu);
     cap->set_power_cap_w(cap_w);
     cap->set_reason(reason);
-    node->second.link->Send(command);
+    nodes_.Send(task.node(), command);
     CountCap(reason);
   }
   task.set_power_cap_w(cap_w);
@@ -201,7 +181,7 @@ void Scheduler::FeedProfiler(v1::Job& job, v1::Task& task) {
     return;
   }
   energy_model_.Put(key, profile);
-  StoreState(StoreMutation{StoreMutation::Op::kPut, absl::StrCat(kProfileKeyPrefix, key),
+  store_->PutState(StoreMutation{StoreMutation::Op::kPut, absl::StrCat(kProfileKeyPrefix, key),
                            SerializeProfile(profile)},
              absl::StrCat("storing profile ", key));
   std::string note;
@@ -209,7 +189,7 @@ void Scheduler::FeedProfiler(v1::Job& job, v1::Task& task) {
       ChooseCap(profile, CapObjective(job.spec(), &note),
                 gpu->power_limit_max_w() * task.gpu_indices_size(), 0, clock_->Now(),
                 options_.caps_count_static_power
-                    ? StaticShareW(task.node(), task.gpu_indices_size())
+                    ? nodes_.StaticShareW(task.node(), task.gpu_indices_size())
                     : 0);
   if (!decision.ok()) {
     JLOG(ERROR) << "choosing a cap for " << job.id() << ": " << decision.status();
@@ -245,14 +225,13 @@ void Scheduler::SizeInferenceBatch(v1::Job& job, v1::Task& task) {
       CandidateBatchSizes(range.min(), range.default_size(), range.max());
   const int32_t chosen = LargestBatchWithinSlo(points, candidates, spec.latency_slo_ms());
   if (chosen <= 0 || chosen == task.batch_size()) return;
-  auto node = nodes_.find(task.node());
-  if (node == nodes_.end() || node->second.link == nullptr) return;
+  if (!nodes_.Reachable(task.node())) return;
   v1::SchedulerCommand command;
   v1::UpdateHints* hints = command.mutable_update_hints();
   hints->set_task_id(task.task_id());
   hints->set_batch_size(chosen);
   hints->set_shards(task.shards());
-  node->second.link->Send(command);
+  nodes_.Send(task.node(), command);
   last_resize_[task.task_id()] = now;
   const double seen = latencies_[task.task_id()][task.batch_size()];
   AddEvent(job, "BatchResized",
@@ -275,15 +254,14 @@ void Scheduler::WatchQuality(v1::Job& job, v1::Task& task,
   std::optional<EarlyStopVerdict> verdict =
       early_stop_.Report(task.task_id(), job.spec().early_stop(), task.quality());
   if (!verdict) return;
-  auto node = nodes_.find(task.node());
-  if (node == nodes_.end() || node->second.link == nullptr) return;
+  if (!nodes_.Reachable(task.node())) return;
   v1::SchedulerCommand command;
   v1::UpdateHints* hints = command.mutable_update_hints();
   hints->set_task_id(task.task_id());
   hints->set_batch_size(task.batch_size());
   hints->set_shards(task.shards());
   hints->set_stop(true);
-  node->second.link->Send(command);
+  nodes_.Send(task.node(), command);
   task.set_stopped_early(true);
   std::string saved = "the task reports no total work, so the saving is not projected";
   if (task.samples_total() > task.samples_done() && task.samples_done() > 0) {
@@ -517,14 +495,12 @@ void Scheduler::ApplyMoves(v1::Job& job, const std::vector<Sharder::Move>& moves
           continue;
         }
         task.set_shards(it->second.ShardsOf(replica));
-        auto node = nodes_.find(task.node());
-        if (node == nodes_.end() || node->second.link == nullptr) continue;
         v1::SchedulerCommand command;
         v1::UpdateHints* hints = command.mutable_update_hints();
         hints->set_task_id(task.task_id());
         hints->set_batch_size(task.batch_size());
         hints->set_shards(task.shards());
-        node->second.link->Send(command);
+        nodes_.Send(task.node(), command);
       }
     }
     std::set<int> shards(move.shards.begin(), move.shards.end());
@@ -683,18 +659,17 @@ void Scheduler::CorrectBatchSize(v1::Job& job) {
   // The projection is an observation of the batch size it left, and so is
   // what a sample cost there: the two factors of its cost stay together.
   RecordRunCost(spec.job_class(), gpu == nullptr ? "" : gpu->model(), batch, joules_per_sample);
-  StoreState(StoreMutation{StoreMutation::Op::kPut, absl::StrCat(kBanditKeyPrefix, spec.job_class()),
+  store_->PutState(StoreMutation{StoreMutation::Op::kPut, absl::StrCat(kBanditKeyPrefix, spec.job_class()),
                            batch_sizer_.SerializeClass(spec.job_class())},
              "storing the batch sizes of a class");
   for (v1::Task* task : tasks) {
-    auto node = nodes_.find(task->node());
-    if (node == nodes_.end() || node->second.link == nullptr) continue;
+    if (!nodes_.Reachable(task->node())) continue;
     v1::SchedulerCommand command;
     v1::UpdateHints* hints = command.mutable_update_hints();
     hints->set_task_id(task->task_id());
     hints->set_batch_size(better);
     hints->set_shards(task->shards());
-    node->second.link->Send(command);
+    nodes_.Send(task->node(), command);
     task->set_batch_size(better);
   }
   AddEvent(job, "BatchCorrected",
@@ -716,7 +691,7 @@ void Scheduler::RecordRunCost(const std::string& job_class, const std::string& g
     JLOG(WARNING) << "run costs of class " << job_class << ": " << observed;
     return;
   }
-  StoreState(StoreMutation{StoreMutation::Op::kPut, absl::StrCat(internal::kRunCostKeyPrefix, job_class),
+  store_->PutState(StoreMutation{StoreMutation::Op::kPut, absl::StrCat(internal::kRunCostKeyPrefix, job_class),
                            energy_model_.runs().SerializeClass(job_class)},
              "storing the run costs of a class");
 }
@@ -748,7 +723,7 @@ void Scheduler::LearnBatchSize(const v1::Job& job) {
     JLOG(WARNING) << "batch sizes of class " << outcome.job_class << ": " << learned;
     return;
   }
-  StoreState(StoreMutation{StoreMutation::Op::kPut, absl::StrCat(kBanditKeyPrefix, outcome.job_class),
+  store_->PutState(StoreMutation{StoreMutation::Op::kPut, absl::StrCat(kBanditKeyPrefix, outcome.job_class),
                            batch_sizer_.SerializeClass(outcome.job_class)},
              "storing the batch sizes of a class");
 }

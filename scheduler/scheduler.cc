@@ -19,10 +19,10 @@
 #include "absl/synchronization/notification.h"
 #include "common/device_catalog.h"
 #include "common/log.h"
-#include "common/node_name.h"
 #include "common/proto_time.h"
 #include "common/range_list.h"
 #include "scheduler/carbon.h"
+#include "scheduler/operator_cap.h"
 #include "scheduler/scheduler_internal.h"
 #include "scheduler/store/job_id_floor.h"
 #include "spec/job_validation.h"
@@ -37,21 +37,11 @@ using internal::ProfileKey;
 
 namespace {
 
-constexpr char kJobKeyPrefix[] = "jobs/";
 constexpr int kMaxEventsPerJob = 100;
 // Client ids are at most 128 bytes; the API scopes them by "USER/".
 constexpr size_t kMaxRequestIdBytes = 128 + 65;
-constexpr int64_t kDefaultLogBytes = 64 << 10;
-constexpr int64_t kMaxLogBytes = 4 << 20;
 constexpr absl::Duration kPlacementRetryPeriod = absl::Seconds(2);
 // Finished jobs whose explanation keeps every node's verdict.
-constexpr size_t kFullExplanationsKept = 1000;
-
-bool IsFinal(v1::JobState state) {
-  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
-         state == v1::JOB_STATE_CANCELLED;
-}
-
 
 int64_t JobNumber(const std::string& job_id) {
   int64_t n = 0;
@@ -64,86 +54,6 @@ int64_t JobNumber(const std::string& job_id) {
 
 
 
-
-// What an agent reports about a running task, into the task.
-void CopyUsage(const v1::TaskUsage& usage, v1::Task* task) {
-  *task->mutable_energy() = usage.energy();
-  task->set_samples_done(usage.samples_done());
-  task->set_steps_done(usage.steps_done());
-  if (usage.has_quality()) task->set_quality(usage.quality());
-  task->set_target_reached(usage.target_reached());
-  task->set_shards_done(usage.shards_done());
-  task->set_samples_total(usage.samples_total());
-  task->set_waiting_for_shards(usage.waiting_for_shards());
-}
-
-void SumEnergy(v1::Job& job) {
-  v1::Energy total;
-  for (const v1::Task& task : job.tasks()) {
-    total.set_gpu_j(total.gpu_j() + task.energy().gpu_j());
-    total.set_cpu_j(total.cpu_j() + task.energy().cpu_j());
-    total.set_static_j(total.static_j() + task.energy().static_j());
-    total.set_total_j(total.total_j() + task.energy().total_j());
-  }
-  *job.mutable_energy() = total;
-}
-
-absl::Status ValidateRegister(const v1::Register& message) {
-  const v1::NodeInfo& node = message.node();
-  if (absl::Status name = ValidateNodeName(node.name()); !name.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("register.node.name: ", name.message()));
-  }
-  if (!(node.cpus() >= 0) || !(node.static_power_w() >= 0) ||
-      node.memory_bytes() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "register.node: cpus, memory_bytes and static_power_w must be >= 0 "
-        "(node ",
-        node.name(), ")"));
-  }
-  std::set<std::pair<int, int>> seen;
-  for (const v1::Device& device : node.devices()) {
-    if (device.index() < 0 ||
-        !seen.insert({device.kind(), device.index()}).second) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "register.node.devices: duplicate or negative index %d (node %s)",
-          device.index(), node.name()));
-    }
-    if (!(device.power_limit_min_w() >= 0) ||
-        !(device.power_limit_max_w() >= device.power_limit_min_w()) ||
-        !(device.idle_power_w() >= 0)) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "register.node.devices[%d]: power limits must satisfy 0 <= min <= "
-          "max and idle power must be >= 0 (node %s)",
-          device.index(), node.name()));
-    }
-  }
-  return absl::OkStatus();
-}
-
-// The GPUs of `sample` a Kubernetes pod holds outside Joule (the agent's
-// --pod-resources-socket), by index: "namespace/pod".
-std::map<int32_t, std::string> PodHeldGpus(const v1::NodeSample& sample) {
-  std::map<int32_t, std::string> held;
-  for (const v1::DeviceSample& device : sample.devices()) {
-    if (device.kind() != v1::DEVICE_KIND_GPU || !device.has_held_by()) continue;
-    held[device.index()] =
-        absl::StrCat(device.held_by().namespace_(), "/", device.held_by().pod());
-  }
-  return held;
-}
-
-// Whether two samples differ in which GPUs pods hold. Runs on every
-// telemetry report: allocation-free unless some GPU is held.
-bool PodHoldsChanged(const v1::NodeSample& before, const v1::NodeSample& after) {
-  auto any_held = [](const v1::NodeSample& sample) {
-    for (const v1::DeviceSample& device : sample.devices()) {
-      if (device.kind() == v1::DEVICE_KIND_GPU && device.has_held_by()) return true;
-    }
-    return false;
-  };
-  if (!any_held(before) && !any_held(after)) return false;
-  return PodHeldGpus(before) != PodHeldGpus(after);
-}
 
 }  // namespace
 
@@ -162,12 +72,12 @@ Scheduler::Scheduler(Store* store, const Clock* clock, SchedulerOptions options)
         return coolest;
       }()),
       rng_(options.random_seed),
-      writer_(std::make_unique<GroupCommitWriter>(store, options.store_writes)) {}
+      store_(std::make_unique<JobStore>(store, options.store_writes, &mu_)) {}
 
 Scheduler::~Scheduler() {
   // Before anything else goes: the last completions take mu_ and use the
   // state (and may send StartTasks on links still registered).
-  writer_.reset();
+  store_.reset();
 }
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
@@ -195,16 +105,10 @@ absl::Status Scheduler::Load(const Store& source) {
   absl::StatusOr<int64_t> id_floor = ReadJobIdFloor(source);
   if (!id_floor.ok()) return id_floor.status();
   next_job_number_ = std::max(next_job_number_, *id_floor + 1);
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> entries =
-      source.List(kJobKeyPrefix);
-  if (!entries.ok()) return entries.status();
+  absl::StatusOr<std::vector<v1::Job>> jobs = JobStore::LoadJobs(source);
+  if (!jobs.ok()) return jobs.status();
   const absl::Time now = clock_->Now();
-  for (const auto& [key, value] : *entries) {
-    v1::Job job;
-    if (!job.ParseFromString(value)) {
-      return absl::DataLossError(absl::StrCat("stored job ", key,
-                                              " does not parse"));
-    }
+  for (v1::Job& job : *jobs) {
     const int64_t number = JobNumber(job.id());
     next_job_number_ = std::max(next_job_number_, number + 1);
     if (!job.request_id().empty()) request_to_job_[job.request_id()] = job.id();
@@ -213,8 +117,7 @@ absl::Status Scheduler::Load(const Store& source) {
       if (!IsActive(task.state())) continue;
       // The node is known again when its agent registers; until then it is
       // down and its silence counts toward the heartbeat timeout from now.
-      NodeRecord& node = nodes_[task.node()];
-      node.info.set_name(task.node());
+      NodeRecord& node = nodes_.Remember(task.node());
       if (node.last_seen == absl::Time()) {
         node.last_seen = now;
         node.message = "waiting for the agent after a scheduler restart";
@@ -275,7 +178,7 @@ absl::Status Scheduler::Load(const Store& source) {
     if (!info.ParseFromString(value) || info.name().empty()) {
       return absl::DataLossError(absl::StrCat("stored suspended node ", key, " does not parse"));
     }
-    NodeRecord& node = nodes_[info.name()];
+    NodeRecord& node = nodes_.Remember(info.name());
     if (node.link != nullptr) continue;
     node.info = info;
     node.ready = false;
@@ -295,99 +198,10 @@ absl::Status Scheduler::Load(const Store& source) {
   return absl::OkStatus();
 }
 
-GroupCommitWriter::Done Scheduler::Locked(AfterWrite after) {
-  if (options_.store_writes.inline_commits) {
-    // The completion runs inside Enqueue, whose caller holds mu_.
-    return [this, after = std::move(after)](const absl::Status& status) {
-      mu_.AssertHeld();
-      after(status);
-    };
-  }
-  return [this, after = std::move(after)](const absl::Status& status) {
-    absl::MutexLock lock(&mu_);
-    after(status);
-  };
-}
-
 void Scheduler::Changed(v1::Job& job) {
   SumEnergy(job);
-  (void)StoreJob(job);
+  (void)store_->Put(job);
   Notify(job);
-}
-
-absl::Status Scheduler::StoreJob(const v1::Job& job, AfterWrite after) {
-  return WriteJobKey(job.id(),
-                     StoreMutation{StoreMutation::Op::kPut, absl::StrCat(kJobKeyPrefix, job.id()),
-                                   job.SerializeAsString()},
-                     std::move(after));
-}
-
-absl::Status Scheduler::WriteJobKey(const std::string& job_id, StoreMutation mutation,
-                                    AfterWrite after) {
-  const int64_t write = next_write_++;
-  // Counted before Enqueue: with inline commits the outcome comes inside it.
-  JobWrites& writes = job_writes_[job_id];
-  writes.latest = write;
-  ++writes.in_flight;
-  absl::StatusOr<GroupCommitWriter::Ticket> queued = writer_->Enqueue(
-      {std::move(mutation)},
-      Locked([this, job_id, write, after = std::move(after)](const absl::Status& status) {
-        JobWritten(job_id, write, status);
-        if (after) after(status);
-      }));
-  if (queued.ok()) return absl::OkStatus();
-  // Refused outright, so never on its way. It stays the latest write: an
-  // older one that succeeds does not make the job stored.
-  auto it = job_writes_.find(job_id);
-  if (it != job_writes_.end() && --it->second.in_flight == 0) job_writes_.erase(it);
-  MarkUnstored(job_id, queued.status());
-  return queued.status();
-}
-
-void Scheduler::JobWritten(const std::string& job_id, int64_t write,
-                           const absl::Status& status) {
-  bool latest = true;
-  if (auto it = job_writes_.find(job_id); it != job_writes_.end()) {
-    latest = it->second.latest == write;
-    if (--it->second.in_flight == 0) job_writes_.erase(it);
-  }
-  if (!status.ok()) {
-    MarkUnstored(job_id, status);
-    return;
-  }
-  store_refusing_ = false;
-  // Writes are done in the order they were queued: a newer state of the
-  // job is still on its way, and its outcome decides.
-  if (!latest) return;
-  unstored_.erase(job_id);
-  if (!store_error_.ok() && unstored_.empty()) {
-    JLOG(INFO) << "store writes succeed again; every job is stored";
-    store_error_ = absl::OkStatus();
-  }
-}
-
-void Scheduler::MarkUnstored(const std::string& job_id, const absl::Status& status) {
-  unstored_.insert(job_id);
-  // A value refused outright concerns only its own job; anything else
-  // (etcd down, this scheduler fenced, a failed fsync) every write alike.
-  if (!absl::IsInvalidArgument(status)) store_refusing_ = true;
-  // Once per failure streak: an etcd restart would otherwise log every job
-  // at every tick.
-  if (store_error_.ok()) {
-    JLOG(ERROR) << "storing job " << job_id << " failed: " << status
-                << "; jobs are kept in memory, written again at each tick until "
-                   "the store takes them, and no task is started meanwhile";
-  }
-  store_error_ = status;
-}
-
-void Scheduler::StoreState(StoreMutation mutation, std::string what) {
-  // Nobody waits for these: the failure is logged where it happens.
-  absl::StatusOr<GroupCommitWriter::Ticket> queued =
-      writer_->Enqueue({std::move(mutation)}, [what](const absl::Status& status) {
-        if (!status.ok()) JLOG(ERROR) << what << ": " << status;
-      });
-  if (!queued.ok()) JLOG(ERROR) << what << ": " << queued.status();
 }
 
 void Scheduler::Notify(const v1::Job& job) {
@@ -396,40 +210,15 @@ void Scheduler::Notify(const v1::Job& job) {
   }
 }
 
-void Scheduler::WriteUnstored() {
-  const std::vector<std::string> ids(unstored_.begin(), unstored_.end());
-  for (const std::string& id : ids) {
-    // A write of the job is on its way; its outcome decides.
-    if (job_writes_.contains(id)) continue;
-    auto it = jobs_.find(id);
-    if (it == jobs_.end()) {
-      // A submission the store refused: nobody was told its id, and its
-      // write may have landed all the same (an unknown outcome), so the
-      // store must forget it rather than recover it after a restart.
-      (void)WriteJobKey(id, StoreMutation{StoreMutation::Op::kDelete,
-                                          absl::StrCat(kJobKeyPrefix, id), ""},
-                        nullptr);
-    } else {
-      // The latest state, not the one whose write failed.
-      SumEnergy(it->second);
-      (void)StoreJob(it->second);
-    }
-    // A store that is down refuses every job alike (and each try may wait
-    // out a timeout): while it does, one write per tick asks whether it is
-    // back. A value the store refuses outright concerns only its own job.
-    if (store_refusing_) break;
-  }
-}
+void Scheduler::AwaitStoreWrites() { store_->Flush(); }
 
-void Scheduler::AwaitStoreWrites() { writer_->Flush(); }
-
-GroupCommitWriter::Stats Scheduler::StoreWriterStats() const { return writer_->GetStats(); }
+GroupCommitWriter::Stats Scheduler::StoreWriterStats() const { return store_->stats(); }
 
 Scheduler::StoreHealth Scheduler::GetStoreHealth() const {
   absl::MutexLock lock(&mu_);
   StoreHealth health;
-  health.last_error = store_error_;
-  health.unstored_jobs = static_cast<int>(unstored_.size());
+  health.last_error = store_->last_error();
+  health.unstored_jobs = store_->unstored_jobs();
   return health;
 }
 
@@ -493,19 +282,16 @@ absl::StatusOr<v1::Job> Scheduler::SubmitJob(v1::JobSpec spec,
     AddEvent(job, "Submitted", absl::StrCat("job ", job.spec().name(), " accepted"));
     // Durable before the client hears of it. Queued under the lock, waited
     // for without it: submissions arriving meanwhile share the commit.
-    ticket = writer_->Enqueue({StoreMutation{StoreMutation::Op::kPut,
-                                             absl::StrCat(kJobKeyPrefix, job.id()),
-                                             job.SerializeAsString()}});
+    ticket = store_->PutNew(job);
     if (!ticket.ok()) return ticket.status();
     if (!request_id.empty()) submitting_.insert(request_id);
   }
-  const absl::Status stored = writer_->Wait(*ticket);
+  const absl::Status stored = store_->Wait(*ticket);
   absl::MutexLock lock(&mu_);
   if (!request_id.empty()) submitting_.erase(request_id);
   if (!stored.ok()) {
-    // Nothing of the job is kept, and nobody learns its id. Its write's
-    // outcome is unknown; WriteUnstored deletes whatever of it landed.
-    MarkUnstored(job.id(), stored);
+    // Nothing of the job is kept, and nobody learns its id.
+    store_->SubmissionFailed(job.id(), stored);
     return stored;
   }
   // Only now visible (get, list, cancel) and pending.
@@ -557,7 +343,7 @@ absl::StatusOr<v1::Job> Scheduler::CancelAndStore(
     return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
   }
   v1::Job& job = it->second;
-  if (IsFinal(job.state())) {
+  if (IsFinalJobState(job.state())) {
     return absl::FailedPreconditionError(absl::StrCat(
         "job ", job_id, " already ended (",
         v1::JobState_Name(job.state()), ")"));
@@ -567,8 +353,8 @@ absl::StatusOr<v1::Job> Scheduler::CancelAndStore(
   AddEvent(job, "CancelRequested", why);
   for (v1::Task& task : *job.mutable_tasks()) {
     if (!IsActive(task.state())) continue;
-    auto node = nodes_.find(task.node());
-    if (node == nodes_.end() || !node->second.ready) {
+    const NodeRecord* node = nodes_.Find(task.node());
+    if (node == nullptr || !node->ready) {
       // Nobody can stop it now; if its node comes back, the agent is told
       // to stop it at registration (the task is not expected there).
       EndTask(job, task, v1::TASK_STATE_LOST,
@@ -581,7 +367,7 @@ absl::StatusOr<v1::Job> Scheduler::CancelAndStore(
   SumEnergy(job);
   // A write the store fails (or refuses outright) does not fail the cancel:
   // the job is unstored and written again at each tick.
-  if (!StoreJob(job, [stored](const absl::Status&) { stored->Notify(); }).ok()) {
+  if (!store_->Put(job, [stored](const absl::Status&) { stored->Notify(); }).ok()) {
     stored->Notify();
   }
   Notify(job);
@@ -589,51 +375,24 @@ absl::StatusOr<v1::Job> Scheduler::CancelAndStore(
 }
 
 v1::Node Scheduler::NodeToProto(const NodeRecord& node) const {
-  v1::Node out;
-  *out.mutable_info() = node.info;
-  // A node whose stream is closed cannot take work: DOWN, with the message
-  // saying it is waiting for the agent, until it reconnects or times out.
   const NodePowerManager::State power = node_power_.state(node.info.name());
-  if (power == NodePowerManager::State::kSuspending ||
-      power == NodePowerManager::State::kSuspended ||
-      power == NodePowerManager::State::kResuming) {
-    out.set_state(v1::NODE_STATE_SUSPENDED);
-  } else {
-    out.set_state(node.ready && node.link != nullptr ? v1::NODE_STATE_READY
-                                                     : v1::NODE_STATE_DOWN);
-  }
-  out.set_message(node.message);
-  if (node.last_seen != absl::Time()) {
-    *out.mutable_last_seen() = ToProtoTime(node.last_seen);
-  }
-  *out.mutable_last_sample() = node.last_sample;
-  for (const std::string& id : node.task_ids) out.add_task_ids(id);
-  int gpus = 0;
-  const std::map<int32_t, std::string> held = PodHeldGpus(node.last_sample);
-  for (const v1::Device& device : node.info.devices()) {
-    gpus += device.kind() == v1::DEVICE_KIND_GPU && !node.used_gpus.count(device.index()) &&
-            !held.count(device.index());
-  }
-  out.set_free_gpus(gpus);
-  out.set_free_cpus(node.info.cpus() - node.used_cpus);
-  out.set_free_memory_bytes(node.info.memory_bytes() - node.used_memory_bytes);
-  return out;
+  return NodeRegistry::ToProto(node, power == NodePowerManager::State::kSuspending ||
+                                         power == NodePowerManager::State::kSuspended ||
+                                         power == NodePowerManager::State::kResuming);
 }
 
 std::vector<v1::Node> Scheduler::ListNodes() const {
   absl::MutexLock lock(&mu_);
   std::vector<v1::Node> out;
-  for (const auto& [name, node] : nodes_) out.push_back(NodeToProto(node));
+  for (const auto& [name, node] : nodes_.nodes()) out.push_back(NodeToProto(node));
   return out;
 }
 
 absl::StatusOr<v1::Node> Scheduler::GetNode(const std::string& name) const {
   absl::MutexLock lock(&mu_);
-  auto it = nodes_.find(name);
-  if (it == nodes_.end()) {
-    return absl::NotFoundError(absl::StrCat("node ", name, " not found"));
-  }
-  return NodeToProto(it->second);
+  const NodeRecord* node = nodes_.Find(name);
+  if (node == nullptr) return absl::NotFoundError(absl::StrCat("node ", name, " not found"));
+  return NodeToProto(*node);
 }
 
 absl::StatusOr<int64_t> Scheduler::WatchJob(const std::string& job_id,
@@ -654,9 +413,8 @@ void Scheduler::Unwatch(int64_t handle) {
   watchers_.erase(handle);
 }
 
-void Scheduler::GetTaskLogs(const v1::GetTaskLogsRequest& request,
-                            LogsCallback done) {
-  std::function<void()> completion;
+void Scheduler::GetTaskLogs(const v1::GetTaskLogsRequest& request, LogsCallback done) {
+  LogRequests::Completion completion;
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(request.job_id());
@@ -664,52 +422,9 @@ void Scheduler::GetTaskLogs(const v1::GetTaskLogsRequest& request,
       completion = [done, id = request.job_id()] {
         done(absl::NotFoundError(absl::StrCat("job ", id, " not found")));
       };
-    } else if (request.max_bytes() < 0 || request.max_bytes() > kMaxLogBytes) {
-      completion = [done] {
-        done(absl::InvalidArgumentError(
-            absl::StrCat("max_bytes: must be in [0, ", kMaxLogBytes, "]")));
-      };
     } else {
-      const v1::Job& job = it->second;
-      const int64_t max_bytes =
-          request.max_bytes() == 0 ? kDefaultLogBytes : request.max_bytes();
-      PendingLogs pending;
-      pending.deadline = clock_->Now() + options_.logs_timeout;
-      pending.done = done;
-      const int64_t id = next_logs_request_++;
-      for (const v1::Task& task : job.tasks()) {
-        const bool wanted = request.task_id().empty()
-                                ? task.attempt() == job.attempts()
-                                : task.task_id() == request.task_id();
-        if (!wanted) continue;
-        v1::TaskLogs* logs = pending.response.add_logs();
-        logs->set_task_id(task.task_id());
-        logs->set_node(task.node());
-        auto node = nodes_.find(task.node());
-        if (node == nodes_.end() || !node->second.ready ||
-            node->second.link == nullptr) {
-          logs->set_error(absl::StrCat("node ", task.node(), " is down"));
-          continue;
-        }
-        const std::string request_id = absl::StrCat(id, "/", task.task_id());
-        pending.outstanding[request_id] = pending.response.logs_size() - 1;
-        v1::SchedulerCommand command;
-        command.mutable_fetch_logs()->set_request_id(request_id);
-        command.mutable_fetch_logs()->set_task_id(task.task_id());
-        command.mutable_fetch_logs()->set_max_bytes(max_bytes);
-        node->second.link->Send(command);
-      }
-      if (!request.task_id().empty() && pending.response.logs_size() == 0) {
-        completion = [done, request] {
-          done(absl::NotFoundError(absl::StrCat(
-              "task ", request.task_id(), " not found in job ",
-              request.job_id())));
-        };
-      } else if (pending.outstanding.empty()) {
-        completion = [done, response = pending.response] { done(response); };
-      } else {
-        pending_logs_[id] = std::move(pending);
-      }
+      completion = log_requests_.Start(it->second, request, clock_->Now() + options_.logs_timeout,
+                                       nodes_, std::move(done));
     }
   }
   if (completion) completion();
@@ -717,62 +432,15 @@ void Scheduler::GetTaskLogs(const v1::GetTaskLogsRequest& request,
 
 absl::Status Scheduler::SetNodeCap(const std::string& node_name, const v1::SetCap& cap) {
   absl::MutexLock lock(&mu_);
-  auto it = nodes_.find(node_name);
-  if (it == nodes_.end()) {
+  const NodeRecord* found = nodes_.Find(node_name);
+  if (found == nullptr) {
     return absl::NotFoundError(absl::StrCat("node ", node_name, " not found"));
   }
-  NodeRecord& node = it->second;
-  if (!node.ready || node.link == nullptr) {
+  const NodeRecord& node = *found;
+  if (!node.connected()) {
     return absl::UnavailableError(absl::StrCat("node ", node_name, " is down"));
   }
-  const bool cpu = cap.kind() == v1::DEVICE_KIND_CPU;
-  if (!cpu && cap.kind() != v1::DEVICE_KIND_GPU &&
-      cap.kind() != v1::DEVICE_KIND_UNSPECIFIED) {
-    return absl::InvalidArgumentError("cap.kind: must be GPU or CPU");
-  }
-  if (!std::isfinite(cap.power_cap_w()) || cap.power_cap_w() < 0) {
-    return absl::InvalidArgumentError("cap.power_cap_w: must be a finite number >= 0");
-  }
-  if (cap.max_frequency_mhz() < 0 || cap.min_frequency_mhz() < 0) {
-    return absl::InvalidArgumentError("cap: frequencies must be >= 0");
-  }
-  if (cpu && cap.min_frequency_mhz() != 0) {
-    return absl::InvalidArgumentError(
-        "cap.min_frequency_mhz: only for GPUs (locked SM clocks)");
-  }
-  if (!cpu && cap.min_frequency_mhz() > cap.max_frequency_mhz()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "cap: min_frequency_mhz (%d) must be <= max_frequency_mhz (%d)",
-        cap.min_frequency_mhz(), cap.max_frequency_mhz()));
-  }
-  if (cap.power_cap_w() == 0 && cap.max_frequency_mhz() == 0) {
-    return absl::InvalidArgumentError(
-        "cap: give power_cap_w or max_frequency_mhz");
-  }
-  const v1::Device* device = nullptr;
-  for (const v1::Device& candidate : node.info.devices()) {
-    if (candidate.kind() == (cpu ? v1::DEVICE_KIND_CPU : v1::DEVICE_KIND_GPU) &&
-        candidate.index() == cap.index()) {
-      device = &candidate;
-    }
-  }
-  if (device == nullptr) {
-    return absl::NotFoundError(absl::StrFormat("node %s has no %s %d", node_name,
-                                               cpu ? "CPU package" : "GPU", cap.index()));
-  }
-  if (cap.power_cap_w() > 0 && device->power_limit_max_w() > 0 &&
-      (cap.power_cap_w() < device->power_limit_min_w() ||
-       cap.power_cap_w() > device->power_limit_max_w())) {
-    return absl::OutOfRangeError(absl::StrFormat(
-        "cap.power_cap_w: %g W outside %s %d's allowed range [%g, %g] W",
-        cap.power_cap_w(), cpu ? "CPU package" : "GPU", cap.index(),
-        device->power_limit_min_w(), device->power_limit_max_w()));
-  }
-  if (cpu && cap.power_cap_w() > 0 && device->source() != "rapl") {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "node ", node_name, " has no RAPL power limit (CPU power is ",
-        device->source(), ")"));
-  }
+  if (absl::Status valid = CheckOperatorCap(node.info, cap); !valid.ok()) return valid;
   v1::SchedulerCommand command;
   *command.mutable_set_cap() = cap;
   if (command.set_cap().reason().empty()) command.mutable_set_cap()->set_reason("operator");
@@ -781,12 +449,6 @@ absl::Status Scheduler::SetNodeCap(const std::string& node_name, const v1::SetCa
   if (options_.observer != nullptr) options_.observer->OnCapSent("operator");
   JLOG(INFO) << "cap sent to " << node_name << ": " << cap.ShortDebugString();
   return absl::OkStatus();
-}
-
-Scheduler::NodeRecord* Scheduler::FindNodeByLink(AgentLink* link) {
-  auto it = link_to_node_.find(link);
-  if (it == link_to_node_.end()) return nullptr;
-  return it->second->link != link ? nullptr : it->second;
 }
 
 v1::Task* Scheduler::FindTask(const std::string& task_id, v1::Job** job) {
@@ -804,24 +466,19 @@ v1::Task* Scheduler::FindTask(const std::string& task_id, v1::Job** job) {
 }
 
 void Scheduler::Allocate(const v1::Job& job, const v1::Task& task) {
-  NodeRecord& node = nodes_[task.node()];
-  node.task_ids.insert(task.task_id());
+  nodes_.Allocate(task.node(), task.task_id(), {task.gpu_indices().begin(), task.gpu_indices().end()},
+                  job.spec().resources().cpus(), job.spec().resources().memory_bytes());
   node_power_.SetIdle(task.node(), false, clock_->Now());
-  for (int32_t gpu : task.gpu_indices()) node.used_gpus.insert(gpu);
-  node.used_cpus += job.spec().resources().cpus();
-  node.used_memory_bytes += job.spec().resources().memory_bytes();
 }
 
 void Scheduler::Release(const v1::Job& job, const v1::Task& task) {
-  auto it = nodes_.find(task.node());
-  if (it == nodes_.end() || !it->second.task_ids.erase(task.task_id())) return;
+  const NodeRecord* node =
+      nodes_.Release(task.node(), task.task_id(),
+                     {task.gpu_indices().begin(), task.gpu_indices().end()},
+                     job.spec().resources().cpus(), job.spec().resources().memory_bytes());
+  if (node == nullptr) return;
   placement_dirty_ = true;
-  NodeRecord& node = it->second;
-  for (int32_t gpu : task.gpu_indices()) node.used_gpus.erase(gpu);
-  node.used_cpus = std::max(0.0, node.used_cpus - job.spec().resources().cpus());
-  node.used_memory_bytes = std::max<int64_t>(
-      0, node.used_memory_bytes - job.spec().resources().memory_bytes());
-  if (node.task_ids.empty()) node_power_.SetIdle(task.node(), true, clock_->Now());
+  if (node->task_ids.empty()) node_power_.SetIdle(task.node(), true, clock_->Now());
 }
 
 absl::Status Scheduler::OnAgentRegister(AgentLink* link,
@@ -830,39 +487,22 @@ absl::Status Scheduler::OnAgentRegister(AgentLink* link,
   if (!valid.ok()) return valid;
   absl::MutexLock lock(&mu_);
   const std::string& name = message.node().name();
-  NodeRecord& node = nodes_[name];
-  if (node.link != nullptr && node.link != link) {
-    JLOG(WARNING) << "node " << name
-                  << " registered again; the newer stream replaces the old";
-    link_to_node_.erase(node.link);
+  AgentLink* replaced = nullptr;
+  NodeRecord& node = nodes_.Register(link, message.node(), clock_->Now(), &replaced);
+  if (replaced != nullptr) {
+    JLOG(WARNING) << "node " << name << " registered again; the newer stream replaces the old";
   }
-  node.info = message.node();
   // Ceilings from the devices, and fresh counter baselines (the agent may
   // have started again).
   telemetry_guard_.Register(node.info);
-  node.throttle_temp_c.clear();
-  for (const v1::Device& device : node.info.devices()) {
-    if (device.kind() != v1::DEVICE_KIND_GPU) continue;
-    if (auto spec = FindGpuModel(options_.gpu_catalog, device.model())) {
-      node.throttle_temp_c[device.index()] = spec->throttle_temp_c;
-    }
-  }
-  node.link = link;
-  link_to_node_[link] = &node;
-  node.ready = true;
-  node.message = "";
-  node.last_seen = clock_->Now();
   if (node_power_.Asleep(name) ||
       node_power_.state(name) == NodePowerManager::State::kFailed) {
     JLOG(INFO) << "node " << name << " resumed";
-    StoreState(StoreMutation{StoreMutation::Op::kDelete,
-                             absl::StrCat(internal::kSuspendedKeyPrefix, name), ""},
-               absl::StrCat("forgetting suspended node ", name));
+    store_->PutState(StoreMutation{StoreMutation::Op::kDelete,
+                                   absl::StrCat(internal::kSuspendedKeyPrefix, name), ""},
+                     absl::StrCat("forgetting suspended node ", name));
   }
   node_power_.Registered(name, node.task_ids.empty(), node.last_seen);
-  // Telemetry is expected from now on; its age counts from here (a
-  // re-registering agent is as fresh as a new one).
-  node.last_telemetry = node.last_seen;
   placement_dirty_ = true;
   JLOG(INFO) << "node " << name << " registered with "
              << message.node().devices_size() << " devices and "
@@ -929,15 +569,12 @@ absl::Status Scheduler::OnAgentMessage(AgentLink* link,
   std::function<void()> completion;
   {
     absl::MutexLock lock(&mu_);
-    NodeRecord* node = FindNodeByLink(link);
+    NodeRecord* node = nodes_.FindByLink(link);
     if (node == nullptr) {
       return absl::FailedPreconditionError(
           "stream is not registered (or was replaced by a newer one)");
     }
-    node->last_seen = clock_->Now();
-    if (!node->ready) {
-      node->ready = true;
-      node->message = "";
+    if (nodes_.Heard(*node, clock_->Now())) {
       placement_dirty_ = true;
       JLOG(INFO) << "node " << node->info.name() << " is back";
     }
@@ -949,18 +586,8 @@ absl::Status Scheduler::OnAgentMessage(AgentLink* link,
                                                         node->last_seen))) {
           break;
         }
-        // A pod that let go of a GPU frees it for the next cycle.
-        if (PodHoldsChanged(node->last_sample, message.telemetry())) {
+        if (nodes_.TakeTelemetry(*node, message.telemetry(), options_.telemetry_freshness)) {
           placement_dirty_ = true;
-        }
-        node->last_sample = message.telemetry();
-        // A node whose readings had gone stale is placeable again.
-        if (node->last_seen - node->last_telemetry > options_.telemetry_freshness) {
-          placement_dirty_ = true;
-        }
-        node->last_telemetry = node->last_seen;
-        if (message.telemetry().sources_size() > 0) {
-          *node->info.mutable_sources() = message.telemetry().sources();
         }
         for (const v1::TaskUsage& usage : message.telemetry().tasks()) {
           ApplyUsage(*node, usage);
@@ -986,37 +613,9 @@ absl::Status Scheduler::OnAgentMessage(AgentLink* link,
         placement_dirty_ = true;
         break;
       }
-      case v1::AgentMessage::kLogs: {
-        const v1::LogsReply& reply = message.logs();
-        int64_t id = 0;
-        const std::string prefix = reply.request_id().substr(
-            0, reply.request_id().find('/'));
-        auto pending = absl::SimpleAtoi(prefix, &id) ? pending_logs_.find(id)
-                                                     : pending_logs_.end();
-        if (pending == pending_logs_.end()) break;  // Late reply.
-        auto slot = pending->second.outstanding.find(reply.request_id());
-        if (slot == pending->second.outstanding.end()) break;
-        v1::TaskLogs* logs = pending->second.response.mutable_logs(slot->second);
-        // Only the node that runs the task may answer for it.
-        if (logs->node() != node->info.name()) {
-          JLOG(WARNING) << "node " << node->info.name() << " answered a logs request for "
-                        << reply.task_id() << " on " << logs->node() << "; ignored";
-          break;
-        }
-        logs->set_stdout(reply.stdout());
-        logs->set_stderr(reply.stderr());
-        logs->set_truncated(reply.truncated());
-        logs->set_error(reply.error());
-        pending->second.outstanding.erase(slot);
-        if (pending->second.outstanding.empty()) {
-          completion = [done = std::move(pending->second.done),
-                        response = std::move(pending->second.response)] {
-            done(response);
-          };
-          pending_logs_.erase(pending);
-        }
+      case v1::AgentMessage::kLogs:
+        completion = log_requests_.OnReply(node->info.name(), message.logs());
         break;
-      }
       case v1::AgentMessage::kRegister:
         return absl::FailedPreconditionError("register sent twice on one stream");
       case v1::AgentMessage::MSG_NOT_SET:
@@ -1029,17 +628,15 @@ absl::Status Scheduler::OnAgentMessage(AgentLink* link,
 
 void Scheduler::OnAgentDisconnect(AgentLink* link) {
   absl::MutexLock lock(&mu_);
-  NodeRecord* node = FindNodeByLink(link);
-  link_to_node_.erase(link);
+  NodeRecord* node = nodes_.Disconnect(link);
   if (node == nullptr) return;
-  node->link = nullptr;
   if (node_power_.Disconnected(node->info.name()) ||
       node_power_.state(node->info.name()) == NodePowerManager::State::kSuspended) {
     node->ready = false;
-    StoreState(StoreMutation{StoreMutation::Op::kPut,
-                             absl::StrCat(internal::kSuspendedKeyPrefix, node->info.name()),
-                             node->info.SerializeAsString()},
-               absl::StrCat("storing suspended node ", node->info.name()));
+    store_->PutState(StoreMutation{StoreMutation::Op::kPut,
+                                   absl::StrCat(internal::kSuspendedKeyPrefix, node->info.name()),
+                                   node->info.SerializeAsString()},
+                     absl::StrCat("storing suspended node ", node->info.name()));
     if (!absl::StartsWith(node->message, "suspended")) {
       node->message = "suspended (idle power management)";
     }
@@ -1125,9 +722,9 @@ void Scheduler::AccountEnergy(v1::Job& job, const v1::Task& task, double before_
     return;
   }
   std::string region;
-  if (auto node = nodes_.find(task.node()); node != nodes_.end()) {
-    auto label = node->second.info.labels().find(kRegionLabel);
-    if (label != node->second.info.labels().end()) region = label->second;
+  if (const NodeRecord* node = nodes_.Find(task.node()); node != nullptr) {
+    auto label = node->info.labels().find(kRegionLabel);
+    if (label != node->info.labels().end()) region = label->second;
   }
   // Emissions = energy x carbon intensity of the grid (the method CodeCarbon
   // popularised, https://mlco2.github.io/codecarbon/methodology.html), here
@@ -1158,7 +755,7 @@ MetricsSnapshot Scheduler::Metrics(absl::Duration job_retention) const {
     // Jobs that never ran have nothing to show; finished ones only for a
     // while, so that the exporter's series stay bounded.
     if (job.attempts() == 0) continue;
-    if (IsFinal(job.state()) &&
+    if (IsFinalJobState(job.state()) &&
         (!job.has_end_time() || now - FromProtoTime(job.end_time()) > job_retention)) {
       continue;
     }
@@ -1174,10 +771,10 @@ MetricsSnapshot Scheduler::Metrics(absl::Duration job_retention) const {
     metrics.saved_j = job.savings().saved_j();
   }
   out.queue_length = out.jobs_by_state[v1::JOB_STATE_PENDING];
-  for (const auto& [name, node] : nodes_) {
+  for (const auto& [name, node] : nodes_.nodes()) {
     NodeMetrics& metrics = out.nodes.emplace_back();
     metrics.name = name;
-    metrics.ready = node.ready && node.link != nullptr;
+    metrics.ready = node.connected();
     metrics.suspended = node_power_.state(name) == NodePowerManager::State::kSuspending ||
                         node_power_.Asleep(name);
     metrics.power_w = node.last_sample.node_power_w();
@@ -1191,7 +788,7 @@ MetricsSnapshot Scheduler::Metrics(absl::Duration job_retention) const {
   out.co2e_g = co2e_g_total_;
   out.cost = cost_total_;
   out.currency = options_.carbon.currency();
-  out.unstored_jobs = static_cast<int>(unstored_.size());
+  out.unstored_jobs = store_->unstored_jobs();
   return out;
 }
 
@@ -1241,7 +838,7 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
           AccountEnergy(*job, *task, 0);
           StoreThenAck(*job, node.info.name(), event.task_id());
           Notify(*job);
-        } else if (unstored_.count(job->id()) > 0 || job_writes_.contains(job->id())) {
+        } else if (store_->Unsettled(job->id())) {
           // The task's end may not be stored yet.
           StoreThenAck(*job, node.info.name(), event.task_id());
         } else {
@@ -1258,29 +855,8 @@ void Scheduler::ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event) {
       task->set_exit_code(event.exit_code());
       *task->mutable_end_time() =
           event.has_time() ? event.time() : ToProtoTime(clock_->Now());
-      v1::TaskState state;
-      std::string message;
-      if (event.kind() == v1::TaskEvent::KIND_START_FAILED && event.node_busy()) {
-        // The node's state, not the task's fault: lost, so retried.
-        state = v1::TASK_STATE_LOST;
-        message = absl::StrCat("node ", node.info.name(), " could not take it: ",
-                               event.message());
-      } else if (event.kind() == v1::TaskEvent::KIND_START_FAILED) {
-        state = v1::TASK_STATE_FAILED;
-        message = absl::StrCat("could not start: ", event.message());
-      } else if (event.stopped()) {
-        state = v1::TASK_STATE_KILLED;
-        message = "stopped by the scheduler";
-      } else if (event.exit_code() == 0) {
-        state = v1::TASK_STATE_SUCCEEDED;
-      } else if (event.signal() != 0) {
-        state = v1::TASK_STATE_FAILED;
-        message = absl::StrCat("killed by signal ", event.signal());
-      } else {
-        state = v1::TASK_STATE_FAILED;
-        message = absl::StrCat("exited with code ", event.exit_code());
-      }
-      EndTask(*job, *task, state, message);
+      const TaskEnding ending = EndingOf(event, node.info.name());
+      EndTask(*job, *task, ending.state, ending.message);
       Evaluate(*job);
       StoreThenAck(*job, node.info.name(), event.task_id());
       Notify(*job);
@@ -1298,13 +874,12 @@ void Scheduler::StoreThenAck(v1::Job& job, const std::string& node,
   SumEnergy(job);
   // Not stored: not acknowledged, and the agent sends the event again when
   // it registers again.
-  (void)StoreJob(job, [this, node, task_id](const absl::Status& stored) {
+  (void)store_->Put(job, [this, node, task_id](const absl::Status& stored) {
+    mu_.AssertHeld();
     if (!stored.ok()) return;
-    auto it = nodes_.find(node);
-    if (it == nodes_.end() || it->second.link == nullptr) return;
     v1::SchedulerCommand command;
     command.mutable_ack_task_event()->set_task_id(task_id);
-    it->second.link->Send(command);
+    nodes_.Send(node, command);
   });
 }
 
@@ -1329,17 +904,15 @@ void Scheduler::EndTask(v1::Job& job, v1::Task& task, v1::TaskState state,
   if (!task.has_end_time()) *task.mutable_end_time() = ToProtoTime(clock_->Now());
   Release(job, task);
   ReplicaGone(job, task);
-  AddEvent(job, absl::StrCat("Task", state == v1::TASK_STATE_SUCCEEDED ? "Succeeded"
-                                     : state == v1::TASK_STATE_KILLED  ? "Killed"
-                                     : state == v1::TASK_STATE_LOST    ? "Lost"
-                                                                       : "Failed"),
+  AddEvent(job, TaskEndReason(state),
            absl::StrCat("task ", task.task_id(),
                         message.empty() ? "" : ": ", message));
 }
 
 void Scheduler::StopTask(const v1::Task& task, const std::string& reason) {
-  auto it = nodes_.find(task.node());
-  if (it != nodes_.end()) SendStop(it->second, task.task_id(), reason);
+  if (NodeRecord* node = nodes_.Find(task.node()); node != nullptr) {
+    SendStop(*node, task.task_id(), reason);
+  }
 }
 
 void Scheduler::SendStop(NodeRecord& node, const std::string& task_id,
@@ -1354,7 +927,7 @@ void Scheduler::SendStop(NodeRecord& node, const std::string& task_id,
 }
 
 void Scheduler::Evaluate(v1::Job& job) {
-  if (IsFinal(job.state()) || job.state() == v1::JOB_STATE_PENDING) {
+  if (IsFinalJobState(job.state()) || job.state() == v1::JOB_STATE_PENDING) {
     if (job.state() == v1::JOB_STATE_PENDING && job.cancel_requested()) {
       job.set_state(v1::JOB_STATE_CANCELLED);
       job.set_message("cancelled before it was placed");
@@ -1365,17 +938,10 @@ void Scheduler::Evaluate(v1::Job& job) {
     }
     return;
   }
-  int active = 0, succeeded = 0, total = 0;
-  const v1::Task* failed = nullptr;
-  const v1::Task* lost = nullptr;
-  for (const v1::Task& task : job.tasks()) {
-    if (task.attempt() != job.attempts()) continue;
-    ++total;
-    if (IsActive(task.state())) ++active;
-    if (task.state() == v1::TASK_STATE_SUCCEEDED) ++succeeded;
-    if (task.state() == v1::TASK_STATE_FAILED && failed == nullptr) failed = &task;
-    if (task.state() == v1::TASK_STATE_LOST && lost == nullptr) lost = &task;
-  }
+  const AttemptTally tally = TallyAttempt(job);
+  const int active = tally.active, succeeded = tally.succeeded, total = tally.total;
+  const v1::Task* failed = tally.failed;
+  const v1::Task* lost = tally.lost;
   // An inference job's replicas are independent: a lost one's shards move to
   // the others (ReplicaGone), which carry on. Training replicas are a gang.
   auto sharder = sharders_.find(job.id());
@@ -1409,14 +975,10 @@ void Scheduler::Evaluate(v1::Job& job) {
     return;
   }
   if (active > 0) {
-    int starting = 0;
-    for (const v1::Task& task : job.tasks()) {
-      starting += task.attempt() == job.attempts() &&
-                  task.state() == v1::TASK_STATE_STARTING;
-    }
-    job.set_message(starting > 0 ? absl::StrFormat("starting (%d of %d tasks started)",
-                                                   total - starting, total)
-                                 : "running");
+    job.set_message(tally.starting > 0
+                        ? absl::StrFormat("starting (%d of %d tasks started)",
+                                          total - tally.starting, total)
+                        : "running");
     return;
   }
   const absl::Time now = clock_->Now();
@@ -1474,76 +1036,28 @@ void Scheduler::Evaluate(v1::Job& job) {
   *job.mutable_end_time() = ToProtoTime(now);
   sharders_.erase(job.id());
   budget_.Forget(job.id());
-  // The most recent finished jobs keep every node's verdict for `explain`;
-  // older ones keep only the chosen node's.
-  finished_explained_.push_back(job.id());
-  if (finished_explained_.size() > kFullExplanationsKept) {
-    TrimExplanation(finished_explained_.front());
-    finished_explained_.pop_front();
-  }
+  explanations_.Finished(job.id());
   AddEvent(job, v1::JobState_Name(job.state()).substr(strlen("JOB_STATE_")),
            job.message());
 }
 
 bool Scheduler::RetryOrFail(v1::Job& job, const v1::Task& cause) {
-  // Specs stored before restart policies existed have none: the defaults.
-  v1::RestartPolicy policy = job.spec().restart_policy();
-  ApplyRestartPolicyDefaults(&policy);
-  const bool lost = cause.state() == v1::TASK_STATE_LOST;
-  const std::string what =
-      lost ? absl::StrCat("task ", cause.task_id(), " lost (", cause.message(), ")")
-           : absl::StrCat("task ", cause.task_id(), " ", cause.message());
-  const v1::RetryOn ending = lost ? v1::RETRY_ON_LOST : v1::RETRY_ON_FAILED;
-  if (std::find(policy.retry_on().begin(), policy.retry_on().end(), ending) ==
-      policy.retry_on().end()) {
+  const RetryDecision decision = DecideRetry(job, cause);
+  if (!decision.retry) {
     job.set_state(v1::JOB_STATE_FAILED);
-    job.set_message(lost ? absl::StrCat(what, "; lost tasks are not retried "
-                                              "(restart_policy.retry_on)")
-                         : what);
+    job.set_message(decision.message);
     return false;
   }
-  if (job.retries() >= policy.max_retries()) {
-    job.set_state(v1::JOB_STATE_FAILED);
-    job.set_message(policy.max_retries() == 0
-                        ? absl::StrCat(what, "; no retries allowed (restart_policy."
-                                             "max_retries: 0)")
-                        : absl::StrFormat("%s; %d retries exhausted", what,
-                                          policy.max_retries()));
-    return false;
-  }
-  // backoff_s x 2^(retries used), capped; doubling stops at the cap, so the
-  // loop is short and cannot overflow.
-  double wait_s = policy.backoff_s();
-  for (int i = 0; i < job.retries() && wait_s < policy.max_backoff_s(); ++i) wait_s *= 2;
-  const absl::Duration wait = absl::Seconds(std::min(wait_s, policy.max_backoff_s()));
   job.set_retries(job.retries() + 1);
-  *job.mutable_not_before() = ToProtoTime(clock_->Now() + wait);
+  *job.mutable_not_before() = ToProtoTime(clock_->Now() + decision.wait);
   job.set_state(v1::JOB_STATE_PENDING);
-  job.set_message(absl::StrFormat(
-      "%s; retry %d of %d %s", what, job.retries(), policy.max_retries(),
-      wait == absl::ZeroDuration() ? "now" : absl::StrCat("in ", absl::FormatDuration(wait))));
+  job.set_message(decision.message);
   // The next attempt's split starts from the shards every attempt finished.
   sharders_.erase(job.id());
   AddPending(job);
   placement_dirty_ = true;
   AddEvent(job, "Retrying", job.message());
   return true;
-}
-
-void Scheduler::TrimExplanation(const std::string& job_id) {
-  auto it = explanations_.find(job_id);
-  if (it == explanations_.end()) return;
-  auto trimmed = std::make_shared<v1::JobExplanation>(*it->second);
-  // Swapped out rather than cleared: a cleared repeated field keeps its
-  // elements allocated for reuse.
-  google::protobuf::RepeatedPtrField<v1::PlacementCandidate> all;
-  all.Swap(trimmed->mutable_candidates());
-  for (const v1::PlacementCandidate& candidate : all) {
-    if (candidate.chosen()) *trimmed->add_candidates() = candidate;
-  }
-  trimmed->set_note(
-      "an older finished job: only the chosen node's scores are kept");
-  it->second = std::move(trimmed);
 }
 
 void Scheduler::MarkNodeDown(NodeRecord& node, const std::string& reason) {
@@ -1562,48 +1076,28 @@ void Scheduler::MarkNodeDown(NodeRecord& node, const std::string& reason) {
   }
 }
 
-void Scheduler::ExpireLogRequests(
-    std::vector<std::function<void()>>* completions) {
-  const absl::Time now = clock_->Now();
-  for (auto it = pending_logs_.begin(); it != pending_logs_.end();) {
-    if (it->second.deadline > now) {
-      ++it;
-      continue;
-    }
-    for (const auto& [request_id, index] : it->second.outstanding) {
-      it->second.response.mutable_logs(index)->set_error(
-          "timed out waiting for the agent");
-    }
-    completions->push_back([done = std::move(it->second.done),
-                            response = std::move(it->second.response)] {
-      done(response);
-    });
-    it = pending_logs_.erase(it);
-  }
-}
-
 void Scheduler::Tick() {
-  std::vector<std::function<void()>> completions;
+  std::vector<LogRequests::Completion> completions;
   {
     absl::MutexLock lock(&mu_);
     // First, so that the store catches up before anything new is stored.
-    WriteUnstored();
+    store_->WriteUnstored([this](const std::string& id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      // The latest state, not the one whose write failed.
+      auto it = jobs_.find(id);
+      if (it == jobs_.end()) return static_cast<const v1::Job*>(nullptr);
+      SumEnergy(it->second);
+      return static_cast<const v1::Job*>(&it->second);
+    });
     const absl::Time now = clock_->Now();
-    for (auto& [name, node] : nodes_) {
-      if (node.ready || !node.task_ids.empty()) {
-        const absl::Duration silent = now - node.last_seen;
-        if (silent > options_.heartbeat_timeout &&
-            (node.ready || node.link == nullptr)) {
-          MarkNodeDown(node, absl::StrFormat("no heartbeat for %.1fs",
-                                             absl::ToDoubleSeconds(silent)));
-        }
-      }
+    for (NodeRecord* node : nodes_.Silent(now, options_.heartbeat_timeout)) {
+      MarkNodeDown(*node, absl::StrFormat("no heartbeat for %.1fs",
+                                          absl::ToDoubleSeconds(now - node->last_seen)));
     }
-    ExpireLogRequests(&completions);
+    completions = log_requests_.Expire(now);
     ManageNodePower();
     EndBackoffs();
     // A store that refuses writes would refuse every placement too.
-    if (!store_refusing_) PlacePending();
+    if (!store_->refusing()) PlacePending();
   }
   for (auto& completion : completions) completion();
 }
@@ -1616,11 +1110,11 @@ void Scheduler::ManageNodePower() {
     JLOG(WARNING) << "node " << name << " is still connected "
                   << absl::FormatDuration(options_.node_power.resume_timeout)
                   << " after its suspend command: taken back into service";
-    nodes_[name].message = "";
+    nodes_.Remember(name).message = "";
     placement_dirty_ = true;
   }
   for (const std::string& name : expired.resume_failed) {
-    MarkNodeDown(nodes_[name],
+    MarkNodeDown(nodes_.Remember(name),
                  absl::StrCat("did not resume within ",
                               absl::FormatDuration(options_.node_power.resume_timeout)));
     placement_dirty_ = true;
@@ -1628,8 +1122,8 @@ void Scheduler::ManageNodePower() {
   // Connected nodes with no task: nothing runs there and no placement holds
   // GPUs there (Bind allocates a task's resources before it is stored).
   std::map<std::string, int> eligible;
-  for (const auto& [name, node] : nodes_) {
-    if (!node.ready || node.link == nullptr || !node.task_ids.empty()) continue;
+  for (const auto& [name, node] : nodes_.nodes()) {
+    if (!node.connected() || !node.task_ids.empty()) continue;
     if (!PodHeldGpus(node.last_sample).empty()) {
       // A Kubernetes pod uses its GPUs: not idle, whatever Joule runs there.
       node_power_.Hold(name, now);
@@ -1642,80 +1136,31 @@ void Scheduler::ManageNodePower() {
     eligible[name] = gpus;
   }
   for (const std::string& name : node_power_.ChooseToSuspend(now, eligible)) {
-    nodes_[name].message = absl::StrCat("suspending: idle for ",
-                                        absl::FormatDuration(options_.node_power.suspend_after),
-                                        " or more");
+    nodes_.Remember(name).message =
+        absl::StrCat("suspending: idle for ",
+                     absl::FormatDuration(options_.node_power.suspend_after), " or more");
     JLOG(INFO) << "suspending idle node " << name;
     options_.power_control->Suspend(name);
   }
 }
 
 ClusterSnapshot Scheduler::Snapshot() const {
-  // Runs once per placement cycle over every node: no map built per node,
-  // one power-state lookup, one pass over the last sample.
+  // Runs once per placement cycle over every node: one power-state lookup
+  // per node.
   ClusterSnapshot snapshot;
   snapshot.now = clock_->Now();
   snapshot.nodes.reserve(nodes_.size());
   const bool power_managed = PowerManaged();
-  // Per device index of the node: the last sample's temperature, and the pod
-  // that holds it.
-  std::vector<const v1::DeviceSample*> samples;
-  for (const auto& [name, node] : nodes_) {
-    NodeView view;
-    view.name = name;
+  for (const auto& [name, node] : nodes_.nodes()) {
+    NodeView view = nodes_.View(node, options_.thermal_margin_c);
     const NodePowerManager::State power = node_power_.state(name);
-    view.ready = node.ready && node.link != nullptr &&
-                 power != NodePowerManager::State::kSuspending;
-    view.last_telemetry = node.last_telemetry;
+    view.ready = view.ready && power != NodePowerManager::State::kSuspending;
     if (power_managed && (power == NodePowerManager::State::kSuspended ||
                           power == NodePowerManager::State::kResuming)) {
       // Placement may wake it: the job then waits for its agent to register.
       view.ready = true;
       view.asleep = true;
       view.last_telemetry = snapshot.now;
-    }
-    view.total_cpus = node.info.cpus();
-    view.free_cpus = node.info.cpus() - node.used_cpus;
-    view.total_memory_bytes = node.info.memory_bytes();
-    view.free_memory_bytes = node.info.memory_bytes() - node.used_memory_bytes;
-    view.static_power_w = node.info.static_power_w();
-    view.running_tasks = static_cast<int>(node.task_ids.size());
-    samples.clear();
-    for (const v1::DeviceSample& sample : node.last_sample.devices()) {
-      if (sample.kind() != v1::DEVICE_KIND_GPU || sample.index() < 0 || sample.index() > 1024) {
-        continue;
-      }
-      if (samples.size() <= static_cast<size_t>(sample.index())) {
-        samples.resize(sample.index() + 1, nullptr);
-      }
-      samples[sample.index()] = &sample;
-    }
-    view.gpus.reserve(node.info.devices_size());
-    for (const v1::Device& device : node.info.devices()) {
-      if (device.kind() != v1::DEVICE_KIND_GPU) continue;
-      GpuView& gpu = view.gpus.emplace_back();
-      gpu.index = device.index();
-      gpu.model = device.model();
-      gpu.free = !node.used_gpus.count(device.index());
-      gpu.idle_power_w = device.idle_power_w();
-      gpu.power_limit_default_w = device.power_limit_default_w();
-      if (!node.throttle_temp_c.empty()) {
-        auto throttle = node.throttle_temp_c.find(device.index());
-        if (throttle != node.throttle_temp_c.end()) gpu.throttle_temp_c = throttle->second;
-      }
-      const v1::DeviceSample* sample =
-          device.index() >= 0 && static_cast<size_t>(device.index()) < samples.size()
-              ? samples[device.index()]
-              : nullptr;
-      if (sample != nullptr) {
-        gpu.temp_c = sample->temp_c();
-        // Not Joule's to place on while a pod holds it.
-        if (sample->has_held_by()) {
-          gpu.held_by = absl::StrCat(sample->held_by().namespace_(), "/", sample->held_by().pod());
-          gpu.free = false;
-        }
-      }
-      gpu.hot = gpu.temp_c >= gpu.throttle_temp_c - options_.thermal_margin_c;
     }
     snapshot.nodes.push_back(std::move(view));
   }
@@ -1761,7 +1206,7 @@ void Scheduler::PlacePending() {
   // and drops a shape at its first failure (JobQueue). Jobs behind a failed
   // head keep the message of the last cycle that examined them; `explain`
   // shows them their shape's verdict.
-  last_failed_.clear();
+  explanations_.CycleStarted();
   JobQueue::Walk walk = queue_.StartWalk();
   // The cluster with every running task ended, for the starvation guard.
   std::optional<ClusterSnapshot> drained;
@@ -1790,8 +1235,9 @@ void Scheduler::PlacePending() {
     // Reserves what it places in the cycle's snapshot, so later jobs of the
     // cycle see it taken.
     PlacementResult result = pipeline_->Place(request, &snapshot);
-    std::shared_ptr<const v1::JobExplanation> explanation = Explain(job, result);
-    explanations_[job.id()] = explanation;
+    std::shared_ptr<const v1::JobExplanation> explanation =
+        PlacementExplanations::Build(job.id(), result, pipeline_->profile_name());
+    explanations_.Record(job.id(), explanation);
     if (result.kind != PlacementResult::Kind::kPlaced) {
       // Held, not refused: nodes may join or free up later.
       std::string message = result.reason;
@@ -1817,7 +1263,7 @@ void Scheduler::PlacePending() {
         walk.Continue(*entry);
         continue;
       }
-      last_failed_.emplace(entry->shape, explanation);
+      explanations_.ShapeFailed(entry->shape, explanation);
       continue;
     }
     std::set<std::string> asleep;
@@ -1829,7 +1275,7 @@ void Scheduler::PlacePending() {
       // this cycle's snapshot so that other jobs wake other nodes.
       for (const std::string& name : asleep) {
         if (node_power_.RequestResume(name, now)) {
-          nodes_[name].message = absl::StrCat("resuming for job ", job.id());
+          nodes_.Remember(name).message = absl::StrCat("resuming for job ", job.id());
           JLOG(INFO) << "resuming node " << name << " for job " << job.id();
           options_.power_control->Resume(name);
         }
@@ -1904,106 +1350,11 @@ void Scheduler::EndBackoffs() {
   }
 }
 
-std::shared_ptr<const v1::JobExplanation> Scheduler::Explain(
-    const v1::Job& job, const PlacementResult& result) const {
-  auto explanation = std::make_shared<v1::JobExplanation>();
-  v1::JobExplanation& out = *explanation;
-  out.set_job_id(job.id());
-  switch (result.kind) {
-    case PlacementResult::Kind::kPlaced:
-      out.set_outcome("PLACED");
-      break;
-    case PlacementResult::Kind::kRetryLater:
-      out.set_outcome("RETRY_LATER");
-      break;
-    case PlacementResult::Kind::kInfeasible:
-      out.set_outcome("INFEASIBLE");
-      break;
-    case PlacementResult::Kind::kError:
-      out.set_outcome("ERROR");
-      break;
-  }
-  out.set_reason(result.reason);
-  out.set_profile(pipeline_->profile_name());
-  const CycleSummary& summary = result.summary;
-  out.set_nodes_total(summary.nodes_total);
-  out.set_nodes_filtered(summary.nodes_filtered);
-  out.set_nodes_feasible(summary.nodes_feasible);
-  out.set_sampled(summary.sampled);
-  for (const RejectionCount& rejection : summary.rejections) {
-    v1::RejectionCount* count = out.add_rejections();
-    count->set_plugin(rejection.plugin);
-    count->set_code(PluginCodeName(rejection.code));
-    count->set_nodes(rejection.nodes);
-    count->set_example(rejection.example);
-  }
-  const std::string chosen = result.replicas.empty() ? "" : result.replicas[0].node;
-  for (const ScoredCandidate& top : summary.top) {
-    v1::PlacementCandidate* candidate = out.add_candidates();
-    candidate->set_node(top.node);
-    for (const ScoreEntry& entry : top.scores) {
-      v1::PluginScore* score = candidate->add_scores();
-      score->set_plugin(entry.plugin);
-      score->set_score(entry.score);
-      score->set_weight(entry.weight);
-    }
-    candidate->set_total_score(top.total_score);
-    candidate->set_chosen(top.node == chosen);
-  }
-  for (const ReplicaPlacement& replica : result.replicas) {
-    out.add_replica_nodes(replica.node);
-  }
-  return explanation;
-}
-
 absl::StatusOr<v1::JobExplanation> Scheduler::ExplainJob(const std::string& job_id) const {
   absl::MutexLock lock(&mu_);
   auto job = jobs_.find(job_id);
-  if (job == jobs_.end()) {
-    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
-  }
-  v1::JobExplanation out;
-  std::shared_ptr<const v1::JobExplanation> source;
-  if (auto it = explanations_.find(job_id); it != explanations_.end()) source = it->second;
-  if (job->second.state() == v1::JOB_STATE_PENDING) {
-    // The last cycle's verdict on the job's shape is the newest, also for a
-    // job the cycle stopped before.
-    auto shared = last_failed_.find(JobQueue::ShapeOf(job->second.spec()));
-    if (shared != last_failed_.end()) source = shared->second;
-  }
-  if (source != nullptr) {
-    out = *source;
-    out.set_job_id(job_id);
-  } else {
-    out.set_job_id(job_id);
-    out.set_note(
-        "no placement cycle has examined this job since the scheduler started");
-  }
-  if (job->second.state() == v1::JOB_STATE_PENDING && job->second.has_not_before() &&
-      FromProtoTime(job->second.not_before()) > clock_->Now()) {
-    out.set_note(absl::StrCat(
-        "waiting out its retry backoff: not placed before ",
-        absl::FormatTime(absl::RFC3339_sec, FromProtoTime(job->second.not_before()),
-                         absl::UTCTimeZone())));
-  }
-  // Today every task runs at its GPUs' default power limit and the spec's
-  // default batch size; the energy brain fills these with its reasoning.
-  const v1::Task* last = job->second.tasks().empty() ? nullptr
-                                                     : &*job->second.tasks().rbegin();
-  if (!job->second.cap_decision().empty()) out.set_cap_decision(job->second.cap_decision());
-  if (out.cap_decision().empty() && last != nullptr) {
-    out.set_cap_decision(last->power_cap_w() > 0
-                             ? absl::StrFormat("%.0f W: the GPUs' default power limit",
-                                               last->power_cap_w())
-                             : "no GPU: no power cap");
-  }
-  if (!job->second.batch_decision().empty()) {
-    out.set_batch_decision(job->second.batch_decision());
-  } else {
-    out.set_batch_decision(absl::StrFormat(
-        "%d: the job's default batch size", job->second.spec().batch_size().default_size()));
-  }
-  return out;
+  if (job == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  return explanations_.Of(job->second, clock_->Now());
 }
 
 absl::Status Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
@@ -2050,7 +1401,7 @@ absl::Status Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
   // might be running: PlacementStored sends the StartTasks once the store
   // has the placement. Nothing is started unless the store has it.
   SumEnergy(job);
-  const absl::Status queued = StoreJob(job, [this, placement](const absl::Status& stored) {
+  const absl::Status queued = store_->Put(job, [this, placement](const absl::Status& stored) {
     mu_.AssertHeld();
     PlacementStored(*placement, stored);
   });
@@ -2149,8 +1500,7 @@ void Scheduler::SendStartTask(const v1::Job& job, const v1::Task& task) {
   start->set_shard_count(spec.shard_count());
   start->set_working_dir(spec.working_dir());
   start->set_user(spec.user());
-  NodeRecord& node = nodes_[task.node()];
-  if (node.link != nullptr) node.link->Send(command);
+  nodes_.Send(task.node(), command);
 }
 
 }  // namespace joule

@@ -34,6 +34,10 @@
 #include "scheduler/brain/energy_budget.h"
 #include "scheduler/energy_model.h"
 #include "scheduler/job_queue.h"
+#include "scheduler/job_store.h"
+#include "scheduler/log_requests.h"
+#include "scheduler/node_registry.h"
+#include "scheduler/placement_explanations.h"
 #include "scheduler/power/node_power_manager.h"
 #include "scheduler/carbon.h"
 #include "scheduler/placement/pipeline.h"
@@ -43,20 +47,10 @@
 #include "scheduler/sharding/sharder.h"
 #include "scheduler/store/group_commit_writer.h"
 #include "scheduler/store/store.h"
+#include "scheduler/task_lifecycle.h"
 #include "scheduler/telemetry_guard.h"
 
 namespace joule {
-
-// The scheduler's end of one agent stream. Implementations must not call
-// back into the Scheduler from Send (it is called with the scheduler's lock
-// held, on a thread that calls into the Scheduler or on the store writer's
-// thread, which sends a placement's StartTasks once it is stored) and must
-// not block.
-class AgentLink {
- public:
-  virtual ~AgentLink() = default;
-  virtual void Send(const v1::SchedulerCommand& command) = 0;
-};
 
 // Events the metrics exporter (scheduler/metrics.h) counts as they happen.
 // Called with the scheduler's lock held: implementations must be quick and
@@ -226,9 +220,25 @@ struct SchedulerOptions {
   GroupCommitWriterOptions store_writes;
 };
 
-// The scheduler core: cluster state, the job queue, placement and every
-// task's life cycle. It knows nothing of gRPC: services translate requests
+// The scheduler core: the coordinator of the parts that hold cluster state
+// and make decisions. It knows nothing of gRPC: services translate requests
 // into these calls, and agents are reached through AgentLink.
+//
+// The parts, each in its own header:
+//   NodeRegistry       nodes, their streams, heartbeats, telemetry and the
+//                      resources tasks hold (node_registry.h);
+//   JobStore           persistence: group-committed writes and the jobs the
+//                      store does not have yet (job_store.h);
+//   JobQueue           pending jobs per shape, backoff (job_queue.h);
+//   PlacementPipeline  filters and scorers over a cycle's ClusterSnapshot
+//                      (placement/pipeline.h);
+//   task_lifecycle.h   the rules of task endings, attempts and retries;
+//   the energy brain   caps, batch sizes, shards, budgets, early stop
+//                      (energy_brain.cc, on EnergyModel, CapProfiler,
+//                      BatchSizer, Sharder, EnergyBudgetGuard,
+//                      EarlyStopWatch).
+// The Scheduler owns them, holds the one lock they all run under, and
+// turns their verdicts into job changes, commands to agents and stores.
 //
 // Job life cycle:
 //  1. SubmitJob validates, stores durably (fsync) and queues the job; a
@@ -261,11 +271,12 @@ struct SchedulerOptions {
 // their agent reconnects and reports them, and never started twice: a task
 // the agent does not report is lost and its job retried as a new attempt.
 //
-// Thread-safe; all state guarded by mu_. Time comes only from the clock.
-// Store writes are queued under mu_ to writer_ and done by its thread
-// (never under mu_, unless options.store_writes.inline_commits); their
-// completions take mu_ on that thread. Lock order: mu_, then the writer's
-// own lock; nothing waits for the writer while holding mu_.
+// Thread-safe; all state, the parts' included, guarded by mu_. Time comes
+// only from the clock. Store writes are queued under mu_ to store_ and done
+// by its writer thread (never under mu_, unless
+// options.store_writes.inline_commits); their completions take mu_ on that
+// thread. Lock order: mu_, then the writer's own lock; nothing waits for
+// the writer while holding mu_.
 class Scheduler {
  public:
   using JobWatcher = std::function<void(const v1::Job&)>;
@@ -350,69 +361,13 @@ class Scheduler {
   MetricsSnapshot Metrics(absl::Duration job_retention) const;
 
  private:
-  struct NodeRecord {
-    v1::NodeInfo info;
-    AgentLink* link = nullptr;
-    bool ready = false;
-    std::string message;
-    absl::Time last_seen;
-    v1::NodeSample last_sample;
-    // When the last telemetry arrived, or the node registered before any
-    // did; unset for a node known only from stored tasks.
-    absl::Time last_telemetry;
-    // Active tasks placed here and the GPUs they hold.
-    std::set<std::string> task_ids;
-    std::set<int32_t> used_gpus;
-    double used_cpus = 0;
-    int64_t used_memory_bytes = 0;
-    // GPU index -> its model's throttle temperature (from the catalog at
-    // registration; the snapshot of every placement cycle needs it).
-    absl::flat_hash_map<int32_t, double> throttle_temp_c;
-  };
-
-  struct PendingLogs {
-    absl::Time deadline;
-    LogsCallback done;
-    v1::GetTaskLogsResponse response;
-    // request id -> index into response.logs.
-    std::map<std::string, int> outstanding;
-  };
-
   Scheduler(Store* store, const Clock* clock, SchedulerOptions options);
 
   absl::Status Load(const Store& source) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // Runs with mu_ held once a write queued under mu_ is done.
-  using AfterWrite = std::function<void(const absl::Status&)>;
-  // The writer's completion for a write queued under mu_: takes mu_ (on the
-  // writer's thread) and runs `after`. With inline commits the completion
-  // runs inside Enqueue, where the caller already holds mu_.
-  GroupCommitWriter::Done Locked(AfterWrite after);
   // Queues the job's current state for the store and notifies watchers
   // after a state change.
   void Changed(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queues the job's current state for the store; JobWritten records the
-  // outcome, then `after` runs (both with mu_ held). A state the store
-  // refuses outright (INVALID_ARGUMENT, e.g. too large) is never queued:
-  // the job is marked unstored, `after` does not run, and the error is
-  // returned.
-  absl::Status StoreJob(const v1::Job& job, AfterWrite after = nullptr)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // StoreJob's write of any mutation of the job's key, counted in
-  // job_writes_.
-  absl::Status WriteJobKey(const std::string& job_id, StoreMutation mutation, AfterWrite after)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The store answered write `write` of `job_id` (StoreJob, or the delete
-  // of a refused submission): a failure marks the job unstored; success of
-  // its latest write marks it stored.
-  void JobWritten(const std::string& job_id, int64_t write, const absl::Status& status)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void MarkUnstored(const std::string& job_id, const absl::Status& status)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queues a write of state that is not a job (power profiles, batch-size
-  // bandits, run costs, suspended nodes); a failure is logged as `what`:
-  // that state is learned again, and its next change writes it again.
-  void StoreState(StoreMutation mutation, std::string what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Notify(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // CancelJob's work under the lock; `stored` is notified once the cancel's
   // write is done.
@@ -424,19 +379,12 @@ class Scheduler {
   // lose the task's end.
   void StoreThenAck(v1::Job& job, const std::string& node, const std::string& task_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queues every unstored job's current state again (for a submission the
-  // store refused: the deletion of whatever of it may have landed). Jobs
-  // with a write on its way wait for its outcome. While the store refuses
-  // writes, one job per call asks whether it is back.
-  void WriteUnstored() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddEvent(v1::Job& job, const std::string& reason,
                 const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  NodeRecord* FindNodeByLink(AgentLink* link) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Task* FindTask(const std::string& task_id, v1::Job** job)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::Node NodeToProto(const NodeRecord& node) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Node NodeToProto(const NodeRecord& node) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Holds a task's node resources / gives them back.
   void Allocate(const v1::Job& job, const v1::Task& task)
@@ -487,15 +435,6 @@ class Scheduler {
   void PlacementStored(PendingPlacement& placement, const absl::Status& stored)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendStartTask(const v1::Job& job, const v1::Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // An older finished job keeps only its chosen node's verdict: a
-  // long-running scheduler would otherwise hold every node's scores for
-  // every job ever run (~30 KB per job on 125 nodes).
-  void TrimExplanation(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The explanation of one placement attempt (shared by the jobs of one
-  // cycle that got the same outcome).
-  std::shared_ptr<const v1::JobExplanation> Explain(const v1::Job& job,
-                                                    const PlacementResult& result) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The energy brain's power caps: the cap a new task starts at (pinned,
   // from a stored profile, or the top of a profiling run), the profiler's
   // steps as telemetry arrives, and the savings estimate at the job's end.
@@ -564,16 +503,9 @@ class Scheduler {
   void RecordRunCost(const std::string& job_class, const std::string& gpu_model,
                      int32_t batch_size, double joules_per_sample)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The GPU with `index` on `node`, or nullptr.
-  const v1::Device* GpuAt(const std::string& node, int32_t index) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const v1::Device* TaskGpu(const v1::Task& task) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The model of a placement's first GPU; empty without one.
   std::string GpuModelOf(const ReplicaPlacement& placement) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The static power of `node` attributed to `gpus` of its GPUs: its static
-  // power times their share of its GPUs; 0 for an unknown node.
-  double StaticShareW(const std::string& node, int gpus) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void ApplyTaskEvent(NodeRecord& node, const v1::TaskEvent& event)
@@ -611,8 +543,6 @@ class Scheduler {
                 const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MarkNodeDown(NodeRecord& node, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ExpireLogRequests(std::vector<std::function<void()>>* completions)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Clock* const clock_;
   const SchedulerOptions options_;
@@ -624,43 +554,18 @@ class Scheduler {
   std::map<std::string, v1::Job> jobs_ ABSL_GUARDED_BY(mu_);
   // Pending jobs: submission order per shape, and retries in backoff.
   JobQueue queue_ ABSL_GUARDED_BY(mu_);
-  // Jobs whose in-memory state the store does not have yet (a failed
-  // write; for a refused submission, its absence), and the latest write
-  // error (OK while writes succeed).
-  std::set<std::string> unstored_ ABSL_GUARDED_BY(mu_);
-  absl::Status store_error_ ABSL_GUARDED_BY(mu_);
-  // Whether the last write the store answered failed (the store is down or
-  // this scheduler fenced): nothing is placed meanwhile.
-  bool store_refusing_ ABSL_GUARDED_BY(mu_) = false;
-  // Job writes on their way to the store: the number of the latest one
-  // queued, and how many are queued. Writes are numbered from next_write_.
-  struct JobWrites {
-    int64_t latest = 0;
-    int in_flight = 0;
-  };
-  absl::flat_hash_map<std::string, JobWrites> job_writes_ ABSL_GUARDED_BY(mu_);
-  int64_t next_write_ ABSL_GUARDED_BY(mu_) = 1;
   // Tasks of placements whose write is on its way: no agent has heard of
   // them (an agent that registers meanwhile is not expected to run them).
   absl::flat_hash_set<std::string> unsent_tasks_ ABSL_GUARDED_BY(mu_);
   // Request ids of submissions waiting for the store; a duplicate waits for
   // the first one's outcome.
   absl::flat_hash_set<std::string> submitting_ ABSL_GUARDED_BY(mu_);
-  // The last cycle's explanation per shape that found no room; a pending
-  // job the cycle did not reach is explained by its shape's.
-  std::map<Shape, std::shared_ptr<const v1::JobExplanation>> last_failed_
-      ABSL_GUARDED_BY(mu_);
-  // Finished jobs, oldest first, whose explanations are still whole.
-  std::deque<std::string> finished_explained_ ABSL_GUARDED_BY(mu_);
   // SubmitJobRequest.request_id -> job id, for every stored job that has one.
   absl::flat_hash_map<std::string, std::string> request_to_job_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::string> task_to_job_
       ABSL_GUARDED_BY(mu_);
-  std::map<std::string, NodeRecord> nodes_ ABSL_GUARDED_BY(mu_);
-  // The node each live stream registered, so that a message finds its node
-  // without a scan or a name lookup (telemetry from thousands of agents is
-  // the hot path). nodes_ never drops a record, so the pointers stay valid.
-  absl::flat_hash_map<AgentLink*, NodeRecord*> link_to_node_ ABSL_GUARDED_BY(mu_);
+  // Every node, its stream, heartbeats, telemetry and held resources.
+  NodeRegistry nodes_ ABSL_GUARDED_BY(mu_){&options_.gpu_catalog};
   int64_t next_job_number_ ABSL_GUARDED_BY(mu_) = 1;
   // Whether anything placement depends on changed since the last cycle.
   bool placement_dirty_ ABSL_GUARDED_BY(mu_) = true;
@@ -668,7 +573,8 @@ class Scheduler {
   std::map<int64_t, std::pair<std::string, JobWatcher>> watchers_
       ABSL_GUARDED_BY(mu_);
   int64_t next_watcher_ ABSL_GUARDED_BY(mu_) = 1;
-  std::map<int64_t, PendingLogs> pending_logs_ ABSL_GUARDED_BY(mu_);
+  // Task-output requests waiting for agents.
+  LogRequests log_requests_ ABSL_GUARDED_BY(mu_);
   // Power profiles per (job class, GPU model, GPUs), loaded from and saved
   // to the store under "profiles/", and the predictions made from them; and
   // the tasks being profiled now.
@@ -684,10 +590,8 @@ class Scheduler {
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   // Shard bookkeeping of running sharded jobs (also in Job.shard_state).
   absl::flat_hash_map<std::string, Sharder> sharders_ ABSL_GUARDED_BY(mu_);
-  // The last placement cycle's explanation per job (memory only).
-  absl::flat_hash_map<std::string, std::shared_ptr<const v1::JobExplanation>>
-      explanations_ ABSL_GUARDED_BY(mu_);
-  int64_t next_logs_request_ ABSL_GUARDED_BY(mu_) = 1;
+  // What `joulectl explain` shows.
+  PlacementExplanations explanations_ ABSL_GUARDED_BY(mu_);
   // Since this scheduler was created (MetricsSnapshot's sums).
   double energy_j_total_ ABSL_GUARDED_BY(mu_) = 0;
   double saved_j_total_ ABSL_GUARDED_BY(mu_) = 0;
@@ -705,10 +609,10 @@ class Scheduler {
   // Drops impossible telemetry before it reaches accounting.
   TelemetryGuard telemetry_guard_ ABSL_GUARDED_BY(mu_){options_.gpu_catalog};
 
-  // Every write to the store goes through it. Last, so that it is destroyed
-  // first: its destructor runs the last completions, which use the state
-  // above.
-  std::unique_ptr<GroupCommitWriter> writer_;
+  // Every write to the store goes through it (guarded by mu_ itself). Last,
+  // so that it is destroyed first: its destructor runs the last
+  // completions, which use the state above.
+  std::unique_ptr<JobStore> store_;
 };
 
 }  // namespace joule
