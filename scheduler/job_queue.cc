@@ -10,7 +10,8 @@ namespace joule {
 
 JobQueue::Shape JobQueue::ShapeOf(const v1::JobSpec& spec) {
   return Shape{spec.replicas(), spec.resources().gpus(), spec.resources().cpus(),
-               spec.resources().memory_bytes(), spec.resources().gpu_model()};
+               spec.resources().memory_bytes(), spec.resources().gpu_model(),
+               spec.placement_profile()};
 }
 
 void JobQueue::Add(const v1::Job& job, int64_t number, absl::Time now) {

@@ -29,8 +29,9 @@ namespace joule {
 class JobQueue {
  public:
   // What placement needs of a job: replicas, GPUs, CPUs and memory per
-  // replica, GPU model. Jobs of one shape fit or do not fit alike.
-  using Shape = std::tuple<int32_t, int32_t, double, int64_t, std::string>;
+  // replica, GPU model, and the placement profile that places it. Jobs of
+  // one shape fit or do not fit alike.
+  using Shape = std::tuple<int32_t, int32_t, double, int64_t, std::string, std::string>;
   static Shape ShapeOf(const v1::JobSpec& spec);
 
   struct Entry {

@@ -216,9 +216,11 @@ absl::StatusOr<SchedulerOptions> MakeOptions(const SchedulerFlags& flags) {
       return absl::InvalidArgumentError(absl::StrCat("--placement-config ", flags.placement_config,
                                                      ": ", placement.status().message()));
     }
-    options.placement_profile = *placement->Find(placement->default_profile);
-    JLOG(INFO) << "placement config " << flags.placement_config << ": profile "
-               << placement->default_profile;
+    options.placement_config = *placement;
+    std::vector<std::string> names;
+    for (const PlacementProfile& profile : placement->profiles) names.push_back(profile.name);
+    JLOG(INFO) << "placement config " << flags.placement_config << ": profiles "
+               << absl::StrJoin(names, ", ") << "; default " << placement->default_profile;
   }
   return options;
 }

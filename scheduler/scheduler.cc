@@ -57,13 +57,12 @@ int64_t JobNumber(const std::string& job_id) {
 
 }  // namespace
 
-Scheduler::Scheduler(Store* store, const Clock* clock, SchedulerOptions options)
+Scheduler::Scheduler(Store* store, const Clock* clock, SchedulerOptions options,
+                     Pipelines pipelines)
     : clock_(clock),
       options_(options),
-      pipeline_(*PlacementPipeline::FromProfile(
-          options.placement_profile.value_or(options.energy_aware_placement ? EnergyProfile()
-                                                                            : FirstFitProfile()),
-          PluginArgs{options.telemetry_freshness})),
+      pipelines_(std::move(pipelines)),
+      default_pipeline_(pipelines_.at(options_.placement_config->default_profile).get()),
       coolest_throttle_c_([&options] {
         double coolest = std::numeric_limits<double>::infinity();
         for (const GpuModelSpec& spec : options.gpu_catalog) {
@@ -83,15 +82,33 @@ Scheduler::~Scheduler() {
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
     Store* store, const Clock* clock, SchedulerOptions options,
     const Store* initial_state) {
-  if (options.placement_profile.has_value()) {
-    absl::Status valid = ValidateProfile(*options.placement_profile);
-    if (!valid.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("placement profile ",
-                                                     options.placement_profile->name, ": ",
-                                                     valid.message()));
+  if (!options.placement_config.has_value()) {
+    options.placement_config =
+        PlacementConfig::BuiltIn(options.energy_aware_placement ? "energy" : "first-fit");
+  }
+  Pipelines pipelines;
+  for (const PlacementProfile& profile : options.placement_config->profiles) {
+    absl::Status valid = ValidateProfile(profile);
+    absl::StatusOr<std::unique_ptr<PlacementPipeline>> pipeline =
+        valid.ok() ? PlacementPipeline::FromProfile(profile,
+                                                    PluginArgs{options.telemetry_freshness})
+                   : valid;
+    if (!pipeline.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("placement profile ", profile.name, ": ", pipeline.status().message()));
+    }
+    if (!pipelines.emplace(profile.name, *std::move(pipeline)).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("placement profile ", profile.name, ": defined twice"));
     }
   }
-  std::unique_ptr<Scheduler> scheduler(new Scheduler(store, clock, options));
+  if (pipelines.count(options.placement_config->default_profile) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "placement config: default_profile ", options.placement_config->default_profile,
+        " is not among its profiles"));
+  }
+  std::unique_ptr<Scheduler> scheduler(
+      new Scheduler(store, clock, std::move(options), std::move(pipelines)));
   absl::MutexLock lock(&scheduler->mu_);
   absl::Status status =
       scheduler->Load(initial_state != nullptr ? *initial_state : *store);
@@ -244,6 +261,11 @@ absl::StatusOr<v1::Job> Scheduler::SubmitJob(v1::JobSpec spec,
   const absl::Time now = clock_->Now();
   absl::Status valid = ValidateJobSpec(spec, now);
   if (!valid.ok()) return valid;
+  if (PipelineFor(spec) == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("placement_profile: no profile named ",
+                                                   spec.placement_profile(), " (",
+                                                   ProfileNames(), ")"));
+  }
 
   v1::Job job;
   absl::StatusOr<GroupCommitWriter::Ticket> ticket;
@@ -1234,9 +1256,19 @@ void Scheduler::PlacePending() {
     }
     // Reserves what it places in the cycle's snapshot, so later jobs of the
     // cycle see it taken.
-    PlacementResult result = pipeline_->Place(request, &snapshot);
-    std::shared_ptr<const v1::JobExplanation> explanation =
-        PlacementExplanations::Build(job.id(), result, pipeline_->profile_name());
+    const PlacementPipeline* pipeline = PipelineFor(spec);
+    PlacementResult result;
+    if (pipeline != nullptr) {
+      result = pipeline->Place(request, &snapshot);
+    } else {
+      // Held until an operator configures the profile again, as a pod whose
+      // scheduler does not run waits in Kubernetes.
+      result.kind = PlacementResult::Kind::kRetryLater;
+      result.reason = absl::StrCat("placement profile ", spec.placement_profile(),
+                                   " is not configured (", ProfileNames(), ")");
+    }
+    std::shared_ptr<const v1::JobExplanation> explanation = PlacementExplanations::Build(
+        job.id(), result, pipeline != nullptr ? pipeline->profile_name() : spec.placement_profile());
     explanations_.Record(job.id(), explanation);
     if (result.kind != PlacementResult::Kind::kPlaced) {
       // Held, not refused: nodes may join or free up later.
@@ -1332,7 +1364,21 @@ bool Scheduler::HoldsTheQueue(const v1::Job& job, const PlacementRequest& reques
     }
     (*drained)->Index();
   }
-  return pipeline_->Place(request, &**drained).kind == PlacementResult::Kind::kPlaced;
+  const PlacementPipeline* pipeline = PipelineFor(job.spec());
+  return pipeline != nullptr &&
+         pipeline->Place(request, &**drained).kind == PlacementResult::Kind::kPlaced;
+}
+
+const PlacementPipeline* Scheduler::PipelineFor(const v1::JobSpec& spec) const {
+  if (spec.placement_profile().empty()) return default_pipeline_;
+  auto it = pipelines_.find(spec.placement_profile());
+  return it == pipelines_.end() ? nullptr : it->second.get();
+}
+
+std::string Scheduler::ProfileNames() const {
+  std::vector<std::string> names;
+  for (const auto& [name, pipeline] : pipelines_) names.push_back(name);
+  return absl::StrCat("known: ", absl::StrJoin(names, ", "));
 }
 
 void Scheduler::AddPending(const v1::Job& job) {

@@ -178,11 +178,12 @@ struct SchedulerOptions {
   // jobs that keep taking what frees up), holds the queue: no job submitted
   // after it is placed until it is. Zero or infinite: off.
   absl::Duration starvation_guard = absl::Hours(1);
-  // The placement profile (--placement-config's default_profile): its
-  // filters, weighted scorers and sampling. Unset: the built-in "energy"
-  // profile, or "first-fit" without energy_aware_placement. Validated by
-  // Create.
-  std::optional<PlacementProfile> placement_profile;
+  // The placement profiles (--placement-config): their filters, weighted
+  // scorers and sampling, and the default one, which places jobs whose spec
+  // names none. Unset: the built-in "energy" and "first-fit" profiles, with
+  // "energy" the default, or "first-fit" without energy_aware_placement.
+  // Validated by Create.
+  std::optional<PlacementConfig> placement_config;
   // Seeds the scheduler's random choices (the simulator fixes it).
   uint64_t random_seed = 1;
   // A GPU within this many degrees of its throttle temperature gets its cap
@@ -361,7 +362,9 @@ class Scheduler {
   MetricsSnapshot Metrics(absl::Duration job_retention) const;
 
  private:
-  Scheduler(Store* store, const Clock* clock, SchedulerOptions options);
+  using Pipelines = std::map<std::string, std::unique_ptr<PlacementPipeline>>;
+  // `options.placement_config` is set, and `pipelines` holds its profiles.
+  Scheduler(Store* store, const Clock* clock, SchedulerOptions options, Pipelines pipelines);
 
   absl::Status Load(const Store& source) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -546,7 +549,14 @@ class Scheduler {
 
   const Clock* const clock_;
   const SchedulerOptions options_;
-  const std::unique_ptr<PlacementPipeline> pipeline_;
+  // One pipeline per placement profile, by name, and the default's.
+  const Pipelines pipelines_;
+  const PlacementPipeline* const default_pipeline_;
+  // The pipeline of the job's placement_profile; null when no profile has
+  // that name (a stored job whose profile left the configuration).
+  const PlacementPipeline* PipelineFor(const v1::JobSpec& spec) const;
+  // "known: energy, first-fit".
+  std::string ProfileNames() const;
   // The lowest throttle temperature in the catalog.
   const double coolest_throttle_c_;
 

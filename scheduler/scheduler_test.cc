@@ -1073,6 +1073,70 @@ TEST_F(SchedulerTest, QueueKeepsSubmissionOrderPerShapeAndBackfillsOtherShapes) 
   EXPECT_THAT(explained->reason(), HasSubstr("waiting for resources"));
 }
 
+// A job chooses its placement profile by name: first-fit takes the first
+// feasible node by name where the default (energy) profile picks the best
+// fit; a name no profile has is refused at submission, and a stored job
+// whose profile left the configuration waits, saying so.
+TEST_F(SchedulerTest, JobsChooseTheirPlacementProfile) {
+  FakeAgentLink a, b;
+  ASSERT_THAT(Register(a, RegisterBuilder("gpu-a").Gpus(2, "V100").Build()), IsOk());
+  ASSERT_THAT(Register(b, RegisterBuilder("gpu-b").Gpus(4, "V100").Build()), IsOk());
+  // Only gpu-b can take it; its last free GPU is then the energy profile's
+  // choice (consolidation and GPU fit).
+  const std::string filler = Submit(SpecBuilder("filler").Gpus(3).Build());
+  scheduler_->Tick();
+  ASSERT_EQ(LookUpJob(filler).tasks(0).node(), "gpu-b");
+
+  const std::string energy = Submit(SpecBuilder("energy").Gpus(1).Build());
+  const std::string first_fit = Submit(
+      SpecBuilder("first-fit")
+          .Gpus(1)
+          .Mutate([](v1::JobSpec* spec) { spec->set_placement_profile("first-fit"); })
+          .Build());
+  scheduler_->Tick();
+  EXPECT_EQ(LookUpJob(energy).tasks(0).node(), "gpu-b");
+  EXPECT_EQ(LookUpJob(first_fit).tasks(0).node(), "gpu-a");
+  absl::StatusOr<v1::JobExplanation> explained = scheduler_->ExplainJob(first_fit);
+  ASSERT_THAT(explained, IsOk());
+  EXPECT_EQ(explained->profile(), "first-fit");
+  EXPECT_EQ(scheduler_->ExplainJob(energy)->profile(), "energy");
+
+  absl::StatusOr<v1::Job> unknown = scheduler_->SubmitJob(
+      SpecBuilder("typo")
+          .Gpus(1)
+          .Mutate([](v1::JobSpec* spec) { spec->set_placement_profile("enrgy"); })
+          .Build());
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(unknown.status().message(), HasSubstr("placement_profile: no profile named enrgy"));
+  EXPECT_THAT(unknown.status().message(), HasSubstr("known: energy, first-fit"));
+
+  // A pending first-fit job, then a restart whose configuration has only
+  // the energy profile.
+  const std::string waiting = Submit(
+      SpecBuilder("waiting")
+          .Gpus(8)
+          .Mutate([](v1::JobSpec* spec) { spec->set_placement_profile("first-fit"); })
+          .Build());
+  PlacementConfig energy_only;
+  energy_only.default_profile = "energy";
+  energy_only.profiles = {EnergyProfile()};
+  options_.placement_config = energy_only;
+  Restart();
+  ASSERT_THAT(Register(a, RegisterBuilder("gpu-a").Gpus(2, "V100").Build()), IsOk());
+  scheduler_->Tick();
+  const v1::Job job = LookUpJob(waiting);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING);
+  EXPECT_THAT(job.message(), HasSubstr("placement profile first-fit is not configured (known: energy)"));
+
+  // A configuration whose default profile it does not define is refused.
+  energy_only.default_profile = "first-fit";
+  options_.placement_config = energy_only;
+  absl::StatusOr<std::unique_ptr<Scheduler>> bad =
+      Scheduler::Create(store_.get(), &clock_, options_);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("default_profile first-fit"));
+}
+
 // ---- 4. Gangs ----
 
 TEST_F(SchedulerTest, GangPlacesOneReplicaPerNodeAndFailsTogether) {

@@ -568,6 +568,11 @@ absl::Status ValidateJobSpec(const joule::v1::JobSpec& spec, absl::Time now) {
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = CheckMaxBytes("placement_profile", spec.placement_profile(),
+                                     kMaxPlacementProfileLength);
+      !s.ok()) {
+    return s;
+  }
   if (absl::Status s = ValidateWorkingDir(spec); !s.ok()) return s;
   if (absl::Status s = ValidateEnergyBudget(spec); !s.ok()) return s;
   if (!std::isfinite(spec.latency_slo_ms()) || spec.latency_slo_ms() < 0 ||

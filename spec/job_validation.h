@@ -109,6 +109,7 @@ inline constexpr int kMaxLabelValueLength = 63;
 inline constexpr int kMaxUserLength = 253;
 // job_class: at most 253 bytes.
 inline constexpr int kMaxJobClassLength = 253;
+inline constexpr int kMaxPlacementProfileLength = 63;
 // working_dir: empty, or an absolute path of at most 4096 bytes without NUL.
 inline constexpr int64_t kMaxWorkingDirBytes = 4096;
 

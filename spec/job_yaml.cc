@@ -83,7 +83,7 @@ constexpr absl::string_view kJobFields[] = {
     "resources", "replicas", "batch_size", "shard_count", "objective",
     "labels",    "user",     "job_class",  "working_dir", "pin_max_cap",
     "energy_budget_j", "early_stop", "latency_slo_ms", "restart_policy",
-    "expected_samples"};
+    "expected_samples", "placement_profile"};
 constexpr absl::string_view kEarlyStopFields[] = {"patience", "min_delta",
                                                   "higher_is_better"};
 constexpr absl::string_view kResourcesFields[] = {"gpus", "cpus", "memory",
@@ -624,6 +624,9 @@ absl::Status ParseJobField(const std::string& key, const YAML::Node& value,
   if (key == "user") return ParseString(value, key, spec->mutable_user());
   if (key == "job_class") {
     return ParseString(value, key, spec->mutable_job_class());
+  }
+  if (key == "placement_profile") {
+    return ParseString(value, key, spec->mutable_placement_profile());
   }
   if (key == "working_dir") {
     return ParseString(value, key, spec->mutable_working_dir());

@@ -48,6 +48,7 @@ user: alice
 job_class: mnist
 working_dir: /tmp
 expected_samples: 3e6
+placement_profile: first-fit
 )yaml";
 
 std::string TempDir() {
@@ -81,6 +82,7 @@ TEST(ParseJobYamlTest, FullExample) {
   want.set_job_class("mnist");
   want.set_working_dir("/tmp");
   want.set_expected_samples(3e6);
+  want.set_placement_profile("first-fit");
   EXPECT_TRUE(MessageDifferencer::Equals(*spec, want))
       << spec->DebugString() << "\nwant:\n"
       << want.DebugString();
@@ -216,7 +218,7 @@ TEST(ParseJobYamlTest, Errors) {
       "allowed: name, type, command, args, env, resources, replicas, "
       "batch_size, shard_count, objective, labels, user, job_class, "
       "working_dir, pin_max_cap, energy_budget_j, early_stop, latency_slo_ms, "
-      "restart_policy, expected_samples";
+      "restart_policy, expected_samples, placement_profile";
   const std::vector<ErrorCase> cases = {
       {"not_an_integer", "name: a\ncommand: x\nresources:\n  gpus: two\n",
        "line 4, column 9: resources.gpus: expected an integer, got \"two\""},
