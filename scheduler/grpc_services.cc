@@ -330,14 +330,19 @@ grpc::ServerUnaryReactor* SchedulerGrpcService::SubmitJob(
   if (absl::Status allowed = AuthorizeSubmit(call.caller, &spec); !allowed.ok()) {
     return Refuse(context, allowed);
   }
-  absl::StatusOr<v1::Job> job = call.scheduler->SubmitJob(
-      std::move(spec), ScopedRequestId(call.caller, parsed.request_id()));
-  if (!job.ok()) return Refuse(context, job.status());
+  // Answered from the store write's completion: no callback thread waits
+  // for the commit. The reactor and `response` live until Finish.
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  bool own = false;
-  grpc::Status serialized =
-      grpc::SerializationTraits<v1::Job>::Serialize(*job, response, &own);
-  reactor->Finish(serialized);
+  call.scheduler->SubmitJobAsync(
+      std::move(spec), ScopedRequestId(call.caller, parsed.request_id()),
+      [reactor, response](absl::StatusOr<v1::Job> job) {
+        if (!job.ok()) {
+          reactor->Finish(ToGrpcStatus(job.status()));
+          return;
+        }
+        bool own = false;
+        reactor->Finish(grpc::SerializationTraits<v1::Job>::Serialize(*job, response, &own));
+      });
   return reactor;
 }
 

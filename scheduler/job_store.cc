@@ -56,14 +56,20 @@ absl::Status JobStore::Put(const v1::Job& job, AfterWrite after) {
   return WriteJobKey(job.id(), PutOf(job), std::move(after));
 }
 
-absl::StatusOr<GroupCommitWriter::Ticket> JobStore::PutNew(const v1::Job& job) {
-  return writer_->Enqueue({PutOf(job)});
-}
-
-absl::Status JobStore::Wait(GroupCommitWriter::Ticket ticket) { return writer_->Wait(ticket); }
-
-void JobStore::SubmissionFailed(const std::string& job_id, const absl::Status& status) {
-  MarkUnstored(job_id, status);
+absl::Status JobStore::PutNew(const v1::Job& job, AfterWrite after) {
+  return writer_
+      ->Enqueue({PutOf(job)},
+                Locked([this, job_id = job.id(), after = std::move(after)](
+                           const absl::Status& status) {
+                  owner_mu_->AssertHeld();
+                  if (status.ok()) {
+                    refusing_ = false;
+                  } else {
+                    MarkUnstored(job_id, status);
+                  }
+                  after(status);
+                }))
+      .status();
 }
 
 absl::Status JobStore::WriteJobKey(const std::string& job_id, StoreMutation mutation,

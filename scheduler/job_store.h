@@ -33,11 +33,12 @@ namespace joule {
 //    current state again; while the store refuses writes (down, or this
 //    scheduler fenced) one job per call asks whether it is back, and
 //    refusing() tells the scheduler not to place meanwhile.
-// 4. A new job's first write (PutNew) is waited for by its submitter
-//    without the lock, so that concurrent submissions share one commit.
+// 4. A new job's first write (PutNew) answers its submitter from its
+//    completion, so that concurrent submissions share one commit and no
+//    thread waits for it.
 //
 // Threading: thread-compatible, guarded by the owner's mutex (`owner_mu`,
-// the scheduler's lock): every method except Wait is called with it held.
+// the scheduler's lock): every method except Flush is called with it held.
 // The completions of its writes (and their `after` callbacks) run with
 // owner_mu held: on the writer's thread, which takes it, or, with inline
 // commits, inside Put, whose caller holds it. Lock order: owner_mu, then
@@ -67,16 +68,12 @@ class JobStore {
   // run, and the error is returned.
   absl::Status Put(const v1::Job& job, AfterWrite after = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(*owner_mu_);
-  // A new job's first write, for its submitter to Wait for. A refused
-  // submission must be reported with SubmissionFailed.
-  absl::StatusOr<GroupCommitWriter::Ticket> PutNew(const v1::Job& job)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(*owner_mu_);
-  // Blocks until the write is done; without owner_mu.
-  absl::Status Wait(GroupCommitWriter::Ticket ticket) ABSL_LOCKS_EXCLUDED(*owner_mu_);
-  // The store failed a new job's write: nobody learns its id, and its
-  // write's outcome is unknown, so WriteUnstored deletes whatever of it
-  // may have landed.
-  void SubmissionFailed(const std::string& job_id, const absl::Status& status)
+  // A new job's first write; `after` runs once it is done. A failed write
+  // marks the job unstored: nobody learns its id, and the write's outcome
+  // is unknown, so WriteUnstored deletes whatever of it may have landed. A
+  // job the store refuses outright is not queued and not marked: the error
+  // is returned and `after` does not run.
+  absl::Status PutNew(const v1::Job& job, AfterWrite after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(*owner_mu_);
   // Queues a write of state that is not a job (power profiles, batch-size
   // bandits, run costs, suspended nodes); a failure is logged as `what`:

@@ -251,77 +251,117 @@ void Scheduler::AddEvent(v1::Job& job, const std::string& reason,
   JLOG(INFO) << job.id() << " " << reason << ": " << message;
 }
 
-absl::StatusOr<v1::Job> Scheduler::SubmitJob(v1::JobSpec spec,
-                                             const std::string& request_id) {
+absl::StatusOr<v1::Job> Scheduler::SubmitJob(v1::JobSpec spec, const std::string& request_id) {
+  absl::Notification answered;
+  absl::StatusOr<v1::Job> answer;
+  SubmitJobAsync(std::move(spec), request_id, [&](absl::StatusOr<v1::Job> job) {
+    answer = std::move(job);
+    answered.Notify();
+  });
+  answered.WaitForNotification();
+  return answer;
+}
+
+void Scheduler::SubmitJobAsync(v1::JobSpec spec, const std::string& request_id,
+                               SubmitCallback done) {
   if (request_id.size() > kMaxRequestIdBytes) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "request_id: %d bytes, at most %d", request_id.size(), kMaxRequestIdBytes));
+    done(absl::InvalidArgumentError(absl::StrFormat(
+        "request_id: %d bytes, at most %d", request_id.size(), kMaxRequestIdBytes)));
+    return;
   }
   ApplyJobSpecDefaults(&spec);
-  const absl::Time now = clock_->Now();
-  absl::Status valid = ValidateJobSpec(spec, now);
-  if (!valid.ok()) return valid;
-  if (PipelineFor(spec) == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("placement_profile: no profile named ",
-                                                   spec.placement_profile(), " (",
-                                                   ProfileNames(), ")"));
+  absl::Status valid = ValidateJobSpec(spec, clock_->Now());
+  if (valid.ok() && PipelineFor(spec) == nullptr) {
+    valid = absl::InvalidArgumentError(absl::StrCat("placement_profile: no profile named ",
+                                                    spec.placement_profile(), " (",
+                                                    ProfileNames(), ")"));
   }
-
-  v1::Job job;
-  absl::StatusOr<GroupCommitWriter::Ticket> ticket;
-  {
-    absl::MutexLock lock(&mu_);
-    if (!request_id.empty()) {
-      // A submission with this id still waiting for the store decides:
-      // after it, the id names its job or (refused) nothing.
-      auto settled = [this, &request_id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !submitting_.contains(request_id);
-      };
-      mu_.Await(absl::Condition(&settled));
-      auto seen = request_to_job_.find(request_id);
-      if (seen != request_to_job_.end()) {
-        const v1::Job& existing = jobs_.at(seen->second);
-        if (existing.spec().SerializeAsString() != spec.SerializeAsString()) {
-          return absl::AlreadyExistsError(absl::StrCat(
-              "request_id ", request_id, " already created ", existing.id(),
-              " from a different spec"));
-        }
-        return existing;
-      }
-    }
-    // Taken for good: submissions that arrive while this one waits for the
-    // store number theirs above it, and a refused job's number is skipped.
-    const int64_t number = next_job_number_++;
-    job.set_id(absl::StrCat("job-", number));
-    *job.mutable_spec() = std::move(spec);
-    job.set_state(v1::JOB_STATE_PENDING);
-    job.set_message("waiting for placement");
-    *job.mutable_submit_time() = ToProtoTime(now);
-    job.set_request_id(request_id);
-    // Present from the start, so that `joulectl get` can tell a job measured
-    // without a carbon config (no currency) from one not yet measured.
-    job.mutable_footprint()->set_currency(options_.carbon.currency());
-    AddEvent(job, "Submitted", absl::StrCat("job ", job.spec().name(), " accepted"));
-    // Durable before the client hears of it. Queued under the lock, waited
-    // for without it: submissions arriving meanwhile share the commit.
-    ticket = store_->PutNew(job);
-    if (!ticket.ok()) return ticket.status();
-    if (!request_id.empty()) submitting_.insert(request_id);
+  if (!valid.ok()) {
+    done(valid);
+    return;
   }
-  const absl::Status stored = store_->Wait(*ticket);
   absl::MutexLock lock(&mu_);
-  if (!request_id.empty()) submitting_.erase(request_id);
+  Submit(std::move(spec), request_id, std::move(done));
+}
+
+void Scheduler::Submit(v1::JobSpec spec, const std::string& request_id, SubmitCallback done) {
+  if (!request_id.empty()) {
+    // A submission with this id still on its way to the store decides:
+    // after it, the id names its job or (refused) nothing, and this one is
+    // answered (or submitted) then.
+    if (auto waiting = submitting_.find(request_id); waiting != submitting_.end()) {
+      waiting->second.push_back([this, spec = std::move(spec), request_id,
+                                 done = std::move(done)]() mutable {
+        mu_.AssertHeld();
+        Submit(std::move(spec), request_id, std::move(done));
+      });
+      return;
+    }
+    if (auto seen = request_to_job_.find(request_id); seen != request_to_job_.end()) {
+      const v1::Job& existing = jobs_.at(seen->second);
+      if (existing.spec().SerializeAsString() != spec.SerializeAsString()) {
+        done(absl::AlreadyExistsError(absl::StrCat("request_id ", request_id,
+                                                   " already created ", existing.id(),
+                                                   " from a different spec")));
+      } else {
+        done(existing);
+      }
+      return;
+    }
+  }
+  // Taken for good: submissions that arrive while this one is on its way
+  // to the store number theirs above it, and a refused job's number is
+  // skipped.
+  v1::Job job;
+  job.set_id(absl::StrCat("job-", next_job_number_++));
+  *job.mutable_spec() = std::move(spec);
+  job.set_state(v1::JOB_STATE_PENDING);
+  job.set_message("waiting for placement");
+  *job.mutable_submit_time() = ToProtoTime(clock_->Now());
+  job.set_request_id(request_id);
+  // Present from the start, so that `joulectl get` can tell a job measured
+  // without a carbon config (no currency) from one not yet measured.
+  job.mutable_footprint()->set_currency(options_.carbon.currency());
+  AddEvent(job, "Submitted", absl::StrCat("job ", job.spec().name(), " accepted"));
+  // Durable before the client hears of it. Queued under the lock and
+  // answered from the write's completion: submissions arriving meanwhile
+  // share the commit, and no thread waits for it.
+  // (With inline commits the write, and Submitted, are done inside PutNew.)
+  if (!request_id.empty()) submitting_.try_emplace(request_id);
+  auto submitted = std::make_shared<v1::Job>(job);
+  auto answer = std::make_shared<SubmitCallback>(std::move(done));
+  const absl::Status queued =
+      store_->PutNew(job, [this, submitted, answer](const absl::Status& stored) {
+        mu_.AssertHeld();
+        Submitted(*submitted, stored, *answer);
+      });
+  if (!queued.ok()) {
+    // Refused outright: never on its way, and nobody can have queued
+    // behind it (the lock is held throughout).
+    submitting_.erase(request_id);
+    (*answer)(queued);
+  }
+}
+
+void Scheduler::Submitted(const v1::Job& job, const absl::Status& stored,
+                          const SubmitCallback& done) {
+  std::vector<std::function<void()>> waiting;
+  if (auto it = submitting_.find(job.request_id()); it != submitting_.end()) {
+    waiting = std::move(it->second);
+    submitting_.erase(it);
+  }
   if (!stored.ok()) {
     // Nothing of the job is kept, and nobody learns its id.
-    store_->SubmissionFailed(job.id(), stored);
-    return stored;
+    done(stored);
+  } else {
+    // Only now visible (get, list, cancel) and pending.
+    if (!job.request_id().empty()) request_to_job_[job.request_id()] = job.id();
+    jobs_[job.id()] = job;
+    AddPending(job);
+    placement_dirty_ = true;
+    done(job);
   }
-  // Only now visible (get, list, cancel) and pending.
-  if (!request_id.empty()) request_to_job_[request_id] = job.id();
-  jobs_[job.id()] = job;
-  AddPending(job);
-  placement_dirty_ = true;
-  return job;
+  for (std::function<void()>& submit : waiting) submit();
 }
 
 absl::StatusOr<v1::Job> Scheduler::GetJob(const std::string& job_id) const {

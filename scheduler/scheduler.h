@@ -243,8 +243,9 @@ struct SchedulerOptions {
 //
 // Job life cycle:
 //  1. SubmitJob validates, stores durably (fsync) and queues the job; a
-//     failed write refuses the job. It waits for the store without the
-//     lock, so concurrent submissions share one commit.
+//     failed write refuses the job. The answer comes from the write's
+//     completion (SubmitJobAsync), so concurrent submissions share one
+//     commit and no thread waits for it.
 //  2. Tick() places pending jobs in submission order through the placement
 //     pipeline (a gang is placed whole), queues the tasks' write as
 //     STARTING, and sends StartTask to the agents from that write's
@@ -299,9 +300,17 @@ class Scheduler {
   ~Scheduler();
 
   // Client API.
-  // With a `request_id` already seen, returns the job it created (the same
-  // spec) or ALREADY_EXISTS (another spec); a retried submit never makes a
-  // second job.
+  // Validates the spec, stores the job durably and queues it; a failed
+  // write refuses it. With a `request_id` already seen, answers with the
+  // job it created (the same spec) or ALREADY_EXISTS (another spec); a
+  // retried submit never makes a second job.
+  // `done` runs once: at once on the calling thread for an invalid spec;
+  // otherwise with the scheduler's lock held, from the store write's
+  // completion (the writer's thread; with inline commits, within the
+  // call), so it must only hand the answer on, as gRPC's Finish does.
+  using SubmitCallback = std::function<void(absl::StatusOr<v1::Job>)>;
+  void SubmitJobAsync(v1::JobSpec spec, const std::string& request_id, SubmitCallback done);
+  // SubmitJobAsync, waiting for the answer.
   absl::StatusOr<v1::Job> SubmitJob(v1::JobSpec spec,
                                     const std::string& request_id = "");
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id) const;
@@ -372,6 +381,15 @@ class Scheduler {
   // after a state change.
   void Changed(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Notify(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // SubmitJobAsync's work under the lock, for a valid spec; also run for a
+  // submission that waited for an earlier one with its request id.
+  void Submit(v1::JobSpec spec, const std::string& request_id, SubmitCallback done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The new job's write is done: the job is kept and queued (stored) or
+  // forgotten (not), `done` answers, and submissions with its request id
+  // that waited run.
+  void Submitted(const v1::Job& job, const absl::Status& stored, const SubmitCallback& done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // CancelJob's work under the lock; `stored` is notified once the cancel's
   // write is done.
   absl::StatusOr<v1::Job> CancelAndStore(const std::string& job_id, const std::string& reason,
@@ -569,7 +587,9 @@ class Scheduler {
   absl::flat_hash_set<std::string> unsent_tasks_ ABSL_GUARDED_BY(mu_);
   // Request ids of submissions waiting for the store; a duplicate waits for
   // the first one's outcome.
-  absl::flat_hash_set<std::string> submitting_ ABSL_GUARDED_BY(mu_);
+  // Each holds the submissions with the same id that arrived meanwhile.
+  absl::flat_hash_map<std::string, std::vector<std::function<void()>>> submitting_
+      ABSL_GUARDED_BY(mu_);
   // SubmitJobRequest.request_id -> job id, for every stored job that has one.
   absl::flat_hash_map<std::string, std::string> request_to_job_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::string> task_to_job_

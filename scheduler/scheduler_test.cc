@@ -3338,6 +3338,59 @@ TEST_F(GroupCommitTest, SubmitAnswersOnlyOnceDurableAndSubmissionsShareCommits) 
   EXPECT_THAT(gated_->commit_sizes(), ElementsAre(1, kMore));
 }
 
+// Submissions are answered from their write's completion: SubmitJobAsync
+// returns at once, a submission with a request id already on its way waits
+// for that one's outcome and is answered from it without a write of its
+// own, and after a refused first one it is submitted anew.
+TEST_F(GroupCommitTest, AsyncSubmissionsAreAnsweredByTheirCommit) {
+  struct Answer {
+    absl::Notification done;
+    absl::StatusOr<v1::Job> job = absl::UnknownError("not answered");
+    Scheduler::SubmitCallback Callback() {
+      return [this](absl::StatusOr<v1::Job> answer) {
+        job = std::move(answer);
+        done.Notify();
+      };
+    }
+  };
+  gated_->Close();
+  Answer first, duplicate;
+  scheduler_->SubmitJobAsync(SpecBuilder("a").Build(), "req-a", first.Callback());
+  scheduler_->SubmitJobAsync(SpecBuilder("a").Build(), "req-a", duplicate.Callback());
+  gated_->AwaitArrived(1);
+  EXPECT_FALSE(first.done.HasBeenNotified());
+  EXPECT_FALSE(duplicate.done.HasBeenNotified());
+  gated_->Open();
+  first.done.WaitForNotification();
+  duplicate.done.WaitForNotification();
+  ASSERT_THAT(first.job, IsOk());
+  ASSERT_THAT(duplicate.job, IsOk());
+  EXPECT_EQ(duplicate.job->id(), first.job->id());
+  EXPECT_EQ(gated_->arrived(), 1);
+  EXPECT_THAT(scheduler_->SubmitJob(SpecBuilder("b").Build(), "req-a"),
+              StatusIs(absl::StatusCode::kAlreadyExists, "from a different spec"));
+
+  gated_->Close();
+  Answer refused, resubmitted;
+  scheduler_->SubmitJobAsync(SpecBuilder("c").Build(), "req-c", refused.Callback());
+  scheduler_->SubmitJobAsync(SpecBuilder("c").Build(), "req-c", resubmitted.Callback());
+  gated_->AwaitArrived(2);
+  gated_->FailWrites(absl::UnavailableError("disk gone"));
+  gated_->Open();
+  refused.done.WaitForNotification();
+  resubmitted.done.WaitForNotification();
+  EXPECT_THAT(refused.job, StatusIs(absl::StatusCode::kUnavailable, "disk gone"));
+  // Its own write, refused too.
+  EXPECT_THAT(resubmitted.job, StatusIs(absl::StatusCode::kUnavailable, "disk gone"));
+  EXPECT_EQ(gated_->arrived(), 3);
+  gated_->FailWrites(absl::OkStatus());
+  absl::StatusOr<v1::Job> again = scheduler_->SubmitJob(SpecBuilder("c").Build(), "req-c");
+  ASSERT_THAT(again, IsOk());
+  EXPECT_THAT(StoredJob(again->id()), IsOk());
+  // The refused submissions' numbers are not handed out again.
+  EXPECT_EQ(again->id(), "job-4");
+}
+
 // A store that refuses the commit refuses every submission in it: nothing
 // of them is kept, and what may have landed is deleted once the store is
 // back.
