@@ -146,20 +146,21 @@ void JobStore::WriteUnstored(absl::FunctionRef<const v1::Job*(const std::string&
     // A write of the job is on its way; its outcome decides.
     if (writes_.contains(id)) continue;
     const v1::Job* job = current(id);
-    if (job == nullptr) {
-      // A submission the store refused: nobody was told its id, and its
-      // write may have landed all the same (an unknown outcome), so the
-      // store must forget it rather than recover it after a restart.
-      (void)WriteJobKey(
-          id, StoreMutation{StoreMutation::Op::kDelete, absl::StrCat(kJobKeyPrefix, id), ""},
-          nullptr);
-    } else {
-      (void)Put(*job);
-    }
+    // A submission the store refused: nobody was told its id, and its
+    // write may have landed all the same (an unknown outcome), so the store
+    // must forget it rather than recover it after a restart.
+    const absl::Status queued =
+        job != nullptr
+            ? Put(*job)
+            : WriteJobKey(id,
+                          StoreMutation{StoreMutation::Op::kDelete,
+                                        absl::StrCat(kJobKeyPrefix, id), ""},
+                          nullptr);
     // A store that is down refuses every job alike (and each try may wait
     // out a timeout): while it does, one write per call asks whether it is
-    // back. A value the store refuses outright concerns only its own job.
-    if (refusing_) break;
+    // back. A value the store refuses outright concerns only its own job
+    // and never reached the store, so it asks nothing: the next job does.
+    if (refusing_ && !absl::IsInvalidArgument(queued)) break;
   }
 }
 

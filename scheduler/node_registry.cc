@@ -32,10 +32,14 @@ absl::Status ValidateRegister(const v1::Register& message) {
   if (absl::Status name = ValidateNodeName(node.name()); !name.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("register.node.name: ", name.message()));
   }
-  if (!(node.cpus() >= 0) || !(node.static_power_w() >= 0) || node.memory_bytes() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "register.node: cpus, memory_bytes and static_power_w must be >= 0 (node ", node.name(),
-        ")"));
+  const std::pair<const char*, bool> amounts[] = {{"cpus", node.cpus() >= 0},
+                                                  {"memory_bytes", node.memory_bytes() >= 0},
+                                                  {"static_power_w", node.static_power_w() >= 0}};
+  for (const auto& [field, ok] : amounts) {
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "register.node.", field, ": must be a number >= 0 (node ", node.name(), ")"));
+    }
   }
   std::set<std::pair<int, int>> seen;
   for (const v1::Device& device : node.devices()) {

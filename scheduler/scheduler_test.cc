@@ -40,6 +40,8 @@
 #include "scheduler/carbon.h"
 #include "scheduler/store/local_store.h"
 #include "scheduler/store/store.h"
+#include "scheduler/store/testing/gated_store.h"
+#include "scheduler/testing/fake_agent_link.h"
 
 namespace joule {
 namespace {
@@ -79,116 +81,12 @@ MATCHER_P2(StatusIs, code, substring,
 
 // ---- Fakes and fixture builders ----
 
-// The scheduler's end of an agent stream that only records what is sent.
-// Thread-safe; guarded by mu_.
-class FakeAgentLink : public AgentLink {
- public:
-  void Send(const v1::SchedulerCommand& command) override {
-    absl::MutexLock lock(&mu_);
-    sent_.push_back(command);
-  }
-
-  std::vector<v1::SchedulerCommand> All() const {
-    absl::MutexLock lock(&mu_);
-    return sent_;
-  }
-
-  // The commands of one kind, oldest first.
-  std::vector<v1::SchedulerCommand> Of(CmdCase kind) const {
-    absl::MutexLock lock(&mu_);
-    std::vector<v1::SchedulerCommand> out;
-    for (const v1::SchedulerCommand& command : sent_) {
-      if (command.cmd_case() == kind) out.push_back(command);
-    }
-    return out;
-  }
-
-  // Task ids of the StopTask commands, oldest first.
-  std::vector<std::string> StoppedTaskIds() const {
-    std::vector<std::string> out;
-    for (const auto& command : Of(v1::SchedulerCommand::kStopTask)) {
-      out.push_back(command.stop_task().task_id());
-    }
-    return out;
-  }
-
-  std::vector<std::string> AckedTaskIds() const {
-    std::vector<std::string> out;
-    for (const auto& command : Of(v1::SchedulerCommand::kAckTaskEvent)) {
-      out.push_back(command.ack_task_event().task_id());
-    }
-    return out;
-  }
-
-  void Clear() {
-    absl::MutexLock lock(&mu_);
-    sent_.clear();
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  std::vector<v1::SchedulerCommand> sent_ ABSL_GUARDED_BY(mu_);
-};
-
-// Reads pass to another Store; subclasses decide what writes do.
-class ForwardingStore : public Store {
- public:
-  explicit ForwardingStore(Store* base) : base_(base) {}
-
-  absl::StatusOr<std::string> Get(absl::string_view key) const override {
-    return base_->Get(key);
-  }
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> List(
-      absl::string_view prefix) const override {
-    return base_->List(prefix);
-  }
-
- protected:
-  Store* const base_;
-};
-
-// A Store that passes everything to another one, except that its writes
-// fail with a chosen status while FailWrites is in force (etcd restarting:
-// UNAVAILABLE; this scheduler deposed: FAILED_PRECONDITION "fenced: ...").
-// Thread-safe; guarded by mu_.
-class FlakyStore : public ForwardingStore {
- public:
-  using ForwardingStore::ForwardingStore;
-
-  void FailWrites(absl::Status status) {
-    absl::MutexLock lock(&mu_);
-    failure_ = std::move(status);
-  }
-  void Heal() { FailWrites(absl::OkStatus()); }
-  int refused_writes() const {
-    absl::MutexLock lock(&mu_);
-    return refused_;
-  }
-
-  absl::Status Put(absl::string_view key, absl::string_view value) override {
-    if (absl::Status s = Refuse(); !s.ok()) return s;
-    return base_->Put(key, value);
-  }
-  absl::Status Delete(absl::string_view key) override {
-    if (absl::Status s = Refuse(); !s.ok()) return s;
-    return base_->Delete(key);
-  }
-  absl::Status Commit(const std::vector<StoreMutation>& mutations) override {
-    if (absl::Status s = Refuse(); !s.ok()) return s;
-    return base_->Commit(mutations);
-  }
-
- private:
-  absl::Status Refuse() {
-    absl::MutexLock lock(&mu_);
-    if (!failure_.ok()) ++refused_;
-    return failure_;
-  }
-
-  mutable absl::Mutex mu_;
-  absl::Status failure_ ABSL_GUARDED_BY(mu_);
-  int refused_ ABSL_GUARDED_BY(mu_) = 0;
-};
+using scheduler_testing::FakeAgentLink;
+// Writes fail with a chosen status while FailWrites is in force (etcd
+// restarting: UNAVAILABLE; this scheduler deposed: FAILED_PRECONDITION
+// "fenced: ..."), or wait at a gate while it is closed.
+using store_testing::GatedStore;
+using FlakyStore = store_testing::GatedStore;
 
 v1::Energy Joules(double gpu_j, double cpu_j = 0, double static_j = 0) {
   v1::Energy energy;
@@ -3175,69 +3073,6 @@ TEST_F(SchedulerDurabilityTest, SubmitRefusedWhenTheStoreIs) {
 }
 
 // ---- 11b. Group commit: no store I/O under the lock ----
-
-// A store whose commits can be held at a gate, as a slow fsync or etcd
-// round trip holds them, and made to fail. Counts the commits that reach
-// it.
-//
-// Thread-safe; state guarded by mu_.
-class GatedStore : public ForwardingStore {
- public:
-  using ForwardingStore::ForwardingStore;
-
-  // Commits from now on wait at the gate until Open.
-  void Close() {
-    absl::MutexLock lock(&mu_);
-    open_ = false;
-  }
-  void Open() {
-    absl::MutexLock lock(&mu_);
-    open_ = true;
-  }
-  void FailWrites(absl::Status status) {
-    absl::MutexLock lock(&mu_);
-    failure_ = std::move(status);
-  }
-  // Blocks until `n` commits have arrived since the store was made.
-  void AwaitArrived(int n) {
-    absl::MutexLock lock(&mu_);
-    auto arrived = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return arrived_ >= n; };
-    mu_.Await(absl::Condition(&arrived));
-  }
-  int arrived() const {
-    absl::MutexLock lock(&mu_);
-    return arrived_;
-  }
-  // The number of mutations of each commit, in order.
-  std::vector<size_t> commit_sizes() const {
-    absl::MutexLock lock(&mu_);
-    return commit_sizes_;
-  }
-
-  absl::Status Put(absl::string_view key, absl::string_view value) override {
-    return Commit({{StoreMutation::Op::kPut, std::string(key), std::string(value)}});
-  }
-  absl::Status Delete(absl::string_view key) override {
-    return Commit({{StoreMutation::Op::kDelete, std::string(key), ""}});
-  }
-  absl::Status Commit(const std::vector<StoreMutation>& mutations) override {
-    {
-      absl::MutexLock lock(&mu_);
-      ++arrived_;
-      mu_.Await(absl::Condition(&open_));
-      commit_sizes_.push_back(mutations.size());
-      if (!failure_.ok()) return failure_;
-    }
-    return base_->Commit(mutations);
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  bool open_ ABSL_GUARDED_BY(mu_) = true;
-  absl::Status failure_ ABSL_GUARDED_BY(mu_);
-  int arrived_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<size_t> commit_sizes_ ABSL_GUARDED_BY(mu_);
-};
 
 // The scheduler with its writer thread (the default, as joule-scheduler
 // runs) over a GatedStore on the fixture's LocalStore.
