@@ -8,8 +8,14 @@
 //   agent_swarm --scheduler=127.0.0.1:7070 --streams=2000
 //       --scheduler-pid=<pid of joule-scheduler>
 //
-// Exit status: 0 when every stream registered and none was ended by the
-// scheduler before the swarm closed it; 1 otherwise.
+// After the telemetry phase it asks the scheduler (ListNodes) for each
+// node's last sample: a node whose last sample is the last one its stream
+// sent has had every report handled (a stream delivers in order), so the
+// rate counts reports the scheduler processed, not only ones sent.
+//
+// Exit status: 0 when every stream registered, none was ended by the
+// scheduler before the swarm closed it, and the scheduler had handled every
+// stream's last report; 1 otherwise.
 
 #include <sys/types.h>
 #include <unistd.h>
@@ -19,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,9 +37,11 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/proto_time.h"
 #include "common/server_options.h"
 #include "grpcpp/grpcpp.h"
 #include "joule/v1/agent.grpc.pb.h"
+#include "joule/v1/scheduler.grpc.pb.h"
 #include "tests/load/proc_stats.h"
 #include "tests/load/swarm_stream.h"
 
@@ -145,6 +154,36 @@ TelemetryResult RunTelemetry(const SwarmFlags& flags, const Clock& clock,
   return result;
 }
 
+// How many nodes' last sample, as the scheduler reports it, is the last one
+// their stream sent; nullopt when ListNodes fails.
+// `channel` is one of its own: the swarm's are full of agent streams, up to
+// the server's limit per connection.
+std::optional<int> CountProcessed(const std::shared_ptr<grpc::Channel>& channel,
+                                  const Clock& clock,
+                                  const std::vector<std::unique_ptr<SwarmStream>>& streams,
+                                  const std::string& node_prefix) {
+  std::unique_ptr<v1::SchedulerService::Stub> stub = v1::SchedulerService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(clock.Now() + absl::Seconds(60)));
+  v1::ListNodesResponse response;
+  const grpc::Status status = stub->ListNodes(&context, v1::ListNodesRequest(), &response);
+  if (!status.ok()) {
+    std::cerr << "agent_swarm: ListNodes: " << status.error_message() << "\n";
+    return std::nullopt;
+  }
+  std::map<std::string, absl::Time> last_seen;
+  for (const v1::Node& node : response.nodes()) {
+    last_seen[node.info().name()] = FromProtoTime(node.last_sample().time());
+  }
+  int processed = 0;
+  for (size_t i = 0; i < streams.size(); ++i) {
+    const std::optional<absl::Time> sent = streams[i]->stats().last_sample_time;
+    auto seen = last_seen.find(absl::StrCat(node_prefix, i));
+    processed += sent.has_value() && seen != last_seen.end() && seen->second == *sent;
+  }
+  return processed;
+}
+
 void Row(const std::string& name, const std::string& value) {
   std::cout << absl::StrFormat("  %-34s %s\n", absl::StrCat(name, ":"), value);
 }
@@ -192,10 +231,32 @@ int Run(const SwarmFlags& flags) {
 
   // 2. Telemetry on every registered stream.
   const TelemetryResult telemetry = RunTelemetry(flags, clock, streams);
+  const absl::Time sending_ended = clock.Now();
 
   // Sampled while every stream is still open.
   const std::optional<ProcStats> after = Sample(flags.scheduler_pid);
   const int64_t swarm_threads = Sample(getpid()).value_or(ProcStats()).threads;
+
+  // Every stream's last report handled? Asked at once and then every
+  // 200 ms for at most kDrainLimit: a scheduler that kept up has handled
+  // them within a few of its own queue's milliseconds; one that fell behind
+  // has a backlog that grew over the whole phase.
+  constexpr absl::Duration kDrainLimit = absl::Seconds(2);
+  grpc::ChannelArguments query_args;
+  query_args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  query_args.SetMaxReceiveMessageSize(-1);
+  const std::shared_ptr<grpc::Channel> query = grpc::CreateCustomChannel(
+      flags.scheduler, grpc::InsecureChannelCredentials(), query_args);
+  std::optional<int> processed;
+  for (;;) {
+    processed = CountProcessed(query, clock, streams, flags.node_prefix);
+    if (!processed.has_value() || *processed == registered ||
+        clock.Now() - sending_ended > kDrainLimit) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  const absl::Duration processed_check = clock.Now() - sending_ended;
 
   // 3. Close cleanly: WritesDone on every stream, wait for the scheduler to
   // finish each; cancel what does not finish in time.
@@ -256,6 +317,11 @@ int Run(const SwarmFlags& flags) {
   Row("write_failures", absl::StrCat(write_failures));
   Row("telemetry_rate_per_s",
       absl::StrFormat("%.1f", telemetry_s > 0 ? telemetry.sent / telemetry_s : 0.0));
+  // Streams whose last report the scheduler had handled, and when it said so.
+  Row("telemetry_streams_all_handled",
+      processed.has_value() ? absl::StrCat(*processed) : "unknown (ListNodes failed)");
+  Row("telemetry_handled_answer_ms",
+      absl::StrFormat("%.0f", absl::ToDoubleMilliseconds(processed_check)));
   Row("telemetry_target_rate_per_s",
       absl::StrFormat("%.1f", registered * 1000.0 / flags.period_ms));
   Row("commands_received", absl::StrCat(commands));
@@ -300,7 +366,7 @@ int Run(const SwarmFlags& flags) {
     std::fflush(stderr);
     std::_Exit(1);
   }
-  return registered == n && failed == 0 ? 0 : 1;
+  return registered == n && failed == 0 && processed == registered ? 0 : 1;
 }
 
 }  // namespace

@@ -260,6 +260,8 @@ TEST_F(AgentSwarmTest, SchedulerServesTwoThousandStreamsWithoutThreadPerStream) 
   EXPECT_EQ(Figure(summary, "streams_closed_ok"), kStreams);
   EXPECT_GE(Figure(summary, "telemetry_written"), kStreams);  // One each at least.
   EXPECT_EQ(Figure(summary, "write_failures"), 0);
+  // Every stream's last report reached the scheduler's state.
+  EXPECT_EQ(Figure(summary, "telemetry_streams_all_handled"), kStreams);
   EXPECT_LT(Figure(summary, "scheduler_threads_after"), kMaxSchedulerThreads);
   EXPECT_LT(Figure(summary, "scheduler_threads_peak"), kMaxSchedulerThreads);
   EXPECT_LT(max_threads_seen_, kMaxSchedulerThreads);

@@ -178,7 +178,9 @@ void SwarmStream::OnDone(const grpc::Status& status) {
 
 SwarmStream::Stats SwarmStream::stats() const {
   absl::MutexLock lock(&mu_);
-  return stats_;
+  Stats stats = stats_;
+  stats.last_sample_time = last_sample_time_;
+  return stats;
 }
 
 void SwarmStream::BuildTelemetryLocked(absl::Time now) {

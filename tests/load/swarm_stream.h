@@ -97,6 +97,8 @@ class SwarmStream
     int64_t telemetry_sent = 0;
     int64_t telemetry_written = 0;
     int64_t write_failures = 0;
+    // The time stamp of the last telemetry sample sent (its NodeSample.time).
+    std::optional<absl::Time> last_sample_time;
   };
   Stats stats() const;
 
