@@ -80,7 +80,7 @@ TEST(ConfigCheckTest, SchedulerNamesABadPlacementProfile) {
       "scheduler/joule-scheduler",
       {"--check-config", "--listen=127.0.0.1:0", "--insecure", "--placement-config=" + good});
   EXPECT_EQ(sound.exit_code, 0) << sound.err;
-  EXPECT_THAT(sound.err, HasSubstr("profile packing"));
+  EXPECT_THAT(sound.err, HasSubstr("default packing"));
 }
 
 TEST(ConfigCheckTest, AgentSoundConfigurationPassesAndBadOneIsNamed) {
