@@ -22,6 +22,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "agent/process/task_cgroup.h"
+#include "agent/rendezvous.h"
+#include "contract/contract.h"
 #include "common/files.h"
 #include "common/log.h"
 #include "common/range_list.h"
@@ -296,6 +298,9 @@ v1::Register Agent::MakeRegister() {
   node->set_memory_bytes(options_.memory_bytes);
   node->set_static_power_w(options_.static_power_w);
   node->set_agent_version("joule-agent 0.1");
+  node->set_address(options_.address);
+  node->set_task_port_min(options_.task_port_min);
+  node->set_task_port_max(options_.task_port_max);
   for (const auto& [id, task] : tasks_) {
     v1::RunningTask* running = reg.add_running_tasks();
     running->set_task_id(id);
@@ -349,9 +354,13 @@ void Agent::HandleCommand(const v1::SchedulerCommand& command) {
 }
 
 absl::Status Agent::WriteHints(const Task& task) {
-  std::string text = absl::StrFormat("batch_size=%d\nshards=%s\nstop=%d\n",
-                                     task.batch_size, task.shards,
-                                     task.stop_hint ? 1 : 0);
+  contract::Hints hints;
+  if (task.batch_size > 0) hints.batch_size = task.batch_size;
+  // The scheduler formats the set; one it could not have sent is left out.
+  if (absl::StatusOr<std::set<int>> shards = ParseRangeList(task.shards); shards.ok()) {
+    hints.shards = *std::move(shards);
+  }
+  hints.stop = task.stop_hint;
   // Simulated accelerators: the slowest of the task's devices sets its pace.
   double speed = 0;
   for (int32_t index : task.spec.gpu_indices()) {
@@ -360,8 +369,9 @@ absl::Status Agent::WriteHints(const Task& task) {
     speed = speed == 0 ? *gpu->SimulatedSpeed()
                        : std::min(speed, *gpu->SimulatedSpeed());
   }
-  if (speed > 0) absl::StrAppendFormat(&text, "device_speed=%.4f\n", speed);
-  return workspace_.WriteHints(task.spec.task_id(), task.identity.gid, text);
+  if (speed > 0) hints.device_speed = speed;
+  return workspace_.WriteHints(task.spec.task_id(), task.identity.gid,
+                              contract::FormatHints(hints));
 }
 
 void Agent::StartTask(const v1::StartTask& start) {
@@ -416,6 +426,26 @@ void Agent::StartTask(const v1::StartTask& start) {
       node_busy = true;
     }
   }
+  // Replica 0 holds the gang's rendezvous port while it runs: in this
+  // node's range, not another task's, and free (another program on the
+  // node may have it). Refused as the node's state: the retry gets another.
+  if (problem.empty() && start.master_port() > 0 && start.replica_index() == 0) {
+    const int32_t port = start.master_port();
+    bool held = false;
+    for (const auto& [id, other] : tasks_) {
+      held |= other.spec.replica_index() == 0 && other.spec.master_port() == port;
+    }
+    absl::Status free = CheckPortFree(port);
+    if (port < options_.task_port_min || port > options_.task_port_max) {
+      problem = absl::StrFormat("rendezvous port %d is outside this node's range %d-%d", port,
+                                options_.task_port_min, options_.task_port_max);
+    } else if (held) {
+      problem = absl::StrFormat("rendezvous port %d is held by another task", port);
+    } else if (!free.ok()) {
+      problem = std::string(free.message());
+    }
+    node_busy = !problem.empty();
+  }
   Task task;
   task.spec = start;
   if (identity.ok()) task.identity = *identity;
@@ -456,19 +486,29 @@ void Agent::StartTask(const v1::StartTask& start) {
     SetEnv(spawn.env, "LOGNAME", task.identity.user);
     if (!task.identity.home.empty()) SetEnv(spawn.env, "HOME", task.identity.home);
     for (const auto& [key, value] : start.env()) SetEnv(spawn.env, key, value);
-    const std::vector<std::pair<std::string, std::string>> contract = {
-        {"JOULE_JOB_ID", start.job_id()},
-        {"JOULE_TASK_ID", start.task_id()},
-        {kTaskMarkEnv, task.dir},
-        {"JOULE_REPLICA_INDEX", absl::StrCat(start.replica_index())},
-        {"JOULE_REPLICA_COUNT", absl::StrCat(start.replica_count())},
-        {"JOULE_BATCH_SIZE", absl::StrCat(start.batch_size())},
-        {"JOULE_SHARDS", start.shards()},
-        {"JOULE_SHARD_COUNT", absl::StrCat(start.shard_count())},
-        {"JOULE_PROGRESS_FILE", task.progress_path},
-        {"JOULE_HINTS_FILE", task.hints_path},
-        {"CUDA_VISIBLE_DEVICES", absl::StrJoin(start.gpu_indices(), ",")},
+    std::vector<std::pair<std::string, std::string>> contract = {
+        {contract::kJobId, start.job_id()},
+        {contract::kTaskId, start.task_id()},
+        {contract::kTaskDir, task.dir},
+        {contract::kReplicaIndex, absl::StrCat(start.replica_index())},
+        {contract::kReplicaCount, absl::StrCat(start.replica_count())},
+        {contract::kBatchSize, absl::StrCat(start.batch_size())},
+        {contract::kShards, start.shards()},
+        {contract::kShardCount, absl::StrCat(start.shard_count())},
+        {contract::kProgressFile, task.progress_path},
+        {contract::kHintsFile, task.hints_path},
+        {contract::kCudaVisibleDevices, absl::StrJoin(start.gpu_indices(), ",")},
+        // torch.distributed and torchrun: one replica per node.
+        {contract::kWorldSize, absl::StrCat(start.replica_count())},
+        {contract::kRank, absl::StrCat(start.replica_index())},
+        {contract::kLocalRank, "0"},
+        {contract::kLocalWorldSize, "1"},
     };
+    if (start.master_port() > 0) {
+      contract.push_back({contract::kMasterAddr,
+                          start.master_addr().empty() ? "127.0.0.1" : start.master_addr()});
+      contract.push_back({contract::kMasterPort, absl::StrCat(start.master_port())});
+    }
     for (const auto& [key, value] : contract) SetEnv(spawn.env, key, value);
     spawn.working_dir = start.working_dir().empty() ? task.dir : start.working_dir();
     spawn.stdout_path = task.dir + "/stdout.log";
@@ -797,41 +837,38 @@ void Agent::ReadProgress(Task& task) {
   while ((end = unread.find('\n')) != absl::string_view::npos) {
     const absl::string_view line = unread.substr(0, end);
     unread.remove_prefix(end + 1);
-    // The task contract's lines: "progress samples=N steps=N [quality=X]",
-    // "shard_done shard=K", "target_reached [quality=X]". Anything else, and
-    // any malformed value, is ignored: a task's output never breaks the agent.
-    std::vector<absl::string_view> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (words.empty()) continue;
-    const absl::string_view verb = words[0];
-    if (verb == "target_reached") task.usage.set_target_reached(true);
-    // "waiting" holds until the task reports work again.
-    if (verb == "waiting") task.usage.set_waiting_for_shards(true);
-    if (verb == "progress" || verb == "shard_done") task.usage.set_waiting_for_shards(false);
-    for (size_t i = 1; i < words.size(); ++i) {
-      std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(words[i], '=');
-      double value = 0;
-      if (!absl::SimpleAtod(kv.second, &value) || !std::isfinite(value)) continue;
-      if (verb == "progress" && kv.first == "samples") task.usage.set_samples_done(value);
-      if (verb == "progress" && kv.first == "steps") task.usage.set_steps_done(value);
-      if (verb == "progress" && kv.first == "total" && value >= 0) {
-        task.usage.set_samples_total(value);
-      }
-      if (verb == "progress" && kv.first == "batch" && value >= 1 && value <= (1 << 20)) {
-        task.usage.set_latency_batch_size(static_cast<int32_t>(value));
-      }
-      if (verb == "progress" && kv.first == "latency_ms" && value >= 0) {
-        task.usage.set_latency_ms(value);
-      }
-      if ((verb == "progress" || verb == "target_reached") && kv.first == "quality") {
-        task.usage.set_quality(value);
-      }
-      if (verb == "shard_done" && kv.first == "shard" && value >= 0 &&
-          value < kMaxRangeListValue && value == std::floor(value) &&
-          (task.spec.shard_count() == 0 || value < task.spec.shard_count())) {
-        if (task.shards_done.insert(static_cast<int>(value)).second) {
+    // Anything that is not a contract event, and any malformed value, is
+    // ignored: a task's output never breaks the agent.
+    const std::optional<contract::ProgressEvent> parsed = contract::ParseProgressLine(line);
+    if (!parsed.has_value()) continue;
+    const contract::ProgressEvent& event = *parsed;
+    using Type = contract::ProgressEvent::Type;
+    switch (event.type) {
+      case Type::kProgress:
+        task.usage.set_waiting_for_shards(false);
+        if (event.samples) task.usage.set_samples_done(*event.samples);
+        if (event.steps) task.usage.set_steps_done(*event.steps);
+        if (event.total) task.usage.set_samples_total(*event.total);
+        if (event.batch) task.usage.set_latency_batch_size(*event.batch);
+        if (event.latency_ms) task.usage.set_latency_ms(*event.latency_ms);
+        if (event.quality) task.usage.set_quality(*event.quality);
+        break;
+      case Type::kShardDone:
+        task.usage.set_waiting_for_shards(false);
+        if (event.shard &&
+            (task.spec.shard_count() == 0 || *event.shard < task.spec.shard_count()) &&
+            task.shards_done.insert(*event.shard).second) {
           task.usage.set_shards_done(FormatRangeList(task.shards_done));
         }
-      }
+        break;
+      case Type::kTargetReached:
+        task.usage.set_target_reached(true);
+        if (event.quality) task.usage.set_quality(*event.quality);
+        break;
+      case Type::kWaiting:
+        // Holds until the task reports work again.
+        task.usage.set_waiting_for_shards(true);
+        break;
     }
   }
   // What is left is the start of a line still being written. A task writing

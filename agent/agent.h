@@ -81,6 +81,13 @@ struct AgentOptions {
   int64_t min_task_uid = 1000;
   // Whether tasks may run as uid 0 (--allow-root-tasks).
   bool allow_root_tasks = false;
+  // Rendezvous (agent/rendezvous.h): the address other nodes reach this
+  // node's tasks at (--address), and the ports gangs whose replica 0 runs
+  // here may hold, [task_port_min, task_port_max] (--task-ports; 0, 0:
+  // none).
+  std::string address = "127.0.0.1";
+  int32_t task_port_min = 0;
+  int32_t task_port_max = 0;
 };
 
 // The node agent's core: runs tasks as child processes, samples devices,

@@ -24,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "agent/agent.h"
+#include "agent/rendezvous.h"
 #include "agent/cap_journal.h"
 #include "agent/devices.h"
 #include "agent/hardware.h"
@@ -55,6 +56,9 @@ constexpr char kLinkService[] = "joule.v1.AgentService";
 struct AgentFlags {
   std::string scheduler = "127.0.0.1:7070";
   std::string listen = "0.0.0.0:7071";
+  // Empty: the local address of the route to the scheduler.
+  std::string address;
+  std::string task_ports = kDefaultTaskPorts;
   // Empty: no metrics endpoint.
   std::string metrics_listen;
   std::string metrics_auth_file;
@@ -155,6 +159,7 @@ std::vector<std::string> CheckConfig(const AgentFlags& flags) {
     note(CheckListenAddress(target, "--scheduler"));
   }
   note(CheckListenAddress(flags.listen, "--listen"));
+  note(ParsePortRange(flags.task_ports).status(), "--task-ports: ");
   if (!flags.task_users.empty()) note(LoadTaskUsersFile(flags.task_users).status(), "--task-users: ");
   if (!flags.memory.empty()) {
     int64_t bytes = 0;
@@ -219,6 +224,14 @@ int Run(const AgentFlags& flags) {
   }
   options.min_task_uid = flags.min_task_uid;
   options.allow_root_tasks = flags.allow_root_tasks;
+  options.address = flags.address.empty() ? RouteAddress(flags.scheduler) : flags.address;
+  absl::StatusOr<std::pair<int32_t, int32_t>> ports = ParsePortRange(flags.task_ports);
+  if (!ports.ok()) {
+    std::cerr << "joule-agent: --task-ports: " << ports.status().message() << "\n";
+    return 2;
+  }
+  options.task_port_min = ports->first;
+  options.task_port_max = ports->second;
   options.cpus = flags.cpus > 0 ? flags.cpus : std::thread::hardware_concurrency();
   options.memory_bytes = MemTotalBytes(flags.procfs_root);
   if (!flags.memory.empty()) {
@@ -451,6 +464,14 @@ int main(int argc, char** argv) {
                  "Scheduler address HOST:PORT, or the comma-separated addresses of "
                  "all replicas (HOST:PORT,HOST:PORT,...): the agent registers with "
                  "the leader, following standbys' redirects (env JOULE_SCHEDULER)")
+      ->capture_default_str();
+  app.add_option("--address", flags.address,
+                 "Address other nodes reach this node's tasks at: a gang's MASTER_ADDR "
+                 "when its replica 0 runs here (default: the local address of the "
+                 "route to --scheduler; on Kubernetes, the pod IP)");
+  app.add_option("--task-ports", flags.task_ports,
+                 "LOW-HIGH: ports handed to gangs whose replica 0 runs here, for their "
+                 "rendezvous (MASTER_PORT); none: no ports")
       ->capture_default_str();
   app.add_option("--listen", flags.listen,
                  "HOST:PORT of the agent's gRPC server (health service); port 0 "

@@ -28,21 +28,6 @@ namespace joule::examples {
 namespace {
 
 
-// Parses a positive integer environment value for ReadTaskEnv.
-absl::StatusOr<int> ParsePositiveEnv(const char* name, const std::string& value,
-                                     int max) {
-  int parsed;
-  if (!absl::SimpleAtoi(value, &parsed)) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s: \"%s\" is not an integer", name, value));
-  }
-  if (parsed <= 0 || parsed > max) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: %d is out of range (must be 1..%d)", name, parsed, max));
-  }
-  return parsed;
-}
-
 volatile sig_atomic_t g_termination_requested = 0;
 
 void OnSigterm(int /*signo*/) { g_termination_requested = 1; }
@@ -67,71 +52,6 @@ std::set<int> ShardsWithin(const std::set<int>& shards, int shard_count,
 
 // ---------------------------------------------------------------------------
 // Environment.
-
-std::optional<std::string> ProcessEnv(const char* name) {
-  const char* value = std::getenv(name);
-  if (value == nullptr) return std::nullopt;
-  return std::string(value);
-}
-
-absl::StatusOr<TaskEnv> ReadTaskEnv(const EnvLookup& lookup) {
-  TaskEnv env;
-  auto text = [&](const char* name) { return lookup(name).value_or(""); };
-  env.job_id = text("JOULE_JOB_ID");
-  env.task_id = text("JOULE_TASK_ID");
-  env.cuda_visible_devices = text("CUDA_VISIBLE_DEVICES");
-  env.progress_file = text("JOULE_PROGRESS_FILE");
-  env.hints_file = text("JOULE_HINTS_FILE");
-
-  if (auto v = lookup("JOULE_REPLICA_COUNT"); v.has_value()) {
-    absl::StatusOr<int> count =
-        ParsePositiveEnv("JOULE_REPLICA_COUNT", *v, kMaxShardCount);
-    if (!count.ok()) return count.status();
-    env.replica_count = *count;
-  }
-  if (auto v = lookup("JOULE_REPLICA_INDEX"); v.has_value()) {
-    int index;
-    if (!absl::SimpleAtoi(*v, &index) || index < 0) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "JOULE_REPLICA_INDEX: \"%s\" is not a non-negative integer", *v));
-    }
-    if (index >= env.replica_count) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "JOULE_REPLICA_INDEX: %d is not below JOULE_REPLICA_COUNT=%d", index,
-          env.replica_count));
-    }
-    env.replica_index = index;
-  }
-  if (auto v = lookup("JOULE_BATCH_SIZE"); v.has_value()) {
-    absl::StatusOr<int> batch =
-        ParsePositiveEnv("JOULE_BATCH_SIZE", *v, kMaxBatchSize);
-    if (!batch.ok()) return batch.status();
-    env.batch_size = *batch;
-  }
-  if (auto v = lookup("JOULE_SHARD_COUNT"); v.has_value()) {
-    absl::StatusOr<int> count =
-        ParsePositiveEnv("JOULE_SHARD_COUNT", *v, kMaxShardCount);
-    if (!count.ok()) return count.status();
-    env.shard_count = *count;
-  }
-  if (auto v = lookup("JOULE_SHARDS"); v.has_value()) {
-    absl::StatusOr<std::set<int>> shards = ParseRangeList(*v);
-    if (!shards.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("JOULE_SHARDS: ", shards.status().message()));
-    }
-    if (env.shard_count.has_value() && !shards->empty() &&
-        *shards->rbegin() >= *env.shard_count) {
-      std::set<int> dropped;
-      ShardsWithin(*shards, *env.shard_count, &dropped);
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "JOULE_SHARDS: shards %s are not below JOULE_SHARD_COUNT=%d",
-          FormatRangeList(dropped), *env.shard_count));
-    }
-    env.shards = *std::move(shards);
-  }
-  return env;
-}
 
 // ---------------------------------------------------------------------------
 // Progress file.
@@ -193,25 +113,30 @@ absl::Status ProgressWriter::WriteLine(absl::string_view line) {
 
 absl::Status ProgressWriter::Progress(int64_t samples, int64_t steps,
                                       std::optional<double> quality) {
-  std::string line = absl::StrCat("progress samples=", samples, " steps=", steps);
-  if (total_ > 0) absl::StrAppend(&line, " total=", total_);
+  contract::ProgressEvent event;
+  event.samples = samples;
+  event.steps = steps;
+  if (total_ > 0) event.total = total_;
   if (latency_batch_ > 0) {
-    absl::StrAppend(&line, " batch=", latency_batch_,
-                    absl::StrFormat(" latency_ms=%.3f", latency_ms_));
+    event.batch = latency_batch_;
+    event.latency_ms = latency_ms_;
   }
-  if (quality.has_value()) {
-    absl::StrAppend(&line, " quality=", FormatQuality(*quality));
-  }
-  return WriteLine(line);
+  event.quality = quality;
+  return WriteLine(contract::FormatProgress(event));
 }
 
 absl::Status ProgressWriter::ShardDone(int shard) {
-  return WriteLine(absl::StrCat("shard_done shard=", shard));
+  contract::ProgressEvent event;
+  event.type = contract::ProgressEvent::Type::kShardDone;
+  event.shard = shard;
+  return WriteLine(contract::FormatProgress(event));
 }
 
 absl::Status ProgressWriter::TargetReached(std::optional<double> quality) {
-  if (!quality.has_value()) return WriteLine("target_reached");
-  return WriteLine(absl::StrCat("target_reached quality=", FormatQuality(*quality)));
+  contract::ProgressEvent event;
+  event.type = contract::ProgressEvent::Type::kTargetReached;
+  event.quality = quality;
+  return WriteLine(contract::FormatProgress(event));
 }
 
 std::string FormatQuality(double quality) {
@@ -282,70 +207,6 @@ void ProgressReporter::TargetReached(std::optional<double> quality) {
 
 // ---------------------------------------------------------------------------
 // Hints.
-
-bool Hints::operator==(const Hints& other) const {
-  return batch_size == other.batch_size && shards == other.shards &&
-         stop == other.stop && device_speed == other.device_speed;
-}
-
-Hints ParseHints(absl::string_view text, std::vector<std::string>* warnings) {
-  Hints hints;
-  auto warn = [&](int line_no, absl::string_view line, absl::string_view why) {
-    if (warnings != nullptr) {
-      warnings->push_back(
-          absl::StrFormat("line %d \"%s\": %s", line_no, line, why));
-    }
-  };
-  int line_no = 0;
-  for (absl::string_view raw : absl::StrSplit(text, '\n')) {
-    ++line_no;
-    const absl::string_view line = absl::StripAsciiWhitespace(raw);
-    if (line.empty() || line.front() == '#') continue;
-    const size_t eq = line.find('=');
-    if (eq == absl::string_view::npos) {
-      warn(line_no, line, "expected key=value");
-      continue;
-    }
-    const absl::string_view key = absl::StripAsciiWhitespace(line.substr(0, eq));
-    const absl::string_view value =
-        absl::StripAsciiWhitespace(line.substr(eq + 1));
-    if (key.empty()) {
-      warn(line_no, line, "empty key");
-    } else if (key == "batch_size") {
-      int batch;
-      if (absl::SimpleAtoi(value, &batch) && batch > 0 &&
-          batch <= kMaxBatchSize) {
-        hints.batch_size = batch;
-      } else {
-        warn(line_no, line,
-             absl::StrCat("batch_size must be an integer in 1..", kMaxBatchSize));
-      }
-    } else if (key == "shards") {
-      absl::StatusOr<std::set<int>> shards = ParseRangeList(value);
-      if (shards.ok()) {
-        hints.shards = *std::move(shards);
-      } else {
-        warn(line_no, line, shards.status().message());
-      }
-    } else if (key == "stop") {
-      if (value == "0" || value == "1") {
-        hints.stop = value == "1";
-      } else {
-        warn(line_no, line, "stop must be 0 or 1");
-      }
-    } else if (key == "device_speed") {
-      double speed;
-      if (absl::SimpleAtod(value, &speed) && std::isfinite(speed) &&
-          speed > 0.0 && speed <= 1.0) {
-        hints.device_speed = speed;
-      } else {
-        warn(line_no, line, "device_speed must be a number in (0, 1]");
-      }
-    }
-    // Any other key: ignored on purpose, see the header.
-  }
-  return hints;
-}
 
 bool HintsReader::Poll() {
   if (path_.empty()) return false;

@@ -5,8 +5,10 @@
 // agent rewrites a hints file that the task re-reads between steps. None of
 // this needs a library; this one exists so the example workloads in this
 // folder (and anyone who copies them) do not each re-implement the parsing,
-// the change detection and the simulated-accelerator pacing. It deliberately
-// depends on nothing but Abseil, so a workload can be built outside Joule.
+// the change detection and the simulated-accelerator pacing. The formats
+// themselves are the contract's one definition (contract/contract.h, which
+// the agent uses too). It depends on nothing but Abseil and that, so a
+// workload can be built outside Joule.
 //
 // Threading: everything here is meant for a workload's single main thread; no
 // class is thread-safe. The only exception is the SIGTERM flag, which is set
@@ -29,6 +31,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/range_list.h"
+#include "contract/contract.h"
 
 namespace joule::examples {
 
@@ -39,9 +42,16 @@ inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitTerminated = 143;  // 128 + SIGTERM, as a shell reports it.
 
-// Upper bound on any batch size we accept; larger values are surely a typo
-// and would make a workload allocate unbounded memory.
-inline constexpr int kMaxBatchSize = 1 << 20;
+// The contract's own definitions (contract/contract.h): the environment,
+// the hints, the progress lines.
+using contract::EnvLookup;
+using contract::Hints;
+using contract::kMaxBatchSize;
+using contract::ParseHints;
+using contract::ProcessEnv;
+using contract::ReadTaskEnv;
+using contract::TaskEnv;
+
 // Upper bound on shard indices, for the same reason: "0-999999999" must not
 // make a task build a billion-entry set.
 inline constexpr int kMaxShardCount = kMaxRangeListValue;
@@ -55,40 +65,6 @@ inline constexpr int kMaxShardCount = kMaxRangeListValue;
 // `dropped` (if non-null) so the caller can warn about them.
 std::set<int> ShardsWithin(const std::set<int>& shards, int shard_count,
                            std::set<int>* dropped);
-
-// ---------------------------------------------------------------------------
-// Environment.
-
-// What the agent told the task. Optional fields are unset when the variable is
-// missing (e.g. a task started by hand); the workload then falls back to its
-// own flags. An empty JOULE_SHARDS is different from a missing one: it means
-// "you own no shards yet" (more may arrive through the hints file).
-struct TaskEnv {
-  std::string job_id;
-  std::string task_id;
-  int replica_index = 0;
-  int replica_count = 1;
-  std::optional<int> batch_size;
-  std::optional<std::set<int>> shards;
-  std::optional<int> shard_count;
-  std::string cuda_visible_devices;
-  std::string progress_file;  // Empty: do not report progress.
-  std::string hints_file;     // Empty: no hints.
-};
-
-// Looks up one environment variable; nullopt when it is not set. Injected so
-// tests need not mutate the process environment.
-using EnvLookup = std::function<std::optional<std::string>(const char* name)>;
-
-// Reads the real process environment.
-std::optional<std::string> ProcessEnv(const char* name);
-
-// Reads and validates the contract variables. Every error is InvalidArgument
-// and starts with the variable's name ("JOULE_SHARDS: ..."), so a workload
-// can print it as is. Checks: integers are integers, batch size and counts are
-// positive, the replica index is below the replica count, and every shard in
-// JOULE_SHARDS is below JOULE_SHARD_COUNT when both are given.
-absl::StatusOr<TaskEnv> ReadTaskEnv(const EnvLookup& lookup = ProcessEnv);
 
 // ---------------------------------------------------------------------------
 // Progress file.
@@ -219,25 +195,6 @@ class ProgressReporter {
 
 // ---------------------------------------------------------------------------
 // Hints file.
-
-// The hints the agent may give. Unset fields were not in the file (or had a
-// value we could not use).
-struct Hints {
-  std::optional<int> batch_size;
-  std::optional<std::set<int>> shards;
-  std::optional<bool> stop;
-  std::optional<double> device_speed;  // In (0, 1].
-
-  bool operator==(const Hints& other) const;
-};
-
-// Parses the text of a hints file: "key=value" lines. Blank lines and lines
-// starting with '#' are skipped; unknown keys are ignored silently (a newer
-// agent may send keys this task does not know). A malformed line or an
-// unusable value (batch_size=0, device_speed=2, stop=maybe) is skipped and
-// described in `warnings` (if non-null), one entry per problem, naming the
-// line number. Never fails: a bad hint must not crash a running job.
-Hints ParseHints(absl::string_view text, std::vector<std::string>* warnings);
 
 // Re-reads the hints file when it changed.
 //

@@ -180,6 +180,32 @@ NodeRecord* NodeRegistry::Release(const std::string& name, const std::string& ta
   return &node;
 }
 
+absl::StatusOr<int32_t> NodeRegistry::PickPort(const std::string& name) {
+  NodeRecord* node = Find(name);
+  if (node == nullptr) return absl::NotFoundError(absl::StrCat("node ", name, " not found"));
+  const int32_t low = node->info.task_port_min();
+  const int32_t high = node->info.task_port_max();
+  if (low <= 0 || high < low) return 0;
+  const int64_t span = static_cast<int64_t>(high) - low + 1;
+  const int32_t start = node->next_port >= low && node->next_port <= high ? node->next_port : low;
+  for (int64_t i = 0; i < span; ++i) {
+    const int32_t port = static_cast<int32_t>(low + (start - low + i) % span);
+    if (node->used_ports.count(port) > 0) continue;
+    node->next_port = port == high ? low : port + 1;
+    return port;
+  }
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "node %s: every rendezvous port in %d-%d is held by a running gang", name, low, high));
+}
+
+void NodeRegistry::HoldPort(const std::string& name, int32_t port) {
+  nodes_[name].used_ports.insert(port);
+}
+
+void NodeRegistry::ReleasePort(const std::string& name, int32_t port) {
+  if (NodeRecord* node = Find(name); node != nullptr) node->used_ports.erase(port);
+}
+
 bool NodeRegistry::Reachable(absl::string_view name) const {
   const NodeRecord* node = Find(name);
   return node != nullptr && node->link != nullptr;

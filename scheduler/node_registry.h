@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/device_catalog.h"
@@ -47,6 +48,10 @@ struct NodeRecord {
   // Active tasks placed here and the GPUs they hold.
   std::set<std::string> task_ids;
   std::set<int32_t> used_gpus;
+  // Rendezvous ports held by gangs whose replica 0 runs here, and where the
+  // next search starts (round robin: a retry gets a fresh port).
+  std::set<int32_t> used_ports;
+  int32_t next_port = 0;
   double used_cpus = 0;
   int64_t used_memory_bytes = 0;
   // GPU index -> its model's throttle temperature (from the catalog at
@@ -131,6 +136,15 @@ class NodeRegistry {
                 const std::vector<int32_t>& gpus, double cpus, int64_t memory_bytes);
   NodeRecord* Release(const std::string& node, const std::string& task_id,
                       const std::vector<int32_t>& gpus, double cpus, int64_t memory_bytes);
+
+  // A rendezvous port for a gang whose replica 0 goes to `node`: the first
+  // one from the node's round-robin cursor in [task_port_min,
+  // task_port_max] that no task holds (the cursor moves past it). 0 when
+  // the node hands out no ports; RESOURCE_EXHAUSTED when all are held.
+  // HoldPort/ReleasePort take and give one back.
+  absl::StatusOr<int32_t> PickPort(const std::string& node);
+  void HoldPort(const std::string& node, int32_t port);
+  void ReleasePort(const std::string& node, int32_t port);
 
   // Whether the node's agent has a live stream.
   bool Reachable(absl::string_view node) const;

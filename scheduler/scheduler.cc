@@ -530,6 +530,7 @@ v1::Task* Scheduler::FindTask(const std::string& task_id, v1::Job** job) {
 void Scheduler::Allocate(const v1::Job& job, const v1::Task& task) {
   nodes_.Allocate(task.node(), task.task_id(), {task.gpu_indices().begin(), task.gpu_indices().end()},
                   job.spec().resources().cpus(), job.spec().resources().memory_bytes());
+  if (task.rendezvous_port() > 0) nodes_.HoldPort(task.node(), task.rendezvous_port());
   node_power_.SetIdle(task.node(), false, clock_->Now());
 }
 
@@ -539,6 +540,7 @@ void Scheduler::Release(const v1::Job& job, const v1::Task& task) {
                      {task.gpu_indices().begin(), task.gpu_indices().end()},
                      job.spec().resources().cpus(), job.spec().resources().memory_bytes());
   if (node == nullptr) return;
+  if (task.rendezvous_port() > 0) nodes_.ReleasePort(task.node(), task.rendezvous_port());
   placement_dirty_ = true;
   if (node->task_ids.empty()) node_power_.SetIdle(task.node(), true, clock_->Now());
 }
@@ -1367,8 +1369,20 @@ void Scheduler::PlacePending() {
       walk.Continue(*entry);
       continue;
     }
+    // The gang's rendezvous port on replica 0's node (0: the node hands out
+    // none). With every port of the node held, the job waits.
+    absl::StatusOr<int32_t> port = nodes_.PickPort(result.replicas.front().node);
+    if (!port.ok()) {
+      const std::string message = absl::StrCat("not placed: ", port.status().message());
+      if (job.message() != message) {
+        job.set_message(message);
+        Changed(job);
+      }
+      walk.Continue(*entry);
+      continue;
+    }
     RemovePending(job);
-    absl::Status bound = Bind(job, result);
+    absl::Status bound = Bind(job, result, *port);
     if (!bound.ok()) {
       // Not stored, so not started: the job is pending again and waits for
       // a later cycle. A store that is down would refuse the next job too;
@@ -1443,7 +1457,8 @@ absl::StatusOr<v1::JobExplanation> Scheduler::ExplainJob(const std::string& job_
   return explanations_.Of(job->second, clock_->Now());
 }
 
-absl::Status Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
+absl::Status Scheduler::Bind(v1::Job& job, const PlacementResult& result,
+                             int32_t rendezvous_port) {
   // What an undo restores if the store refuses the placement.
   auto placement = std::make_shared<PendingPlacement>();
   placement->job_id = job.id();
@@ -1472,6 +1487,7 @@ absl::Status Scheduler::Bind(v1::Job& job, const PlacementResult& result) {
     const v1::Device* gpu = TaskGpu(*task);
     task->set_batch_size(batch_size);
     task->set_power_cap_w(gpu == nullptr ? 0 : InitialCap(job, *task, *gpu));
+    if (replica == 0) task->set_rendezvous_port(rendezvous_port);
 
     task_to_job_[task->task_id()] = job.id();
     unsent_tasks_.insert(task->task_id());
@@ -1586,6 +1602,16 @@ void Scheduler::SendStartTask(const v1::Job& job, const v1::Task& task) {
   start->set_shard_count(spec.shard_count());
   start->set_working_dir(spec.working_dir());
   start->set_user(spec.user());
+  // Every replica meets at replica 0's port on replica 0's node.
+  for (const v1::Task& first : job.tasks()) {
+    if (first.attempt() != task.attempt() || first.replica_index() != 0) continue;
+    if (first.rendezvous_port() > 0) {
+      if (const NodeRecord* node = nodes_.Find(first.node()); node != nullptr) {
+        start->set_master_addr(node->info.address());
+      }
+      start->set_master_port(first.rendezvous_port());
+    }
+  }
   nodes_.Send(task.node(), command);
 }
 

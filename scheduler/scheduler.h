@@ -435,7 +435,8 @@ class Scheduler {
   // the tasks once the store has it. Returns the error of a write refused
   // outright (the placement is undone), or, with inline commits, of the
   // write itself; OK once the write is queued.
-  absl::Status Bind(v1::Job& job, const PlacementResult& result)
+  // `rendezvous_port`: the port replica 0 holds on its node (0: none).
+  absl::Status Bind(v1::Job& job, const PlacementResult& result, int32_t rendezvous_port)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A placement whose write is on its way, and what undoes it.
   struct PendingPlacement {
