@@ -1,5 +1,8 @@
 #include "agent/agent.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -291,6 +294,11 @@ class StartBuilder {
     start_.set_shard_count(count);
     return *this;
   }
+  StartBuilder& Rendezvous(const std::string& address, int32_t port) {
+    start_.set_master_addr(address);
+    start_.set_master_port(port);
+    return *this;
+  }
   v1::SchedulerCommand Build() const {
     v1::SchedulerCommand command;
     *command.mutable_start_task() = start_;
@@ -413,6 +421,9 @@ class AgentTest : public ::testing::Test {
     options.allow_root_tasks = allow_root_tasks_;
     options.min_task_uid = min_task_uid_;
     options.task_cgroup_root = task_cgroup_root_;
+    options.address = "10.0.0.7";
+    options.task_port_min = task_ports_.first;
+    options.task_port_max = task_ports_.second;
     agent_ = std::make_unique<Agent>(
         std::move(options), std::move(devices),
         std::make_unique<EstimatedCpu>(cpu_stat_->root(), kCpuTdpW, kCpuIdleW),
@@ -465,6 +476,8 @@ class AgentTest : public ::testing::Test {
       TaskUserMap{{kRootUser, TaskIdentity{kRootUser, 0, 0, {}, ""}}};
   bool allow_root_tasks_ = true;
   int64_t min_task_uid_ = 1000;
+  // The rendezvous ports the agent hands out, for MakeAgent.
+  std::pair<int32_t, int32_t> task_ports_ = {0, 0};
   std::string task_cgroup_root_;
   std::unique_ptr<Agent> agent_;
 };
@@ -519,6 +532,93 @@ TEST_F(AgentTest, StartTaskPassesTheTaskContractEnvironment) {
   EXPECT_EQ(hints["batch_size"], "48");
   EXPECT_EQ(hints["shards"], "2,5");
   EXPECT_EQ(hints["stop"], "0");
+}
+
+// A free TCP port on this host, as the OS hands them out.
+int32_t FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_ANY);
+  socklen_t length = sizeof(address);
+  const bool ok = fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&address), length) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
+  if (fd >= 0) close(fd);
+  return ok ? ntohs(address.sin_port) : 0;
+}
+
+// Every replica gets the environment torch.distributed expects; replica 0
+// holds the gang's port while it runs and refuses, as the node's state, a
+// port outside the range, another task's, or one something else listens on.
+TEST_F(AgentTest, GangsGetTheRendezvousEnvironmentAndReplicaZeroHoldsItsPort) {
+  const int32_t port = FreePort();
+  ASSERT_GT(port, 0);
+  const int32_t other = FreePort();
+  ASSERT_GT(other, 0);
+  task_ports_ = {std::min(port, other), std::max(port, other)};
+  Agent& agent = MakeAgent(1);
+  v1::Register reg = agent.MakeRegister();
+  EXPECT_EQ(reg.node().address(), "10.0.0.7");
+  EXPECT_EQ(reg.node().task_port_min(), task_ports_.first);
+  EXPECT_EQ(reg.node().task_port_max(), task_ports_.second);
+
+  agent.HandleCommand(StartBuilder("g.r0.a1")
+                          .Shell("env > env.txt; exec sleep 30")
+                          .Replica(0, 2)
+                          .Rendezvous("10.0.0.7", port)
+                          .Build());
+  ASSERT_TRUE(sink_.FirstEvent("g.r0.a1", v1::TaskEvent::KIND_STARTED).has_value());
+  // Another gang's replica 0 asking for the same port.
+  agent.HandleCommand(
+      StartBuilder("h.r0.a1").Shell("exit 0").Replica(0, 2).Rendezvous("10.0.0.7", port).Build());
+  std::vector<v1::TaskEvent> events = sink_.Events("h.r0.a1");
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_EQ(events[0].kind(), v1::TaskEvent::KIND_START_FAILED);
+  EXPECT_TRUE(events[0].node_busy());
+  EXPECT_THAT(events[0].message(), HasSubstr(absl::StrCat("rendezvous port ", port,
+                                                          " is held by another task")));
+  // Outside the range.
+  agent.HandleCommand(StartBuilder("i.r0.a1").Shell("exit 0").Replica(0, 2).Rendezvous(
+      "10.0.0.7", 1025).Build());
+  events = sink_.Events("i.r0.a1");
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_TRUE(events[0].node_busy());
+  EXPECT_THAT(events[0].message(), HasSubstr("outside this node's range"));
+  // Something else on the node listens on the other port.
+  {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_ANY);
+    address.sin_port = htons(static_cast<uint16_t>(other));
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    ASSERT_EQ(listen(fd, 1), 0);
+    agent.HandleCommand(StartBuilder("j.r0.a1").Shell("exit 0").Replica(0, 2).Rendezvous(
+        "10.0.0.7", other).Build());
+    close(fd);
+  }
+  events = sink_.Events("j.r0.a1");
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_TRUE(events[0].node_busy());
+  EXPECT_THAT(events[0].message(), HasSubstr("in use on this node"));
+  // Replica 1 of the first gang, on this node too: it meets replica 0 there
+  // and holds nothing.
+  agent.HandleCommand(StartBuilder("g.r1.a1")
+                          .Shell("env > env.txt")
+                          .Replica(1, 2)
+                          .Rendezvous("10.0.0.7", port)
+                          .Build());
+  ASSERT_TRUE(WaitForEvent("g.r1.a1", v1::TaskEvent::KIND_EXITED).has_value());
+  std::map<std::string, std::string> env = ReadKeyValues(TaskDir("g.r1.a1") + "/env.txt");
+  EXPECT_EQ(env["MASTER_ADDR"], "10.0.0.7");
+  EXPECT_EQ(env["MASTER_PORT"], absl::StrCat(port));
+  EXPECT_EQ(env["WORLD_SIZE"], "2");
+  EXPECT_EQ(env["RANK"], "1");
+  EXPECT_EQ(env["LOCAL_RANK"], "0");
+  EXPECT_EQ(env["LOCAL_WORLD_SIZE"], "1");
+  env = ReadKeyValues(TaskDir("g.r0.a1") + "/env.txt");
+  EXPECT_EQ(env["RANK"], "0");
+  EXPECT_EQ(env["MASTER_PORT"], absl::StrCat(port));
 }
 
 TEST_F(AgentTest, ExitIsReportedWithItsCodeAndKeptUntilAcked) {

@@ -187,11 +187,12 @@ absl::StatusOr<int32_t> NodeRegistry::PickPort(const std::string& name) {
   const int32_t high = node->info.task_port_max();
   if (low <= 0 || high < low) return 0;
   const int64_t span = static_cast<int64_t>(high) - low + 1;
-  const int32_t start = node->next_port >= low && node->next_port <= high ? node->next_port : low;
+  int32_t& next = next_port_[name];
+  const int32_t start = next >= low && next <= high ? next : low;
   for (int64_t i = 0; i < span; ++i) {
     const int32_t port = static_cast<int32_t>(low + (start - low + i) % span);
     if (node->used_ports.count(port) > 0) continue;
-    node->next_port = port == high ? low : port + 1;
+    next = port == high ? low : port + 1;
     return port;
   }
   return absl::ResourceExhaustedError(absl::StrFormat(
@@ -200,6 +201,11 @@ absl::StatusOr<int32_t> NodeRegistry::PickPort(const std::string& name) {
 
 void NodeRegistry::HoldPort(const std::string& name, int32_t port) {
   nodes_[name].used_ports.insert(port);
+}
+
+void NodeRegistry::PortUsedBefore(const std::string& name, int32_t port) {
+  int32_t& next = next_port_[name];
+  next = std::max(next, port + 1);
 }
 
 void NodeRegistry::ReleasePort(const std::string& name, int32_t port) {

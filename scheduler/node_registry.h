@@ -48,10 +48,8 @@ struct NodeRecord {
   // Active tasks placed here and the GPUs they hold.
   std::set<std::string> task_ids;
   std::set<int32_t> used_gpus;
-  // Rendezvous ports held by gangs whose replica 0 runs here, and where the
-  // next search starts (round robin: a retry gets a fresh port).
+  // Rendezvous ports held by gangs whose replica 0 runs here.
   std::set<int32_t> used_ports;
-  int32_t next_port = 0;
   double used_cpus = 0;
   int64_t used_memory_bytes = 0;
   // GPU index -> its model's throttle temperature (from the catalog at
@@ -144,6 +142,10 @@ class NodeRegistry {
   // HoldPort/ReleasePort take and give one back.
   absl::StatusOr<int32_t> PickPort(const std::string& node);
   void HoldPort(const std::string& node, int32_t port);
+  // A port an earlier task of the node had (from the store, after a
+  // restart): the cursor moves past it, so that a retry does not get it
+  // again.
+  void PortUsedBefore(const std::string& node, int32_t port);
   void ReleasePort(const std::string& node, int32_t port);
 
   // Whether the node's agent has a live stream.
@@ -174,6 +176,10 @@ class NodeRegistry {
   const std::vector<GpuModelSpec>* const catalog_;
   Map nodes_;
   absl::flat_hash_map<AgentLink*, NodeRecord*> by_link_;
+  // Per node, where PickPort's search starts (round robin: a retry gets a
+  // fresh port). Apart from the records, so that a node known only from
+  // finished tasks is not made a record.
+  absl::flat_hash_map<std::string, int32_t> next_port_;
   // View's per-node scratch (kept to spare an allocation per node per
   // cycle): the last sample's GPU readings by index.
   mutable std::vector<const v1::DeviceSample*> samples_;

@@ -131,6 +131,7 @@ absl::Status Scheduler::Load(const Store& source) {
     if (!job.request_id().empty()) request_to_job_[job.request_id()] = job.id();
     for (const v1::Task& task : job.tasks()) {
       task_to_job_[task.task_id()] = job.id();
+      if (task.rendezvous_port() > 0) nodes_.PortUsedBefore(task.node(), task.rendezvous_port());
       if (!IsActive(task.state())) continue;
       // The node is known again when its agent registers; until then it is
       // down and its silence counts toward the heartbeat timeout from now.

@@ -112,6 +112,12 @@ class RegisterBuilder {
     node->set_static_power_w(60);
     node->set_agent_version("joule-agent test");
   }
+  RegisterBuilder& Rendezvous(const std::string& address, int32_t low, int32_t high) {
+    register_.mutable_node()->set_address(address);
+    register_.mutable_node()->set_task_port_min(low);
+    register_.mutable_node()->set_task_port_max(high);
+    return *this;
+  }
   RegisterBuilder& Gpus(int count, const std::string& model) {
     for (int i = 0; i < count; ++i) {
       v1::Device* device = register_.mutable_node()->add_devices();
@@ -1036,6 +1042,75 @@ TEST_F(SchedulerTest, JobsChooseTheirPlacementProfile) {
 }
 
 // ---- 4. Gangs ----
+
+// A gang meets at a port replica 0 holds on its node: every replica's
+// StartTask carries that node's address and the port; the port is held
+// while replica 0 runs (another gang gets the next one), released at its
+// end, held again after a restart, and a retry gets a fresh one.
+TEST_F(SchedulerTest, GangsGetARendezvousPortOnReplicaZerosNode) {
+  FakeAgentLink link1, link2;
+  ASSERT_THAT(Register(link1, RegisterBuilder("n1").Gpus(2, "V100").Rendezvous("10.0.0.1", 29500, 29502).Build()),
+              IsOk());
+  ASSERT_THAT(Register(link2, RegisterBuilder("n2").Gpus(2, "V100").Rendezvous("10.0.0.2", 29500, 29502).Build()),
+              IsOk());
+  const std::string first = Submit(
+      SpecBuilder("first").Gpus(1).Replicas(2).Retries(1, 1, 1).RetryOn({v1::RETRY_ON_FAILED}).Build());
+  scheduler_->Tick();
+  const v1::Task r0 = LookUpTask("job-1.r0.a1");
+  ASSERT_GT(r0.rendezvous_port(), 0);
+  EXPECT_EQ(r0.rendezvous_port(), 29500);
+  const std::string master_node = r0.node();
+  const std::string master_addr = master_node == "n1" ? "10.0.0.1" : "10.0.0.2";
+  std::vector<v1::SchedulerCommand> starts = link1.Of(v1::SchedulerCommand::kStartTask);
+  for (const auto& start : link2.Of(v1::SchedulerCommand::kStartTask)) starts.push_back(start);
+  ASSERT_THAT(starts, SizeIs(2));
+  for (const v1::SchedulerCommand& start : starts) {
+    EXPECT_EQ(start.start_task().master_addr(), master_addr) << start.ShortDebugString();
+    EXPECT_EQ(start.start_task().master_port(), 29500) << start.ShortDebugString();
+  }
+  EXPECT_EQ(LookUpTask("job-1.r1.a1").rendezvous_port(), 0);
+
+  // A second gang: on replica 0's node, the next port.
+  Submit(SpecBuilder("second").Gpus(1).Replicas(2).Build());
+  scheduler_->Tick();
+  const v1::Task second = LookUpTask("job-2.r0.a1");
+  EXPECT_EQ(second.rendezvous_port(), second.node() == master_node ? 29501 : 29500);
+
+  // A restart while both run: the agents report them, and their ports stay
+  // held: a third gang whose replica 0 lands on either node gets 29502.
+  Restart();
+  auto reregister = [&](FakeAgentLink& link, const std::string& name, const std::string& address) {
+    RegisterBuilder builder(name);
+    builder.Gpus(2, "V100").Rendezvous(address, 29500, 29502);
+    int pid = 100;
+    for (const std::string& id : {"job-1.r0.a1", "job-1.r1.a1", "job-2.r0.a1", "job-2.r1.a1"}) {
+      if (LookUpTask(id).node() == name) builder.Running(id, ++pid);
+    }
+    return Register(link, builder.Build());
+  };
+  ASSERT_THAT(reregister(link1, "n1", "10.0.0.1"), IsOk());
+  ASSERT_THAT(reregister(link2, "n2", "10.0.0.2"), IsOk());
+  ASSERT_EQ(LookUpJob(first).state(), v1::JOB_STATE_RUNNING);
+
+  // Replica 0 of the first gang is lost: the port is released, and the
+  // retry gets a fresh one (the round robin moved past it).
+  auto link_of = [&](const std::string& task_id) -> FakeAgentLink& {
+    return LookUpTask(task_id).node() == "n1" ? link1 : link2;
+  };
+  ASSERT_THAT(Exited(link_of("job-1.r0.a1"), "job-1.r0.a1", 1, Joules(10)), IsOk());
+  ASSERT_THAT(Stopped(link_of("job-1.r1.a1"), "job-1.r1.a1", Joules(10)), IsOk());
+  v1::Job job = LookUpJob(first);
+  ASSERT_EQ(job.state(), v1::JOB_STATE_PENDING) << job.message();
+  clock_.Advance(absl::Seconds(5));
+  scheduler_->Tick();
+  job = LookUpJob(first);
+  ASSERT_EQ(job.state(), v1::JOB_STATE_RUNNING) << job.message();
+  const v1::Task retry = LookUpTask("job-1.r0.a2");
+  EXPECT_GT(retry.rendezvous_port(), 0);
+  if (retry.node() == master_node) EXPECT_NE(retry.rendezvous_port(), 29500);
+  // Held ports are never handed out twice on one node.
+  if (retry.node() == second.node()) EXPECT_NE(retry.rendezvous_port(), second.rendezvous_port());
+}
 
 TEST_F(SchedulerTest, GangPlacesOneReplicaPerNodeAndFailsTogether) {
   FakeAgentLink link1, link2;
