@@ -1057,8 +1057,12 @@ void Scheduler::Evaluate(v1::Job& job) {
                                  " was lost on the way"));
   } else if (failed != nullptr || lost != nullptr) {
     // A failure decides over a loss in the same attempt: it is the
-    // workload's own verdict.
-    if (RetryOrFail(job, failed != nullptr ? *failed : *lost)) return;
+    // workload's own verdict -- except in a gang that lost a replica, whose
+    // survivors fail because a peer vanished (a torch.distributed
+    // collective errors out long before the heartbeat timeout says why):
+    // the loss is the attempt's cause.
+    const bool gang_lost = lost != nullptr && total > 1;
+    if (RetryOrFail(job, failed != nullptr && !gang_lost ? *failed : *lost)) return;
   } else if (succeeded == total && total > 0 && sharder != sharders_.end() &&
              sharder->second.done_count() > 0 && !sharder->second.AllDone()) {
     // The workload reports shards, and some were never done (their replica

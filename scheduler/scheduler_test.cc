@@ -1112,6 +1112,34 @@ TEST_F(SchedulerTest, GangsGetARendezvousPortOnReplicaZerosNode) {
   if (retry.node() == second.node()) EXPECT_NE(retry.rendezvous_port(), second.rendezvous_port());
 }
 
+// A gang whose replica's node dies: the other replica fails because its
+// peer vanished, before the heartbeat timeout says why. The loss, not that
+// failure, is the attempt's cause: the job is retried as for a loss.
+TEST_F(SchedulerTest, GangSurvivorsFailingAfterALossAreRetriedAsALoss) {
+  FakeAgentLink link1, link2;
+  ASSERT_THAT(Register(link1, RegisterBuilder("n1").Gpus(1, "V100").Build()), IsOk());
+  ASSERT_THAT(Register(link2, RegisterBuilder("n2").Gpus(1, "V100").Build()), IsOk());
+  const std::string job_id = Submit(SpecBuilder().Gpus(1).Replicas(2).Retries(2, 0, 0).Build());
+  scheduler_->Tick();
+  ASSERT_THAT(Started(link1, "job-1.r0.a1", 11), IsOk());
+  ASSERT_THAT(Started(link2, "job-1.r1.a1", 22), IsOk());
+  ASSERT_THAT(Exited(link2, "job-1.r1.a1", 1, Joules(5)), IsOk());
+  EXPECT_EQ(LookUpJob(job_id).state(), v1::JOB_STATE_RUNNING);
+  // n1 is silent from now on; n2 keeps talking.
+  AdvanceAlive(link2, options_.heartbeat_timeout + absl::Seconds(1));
+  scheduler_->Tick();
+  const v1::Job job = LookUpJob(job_id);
+  EXPECT_EQ(LookUpTask("job-1.r0.a1").state(), v1::TASK_STATE_LOST);
+  EXPECT_EQ(LookUpTask("job-1.r1.a1").state(), v1::TASK_STATE_FAILED);
+  EXPECT_NE(job.state(), v1::JOB_STATE_FAILED) << job.message();
+  EXPECT_EQ(job.retries(), 1);
+  std::string retrying;
+  for (const v1::JobEvent& event : job.events()) {
+    if (event.reason() == "Retrying") retrying = event.message();
+  }
+  EXPECT_THAT(retrying, HasSubstr("task job-1.r0.a1 lost"));
+}
+
 TEST_F(SchedulerTest, GangPlacesOneReplicaPerNodeAndFailsTogether) {
   FakeAgentLink link1, link2;
   ASSERT_THAT(Register(link1, RegisterBuilder("n1").Gpus(1, "V100").Build()),

@@ -32,6 +32,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import gc
+import importlib
 import os
 import sys
 
@@ -41,11 +43,11 @@ PROGRAM = "digits_ddp"
 def _import_joule():
     """The joule package: installed, else from this checkout's python/."""
     try:
-        import joule  # noqa: F401
+        import joule
     except ImportError:
         here = os.path.dirname(os.path.abspath(__file__))
         sys.path.insert(0, os.path.normpath(os.path.join(here, "..", "..", "python")))
-    import joule
+        import joule
     import joule.torch
     return joule
 
@@ -57,7 +59,7 @@ def parse_args(argv):
                         help="stop once validation accuracy reaches this (default 0.95)")
     parser.add_argument("--max-epochs", type=int, default=30,
                         help="stop after this many epochs (default 30)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 3e-3)")
+    parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 1e-2)")
     parser.add_argument("--seed", type=int, default=1,
                         help="seed for the weights, the validation split and shuffling")
     parser.add_argument("--batch-size", type=int, default=32,
@@ -123,12 +125,49 @@ def build_model():
     )
 
 
+def train(args, task, joule, rank: int, distributed: bool):
+    """Builds the data and the model and runs joule.torch.fit; returns its result.
+
+    Everything that references the DDP model lives in this frame, so it is
+    gone when this returns: see main() for why that matters.
+    """
+    import torch
+    from torch.utils.data import TensorDataset
+
+    train_x, train_y, val_x, val_y = load_digits_split(args.val_fraction, args.seed)
+    model = build_model()
+    if distributed:
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+
+    def accuracy(module):
+        predicted = module(val_x).argmax(dim=1)
+        return (predicted == val_y).float().mean().item()
+
+    def print_epoch(report):
+        if rank == 0:
+            print(f"epoch {report.epoch} batch={report.batch_size} "
+                  f"accuracy={report.quality:.4f} samples={report.epoch_samples}", flush=True)
+
+    return joule.torch.fit(
+        task, model, TensorDataset(train_x, train_y),
+        optimizer=optimizer, loss_fn=torch.nn.functional.cross_entropy,
+        max_epochs=args.max_epochs, evaluate=accuracy,
+        target_quality=args.target_accuracy, seed=args.seed,
+        min_step_seconds=args.min_step_seconds, on_epoch_end=print_epoch)
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    joule = _import_joule()
-    import torch
-    import torch.distributed as dist
-    from torch.utils.data import TensorDataset
+    try:
+        joule = _import_joule()
+        importlib.import_module("sklearn")
+        import torch
+        import torch.distributed as dist
+    except ImportError as error:
+        print(f"{PROGRAM}: needs torch, sklearn and the joule library (python/ in the "
+              f"checkout): {error}", file=sys.stderr)
+        return 1
 
     try:
         env = joule.read_task_env(os.environ)
@@ -153,47 +192,32 @@ def main(argv=None) -> int:
             dist.init_process_group(
                 "gloo", init_method="env://", world_size=world_size, rank=rank,
                 timeout=datetime.timedelta(seconds=args.dist_timeout_s))
-        except (RuntimeError, ValueError) as error:
+        except (RuntimeError, ValueError, OSError) as error:
             print(f"{PROGRAM}: cannot join the process group (rank {rank} of {world_size}, "
                   f"MASTER_ADDR={os.environ.get('MASTER_ADDR')}, "
                   f"MASTER_PORT={os.environ.get('MASTER_PORT')}): {error}", file=sys.stderr)
             return 1
 
     try:
-        train_x, train_y, val_x, val_y = load_digits_split(args.val_fraction, args.seed)
-        model = build_model()
-        if distributed:
-            model = torch.nn.parallel.DistributedDataParallel(model)
-        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-
-        def accuracy(module):
-            predicted = module(val_x).argmax(dim=1)
-            return (predicted == val_y).float().mean().item()
-
-        def print_epoch(report):
-            if rank == 0:
-                print(f"epoch {report.epoch} batch={report.batch_size} "
-                      f"accuracy={report.quality:.4f} samples={report.epoch_samples}",
-                      flush=True)
-
-        result = joule.torch.fit(
-            task, model, TensorDataset(train_x, train_y),
-            optimizer=optimizer, loss_fn=torch.nn.functional.cross_entropy,
-            max_epochs=args.max_epochs, evaluate=accuracy,
-            target_quality=args.target_accuracy, seed=args.seed,
-            min_step_seconds=args.min_step_seconds, on_epoch_end=print_epoch)
-        if rank == 0:
-            print(f"done epochs={result.epochs} accuracy={result.quality:.4f} "
-                  f"target_reached={int(result.target_reached)} stopped={int(result.stopped)}",
-                  flush=True)
-        return 0
+        result = train(args, task, joule, rank, distributed)
     except RuntimeError as error:
         print(f"{PROGRAM}: rank {rank}: training failed: {error}", file=sys.stderr)
         return 1
     finally:
         task.close()
-        if distributed and dist.is_initialized():
+        if distributed:
+            # The DDP model must be gone before the process group: in torch
+            # 1.13, if the group's last reference goes with the DDP reducer,
+            # its destructor joins gloo's worker threads while holding the
+            # GIL, and a worker freeing a tensor waits for the GIL: deadlock.
+            # destroy_process_group releases the GIL around that destructor.
+            gc.collect()
             dist.destroy_process_group()
+    if rank == 0:
+        print(f"done epochs={result.epochs} accuracy={result.quality:.4f} "
+              f"target_reached={int(result.target_reached)} stopped={int(result.stopped)}",
+              flush=True)
+    return 0
 
 
 if __name__ == "__main__":
