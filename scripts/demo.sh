@@ -23,6 +23,11 @@ for target in scheduler/joule-scheduler agent/joule-agent cli/joulectl \
               examples/mlp_trainer examples/batch_infer; do
   cp "bazel-bin/$target" "$WORK/bin/"
 done
+# The PyTorch job's script, with the joule library beside it.
+cp examples/jobs/digits_ddp.py "$WORK/bin/"
+mkdir -p "$WORK/bin/joule"
+cp python/joule/*.py "$WORK/bin/joule/"
+chmod -R go+rX "$WORK/bin/joule"
 BIN="$WORK/bin"
 PIDS=()
 # Tasks run as their owners, who must reach their task directories and the
@@ -157,7 +162,8 @@ done
 echo "== submitting example jobs"
 JOBS=()
 for file in examples/jobs/mnist-mlp.yaml examples/jobs/mlp-ddp-a40.yaml \
-            examples/jobs/batch-infer.yaml examples/jobs/cpu-train.yaml; do
+            examples/jobs/batch-infer.yaml examples/jobs/cpu-train.yaml \
+            examples/jobs/digits-ddp.yaml; do
   owner="$(sed -n 's/^user: *//p' "$file")"
   id="$("$BIN/joulectl" --token-file="$PKI/token-$owner" submit -q -f "$file")"
   echo "   $file -> $id (as $owner)"

@@ -28,6 +28,12 @@ PACKAGES=(
   prometheus                 # prometheus and promtool, for the metrics checks
   clang                      # scripts/fuzz.sh: libFuzzer targets
   libclang-rt-14-dev         # libFuzzer and the sanitizer runtimes for clang
+  python3-torch              # the PyTorch example job (CPU), demo and tests
+  python3-sklearn            # its data: the handwritten digits sklearn ships
+  python3-pip                # pip install of python/ (the joule library), offline:
+  python3-setuptools         #   built by these, into a venv (tested)
+  python3-wheel
+  python3-venv
 )
 # --test (scripts/test.sh): also what the Kubernetes manifest checks need.
 WITH_TEST_TOOLS=false

@@ -36,6 +36,29 @@ skipped=0
 mapfile -t targets < <(bazel query 'tests(//...)' 2>/dev/null)
 junit_add "$(bazel info bazel-testlogs 2>/dev/null)" "$bazel_log" "${targets[@]}"
 
+# The Python library (python/joule): its unit tests, the contract's shared
+# vectors and the PyTorch workload, with Debian's python3 (the one
+# python3-torch is for; a python3 earlier on PATH may not have it). One per
+# test case.
+py_log="$(mktemp)"
+/usr/bin/python3 -m unittest discover -s python/tests -t python 2>&1 | tee "$py_log"
+py_status=${PIPESTATUS[0]}
+py_ran="$(sed -n 's/^Ran \([0-9]*\) tests* in .*/\1/p' "$py_log" | tail -1)"
+py_bad="$(sed -n 's/^FAILED (\(.*\))$/\1/p' "$py_log" | grep -o '\(failures\|errors\)=[0-9]*' |
+  cut -d= -f2 | awk '{ n += $1 } END { print n + 0 }')"
+py_skipped="$(grep -o 'skipped=[0-9]*' "$py_log" | tail -1 | cut -d= -f2)"
+rm -f "$py_log"
+if [ -z "$py_ran" ]; then
+  failed=$((failed + 1))
+else
+  py_bad=${py_bad:-0}
+  py_skipped=${py_skipped:-0}
+  if [ "$py_status" -ne 0 ] && [ "$py_bad" -eq 0 ]; then py_bad=1; fi
+  passed=$((passed + py_ran - py_bad - py_skipped))
+  failed=$((failed + py_bad))
+  skipped=$((skipped + py_skipped))
+fi
+
 # The libFuzzer targets, 5 s each: one pass or failure per target.
 fuzz_log="$(mktemp)"
 ./scripts/fuzz.sh 5 2>&1 | tee "$fuzz_log"

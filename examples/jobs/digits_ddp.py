@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """A real PyTorch Joule task: a small CNN on sklearn's handwritten digits.
 
 Trains on the CPU with data parallelism over the gang (torch.distributed,
