@@ -1374,9 +1374,11 @@ void Scheduler::PlacePending() {
       walk.Continue(*entry);
       continue;
     }
-    // The gang's rendezvous port on replica 0's node (0: the node hands out
-    // none). With every port of the node held, the job waits.
-    absl::StatusOr<int32_t> port = nodes_.PickPort(result.replicas.front().node);
+    // A gang's rendezvous port on replica 0's node (0: the node hands out
+    // none; a single replica meets nobody). With every port of the node
+    // held, the job waits.
+    absl::StatusOr<int32_t> port =
+        spec.replicas() > 1 ? nodes_.PickPort(result.replicas.front().node) : 0;
     if (!port.ok()) {
       const std::string message = absl::StrCat("not placed: ", port.status().message());
       if (job.message() != message) {

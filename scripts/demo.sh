@@ -138,7 +138,7 @@ METRICS="$(sed -n 's/^metrics on //p' "$WORK/scheduler.out")"
 echo "   listening on $ADDRESS, metrics on $METRICS"
 
 start_agent() {
-  local node="$1" simulate="$2" static="$3" region="${4:-}"
+  local node="$1" simulate="$2" static="$3" ports="$4" region="${5:-}"
   # The example workloads are found through the agents' PATH.
   PATH="$BIN:$PATH" "$BIN/joule-agent" --node-name="$node" --scheduler="$ADDRESS" \
     --tls-ca="$PKI/ca.pem" --tls-cert="$PKI/node-$node.pem" --tls-key="$PKI/node-$node.key" \
@@ -146,13 +146,15 @@ start_agent() {
     ${simulate:+--simulate="$simulate"} --static-power-w="$static" \
     --work-dir="$WORK/agent-$node" --cpus=8 --memory=32Gi --listen=127.0.0.1:0 \
     --telemetry-period=0.5 ${region:+--label=joule.dev/region="$region"} \
+    --task-ports="$ports" \
     >"$WORK/agent-$node.out" 2>"$WORK/agent-$node.log" &
   PIDS+=($!)
 }
 echo "== starting three agents"
-start_agent gpu-v100 V100:4 120
-start_agent gpu-a40 A40:2 90 low-carbon
-start_agent cpu-only "" 60
+# Three "nodes" on one host share its ports: each its own rendezvous range.
+start_agent gpu-v100 V100:4 120 29500-29599
+start_agent gpu-a40 A40:2 90 29600-29699 low-carbon
+start_agent cpu-only "" 60 29700-29799
 for _ in $(seq 1 100); do
   [ "$("$BIN/joulectl" nodes 2>/dev/null | grep -c READY)" -eq 3 ] && break
   sleep 0.1

@@ -6,12 +6,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -293,6 +295,12 @@ void TestCluster::StartAgent(const std::string& node, const std::string& simulat
   }
   args.push_back(absl::StrCat("--task-users=", task_users));
   args.push_back("--allow-root-tasks");
+  // Ten rendezvous ports of its own per agent: tests run in parallel on one
+  // host, where every agent's ports are the same ports (below the
+  // ephemeral range, which outgoing connections take from).
+  static std::atomic<int> agents_started{0};
+  const int slot = (static_cast<int>(getpid()) * 16 + agents_started++) % 1200;
+  args.push_back(absl::StrFormat("--task-ports=%d-%d", 20000 + 10 * slot, 20009 + 10 * slot));
   if (insecure_) {
     args.push_back("--insecure");
   } else {
