@@ -138,9 +138,20 @@ void CapProfiler::Observe(absl::Time now, double work_done, double energy_j) {
   last_ = Mark{now, work_done, energy_j};
   switch (phase_) {
     case Phase::kNotStarted:
+      first_ = last_;
       StartCap(last_);
       return;
     case Phase::kWarmup:
+      if (cap_index_ == 0 && work_done <= first_.work) {
+        // Still starting up: the warmup begins with the first work.
+        if (now - first_.time >= options_.warmup + options_.max_window) {
+          phase_start_ = first_;
+          FinishWindow(last_);  // No work: fails profiling.
+        } else {
+          phase_start_ = last_;
+        }
+        return;
+      }
       if (now - phase_start_.time >= options_.warmup) {
         phase_ = Phase::kMeasuring;
         phase_start_ = last_;

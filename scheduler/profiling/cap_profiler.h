@@ -58,8 +58,12 @@ absl::Status ValidateProfilerOptions(const ProfilerOptions& options);
 //     cap_w() is the cap the caller should have applied; it changes only
 //     inside Observe().
 //  2. The caller feeds cumulative, monotonic counters of the task: work done
-//     (samples) and energy of the task's devices (J). The first observation,
-//     and each observation at which the cap changes, starts a warmup.
+//     (samples) and energy of the task's devices (J). The first observation
+//     at which the task has done work, and each observation at which the cap
+//     changes, starts a warmup: the task's start-up (an interpreter
+//     importing its libraries, data loading) is not the first cap's
+//     throughput. A task that does no work within warmup + max_window of the
+//     first observation fails profiling as in 4.
 //  3. The first observation at least `warmup` after that start begins the
 //     measurement window. The window ends at the first observation at least
 //     `window` later with at least min_work_per_window work done in it, or at
@@ -137,6 +141,9 @@ class CapProfiler {
   size_t cap_index_ = 0;
   // The last accepted observation.
   Mark last_;
+  // The first accepted observation: the task's start-up lasts until its
+  // work counter moves past this one's.
+  Mark first_;
   // Start of the current warmup or window.
   Mark phase_start_;
   std::vector<CapPoint> profile_;

@@ -305,6 +305,41 @@ TEST(CapProfilerTest, WindowWithoutProgressExtends) {
                                            profiler.profile().end()));
 }
 
+TEST(CapProfilerTest, StartUpWithoutWorkIsNotTheFirstCapsThroughput) {
+  // The task spends its first 20 s starting up (an interpreter importing its
+  // libraries) at idle power, then works steadily: the first cap's warmup
+  // begins with its first work, so its point is the steady rate, not one
+  // diluted by the start-up.
+  CapProfiler profiler(V100Options());
+  absl::Duration elapsed = absl::ZeroDuration();
+  const DeviceFn steady = Steady();
+  const std::vector<CapVisit> visits =
+      Drive(profiler, [&](double cap_w, absl::Duration since_change) {
+        const bool starting = elapsed < absl::Seconds(20);
+        elapsed += absl::Seconds(1);
+        if (starting) return Rates{0, 35};
+        return steady(cap_w, since_change);
+      });
+  ASSERT_TRUE(profiler.done());
+  EXPECT_TRUE(profiler.status().ok()) << profiler.status();
+  ASSERT_GE(visits.size(), 2);
+  // 20 s of start-up (the first work is seen at 20 s), 5 s warmup, 10 s
+  // window.
+  EXPECT_EQ(visits[1].at, absl::Seconds(35));
+  ASSERT_EQ(profiler.profile().size(), 7);
+  ExpectMatchesModel(profiler.profile());
+}
+
+TEST(CapProfilerTest, AStartUpThatNeverEndsAbandonsProfiling) {
+  // No work at all: profiling fails within warmup + max_window.
+  CapProfiler profiler(V100Options());
+  const std::vector<CapVisit> visits =
+      Drive(profiler, [](double, absl::Duration) { return Rates{0, 35}; });
+  ASSERT_TRUE(profiler.done());
+  EXPECT_EQ(profiler.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(profiler.status().message(), HasSubstr("no progress at 250 W in 1m5s"));
+}
+
 TEST(CapProfilerTest, SlowTaskWindowExtendsUntilMinWork) {
   // 3 samples/s uncapped, counted in whole samples: 10 s windows would see
   // ~30 samples (a 3% quantization error); at least 300 are required.
