@@ -139,10 +139,6 @@ absl::Status ProgressWriter::TargetReached(std::optional<double> quality) {
   return WriteLine(contract::FormatProgress(event));
 }
 
-std::string FormatQuality(double quality) {
-  return absl::StrFormat("%.6g", quality);
-}
-
 MonotonicTime MonotonicNow() { return std::chrono::steady_clock::now(); }
 
 int64_t WallTimeNanos() { return absl::GetCurrentTimeNanos(); }

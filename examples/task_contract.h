@@ -118,10 +118,6 @@ class ProgressWriter {
   double latency_ms_ = 0;
 };
 
-// Formats a float the way progress lines carry it: enough digits to compare
-// losses, no exponent surprises for typical values.
-std::string FormatQuality(double quality);
-
 // Monotonic time for pacing and throttling. This is the one place the
 // examples read a real clock; everything else takes the time as an argument
 // so it can be tested without sleeping.

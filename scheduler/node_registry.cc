@@ -111,12 +111,12 @@ NodeRecord* NodeRegistry::Disconnect(AgentLink* link) {
 }
 
 NodeRecord* NodeRegistry::Find(absl::string_view name) {
-  auto it = nodes_.find(std::string(name));
+  auto it = nodes_.find(name);
   return it == nodes_.end() ? nullptr : &it->second;
 }
 
 const NodeRecord* NodeRegistry::Find(absl::string_view name) const {
-  auto it = nodes_.find(std::string(name));
+  auto it = nodes_.find(name);
   return it == nodes_.end() ? nullptr : &it->second;
 }
 

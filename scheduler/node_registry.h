@@ -90,7 +90,8 @@ std::map<int32_t, std::string> PodHeldGpus(const v1::NodeSample& sample);
 // Thread-compatible: owned by the Scheduler and called with its lock held.
 class NodeRegistry {
  public:
-  using Map = std::map<std::string, NodeRecord>;
+  // Transparent: lookups by string_view allocate nothing.
+  using Map = std::map<std::string, NodeRecord, std::less<>>;
 
   // `catalog` gives the throttle temperature of each GPU model; it must
   // outlive the registry.

@@ -101,7 +101,7 @@ class ShardSampler(Sampler):
         return sum(len(contiguous_shard_bounds(self._size, count, s)) for s in self._task.shards)
 
 
-class ShardBatchSampler(Sampler):
+class ShardBatchSampler(ShardSampler):
     """Batches of dataset indices, each within one owned shard (for
     DataLoader(batch_sampler=...)).
 
@@ -116,21 +116,10 @@ class ShardBatchSampler(Sampler):
                  wait_s: Optional[float] = 0.0, report_done: bool = True):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if dataset_size < 0:
-            raise ValueError(f"dataset_size must not be negative, got {dataset_size}")
-        self._task = task
-        self._size = dataset_size
+        super().__init__(task, dataset_size, shuffle=shuffle, seed=seed, wait_s=wait_s,
+                         report_done=report_done)
         self.batch_size = batch_size
-        self._shuffle = shuffle
-        self._seed = seed
         self._drop_last = drop_last
-        self._wait_s = wait_s
-        self._report_done = report_done
-        self._epoch = 0
-        self.last_pass: Optional[ShardPass] = None
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch = epoch
 
     def __iter__(self) -> Iterator[List[int]]:
         self.last_pass = self._task.iter_shards(wait_s=self._wait_s,
@@ -146,8 +135,7 @@ class ShardBatchSampler(Sampler):
 
     def samples_owned(self) -> int:
         """Items in the shards owned now (those drop_last would skip included)."""
-        count = self._task.shard_count
-        return sum(len(contiguous_shard_bounds(self._size, count, s)) for s in self._task.shards)
+        return super().__len__()
 
     def __len__(self) -> int:
         count = self._task.shard_count
